@@ -1,0 +1,377 @@
+//! Canonical service-independent identifiers (SPEC §1).
+//!
+//! Publisher and resolver hash the canonical form, so both must compute it
+//! identically; this module is the one place that does.
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::label::{Label, SiiHash};
+use crate::name::DomainName;
+
+/// A canonical SII: `mailto:local@domain` or `tel:+E164`.
+///
+/// Only [`Sii::parse`] makes one, so every `Sii` is canonical and safe to
+/// hash.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sii {
+    /// An email address.
+    Email {
+        /// The full canonical text, `mailto:local@domain`.
+        canonical: String,
+        /// The canonical (A-label, lowercase) domain: the SII's home zone.
+        domain: DomainName,
+    },
+    /// A telephone number in E.164.
+    Tel {
+        /// The full canonical text, `tel:+digits`.
+        canonical: String,
+        /// The country calling code libphonenumber assigns.
+        country_code: u16,
+    },
+}
+
+/// A two-letter region (ISO 3166-1 alpha-2) used to read national
+/// telephone numbers, like `IT` for `06 1234 5678`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Region(phonenumber::country::Id);
+
+impl std::str::FromStr for Region {
+    type Err = SiiError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.to_ascii_uppercase()
+            .parse::<phonenumber::country::Id>()
+            .map(Region)
+            .map_err(|_| SiiError::UnknownRegion(s.to_owned()))
+    }
+}
+
+/// Why an input is not an SII. Each variant says which rule was broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SiiError {
+    /// No `@`, and not recognisable as a telephone number either.
+    #[error("not an email address or telephone number: {0:?} has no '@' (a national telephone number needs a default region)")]
+    NotAnEmailAddress(String),
+    /// `mailto:` with bad percent-encoding.
+    #[error("bad mailto: URI: percent-encoding does not decode to UTF-8")]
+    BadPercentEncoding,
+    /// The local part breaks SPEC §1.
+    #[error("bad local part: {0}")]
+    BadLocalPart(&'static str),
+    /// The domain breaks SPEC §1.
+    #[error("bad domain {domain:?}: {why}")]
+    BadDomain {
+        /// The domain as given.
+        domain: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A telephone number breaks SPEC §1.
+    #[error("bad telephone number {input:?}: {why}")]
+    BadTelephoneNumber {
+        /// The number as given.
+        input: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The region code is not a known region.
+    #[error("unknown region {0:?} (want an ISO 3166 two-letter code such as IT)")]
+    UnknownRegion(String),
+}
+
+const LOCAL_FORBIDDEN: &[char] = &['"', '(', ')', ',', ':', ';', '<', '>', '[', '\\', ']', '@'];
+const TEL_SEPARATORS: &[char] = &[' ', '-', '.', '(', ')'];
+
+impl Sii {
+    /// Canonicalizes an email address or telephone number (SPEC §1).
+    ///
+    /// `region` is the default region for national telephone numbers; with
+    /// it, an input made only of digits and separators is a telephone number.
+    pub fn parse(input: &str, region: Option<Region>) -> Result<Sii, SiiError> {
+        let lower_prefix = |p: &str| {
+            input.len() >= p.len()
+                && input.is_char_boundary(p.len())
+                && input[..p.len()].eq_ignore_ascii_case(p)
+        };
+        if lower_prefix("tel:") {
+            return parse_tel(input, &input[4..], region);
+        }
+        if input.starts_with('+') {
+            return parse_tel(input, input, region);
+        }
+        if region.is_some()
+            && !input.is_empty()
+            && input.chars().any(|c| c.is_ascii_digit())
+            && input
+                .chars()
+                .all(|c| c.is_ascii_digit() || TEL_SEPARATORS.contains(&c))
+        {
+            return parse_tel(input, input, region);
+        }
+        if lower_prefix("mailto:") {
+            let decoded = percent_encoding::percent_decode_str(&input[7..])
+                .decode_utf8()
+                .map_err(|_| SiiError::BadPercentEncoding)?;
+            return parse_email(input, &decoded);
+        }
+        parse_email(input, input)
+    }
+
+    /// The canonical text (`mailto:…` or `tel:+…`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Sii::Email { canonical, .. } | Sii::Tel { canonical, .. } => canonical,
+        }
+    }
+
+    /// SHA-256 of the canonical text (SPEC §2).
+    pub fn hash(&self) -> SiiHash {
+        SiiHash::of(self)
+    }
+
+    /// The DNS label of this SII (SPEC §2).
+    pub fn label(&self) -> Label {
+        self.hash().label()
+    }
+
+    /// Whether this is a telephone number.
+    pub fn is_tel(&self) -> bool {
+        matches!(self, Sii::Tel { .. })
+    }
+}
+
+impl fmt::Display for Sii {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Sii {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sii({})", self.as_str())
+    }
+}
+
+fn parse_email(original: &str, addr: &str) -> Result<Sii, SiiError> {
+    let (local, domain) = addr
+        .rsplit_once('@')
+        .ok_or_else(|| SiiError::NotAnEmailAddress(original.to_owned()))?;
+    if local.is_empty() {
+        return Err(SiiError::BadLocalPart("empty"));
+    }
+    if local.chars().any(char::is_whitespace) {
+        return Err(SiiError::BadLocalPart("contains white space"));
+    }
+    if local.chars().any(char::is_control) {
+        return Err(SiiError::BadLocalPart("contains a control character"));
+    }
+    if local.chars().any(|c| LOCAL_FORBIDDEN.contains(&c)) {
+        return Err(SiiError::BadLocalPart(
+            "contains one of \" ( ) , : ; < > [ \\ ] @ (quoted local parts are not supported)",
+        ));
+    }
+    let local: String = local.nfc().collect::<String>().to_lowercase();
+    if local.len() > 64 {
+        return Err(SiiError::BadLocalPart("longer than 64 octets"));
+    }
+    let bad_domain = |why: &str| SiiError::BadDomain {
+        domain: domain.to_owned(),
+        why: why.to_owned(),
+    };
+    let trimmed = domain.strip_suffix('.').unwrap_or(domain);
+    if trimmed.is_empty() {
+        return Err(bad_domain("empty"));
+    }
+    let ascii = idna::domain_to_ascii_strict(trimmed)
+        .map_err(|_| bad_domain("not a valid (internationalized) domain name"))?;
+    let domain_name = DomainName::parse(&ascii).map_err(|e| bad_domain(&e.to_string()))?;
+    if domain_name.label_count() < 2 {
+        return Err(bad_domain("needs at least two labels"));
+    }
+    Ok(Sii::Email {
+        canonical: format!("mailto:{local}@{}", domain_name.as_str()),
+        domain: domain_name,
+    })
+}
+
+fn parse_tel(original: &str, number: &str, region: Option<Region>) -> Result<Sii, SiiError> {
+    let bad = |why: &str| SiiError::BadTelephoneNumber {
+        input: original.to_owned(),
+        why: why.to_owned(),
+    };
+    let compact: String = number
+        .chars()
+        .filter(|c| !TEL_SEPARATORS.contains(c))
+        .collect();
+    let (plus, digits) = match compact.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, compact.as_str()),
+    };
+    if digits.is_empty() {
+        return Err(bad("no digits"));
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(
+            "only digits and the separators space - . ( ) are allowed",
+        ));
+    }
+    if !plus && region.is_none() {
+        return Err(bad("a number without '+' needs a default region"));
+    }
+    let parsed = if plus {
+        phonenumber::parse(None, &compact)
+    } else {
+        phonenumber::parse(region.map(|r| r.0), digits)
+    }
+    .map_err(|e| bad(&format!("cannot be parsed ({e})")))?;
+    let code = parsed.code().value();
+    let national = parsed.national().to_string();
+    check_possible(code, parsed.country().id(), &national).map_err(|w| bad(&w))?;
+    let e164 = format!("+{code}{national}");
+    if e164.len() - 1 > 15 {
+        return Err(bad("longer than 15 digits"));
+    }
+    Ok(Sii::Tel {
+        canonical: format!("tel:{e164}"),
+        country_code: code,
+    })
+}
+
+/// libphonenumber's "possible number" test: the national significant number
+/// has a length that numbers of that country can have.
+fn check_possible(
+    code: u16,
+    id: Option<phonenumber::country::Id>,
+    national: &str,
+) -> Result<(), String> {
+    let db = &*phonenumber::metadata::DATABASE;
+    // The number's own region when libphonenumber could tell it, otherwise
+    // every region sharing the calling code (+1 is the US, Canada, …).
+    let metas: Vec<&phonenumber::Metadata> = match id.and_then(|id| db.by_id(id.as_ref())) {
+        Some(m) => vec![m],
+        None => db.by_code(&code).unwrap_or_default(),
+    };
+    if metas.is_empty() {
+        return Err(format!("unknown country calling code +{code}"));
+    }
+    // libphonenumber's general descriptor lists the union of the lengths of
+    // every number type; this crate's metadata leaves it empty, so take the
+    // union here.
+    let mut possible: Vec<u16> = Vec::new();
+    for m in &metas {
+        let d = m.descriptors();
+        let types = [
+            Some(d.general()),
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ];
+        for desc in types.into_iter().flatten() {
+            possible.extend_from_slice(desc.possible_length());
+            possible.extend_from_slice(desc.possible_local_length());
+        }
+    }
+    possible.sort_unstable();
+    possible.dedup();
+    let len = national.len() as u16;
+    if possible.is_empty() || possible.contains(&len) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a number of +{code} cannot have {len} national digits (possible: {possible:?})"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(s: &str) -> String {
+        Sii::parse(s, None).unwrap().as_str().to_owned()
+    }
+
+    #[test]
+    fn email_rules() {
+        assert_eq!(canon("Alice@Example.COM"), "mailto:alice@example.com");
+        assert_eq!(
+            canon("MAILTO:Bob%2Bchat@Example.org."),
+            "mailto:bob+chat@example.org"
+        );
+        assert!(matches!(
+            Sii::parse("mailto:a%40b@example.com", None),
+            Err(SiiError::BadLocalPart(_))
+        ));
+        assert_eq!(
+            canon("ÅSA@Bücher.example"),
+            "mailto:åsa@xn--bcher-kva.example"
+        );
+        assert!(matches!(
+            Sii::parse("@example.com", None),
+            Err(SiiError::BadLocalPart(_))
+        ));
+        assert!(matches!(
+            Sii::parse("a\tb@example.com", None),
+            Err(SiiError::BadLocalPart(_))
+        ));
+        assert!(matches!(
+            Sii::parse(&format!("{}@example.com", "a".repeat(65)), None),
+            Err(SiiError::BadLocalPart(_))
+        ));
+        assert!(Sii::parse(&format!("{}@example.com", "a".repeat(64)), None).is_ok());
+        assert!(matches!(
+            Sii::parse("a@", None),
+            Err(SiiError::BadDomain { .. })
+        ));
+        assert!(matches!(
+            Sii::parse("a@exa mple.com", None),
+            Err(SiiError::BadDomain { .. })
+        ));
+        assert!(matches!(
+            Sii::parse("mailto:a%ff@example.com", None),
+            Err(SiiError::BadPercentEncoding)
+        ));
+    }
+
+    #[test]
+    fn nfc_before_lowercase() {
+        // "A" + combining ring above composes to "Å", then lowercases to "å".
+        assert_eq!(canon("A\u{30a}sa@example.com"), "mailto:åsa@example.com");
+    }
+
+    #[test]
+    fn tel_rules() {
+        assert_eq!(canon("+1 (415) 555-0123"), "tel:+14155550123");
+        assert_eq!(canon("TEL:+39.06.1234.5678"), "tel:+390612345678");
+        let it: Region = "it".parse().unwrap();
+        assert_eq!(
+            Sii::parse("06-1234-5678", Some(it)).unwrap().as_str(),
+            "tel:+390612345678"
+        );
+        assert!(matches!(
+            Sii::parse("+", None),
+            Err(SiiError::BadTelephoneNumber { .. })
+        ));
+        assert!(matches!(
+            Sii::parse("+1 415", None),
+            Err(SiiError::BadTelephoneNumber { .. })
+        ));
+        assert!(matches!(
+            Sii::parse("tel:0612345678", None),
+            Err(SiiError::BadTelephoneNumber { .. })
+        ));
+        assert!(matches!(
+            Sii::parse("+1234567890123456", None),
+            Err(SiiError::BadTelephoneNumber { .. })
+        ));
+        assert!("zz".parse::<Region>().is_err());
+    }
+}

@@ -1,1 +1,32 @@
+//! mimi-publisher: turn a provider's mappings and an authority's keys into
+//! signed mimi-dns records in DNS zones, and serve them.
+//!
+//! The pipeline, one module per step:
+//!
+//! ```text
+//!  zone.toml ──► config ──┐
+//!  mappings  ──► mappings ├─► build ──► Zone ──► zonefile (RFC 1035 text)
+//!  presigned ──► presigned│                 └──► serve (hickory-server, hot reload)
+//!  keys      ──► keys ────┘                        ▲
+//!                                        watch ────┘ (notify + re-sign timer)
+//! ```
+//!
+//! Every input is parsed into typed values first; a build either produces a
+//! complete [`zone::Zone`] or an error listing every problem with its file
+//! and line, so a bad input can never replace good published data.
 
+pub mod build;
+pub mod config;
+pub mod keys;
+pub mod mappings;
+pub mod presigned;
+pub mod problem;
+pub mod serve;
+pub mod watch;
+pub mod zone;
+pub mod zonefile;
+
+pub use build::{build_from_path, build_zone, BuildError, BuildOutput};
+pub use problem::Problem;
+pub use config::{ConfigError, ZoneConfig, ZoneRole};
+pub use zone::{Soa, Zone, ZoneRecord};

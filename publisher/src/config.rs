@@ -1,0 +1,353 @@
+//! Zone configuration (TOML).
+//!
+//! One file describes one zone: its origin and SOA/NS settings, which
+//! authority signs its assertions and with which key, and where the mappings
+//! and pre-signed assertions come from. Relative paths are relative to the
+//! configuration file, so a zone directory can be moved as a whole.
+//!
+//! ```toml
+//! origin = "example.com"
+//! role = "home"                 # or "distribution"
+//! ttl = 300                     # TTL of mimi records
+//! ns = ["ns1.example.com"]
+//!
+//! [soa]
+//! mname = "ns1.example.com"
+//! rname = "hostmaster.example.com"
+//!
+//! [authority]
+//! name = "example.com"
+//! key = "signing.pem"
+//! certificates = ["signing.cert"]
+//! validity = "14d"
+//! resign_margin = "4d"
+//!
+//! mappings = "mappings.csv"     # (top level, before [soa])
+//! presigned = ["ma.example.net.presigned"]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mimi_proto::window::WindowPolicy;
+use mimi_proto::{AuthorityName, DomainName};
+use serde::Deserialize;
+
+/// Where a zone puts each SII's records (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZoneRole {
+    /// The SII's home zone: an email's own domain, or for telephone numbers
+    /// the country-code subtree under `tel_root`. Every SII's home name must
+    /// fall inside the zone.
+    #[default]
+    Home,
+    /// A distribution point: `<label>._mimi.<origin>` for every SII.
+    Distribution,
+}
+
+/// A loaded, checked zone configuration with absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneConfig {
+    /// The configuration file itself.
+    pub path: PathBuf,
+    /// Zone origin.
+    pub origin: DomainName,
+    /// Placement of records.
+    pub role: ZoneRole,
+    /// Telephone root for home zones that hold telephone numbers.
+    pub tel_root: Option<DomainName>,
+    /// TTL of mimi records (assertions, certificates).
+    pub ttl: u32,
+    /// SOA settings (serial is computed).
+    pub soa: SoaConfig,
+    /// NS names.
+    pub ns: Vec<DomainName>,
+    /// Signing authority, if this zone publishes its own assertions or
+    /// certificates.
+    pub authority: Option<AuthorityConfig>,
+    /// Line-oriented `SII,SSI` mappings file.
+    pub mappings: Option<PathBuf>,
+    /// Files of pre-signed assertions from third-party authorities.
+    pub presigned: Vec<PathBuf>,
+}
+
+/// SOA fields a zone operator sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoaConfig {
+    /// Primary name server.
+    pub mname: DomainName,
+    /// Responsible mailbox in DNS form.
+    pub rname: DomainName,
+    /// Refresh (s).
+    pub refresh: u32,
+    /// Retry (s).
+    pub retry: u32,
+    /// Expire (s).
+    pub expire: u32,
+    /// Negative TTL (s).
+    pub minimum: u32,
+    /// TTL of the SOA and NS records.
+    pub ttl: u32,
+}
+
+/// The authority that signs this zone's assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityConfig {
+    /// `a=` of every assertion.
+    pub name: AuthorityName,
+    /// PKCS#8 PEM signing key (required when there are mappings).
+    pub key: Option<PathBuf>,
+    /// Files of certificate records to publish at `_mimi-ma.<name>`.
+    pub certificates: Vec<PathBuf>,
+    /// Validity and re-sign margin of assertions.
+    pub window: WindowPolicy,
+}
+
+/// A configuration problem, with the file it is in.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error (the message carries line and column).
+    #[error("{path}: {message}")]
+    Toml {
+        /// File.
+        path: PathBuf,
+        /// toml's message, which includes line and column.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// Which setting.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    origin: String,
+    #[serde(default)]
+    role: ZoneRole,
+    tel_root: Option<String>,
+    #[serde(default = "default_ttl")]
+    ttl: u32,
+    ns: Vec<String>,
+    soa: RawSoa,
+    authority: Option<RawAuthority>,
+    mappings: Option<PathBuf>,
+    #[serde(default)]
+    presigned: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSoa {
+    mname: String,
+    rname: String,
+    #[serde(default = "default_refresh")]
+    refresh: u32,
+    #[serde(default = "default_retry")]
+    retry: u32,
+    #[serde(default = "default_expire")]
+    expire: u32,
+    #[serde(default = "default_minimum")]
+    minimum: u32,
+    #[serde(default = "default_soa_ttl")]
+    ttl: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    name: String,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    certificates: Vec<PathBuf>,
+    validity: Option<String>,
+    resign_margin: Option<String>,
+}
+
+fn default_ttl() -> u32 {
+    300
+}
+fn default_refresh() -> u32 {
+    3600
+}
+fn default_retry() -> u32 {
+    600
+}
+fn default_expire() -> u32 {
+    1_209_600
+}
+fn default_minimum() -> u32 {
+    60
+}
+fn default_soa_ttl() -> u32 {
+    3600
+}
+
+/// Parses a duration such as `14d`, `36h` or `90m` (humantime syntax).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration like 14d or 36h ({e})"))
+}
+
+impl ZoneConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses configuration text; `path` locates relative paths and errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let name = |field: &str, s: &str| DomainName::parse(s).map_err(|e| invalid(field, e.to_string()));
+
+        let origin = name("origin", &raw.origin)?;
+        let tel_root = raw.tel_root.as_deref().map(|s| name("tel_root", s)).transpose()?;
+        if raw.ns.is_empty() {
+            return Err(invalid("ns", "at least one name server is required".into()));
+        }
+        let ns = raw
+            .ns
+            .iter()
+            .enumerate()
+            .map(|(i, s)| name(&format!("ns[{i}]"), s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let soa = SoaConfig {
+            mname: name("soa.mname", &raw.soa.mname)?,
+            rname: name("soa.rname", &raw.soa.rname)?,
+            refresh: raw.soa.refresh,
+            retry: raw.soa.retry,
+            expire: raw.soa.expire,
+            minimum: raw.soa.minimum,
+            ttl: raw.soa.ttl,
+        };
+        let authority = raw
+            .authority
+            .map(|a| -> Result<AuthorityConfig, ConfigError> {
+                let an = AuthorityName::parse(&a.name).map_err(|e| invalid("authority.name", e.to_string()))?;
+                let dur = |field: &str, v: &Option<String>, default: u64| -> Result<u64, ConfigError> {
+                    match v {
+                        None => Ok(default),
+                        Some(s) => parse_duration(s).map(|d| d.as_secs()).map_err(|m| invalid(field, m)),
+                    }
+                };
+                let validity = dur("authority.validity", &a.validity, WindowPolicy::DEFAULT.validity())?;
+                let margin = dur("authority.resign_margin", &a.resign_margin, WindowPolicy::DEFAULT.margin())?;
+                let window = WindowPolicy::new(validity, margin)
+                    .map_err(|e| invalid("authority.resign_margin", e.to_string()))?;
+                Ok(AuthorityConfig {
+                    name: an,
+                    key: a.key.as_ref().map(resolve),
+                    certificates: a.certificates.iter().map(resolve).collect(),
+                    window,
+                })
+            })
+            .transpose()?;
+        let mappings = raw.mappings.as_ref().map(resolve);
+        if mappings.is_some() && authority.as_ref().and_then(|a| a.key.as_ref()).is_none() {
+            return Err(invalid(
+                "mappings",
+                "a mappings file needs [authority] with a signing key to sign them".into(),
+            ));
+        }
+        if raw.ttl == 0 {
+            return Err(invalid("ttl", "must be positive".into()));
+        }
+        Ok(ZoneConfig {
+            path: path.to_owned(),
+            origin,
+            role: raw.role,
+            tel_root,
+            ttl: raw.ttl,
+            soa,
+            ns,
+            authority,
+            mappings,
+            presigned: raw.presigned.iter().map(resolve).collect(),
+        })
+    }
+
+    /// Every file whose change alters the zone: the configuration, mappings,
+    /// pre-signed files, the key and the certificates. The server watches
+    /// these.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.path.clone()];
+        v.extend(self.mappings.iter().cloned());
+        v.extend(self.presigned.iter().cloned());
+        if let Some(a) = &self.authority {
+            v.extend(a.key.iter().cloned());
+            v.extend(a.certificates.iter().cloned());
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+origin = "Example.com."
+ns = ["ns1.example.com"]
+[soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+"#;
+
+    #[test]
+    fn minimal_config_and_defaults() {
+        let c = ZoneConfig::from_toml(MIN, Path::new("/z/zone.toml")).unwrap();
+        assert_eq!(c.origin.as_str(), "example.com");
+        assert_eq!(c.role, ZoneRole::Home);
+        assert_eq!(c.ttl, 300);
+        assert_eq!(c.input_files(), vec![PathBuf::from("/z/zone.toml")]);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = ZoneConfig::from_toml(&format!("{MIN}bogus = 1\n"), Path::new("z.toml")).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = ZoneConfig::from_toml(&MIN.replace("Example.com.", "a..b"), Path::new("z.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("z.toml: origin:"), "{e}");
+        let with_auth = format!(
+            "mappings = \"m.csv\"\n{MIN}[authority]\nname = \"example.com\"\nvalidity = \"2d\"\nresign_margin = \"1d\"\n"
+        );
+        let e = ZoneConfig::from_toml(&with_auth, Path::new("z.toml")).unwrap_err();
+        assert!(e.to_string().contains("mappings"), "{e}");
+        let ok = with_auth.replace("validity", "key = \"k.pem\"\nvalidity");
+        let bad = ok.replace("\"1d\"", "\"3d\"");
+        let e = ZoneConfig::from_toml(&bad, Path::new("z.toml")).unwrap_err();
+        assert!(e.to_string().contains("resign_margin"), "{e}");
+        let c = ZoneConfig::from_toml(&ok, Path::new("/d/z.toml")).unwrap();
+        assert_eq!(c.mappings, Some(PathBuf::from("/d/m.csv")));
+        assert_eq!(c.authority.unwrap().window.validity(), 2 * 86400);
+    }
+}

@@ -1,1 +1,32 @@
+//! Resolve and verify mimi-dns discovery records (SPEC §8).
+//!
+//! Given an SII (an email address or telephone number), a [`Resolver`]
+//! queries TXT records at the SII's discovery names in DNS, fetches the
+//! certificates of the authorities that signed them, and returns only the
+//! SSIs that enough authorities from the client's [`TrustStore`] vouch for.
+//! DNS servers are not trusted: every decision is made by [`verify()`], a pure
+//! function of the records found, the trust store and the time.
+//!
+//! * [`trust`] — the trust store and policy (SPEC §7);
+//! * [`scope`] — the scope patterns of trusted authorities;
+//! * [`mod@verify`] — DNS-free verification (SPEC §8 steps 3–5, §11);
+//! * [`lookup`] — the DNS side, built on hickory-resolver;
+//! * [`resolution`] — the result types;
+//! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI.
+//!
+//! The library never prints; diagnostics go to `tracing` at debug level.
 
+pub mod lookup;
+pub mod output;
+pub mod resolution;
+pub mod scope;
+pub mod trust;
+pub mod verify;
+
+pub use lookup::{
+    discovery_names, ConfigError, LookupError, NameServers, Resolver, ResolverOptions,
+};
+pub use resolution::{Endpoint, Outcome, Rejected, Resolution, VerifiedSsi};
+pub use scope::{HostPattern, SiiPattern};
+pub use trust::{Policy, TrustError, TrustStore, TrustedAuthority};
+pub use verify::{verify, SourceRecords, Verification};

@@ -1,0 +1,615 @@
+//! The DNS side of resolution (SPEC §8 steps 1, 2, 6), on hickory-resolver.
+//!
+//! This module only gathers record texts; every trust decision is made by
+//! [`crate::verify::verify`]. It is configured to fail fast — a short
+//! timeout, few attempts, an outer deadline per query — because a client
+//! waiting on a dead distribution point should get an error in seconds,
+//! never hang.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::TokioResolver;
+use mimi_proto::name::{discovery_name, home_zones};
+use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
+use tracing::debug;
+
+use crate::resolution::{Endpoint, Resolution, VerifiedSsi};
+use crate::trust::TrustStore;
+use crate::verify::{
+    authorities_needing_certificates, verify, SourceRecords, MAX_DISTRIBUTION_ZONES,
+};
+
+/// Which DNS servers to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameServers {
+    /// The operating system's configuration (`/etc/resolv.conf`).
+    System,
+    /// These servers, each with its own port, over UDP with TCP fallback
+    /// for truncated answers.
+    Explicit(Vec<SocketAddr>),
+}
+
+/// Everything a [`Resolver`] needs to know.
+#[derive(Debug, Clone)]
+pub struct ResolverOptions {
+    /// Whom to trust, and the policy.
+    pub trust: TrustStore,
+    /// Distribution zones queried for every SII (at most 32, SPEC §11).
+    pub distribution_zones: Vec<DomainName>,
+    /// Telephone roots: a telephone SII's home zone is looked up under each.
+    pub tel_roots: Vec<DomainName>,
+    /// Whether to query the SII's home zone(s) at all.
+    pub home_lookup: bool,
+    /// Which DNS servers to ask.
+    pub name_servers: NameServers,
+    /// Timeout of one DNS request.
+    pub timeout: Duration,
+    /// Retries after a failed request (0 = one try). Each query is also
+    /// bounded by an outer deadline of `timeout × (attempts + 1) + 1 s`
+    /// (at most an hour).
+    pub attempts: usize,
+    /// Whether to look up SRV endpoints of verified SSIs (SPEC §8 step 6).
+    pub endpoints: bool,
+}
+
+impl ResolverOptions {
+    /// Defaults: home lookup on, no distribution zones or telephone roots,
+    /// system name servers, 2 s timeout, 1 retry, no endpoints.
+    pub fn new(trust: TrustStore) -> Self {
+        ResolverOptions {
+            trust,
+            distribution_zones: Vec::new(),
+            tel_roots: Vec::new(),
+            home_lookup: true,
+            name_servers: NameServers::System,
+            timeout: Duration::from_secs(2),
+            attempts: 1,
+            endpoints: false,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// More distribution zones than SPEC §11 allows.
+    #[error("{0} distribution zones configured; at most {MAX_DISTRIBUTION_ZONES} are allowed (SPEC §11)")]
+    TooManyZones(usize),
+    /// `NameServers::Explicit` with an empty list.
+    #[error("no name servers given")]
+    NoNameServers,
+    /// The system resolver configuration could not be read.
+    #[error("cannot use the system resolver configuration: {0}")]
+    SystemConfig(String),
+    /// A zero timeout would fail every query.
+    #[error("the DNS timeout must be positive")]
+    ZeroTimeout,
+    /// Nothing to query for this SII (a telephone number with no telephone
+    /// root and no distribution zone, or home lookup off and no zones).
+    #[error("no discovery names to query for {0}: configure a distribution zone{1}")]
+    NoNames(String, &'static str),
+}
+
+/// Why a lookup produced no [`Resolution`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// Every DNS source failed (timeouts, SERVFAIL, REFUSED, unreachable
+    /// servers); one message per source.
+    #[error("every DNS source failed: {}", .0.join("; "))]
+    Dns(Vec<String>),
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The discovery names of `sii` (SPEC §3): the home name(s) first (one per
+/// telephone root for telephone numbers; none when `home_lookup` is off),
+/// then one per distribution zone, without duplicates.
+pub fn discovery_names(
+    sii: &Sii,
+    home_lookup: bool,
+    tel_roots: &[DomainName],
+    distribution_zones: &[DomainName],
+) -> Vec<DomainName> {
+    let label = sii.label();
+    let homes = if home_lookup {
+        home_zones(sii, tel_roots)
+    } else {
+        Vec::new()
+    };
+    let mut names: Vec<DomainName> = Vec::new();
+    for zone in homes.iter().chain(distribution_zones) {
+        let n = discovery_name(&label, zone);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+struct CachedCertificates {
+    texts: Vec<String>,
+    until: Instant,
+}
+
+/// Resolves SIIs to verified SSIs through DNS.
+///
+/// Cheap to share behind an `Arc`; lookups take `&self` and may run
+/// concurrently. Certificates are cached per authority for the TTL of their
+/// DNS answer, so a burst of lookups fetches each authority's keys once.
+pub struct Resolver {
+    dns: TokioResolver,
+    options: ResolverOptions,
+    certificates: Mutex<HashMap<AuthorityName, CachedCertificates>>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resolver {
+    /// Builds a resolver. Must be called within a Tokio runtime.
+    pub fn new(options: ResolverOptions) -> Result<Self, ConfigError> {
+        if options.distribution_zones.len() > MAX_DISTRIBUTION_ZONES {
+            return Err(ConfigError::TooManyZones(options.distribution_zones.len()));
+        }
+        if options.timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        let mut builder = match &options.name_servers {
+            NameServers::System => TokioResolver::builder_tokio()
+                .map_err(|e| ConfigError::SystemConfig(e.to_string()))?,
+            NameServers::Explicit(addrs) => {
+                if addrs.is_empty() {
+                    return Err(ConfigError::NoNameServers);
+                }
+                let servers = addrs
+                    .iter()
+                    .map(|addr| {
+                        let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                        for c in &mut ns.connections {
+                            c.port = addr.port();
+                        }
+                        ns
+                    })
+                    .collect();
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(servers),
+                    TokioRuntimeProvider::default(),
+                )
+            }
+        };
+        let o = builder.options_mut();
+        o.timeout = options.timeout;
+        o.attempts = options.attempts;
+        o.use_hosts_file = ResolveHosts::Never;
+        o.try_tcp_on_error = true;
+        let dns = builder
+            .build()
+            .map_err(|e| ConfigError::SystemConfig(e.to_string()))?;
+        Ok(Resolver {
+            dns,
+            options,
+            certificates: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The options this resolver was built with.
+    pub fn options(&self) -> &ResolverOptions {
+        &self.options
+    }
+
+    /// The names a lookup of `sii` queries.
+    pub fn names(&self, sii: &Sii) -> Vec<DomainName> {
+        discovery_names(
+            sii,
+            self.options.home_lookup,
+            &self.options.tel_roots,
+            &self.options.distribution_zones,
+        )
+    }
+
+    /// Resolves `sii` now.
+    pub async fn lookup(&self, sii: &Sii) -> Result<Resolution, LookupError> {
+        self.lookup_at(sii, UnixTime::now()).await
+    }
+
+    /// Resolves `sii`, judging validity windows at `now` (injectable for
+    /// tests and for checking what a client would see at another time).
+    pub async fn lookup_at(&self, sii: &Sii, now: UnixTime) -> Result<Resolution, LookupError> {
+        let names = self.names(sii);
+        if names.is_empty() {
+            let hint = if sii.is_tel() {
+                " or a telephone root"
+            } else {
+                ""
+            };
+            return Err(ConfigError::NoNames(sii.to_string(), hint).into());
+        }
+        debug!(sii = %sii, names = ?names, "querying discovery names");
+        let answers = join_all(names.iter().map(|n| self.query_txt(n))).await;
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for (name, answer) in names.iter().zip(answers) {
+            match answer {
+                Ok((texts, _ttl)) => sources.push(SourceRecords {
+                    source: name.fqdn(),
+                    texts,
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if sources.is_empty() {
+            return Err(LookupError::Dns(errors));
+        }
+
+        let needed = authorities_needing_certificates(&self.options.trust, &sources);
+        let fetched = join_all(needed.iter().map(|a| self.certificates(a))).await;
+        let mut certificates = BTreeMap::new();
+        for (authority, result) in needed.into_iter().zip(fetched) {
+            match result {
+                Ok(texts) => {
+                    certificates.insert(authority, texts);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let verdict = verify(sii, now, &self.options.trust, &sources, &certificates);
+        errors.extend(verdict.notes);
+        let mut verified = verdict.verified;
+        if self.options.endpoints {
+            self.add_endpoints(&mut verified, &mut errors).await;
+        }
+        Ok(Resolution {
+            canonical: sii.clone(),
+            label: sii.label(),
+            names,
+            verified,
+            rejected: verdict.rejected,
+            errors,
+        })
+    }
+
+    /// An authority's certificate texts, from our cache or DNS.
+    async fn certificates(&self, authority: &AuthorityName) -> Result<Vec<String>, String> {
+        {
+            let cache = self
+                .certificates
+                .lock()
+                .expect("certificate cache poisoned");
+            if let Some(c) = cache.get(authority) {
+                if c.until > Instant::now() {
+                    debug!(%authority, "certificates from cache");
+                    return Ok(c.texts.clone());
+                }
+            }
+        }
+        let (texts, ttl) = self.query_txt(&authority.certificate_name()).await?;
+        if let Some(ttl) = ttl {
+            let mut cache = self
+                .certificates
+                .lock()
+                .expect("certificate cache poisoned");
+            cache.retain(|_, c| c.until > Instant::now());
+            cache.insert(
+                authority.clone(),
+                CachedCertificates {
+                    texts: texts.clone(),
+                    until: Instant::now() + Duration::from_secs(u64::from(ttl)),
+                },
+            );
+        }
+        Ok(texts)
+    }
+
+    /// The outer deadline of one query.
+    fn deadline(&self) -> Duration {
+        let tries = u32::try_from(self.options.attempts)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        self.options
+            .timeout
+            .checked_mul(tries)
+            .unwrap_or(Duration::MAX)
+            .saturating_add(Duration::from_secs(1))
+            .min(Duration::from_secs(3600))
+    }
+
+    /// TXT texts at `name` (each RR's character-strings concatenated) and
+    /// the smallest TTL among them (`None` when there were none).
+    /// NXDOMAIN and NODATA are an empty answer; anything else is an error
+    /// message naming the name.
+    async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
+        let fqdn = name.fqdn();
+        let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
+        let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
+            .await
+            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+        match result {
+            Ok(lookup) => {
+                let mut texts = Vec::new();
+                let mut ttl: Option<u32> = None;
+                for record in lookup.answers() {
+                    if let RData::TXT(txt) = &record.data {
+                        let bytes: Vec<u8> = txt
+                            .txt_data
+                            .iter()
+                            .flat_map(|s| s.iter().copied())
+                            .collect();
+                        texts.push(String::from_utf8_lossy(&bytes).into_owned());
+                        ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
+                    }
+                }
+                debug!(name = %fqdn, count = texts.len(), "TXT answer");
+                Ok((texts, ttl))
+            }
+            Err(e) if e.is_no_records_found() => {
+                debug!(name = %fqdn, nxdomain = e.is_nx_domain(), "no TXT records");
+                Ok((Vec::new(), None))
+            }
+            Err(e) => {
+                debug!(name = %fqdn, error = %e, "TXT lookup failed");
+                Err(format!("{fqdn}: {e}"))
+            }
+        }
+    }
+
+    /// SRV `_mimi._tcp.<host>.` for each verified SSI with a provider host.
+    async fn add_endpoints(&self, verified: &mut [VerifiedSsi], errors: &mut Vec<String>) {
+        let mut hosts: Vec<DomainName> = Vec::new();
+        for v in verified.iter() {
+            if let Some(h) = v.ssi.provider_host() {
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+            }
+        }
+        let found = join_all(hosts.iter().map(|h| self.query_srv(h))).await;
+        let mut by_host: HashMap<DomainName, Option<Vec<Endpoint>>> = HashMap::new();
+        for (host, result) in hosts.into_iter().zip(found) {
+            match result {
+                Ok(eps) => {
+                    by_host.insert(host, Some(eps));
+                }
+                Err(e) => {
+                    errors.push(e);
+                    by_host.insert(host, None);
+                }
+            }
+        }
+        for v in verified.iter_mut() {
+            v.endpoints = v
+                .ssi
+                .provider_host()
+                .and_then(|h| by_host.get(&h).cloned().flatten());
+        }
+    }
+
+    /// Endpoints of one provider host, in RFC 2782 order as far as it is
+    /// deterministic: priority ascending, then weight descending (heavier
+    /// first, instead of the RFC's weighted random choice), then target and
+    /// port so that the order is stable.
+    async fn query_srv(&self, host: &DomainName) -> Result<Vec<Endpoint>, String> {
+        let fqdn = format!("_mimi._tcp.{}.", host.as_str());
+        let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
+        let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::SRV))
+            .await
+            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+        match result {
+            Ok(lookup) => {
+                let mut eps: Vec<Endpoint> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::SRV(srv) => Some(Endpoint {
+                            priority: srv.priority,
+                            weight: srv.weight,
+                            target: srv.target.to_ascii(),
+                            port: srv.port,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                sort_endpoints(&mut eps);
+                Ok(eps)
+            }
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(format!("{fqdn}: {e}")),
+        }
+    }
+}
+
+/// Priority ascending, weight descending, then target and port.
+pub(crate) fn sort_endpoints(eps: &mut [Endpoint]) {
+    eps.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.weight.cmp(&a.weight))
+            .then_with(|| a.target.cmp(&b.target))
+            .then(a.port.cmp(&b.port))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::{Policy, TrustedAuthority};
+    use mimi_proto::PublicKey;
+
+    fn trust() -> TrustStore {
+        let mut t = TrustStore::new(Policy::default());
+        t.add(
+            TrustedAuthority::unscoped(
+                AuthorityName::parse("ma.example.net").unwrap(),
+                vec![
+                    PublicKey::from_base64url("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+                        .unwrap(),
+                ],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        t
+    }
+
+    fn d(s: &str) -> DomainName {
+        DomainName::parse(s).unwrap()
+    }
+
+    fn fqdns(names: &[DomainName]) -> Vec<String> {
+        names.iter().map(|n| n.fqdn()).collect()
+    }
+
+    #[test]
+    fn names_follow_the_vectors() {
+        let alice = Sii::parse("Alice@Example.COM", None).unwrap();
+        let l = "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg";
+        assert_eq!(
+            fqdns(&discovery_names(
+                &alice,
+                true,
+                &[],
+                &[d("dir.chat.example.org")]
+            )),
+            vec![
+                format!("{l}._mimi.example.com."),
+                format!("{l}._mimi.dir.chat.example.org.")
+            ]
+        );
+        assert_eq!(
+            fqdns(&discovery_names(
+                &alice,
+                false,
+                &[],
+                &[d("dir.chat.example.org")]
+            )),
+            vec![format!("{l}._mimi.dir.chat.example.org.")]
+        );
+        // A distribution zone equal to the home zone is queried once.
+        assert_eq!(
+            discovery_names(&alice, true, &[], &[d("example.com")]).len(),
+            1
+        );
+
+        let bob = Sii::parse("tel:+39 06 1234 5678", None).unwrap();
+        let l = "uqiufnce0un4jbde0gqto43sm0jetrdrlhgnmm99cg9h2pnpvt1g";
+        assert_eq!(
+            fqdns(&discovery_names(
+                &bob,
+                true,
+                &[d("e164.mimi.example"), d("e164.other.example")],
+                &[d("dir.chat.example.org")]
+            )),
+            vec![
+                format!("{l}._mimi.9.3.e164.mimi.example."),
+                format!("{l}._mimi.9.3.e164.other.example."),
+                format!("{l}._mimi.dir.chat.example.org."),
+            ]
+        );
+        assert!(discovery_names(&bob, true, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn endpoint_order() {
+        let ep = |priority, weight, target: &str| Endpoint {
+            priority,
+            weight,
+            target: target.into(),
+            port: 443,
+        };
+        let mut eps = vec![
+            ep(20, 0, "c."),
+            ep(10, 1, "b."),
+            ep(10, 5, "a."),
+            ep(10, 1, "a."),
+        ];
+        sort_endpoints(&mut eps);
+        assert_eq!(
+            eps,
+            vec![
+                ep(10, 5, "a."),
+                ep(10, 1, "a."),
+                ep(10, 1, "b."),
+                ep(20, 0, "c.")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn configuration_errors() {
+        let mut o = ResolverOptions::new(trust());
+        o.name_servers = NameServers::Explicit(vec![]);
+        assert_eq!(
+            Resolver::new(o.clone()).unwrap_err(),
+            ConfigError::NoNameServers
+        );
+        o.name_servers = NameServers::Explicit(vec!["127.0.0.1:9".parse().unwrap()]);
+        o.distribution_zones = (0..33).map(|i| d(&format!("z{i}.example"))).collect();
+        assert_eq!(
+            Resolver::new(o.clone()).unwrap_err(),
+            ConfigError::TooManyZones(33)
+        );
+        o.distribution_zones.truncate(32);
+        o.timeout = Duration::ZERO;
+        assert_eq!(
+            Resolver::new(o.clone()).unwrap_err(),
+            ConfigError::ZeroTimeout
+        );
+        o.timeout = Duration::from_secs(1);
+        o.distribution_zones.clear();
+        let r = Resolver::new(o).unwrap();
+        let bob = Sii::parse("+390612345678", None).unwrap();
+        let e = r.lookup(&bob).await.unwrap_err();
+        assert!(
+            matches!(e, LookupError::Config(ConfigError::NoNames(..))),
+            "{e}"
+        );
+        assert!(e.to_string().contains("telephone root"), "{e}");
+    }
+
+    /// A server that is down yields a DNS error in seconds, not a hang.
+    #[tokio::test]
+    async fn down_server_is_a_prompt_dns_error() {
+        let port = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let mut o = ResolverOptions::new(trust());
+        o.name_servers = NameServers::Explicit(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
+        o.timeout = Duration::from_millis(500);
+        o.distribution_zones = vec![d("dir.chat.example.org")];
+        let r = Resolver::new(o).unwrap();
+        let alice = Sii::parse("alice@example.com", None).unwrap();
+        let start = Instant::now();
+        let e = r.lookup(&alice).await.unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            start.elapsed()
+        );
+        match e {
+            LookupError::Dns(msgs) => {
+                assert_eq!(msgs.len(), 2, "{msgs:?}");
+                assert!(
+                    msgs[0].starts_with(
+                        "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg._mimi.example.com.: "
+                    ),
+                    "{msgs:?}"
+                );
+            }
+            other => panic!("expected a DNS error, got {other}"),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Rendering results for people and programs.
+//!
+//! The `mimi-resolve` binary is a thin shell over these functions, so the
+//! exact JSON shape (a contract with scripts and tests) is tested here
+//! without spawning processes.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use mimi_proto::{DomainName, Label, Sii, UnixTime};
+use serde_json::{json, Value};
+
+use crate::resolution::{Outcome, Resolution};
+
+/// A Unix time as RFC 3339 UTC with seconds, e.g. `2026-12-10T00:00:00Z`.
+pub fn rfc3339(t: UnixTime) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.0)).to_string()
+}
+
+/// The process exit code of an outcome: 0 verified, 1 not found,
+/// 4 records found but none verified, 3 DNS failure. (2 is reserved for bad
+/// input or configuration, which is not an outcome of a lookup.)
+pub fn exit_code(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Verified => 0,
+        Outcome::NotFound => 1,
+        Outcome::DnsError => 3,
+        Outcome::Rejected => 4,
+    }
+}
+
+/// JSON of `mimi-resolve name`: `canonical`, `label`, `names` (FQDNs with
+/// trailing dot, home name(s) first).
+pub fn names_json(sii: &Sii, label: &Label, names: &[DomainName]) -> Value {
+    json!({
+        "canonical": sii.as_str(),
+        "label": label.as_str(),
+        "names": names.iter().map(|n| n.fqdn()).collect::<Vec<_>>(),
+    })
+}
+
+/// JSON of `mimi-resolve lookup` for a completed lookup. `endpoints` is
+/// included per verified SSI only when `with_endpoints` is set (an empty
+/// list when none were found or the SRV lookup failed).
+pub fn resolution_json(res: &Resolution, with_endpoints: bool) -> Value {
+    let verified: Vec<Value> = res
+        .verified
+        .iter()
+        .map(|v| {
+            let mut o = json!({
+                "ssi": v.ssi.as_str(),
+                "authorities": v.authorities.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "expires": v.expires.0,
+            });
+            if with_endpoints {
+                let eps: Vec<Value> = v
+                    .endpoints
+                    .iter()
+                    .flatten()
+                    .map(|e| {
+                        json!({
+                            "target": e.target,
+                            "port": e.port,
+                            "priority": e.priority,
+                            "weight": e.weight,
+                        })
+                    })
+                    .collect();
+                o["endpoints"] = Value::Array(eps);
+            }
+            o
+        })
+        .collect();
+    let rejected: Vec<Value> = res
+        .rejected
+        .iter()
+        .map(|r| {
+            let mut o = json!({ "reason": r.reason, "record": r.record });
+            if let Some(a) = &r.authority {
+                o["authority"] = Value::String(a.to_string());
+            }
+            o
+        })
+        .collect();
+    json!({
+        "canonical": res.canonical.as_str(),
+        "outcome": res.outcome().as_str(),
+        "verified": verified,
+        "rejected": rejected,
+        "errors": res.errors,
+    })
+}
+
+/// JSON of `mimi-resolve lookup` when every DNS source failed.
+pub fn dns_error_json(sii: &Sii, errors: &[String]) -> Value {
+    json!({
+        "canonical": sii.as_str(),
+        "outcome": Outcome::DnsError.as_str(),
+        "verified": [],
+        "rejected": [],
+        "errors": errors,
+    })
+}
+
+/// The short human-readable report of a lookup.
+pub fn resolution_text(res: &Resolution) -> String {
+    let mut s = format!("{} → {}\n", res.canonical, res.outcome());
+    for v in &res.verified {
+        let auths: Vec<&str> = v.authorities.iter().map(|a| a.as_str()).collect();
+        s.push_str(&format!(
+            "  {}  (authorities: {}; expires {})\n",
+            v.ssi,
+            auths.join(", "),
+            rfc3339(v.expires)
+        ));
+        for e in v.endpoints.iter().flatten() {
+            s.push_str(&format!(
+                "    endpoint {}:{} (priority {}, weight {})\n",
+                e.target, e.port, e.priority, e.weight
+            ));
+        }
+    }
+    for r in &res.rejected {
+        match &r.authority {
+            Some(a) => s.push_str(&format!("  rejected ({a}): {}\n", r.reason)),
+            None => s.push_str(&format!("  rejected: {}\n", r.reason)),
+        }
+    }
+    for e in &res.errors {
+        s.push_str(&format!("  error: {e}\n"));
+    }
+    s
+}
+
+/// The human-readable report of a lookup where every DNS source failed.
+pub fn dns_error_text(sii: &Sii, errors: &[String]) -> String {
+    let mut s = format!("{sii} → {}\n", Outcome::DnsError);
+    for e in errors {
+        s.push_str(&format!("  error: {e}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolution::{Endpoint, Rejected, VerifiedSsi};
+    use mimi_proto::{AuthorityName, Ssi};
+
+    fn sample() -> Resolution {
+        let sii = Sii::parse("Alice@Example.COM", None).unwrap();
+        Resolution {
+            label: sii.label(),
+            names: vec![],
+            canonical: sii,
+            verified: vec![VerifiedSsi {
+                ssi: Ssi::parse("mimi://chat.example.com/u/alice").unwrap(),
+                authorities: vec![
+                    AuthorityName::parse("example.com").unwrap(),
+                    AuthorityName::parse("ma.example.net").unwrap(),
+                ],
+                expires: UnixTime(1796860800),
+                endpoints: Some(vec![Endpoint {
+                    priority: 10,
+                    weight: 5,
+                    target: "srv.chat.example.com.".into(),
+                    port: 8443,
+                }]),
+            }],
+            rejected: vec![
+                Rejected {
+                    authority: Some(AuthorityName::parse("ma.example.net").unwrap()),
+                    reason: "expired at 2025-11-15T00:00:00Z (x=1763164800)".into(),
+                    record: "v=mimi1;...".into(),
+                    source: "x.".into(),
+                },
+                Rejected {
+                    authority: None,
+                    reason: "malformed: the last field is not sig".into(),
+                    record: "v=mimi1;a=b".into(),
+                    source: "x.".into(),
+                },
+            ],
+            errors: vec!["a.example.: timed out".into()],
+        }
+    }
+
+    #[test]
+    fn lookup_json_shape() {
+        let res = sample();
+        let v = resolution_json(&res, false);
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 5);
+        for k in ["canonical", "outcome", "verified", "rejected", "errors"] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        assert_eq!(v["canonical"], "mailto:alice@example.com");
+        assert_eq!(v["outcome"], "verified");
+        assert_eq!(v["verified"][0]["ssi"], "mimi://chat.example.com/u/alice");
+        assert_eq!(
+            v["verified"][0]["authorities"],
+            json!(["example.com", "ma.example.net"])
+        );
+        assert_eq!(v["verified"][0]["expires"], 1796860800u64);
+        assert!(v["verified"][0].get("endpoints").is_none());
+        assert_eq!(v["rejected"][0]["authority"], "ma.example.net");
+        assert!(v["rejected"][1].get("authority").is_none());
+        assert_eq!(v["rejected"][1]["record"], "v=mimi1;a=b");
+        assert_eq!(v["errors"], json!(["a.example.: timed out"]));
+
+        let v = resolution_json(&res, true);
+        assert_eq!(
+            v["verified"][0]["endpoints"],
+            json!([{"target": "srv.chat.example.com.", "port": 8443, "priority": 10, "weight": 5}])
+        );
+    }
+
+    #[test]
+    fn outcomes_and_exit_codes() {
+        let mut res = sample();
+        assert_eq!(res.outcome(), Outcome::Verified);
+        res.verified.clear();
+        assert_eq!(res.outcome(), Outcome::Rejected);
+        assert_eq!(resolution_json(&res, false)["outcome"], "rejected");
+        res.rejected.clear();
+        assert_eq!(res.outcome(), Outcome::NotFound);
+        assert_eq!(resolution_json(&res, false)["outcome"], "not_found");
+        assert_eq!(exit_code(Outcome::Verified), 0);
+        assert_eq!(exit_code(Outcome::NotFound), 1);
+        assert_eq!(exit_code(Outcome::DnsError), 3);
+        assert_eq!(exit_code(Outcome::Rejected), 4);
+        let sii = Sii::parse("a@example.com", None).unwrap();
+        let v = dns_error_json(&sii, &["x".into()]);
+        assert_eq!(v["outcome"], "dns_error");
+        assert_eq!(v["errors"], json!(["x"]));
+    }
+
+    #[test]
+    fn human_text() {
+        let t = resolution_text(&sample());
+        assert_eq!(
+            t,
+            "mailto:alice@example.com → verified\n  mimi://chat.example.com/u/alice  (authorities: example.com, ma.example.net; expires 2026-12-10T00:00:00Z)\n    endpoint srv.chat.example.com.:8443 (priority 10, weight 5)\n  rejected (ma.example.net): expired at 2025-11-15T00:00:00Z (x=1763164800)\n  rejected: malformed: the last field is not sig\n  error: a.example.: timed out\n"
+        );
+    }
+
+    #[test]
+    fn names_shape() {
+        let sii = Sii::parse("Alice@Example.COM", None).unwrap();
+        let names = vec![DomainName::parse("x.example").unwrap()];
+        let v = names_json(&sii, &sii.label(), &names);
+        assert_eq!(v.as_object().unwrap().len(), 3);
+        assert_eq!(v["names"], json!(["x.example."]));
+        assert_eq!(
+            v["label"],
+            "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg"
+        );
+    }
+}

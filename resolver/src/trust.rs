@@ -1,0 +1,550 @@
+//! The client's trust store and policy (SPEC §7).
+//!
+//! Trust is configuration, never DNS: the store pins each authority's root
+//! keys and limits what it may vouch for. It is loaded from TOML strictly —
+//! unknown keys, weak or malformed keys, bad scope patterns and duplicate
+//! authorities are errors that name the file and the offending entry, since a
+//! typo in a trust store silently widening or narrowing trust is worse than
+//! refusing to start.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use mimi_proto::{AuthorityName, KeyId, PublicKey};
+use serde::Deserialize;
+
+use crate::scope::{HostPattern, SiiPattern};
+
+/// Policy knobs of SPEC §7.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// How many distinct trusted authorities must vouch for an SSI before it
+    /// is returned (at least 1).
+    pub min_authorities: usize,
+    /// Longest assertion validity window (`x − t`) accepted.
+    pub max_assertion_validity: Duration,
+    /// Longest certificate validity window accepted.
+    pub max_key_validity: Duration,
+    /// Tolerated difference between our clock and the signer's, applied to
+    /// both ends of every validity window.
+    pub clock_skew: Duration,
+}
+
+impl Default for Policy {
+    /// SPEC §7 defaults: 1 authority, 90 days, 400 days, 5 minutes.
+    fn default() -> Self {
+        Policy {
+            min_authorities: 1,
+            max_assertion_validity: Duration::from_secs(90 * 86400),
+            max_key_validity: Duration::from_secs(400 * 86400),
+            clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One trusted mapping authority: its pinned root keys and its scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedAuthority {
+    name: AuthorityName,
+    root_keys: Vec<PublicKey>,
+    sii_scope: Vec<SiiPattern>,
+    ssi_scope: Vec<HostPattern>,
+}
+
+impl TrustedAuthority {
+    /// An authority with at least one root key and at least one pattern per
+    /// scope (an empty scope would make the authority useless; use `*`
+    /// explicitly for "everything").
+    pub fn new(
+        name: AuthorityName,
+        root_keys: Vec<PublicKey>,
+        sii_scope: Vec<SiiPattern>,
+        ssi_scope: Vec<HostPattern>,
+    ) -> Result<Self, AuthorityError> {
+        if root_keys.is_empty() {
+            return Err(AuthorityError::NoRootKeys);
+        }
+        if sii_scope.is_empty() {
+            return Err(AuthorityError::EmptyScope("sii_scope"));
+        }
+        if ssi_scope.is_empty() {
+            return Err(AuthorityError::EmptyScope("ssi_scope"));
+        }
+        Ok(TrustedAuthority {
+            name,
+            root_keys,
+            sii_scope,
+            ssi_scope,
+        })
+    }
+
+    /// An authority trusted for every SII and every SSI (`*`, `*`).
+    pub fn unscoped(
+        name: AuthorityName,
+        root_keys: Vec<PublicKey>,
+    ) -> Result<Self, AuthorityError> {
+        Self::new(
+            name,
+            root_keys,
+            vec![SiiPattern::Any],
+            vec![HostPattern::Any],
+        )
+    }
+
+    /// The authority's name.
+    pub fn name(&self) -> &AuthorityName {
+        &self.name
+    }
+
+    /// The pinned root keys (never empty).
+    pub fn root_keys(&self) -> &[PublicKey] {
+        &self.root_keys
+    }
+
+    /// The pinned root key with this kid, if any.
+    pub fn root_key(&self, kid: &KeyId) -> Option<&PublicKey> {
+        self.root_keys.iter().find(|k| k.kid() == *kid)
+    }
+
+    /// Which SIIs it may vouch for.
+    pub fn sii_scope(&self) -> &[SiiPattern] {
+        &self.sii_scope
+    }
+
+    /// Which provider hosts its SSIs may point to.
+    pub fn ssi_scope(&self) -> &[HostPattern] {
+        &self.ssi_scope
+    }
+}
+
+/// Why an authority entry is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    /// The name is not an authority name.
+    #[error("name: {0}")]
+    BadName(String),
+    /// `root_keys` is empty.
+    #[error("root_keys: at least one root key is required")]
+    NoRootKeys,
+    /// A root key is malformed or weak.
+    #[error("root_keys[{index}]: {why}")]
+    BadRootKey {
+        /// Position in the list.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// A scope pattern is malformed.
+    #[error("{field}[{index}]: {why}")]
+    BadScope {
+        /// `sii_scope` or `ssi_scope`.
+        field: &'static str,
+        /// Position in the list.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// A scope list is empty.
+    #[error("{0}: must not be empty (use [\"*\"] to allow everything)")]
+    EmptyScope(&'static str),
+}
+
+/// Why a trust store could not be loaded. The text always starts with
+/// `trust store <origin>:` so that a user can find the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trust store {origin}: {kind}")]
+pub struct TrustError {
+    /// Where the text came from (usually the file path).
+    pub origin: String,
+    /// What is wrong.
+    pub kind: TrustErrorKind,
+}
+
+/// The specific problem of a [`TrustError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustErrorKind {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Io(String),
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Syntax(String),
+    /// A policy value is unusable.
+    #[error("policy.{field}: {why}")]
+    Policy {
+        /// The key under `[policy]`.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// An `[[authority]]` entry is unusable.
+    #[error("authority {name:?}: {error}")]
+    Authority {
+        /// The name as written.
+        name: String,
+        /// What is wrong.
+        error: AuthorityError,
+    },
+    /// The same authority appears twice.
+    #[error("authority {0:?} is listed more than once")]
+    Duplicate(String),
+    /// No authorities at all.
+    #[error("no [[authority]] entries: nothing could ever be verified")]
+    NoAuthorities,
+}
+
+/// The authorities a client trusts, and its policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustStore {
+    policy: Policy,
+    authorities: BTreeMap<AuthorityName, TrustedAuthority>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    authority: Vec<RawAuthority>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    min_authorities: Option<i64>,
+    max_assertion_validity: Option<String>,
+    max_key_validity: Option<String>,
+    clock_skew: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    name: String,
+    root_keys: Vec<String>,
+    sii_scope: Option<Vec<String>>,
+    ssi_scope: Option<Vec<String>>,
+}
+
+fn duration(
+    field: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, TrustErrorKind> {
+    match value {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(&v).map_err(|e| TrustErrorKind::Policy {
+            field,
+            why: format!("{v:?} is not a duration like \"90d\" or \"5m\": {e}"),
+        }),
+    }
+}
+
+impl TrustStore {
+    /// An empty store with `policy`; add authorities with
+    /// [`TrustStore::add`].
+    pub fn new(policy: Policy) -> Self {
+        TrustStore {
+            policy,
+            authorities: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an authority; a second entry for the same name is an error
+    /// rather than a silent override.
+    pub fn add(&mut self, authority: TrustedAuthority) -> Result<(), TrustErrorKind> {
+        let name = authority.name.clone();
+        if self.authorities.contains_key(&name) {
+            return Err(TrustErrorKind::Duplicate(name.to_string()));
+        }
+        self.authorities.insert(name, authority);
+        Ok(())
+    }
+
+    /// Reads and parses a trust store file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, TrustError> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| TrustError {
+            origin: origin.clone(),
+            kind: TrustErrorKind::Io(e.to_string()),
+        })?;
+        Self::from_toml_str(&text, &origin)
+    }
+
+    /// Parses trust store TOML; `origin` names the source in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, TrustError> {
+        Self::parse_inner(text).map_err(|kind| TrustError {
+            origin: origin.to_owned(),
+            kind,
+        })
+    }
+
+    fn parse_inner(text: &str) -> Result<Self, TrustErrorKind> {
+        let raw: RawStore = toml::from_str(text)
+            .map_err(|e| TrustErrorKind::Syntax(e.to_string().trim().to_owned()))?;
+        let defaults = Policy::default();
+        let min_authorities = match raw.policy.min_authorities {
+            None => defaults.min_authorities,
+            Some(n) if n >= 1 => usize::try_from(n).map_err(|_| TrustErrorKind::Policy {
+                field: "min_authorities",
+                why: format!("{n} is too large"),
+            })?,
+            Some(n) => {
+                return Err(TrustErrorKind::Policy {
+                    field: "min_authorities",
+                    why: format!("{n} is not at least 1"),
+                })
+            }
+        };
+        let policy = Policy {
+            min_authorities,
+            max_assertion_validity: duration(
+                "max_assertion_validity",
+                raw.policy.max_assertion_validity,
+                defaults.max_assertion_validity,
+            )?,
+            max_key_validity: duration(
+                "max_key_validity",
+                raw.policy.max_key_validity,
+                defaults.max_key_validity,
+            )?,
+            clock_skew: duration("clock_skew", raw.policy.clock_skew, defaults.clock_skew)?,
+        };
+        let mut store = TrustStore::new(policy);
+        if raw.authority.is_empty() {
+            return Err(TrustErrorKind::NoAuthorities);
+        }
+        for a in raw.authority {
+            let shown = a.name.clone();
+            let entry = Self::raw_authority(a).map_err(|error| TrustErrorKind::Authority {
+                name: shown.clone(),
+                error,
+            })?;
+            store.add(entry)?;
+        }
+        Ok(store)
+    }
+
+    fn raw_authority(a: RawAuthority) -> Result<TrustedAuthority, AuthorityError> {
+        let name =
+            AuthorityName::parse(&a.name).map_err(|e| AuthorityError::BadName(e.to_string()))?;
+        let root_keys = a
+            .root_keys
+            .iter()
+            .enumerate()
+            .map(|(index, k)| {
+                PublicKey::from_base64url(k).map_err(|e| AuthorityError::BadRootKey {
+                    index,
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sii_scope = a
+            .sii_scope
+            .unwrap_or_else(|| vec!["*".into()])
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                SiiPattern::parse(p).map_err(|e| AuthorityError::BadScope {
+                    field: "sii_scope",
+                    index,
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ssi_scope = a
+            .ssi_scope
+            .unwrap_or_else(|| vec!["*".into()])
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                HostPattern::parse(p).map_err(|e| AuthorityError::BadScope {
+                    field: "ssi_scope",
+                    index,
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        TrustedAuthority::new(name, root_keys, sii_scope, ssi_scope)
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The policy, for adjusting it after loading (tests, command-line overrides).
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
+    /// The trusted authority of this name, if any.
+    pub fn authority(&self, name: &AuthorityName) -> Option<&TrustedAuthority> {
+        self.authorities.get(name)
+    }
+
+    /// All trusted authorities, sorted by name.
+    pub fn authorities(&self) -> impl Iterator<Item = &TrustedAuthority> {
+        self.authorities.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const PROVIDER: &str = "_FHNjmIYoaONpH7QAjDwWAgW7RO6MwOsXeuRFUiQgCU";
+
+    fn parse(text: &str) -> Result<TrustStore, TrustError> {
+        TrustStore::from_toml_str(text, "test.toml")
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn full_example_and_defaults() {
+        let s = parse(&format!(
+            r#"
+[policy]
+min_authorities = 2
+max_assertion_validity = "30d"
+max_key_validity = "1y"
+clock_skew = "90s"
+
+[[authority]]
+name = "MA.example.net"
+root_keys = ["{ROOT}"]
+sii_scope = ["mailto:*@example.com", "mailto:*@*.example.com", "tel:+39*"]
+ssi_scope = ["chat.example.org", "*.chat.example.org"]
+
+[[authority]]
+name = "chat.example.org"
+root_keys = ["{PROVIDER}", "{ROOT}"]
+"#
+        ))
+        .unwrap();
+        let p = s.policy();
+        assert_eq!(p.min_authorities, 2);
+        assert_eq!(p.max_assertion_validity, Duration::from_secs(30 * 86400));
+        assert_eq!(p.clock_skew, Duration::from_secs(90));
+        assert!(p.max_key_validity > Duration::from_secs(365 * 86400));
+        let ma = s
+            .authority(&AuthorityName::parse("ma.example.net").unwrap())
+            .unwrap();
+        assert_eq!(ma.sii_scope().len(), 3);
+        assert_eq!(ma.ssi_scope().len(), 2);
+        assert!(ma
+            .root_key(&KeyId::parse("47v33nt1aih62ojb").unwrap())
+            .is_some());
+        let chat = s
+            .authority(&AuthorityName::parse("chat.example.org").unwrap())
+            .unwrap();
+        assert_eq!(chat.sii_scope(), &[SiiPattern::Any]);
+        assert_eq!(chat.ssi_scope(), &[HostPattern::Any]);
+        assert_eq!(chat.root_keys().len(), 2);
+        assert_eq!(s.authorities().count(), 2);
+
+        let d = parse(&format!(
+            "[[authority]]\nname = \"ma.example.net\"\nroot_keys = [\"{ROOT}\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(d.policy(), &Policy::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = err(&format!(
+            "[[authority]]\nname = \"ma.example.net\"\nroot_keys = [\"{ROOT}\"]\nroot_key = \"x\"\n"
+        ));
+        assert!(e.starts_with("trust store test.toml: "), "{e}");
+        assert!(e.contains("root_key"), "{e}");
+        let e = err(&format!(
+            "[policy]\nmin_authority = 2\n[[authority]]\nname = \"ma.example.net\"\nroot_keys = [\"{ROOT}\"]\n"
+        ));
+        assert!(e.contains("min_authority"), "{e}");
+        let e = err(&format!(
+            "[polcy]\n[[authority]]\nname = \"ma.example.net\"\nroot_keys = [\"{ROOT}\"]\n"
+        ));
+        assert!(e.contains("polcy"), "{e}");
+    }
+
+    #[test]
+    fn bad_keys() {
+        let e = err("[[authority]]\nname = \"x.example\"\nroot_keys = [\"abc\"]\n");
+        assert!(
+            e.starts_with("trust store test.toml: authority \"x.example\": root_keys[0]: "),
+            "{e}"
+        );
+        // The identity point: a weak key.
+        let e = err(
+            "[[authority]]\nname = \"x.example\"\nroot_keys = [\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]\n",
+        );
+        assert!(e.contains("root_keys[0]") && e.contains("weak"), "{e}");
+        let e = err("[[authority]]\nname = \"x.example\"\nroot_keys = []\n");
+        assert!(e.contains("at least one root key"), "{e}");
+        let e = err("[[authority]]\nname = \"x.example\"\n");
+        assert!(e.contains("root_keys"), "{e}");
+    }
+
+    #[test]
+    fn bad_scopes_and_names() {
+        let e = err(&format!(
+            "[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\nsii_scope = [\"*\", \"tel:+39\"]\n"
+        ));
+        assert!(e.contains("authority \"x.example\": sii_scope[1]"), "{e}");
+        let e = err(&format!(
+            "[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\nssi_scope = [\"a.*.b\"]\n"
+        ));
+        assert!(e.contains("ssi_scope[0]"), "{e}");
+        let e = err(&format!(
+            "[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\nssi_scope = []\n"
+        ));
+        assert!(e.contains("ssi_scope: must not be empty"), "{e}");
+        let e = err(&format!(
+            "[[authority]]\nname = \"localhost\"\nroot_keys = [\"{ROOT}\"]\n"
+        ));
+        assert!(e.contains("authority \"localhost\": name:"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_policy_and_empty() {
+        let e = err(&format!(
+            "[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n[[authority]]\nname = \"X.Example.\"\nroot_keys = [\"{PROVIDER}\"]\n"
+        ));
+        assert!(e.contains("\"x.example\" is listed more than once"), "{e}");
+        let e = err(&format!(
+            "[policy]\nmin_authorities = 0\n[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n"
+        ));
+        assert!(e.contains("policy.min_authorities"), "{e}");
+        let e = err(&format!(
+            "[policy]\nclock_skew = \"five minutes\"\n[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n"
+        ));
+        assert!(e.contains("policy.clock_skew"), "{e}");
+        assert!(err("").contains("no [[authority]]"));
+        assert!(err("this is not toml").starts_with("trust store test.toml: "));
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = TrustStore::load(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains("missing.toml") && e.contains("cannot read"),
+            "{e}"
+        );
+        let good = dir.path().join("trust.toml");
+        std::fs::write(
+            &good,
+            format!("[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n"),
+        )
+        .unwrap();
+        assert!(TrustStore::load(&good).is_ok());
+    }
+}

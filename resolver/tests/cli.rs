@@ -1,0 +1,260 @@
+//! The `mimi-resolve` binary: output contract and exit codes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mimi-resolve"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("spawn mimi-resolve")
+}
+
+fn vectors_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("MIMI_VECTORS_DIR") {
+        return PathBuf::from(d);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+}
+
+fn canonical_vectors() -> Value {
+    let path = vectors_dir().join("canonical.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e} (set MIMI_VECTORS_DIR)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn json_stdout(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+const TRUST: &str = r#"
+[policy]
+min_authorities = 1
+
+[[authority]]
+name = "ma.example.net"
+root_keys = ["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]
+"#;
+
+#[test]
+fn name_json_matches_the_vectors() {
+    let v = canonical_vectors();
+    let case = v["valid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["input"] == "Alice@Example.COM")
+        .unwrap();
+    let out = run(&[
+        "name",
+        "Alice@Example.COM",
+        "--zone",
+        "dir.chat.example.org",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_stdout(&out);
+    assert_eq!(j.as_object().unwrap().len(), 3, "{j}");
+    assert_eq!(j["canonical"], case["canonical"]);
+    assert_eq!(j["label"], case["label"]);
+    assert_eq!(
+        j["names"],
+        serde_json::json!([case["home_name"], case["distribution_name"]])
+    );
+}
+
+#[test]
+fn name_json_for_telephone_numbers() {
+    let v = canonical_vectors();
+    let root = v["tel_root"].as_str().unwrap();
+    assert_eq!(root, "e164.mimi.example");
+    for case in v["valid"].as_array().unwrap() {
+        let canonical = case["canonical"].as_str().unwrap();
+        if !canonical.starts_with("tel:") {
+            continue;
+        }
+        let input = case["input"].as_str().unwrap();
+        let mut args = vec!["name", input, "--tel-root", root, "--json"];
+        if let Some(r) = case["region"].as_str() {
+            args.extend(["--region", r]);
+        }
+        let mut expected = vec![case["home_name"].clone()];
+        if let Some(z) = case["distribution_zone"].as_str() {
+            args.extend(["--zone", z]);
+            expected.push(case["distribution_name"].clone());
+        }
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{input}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j = json_stdout(&out);
+        assert_eq!(j["canonical"], canonical, "{input}");
+        assert_eq!(j["label"], case["label"], "{input}");
+        assert_eq!(j["names"], Value::Array(expected), "{input}");
+    }
+}
+
+#[test]
+fn bad_sii_is_exit_2() {
+    let out = run(&["name", "no-at-sign.example.com", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("not an email address"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, TRUST).unwrap();
+    let out = run(&[
+        "lookup",
+        "alice@localhost",
+        "--trust",
+        trust.to_str().unwrap(),
+        "--server",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad domain"));
+
+    let out = run(&["name", "06 1234 5678", "--region", "ZZ"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--region"));
+}
+
+#[test]
+fn bad_trust_file_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(
+        &trust,
+        "[[authority]]\nname = \"x.example\"\nroot_keys = [\"not-a-key\"]\n",
+    )
+    .unwrap();
+    let path = trust.to_str().unwrap();
+    let out = run(&[
+        "lookup",
+        "alice@example.com",
+        "--trust",
+        path,
+        "--server",
+        "127.0.0.1:1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: trust store {path}: authority \"x.example\": root_keys[0]: "
+        )),
+        "{err}"
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let out = run(&[
+        "lookup",
+        "alice@example.com",
+        "--trust",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+
+    let out = run(&[
+        "lookup",
+        "alice@example.com",
+        "--trust",
+        path,
+        "--server",
+        "not-an-address",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn down_server_is_exit_3_with_dns_error_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, TRUST).unwrap();
+    // A port nothing listens on: bind, note the port, release it.
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let server = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let out = run(&[
+        "lookup",
+        "Alice@Example.COM",
+        "--trust",
+        trust.to_str().unwrap(),
+        "--server",
+        &server,
+        "--zone",
+        "dir.chat.example.org",
+        "--timeout",
+        "1s",
+        "--json",
+    ]);
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_stdout(&out);
+    assert_eq!(j["outcome"], "dns_error");
+    assert_eq!(j["canonical"], "mailto:alice@example.com");
+    assert_eq!(j["verified"], serde_json::json!([]));
+    assert_eq!(j["rejected"], serde_json::json!([]));
+    let errors = j["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[1]
+        .as_str()
+        .unwrap()
+        .contains("._mimi.dir.chat.example.org.: "));
+
+    // Human output says the same, on stdout, with the same exit code.
+    let out = run(&[
+        "lookup",
+        "alice@example.com",
+        "--trust",
+        trust.to_str().unwrap(),
+        "--server",
+        &server,
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("mailto:alice@example.com → DNS failure\n  error: "),
+        "{text}"
+    );
+}

@@ -1,1 +1,247 @@
+//! Test harness for the end-to-end tests: authorities with real keys, zone
+//! directories on disk, trust stores, and the publisher's real server on an
+//! ephemeral loopback port.
+//!
+//! Everything is real: keys are Ed25519 keys written as PKCS#8 PEM files,
+//! zones are built by `mimi-publisher`'s library exactly as the binary does,
+//! and lookups go over UDP/TCP to 127.0.0.1.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use mimi_proto::{AuthorityName, PublicKey, Sii, UnixTime, UnsignedAssertion, UnsignedCertificate};
+
+/// A mapping authority: a root key and, optionally, certified signing keys.
+pub struct Authority {
+    /// The authority's name.
+    pub name: AuthorityName,
+    /// Root key (pinned by clients).
+    pub root: SigningKey,
+}
+
+impl Authority {
+    /// A new authority with a fresh root key.
+    pub fn new(name: &str) -> Self {
+        Authority {
+            name: AuthorityName::parse(name).unwrap(),
+            root: mimi_publisher::keys::generate(),
+        }
+    }
+
+    /// The root public key, base64url, as trust stores pin it.
+    pub fn root_b64(&self) -> String {
+        PublicKey::from_verifying_key(self.root.verifying_key())
+            .unwrap()
+            .to_base64url()
+    }
+
+    /// A certificate for `key`, valid from `from` for `days`.
+    pub fn certify(&self, key: &SigningKey, from: UnixTime, days: u64) -> String {
+        UnsignedCertificate {
+            authority: self.name.clone(),
+            key: PublicKey::from_verifying_key(key.verifying_key()).unwrap(),
+            not_before: from,
+            expires: from.plus(days * 86400),
+        }
+        .sign(&self.root)
+        .unwrap()
+        .text()
+        .to_owned()
+    }
+
+    /// A pre-signed line (`SII RECORD`) for `sii → ssi`, signed by `key`.
+    pub fn presign(
+        &self,
+        key: &SigningKey,
+        sii: &str,
+        ssi: &str,
+        t: UnixTime,
+        x: UnixTime,
+    ) -> String {
+        let sii = Sii::parse(sii, None).unwrap();
+        let a = UnsignedAssertion {
+            authority: self.name.clone(),
+            ssi: mimi_proto::Ssi::parse(ssi).unwrap(),
+            not_before: t,
+            expires: x,
+            include_label: false,
+            extensions: vec![],
+        }
+        .sign(&sii.hash(), key)
+        .unwrap();
+        format!("{} {}", sii.as_str(), a.text())
+    }
+}
+
+/// A trust-store entry: authority, root key, scopes.
+pub struct Trust<'a> {
+    /// The authority.
+    pub authority: &'a Authority,
+    /// `sii_scope`.
+    pub sii_scope: &'a [&'a str],
+    /// `ssi_scope`.
+    pub ssi_scope: &'a [&'a str],
+}
+
+/// Trust-store TOML for the given entries.
+pub fn trust_toml(min_authorities: usize, entries: &[Trust<'_>]) -> String {
+    let mut s = format!(
+        "[policy]\nmin_authorities = {min_authorities}\nmax_assertion_validity = \"90d\"\nmax_key_validity = \"400d\"\nclock_skew = \"5m\"\n"
+    );
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for e in entries {
+        s.push_str(&format!(
+            "\n[[authority]]\nname = \"{}\"\nroot_keys = [\"{}\"]\nsii_scope = [{}]\nssi_scope = [{}]\n",
+            e.authority.name,
+            e.authority.root_b64(),
+            list(e.sii_scope),
+            list(e.ssi_scope)
+        ));
+    }
+    s
+}
+
+/// A directory with zone configurations and their inputs.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    /// A fresh temporary directory.
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Path of a file in the workspace.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file atomically (temp + rename, as editors and generators
+    /// do), creating parent directories.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let tmp = p.with_extension("tmp~");
+        std::fs::File::create(&tmp)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+        p
+    }
+
+    /// Writes a private key file with mode 0600.
+    pub fn write_key(&self, rel: &str, key: &SigningKey) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&p);
+        mimi_publisher::keys::write_signing_key(&p, key).unwrap();
+        p
+    }
+
+    /// Writes a zone configuration `rel` (e.g. `example.com/zone.toml`).
+    pub fn zone(&self, rel: &str, spec: &ZoneSpec<'_>) -> PathBuf {
+        let mut s = format!(
+            "origin = \"{}\"\nrole = \"{}\"\nttl = 1\nns = [\"ns1.{}\"]\n",
+            spec.origin, spec.role, spec.origin
+        );
+        if let Some(r) = spec.tel_root {
+            s.push_str(&format!("tel_root = \"{r}\"\n"));
+        }
+        if let Some(m) = spec.mappings {
+            s.push_str(&format!("mappings = \"{m}\"\n"));
+        }
+        if !spec.presigned.is_empty() {
+            s.push_str(&format!("presigned = [{}]\n", quoted(spec.presigned)));
+        }
+        s.push_str(&format!(
+            "[soa]\nmname = \"ns1.{0}\"\nrname = \"hostmaster.{0}\"\nminimum = 1\nttl = 1\n",
+            spec.origin
+        ));
+        if let Some(a) = spec.authority {
+            s.push_str(&format!("[authority]\nname = \"{a}\"\n"));
+            if let Some(k) = spec.key {
+                s.push_str(&format!("key = \"{k}\"\n"));
+            }
+            s.push_str(&format!("certificates = [{}]\n", quoted(spec.certificates)));
+        }
+        self.write(rel, &s)
+    }
+}
+
+fn quoted(v: &[&str]) -> String {
+    v.iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a zone configuration says (paths relative to the config file).
+#[derive(Default, Clone, Copy)]
+pub struct ZoneSpec<'a> {
+    /// Origin.
+    pub origin: &'a str,
+    /// `home` or `distribution`.
+    pub role: &'a str,
+    /// Telephone root for home zones of numbers.
+    pub tel_root: Option<&'a str>,
+    /// Authority name.
+    pub authority: Option<&'a str>,
+    /// Signing key file.
+    pub key: Option<&'a str>,
+    /// Certificate files.
+    pub certificates: &'a [&'a str],
+    /// Mappings file.
+    pub mappings: Option<&'a str>,
+    /// Pre-signed files.
+    pub presigned: &'a [&'a str],
+}
+
+/// Path of a binary of this workspace, built by `cargo test --workspace`
+/// (cargo builds every package's binaries for its integration tests).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run the tests with `cargo test --workspace`, which builds it",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

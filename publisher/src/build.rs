@@ -67,12 +67,15 @@ pub fn build_from_path(
     previous: Option<&Zone>,
     progress: Option<Progress<'_>>,
 ) -> Result<BuildOutput, BuildError> {
-    let config = ZoneConfig::load(config_path).map_err(|e| Problem::in_file(config_path, strip_path(&e.to_string(), config_path)))?;
+    let config = ZoneConfig::load(config_path)
+        .map_err(|e| Problem::in_file(config_path, strip_path(&e.to_string(), config_path)))?;
     build_zone(&config, now, previous, progress)
 }
 
 fn strip_path(msg: &str, path: &Path) -> String {
-    msg.strip_prefix(&format!("{}: ", path.display())).unwrap_or(msg).to_owned()
+    msg.strip_prefix(&format!("{}: ", path.display()))
+        .unwrap_or(msg)
+        .to_owned()
 }
 
 /// Where an SII's records go in this zone, or why they cannot.
@@ -133,7 +136,10 @@ pub fn build_zone(
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) => {
-                    errors.push(Problem::in_file(path, format!("cannot read certificates: {e}")));
+                    errors.push(Problem::in_file(
+                        path,
+                        format!("cannot read certificates: {e}"),
+                    ));
                     continue;
                 }
             };
@@ -145,7 +151,11 @@ pub fn build_zone(
                 let cert = match Certificate::parse(l) {
                     Ok(c) => c,
                     Err(e) => {
-                        errors.push(Problem::at(path, i + 1, format!("malformed certificate: {e}")));
+                        errors.push(Problem::at(
+                            path,
+                            i + 1,
+                            format!("malformed certificate: {e}"),
+                        ));
                         continue;
                     }
                 };
@@ -153,7 +163,11 @@ pub fn build_zone(
                     errors.push(Problem::at(
                         path,
                         i + 1,
-                        format!("certificate is for authority {}, but this zone's authority is {}", cert.authority(), auth.name),
+                        format!(
+                            "certificate is for authority {}, but this zone's authority is {}",
+                            cert.authority(),
+                            auth.name
+                        ),
                     ));
                     continue;
                 }
@@ -167,11 +181,23 @@ pub fn build_zone(
                     continue;
                 }
                 if cert.expires() <= now {
-                    warnings.push(Problem::at(path, i + 1, format!("certificate for key {} expired at {}; not published", cert.kid(), cert.expires())));
+                    warnings.push(Problem::at(
+                        path,
+                        i + 1,
+                        format!(
+                            "certificate for key {} expired at {}; not published",
+                            cert.kid(),
+                            cert.expires()
+                        ),
+                    ));
                     continue;
                 }
                 certified_kids.insert(cert.kid().clone());
-                records.push(ZoneRecord { owner, ttl, text: l.to_owned() });
+                records.push(ZoneRecord {
+                    owner,
+                    ttl,
+                    text: l.to_owned(),
+                });
             }
         }
     }
@@ -205,11 +231,23 @@ pub fn build_zone(
         errors.extend(problems);
         for p in items {
             if p.assertion.expires() <= now {
-                warnings.push(Problem::at(path, p.line, format!("assertion by {} expired at {}; not published", p.assertion.authority(), p.assertion.expires())));
+                warnings.push(Problem::at(
+                    path,
+                    p.line,
+                    format!(
+                        "assertion by {} expired at {}; not published",
+                        p.assertion.authority(),
+                        p.assertion.expires()
+                    ),
+                ));
                 continue;
             }
             match owner_for(config, &p.sii) {
-                Ok(owner) => records.push(ZoneRecord { owner, ttl, text: p.assertion.text().to_owned() }),
+                Ok(owner) => records.push(ZoneRecord {
+                    owner,
+                    ttl,
+                    text: p.assertion.text().to_owned(),
+                }),
                 Err(msg) => errors.push(Problem::at(path, p.line, msg)),
             }
         }
@@ -220,10 +258,8 @@ pub fn build_zone(
     }
 
     // Sign (all cores), reusing unchanged records of the previous zone.
-    let mut next_resign: Option<UnixTime> = records
-        .iter()
-        .filter_map(|r| record_expiry(&r.text))
-        .min();
+    let mut next_resign: Option<UnixTime> =
+        records.iter().filter_map(|r| record_expiry(&r.text)).min();
     if let (Some(key), Some(auth)) = (&key, &config.authority) {
         let reuse = previous.map(signature_index).unwrap_or_default();
         let kid = keys::public_key(key).expect("not weak").kid();
@@ -247,7 +283,13 @@ pub fn build_zone(
                     Some(text) => (*text).to_owned(),
                     None => unsigned
                         .sign(&hash, key)
-                        .map_err(|e| Problem::at(config.mappings.clone().unwrap_or_default(), m.line, e.to_string()))?
+                        .map_err(|e| {
+                            Problem::at(
+                                config.mappings.clone().unwrap_or_default(),
+                                m.line,
+                                e.to_string(),
+                            )
+                        })?
                         .text()
                         .to_owned(),
                 };
@@ -257,7 +299,11 @@ pub fn build_zone(
                         cb(n);
                     }
                 }
-                Ok(ZoneRecord { owner: owner.clone(), ttl, text })
+                Ok(ZoneRecord {
+                    owner: owner.clone(),
+                    ttl,
+                    text,
+                })
             })
             .collect();
         records.extend(signed.map_err(BuildError::from)?);
@@ -359,7 +405,10 @@ mod tests {
             self.dir.path().join(n)
         }
         fn write(&self, n: &str, text: &str) {
-            std::fs::File::create(self.path(n)).unwrap().write_all(text.as_bytes()).unwrap();
+            std::fs::File::create(self.path(n))
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
         }
         fn build(&self, now: u64, prev: Option<&Zone>) -> Result<BuildOutput, BuildError> {
             build_from_path(&self.path("zone.toml"), UnixTime(now), prev, None)
@@ -372,16 +421,25 @@ mod tests {
     fn home_zone_places_emails_and_phones() {
         let f = Fixture::new("home", "alice@example.com,mimi://chat.example.com/u/alice\n+39 06 1234 5678,im:bob@chat.example.com\n");
         let z = f.build(NOW, None).unwrap().zone;
-        let owners: Vec<_> = z.records.iter().map(|r| r.owner.as_str().to_owned()).collect();
+        let owners: Vec<_> = z
+            .records
+            .iter()
+            .map(|r| r.owner.as_str().to_owned())
+            .collect();
         let alice = Sii::parse("alice@example.com", None).unwrap();
         assert!(owners.contains(&format!("{}._mimi.example.com", alice.label())));
-        assert!(owners.iter().any(|o| o.ends_with("._mimi.9.3.e164.example.com")));
+        assert!(owners
+            .iter()
+            .any(|o| o.ends_with("._mimi.9.3.e164.example.com")));
         assert!(z.next_resign.is_some());
     }
 
     #[test]
     fn home_zone_rejects_foreign_domains_with_line_numbers() {
-        let f = Fixture::new("home", "# c\nalice@example.com,mimi://a.example/x\nbob@other.org,mimi://a.example/y\n");
+        let f = Fixture::new(
+            "home",
+            "# c\nalice@example.com,mimi://a.example/x\nbob@other.org,mimi://a.example/y\n",
+        );
         let e = f.build(NOW, None).unwrap_err();
         assert_eq!(e.problems.len(), 1);
         assert_eq!(e.problems[0].line, Some(3));
@@ -393,7 +451,10 @@ mod tests {
         let f = Fixture::new("distribution", "bob@other.org,mimi://a.example/y\n");
         let z = f.build(NOW, None).unwrap().zone;
         let bob = Sii::parse("bob@other.org", None).unwrap();
-        assert_eq!(z.records[0].owner.as_str(), format!("{}._mimi.example.com", bob.label()));
+        assert_eq!(
+            z.records[0].owner.as_str(),
+            format!("{}._mimi.example.com", bob.label())
+        );
     }
 
     #[test]
@@ -406,7 +467,10 @@ mod tests {
         let c = f.build(NOW + 20, Some(&a)).unwrap().zone;
         assert_eq!(c.soa.serial, a.soa.serial);
         // A change: serial increases.
-        f.write("m.csv", "alice@example.com,mimi://a.example/x\ncarol@example.com,mimi://a.example/c\n");
+        f.write(
+            "m.csv",
+            "alice@example.com,mimi://a.example/x\ncarol@example.com,mimi://a.example/c\n",
+        );
         let d = f.build(NOW + 30, Some(&c)).unwrap().zone;
         assert!(d.soa.serial > c.soa.serial);
         assert_eq!(d.records.len(), 2);

@@ -201,7 +201,8 @@ fn default_soa_ttl() -> u32 {
 
 /// Parses a duration such as `14d`, `36h` or `90m` (humantime syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration like 14d or 36h ({e})"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 14d or 36h ({e})"))
 }
 
 impl ZoneConfig {
@@ -226,11 +227,22 @@ impl ZoneConfig {
             message,
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
-        let name = |field: &str, s: &str| DomainName::parse(s).map_err(|e| invalid(field, e.to_string()));
+        let resolve = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        let name =
+            |field: &str, s: &str| DomainName::parse(s).map_err(|e| invalid(field, e.to_string()));
 
         let origin = name("origin", &raw.origin)?;
-        let tel_root = raw.tel_root.as_deref().map(|s| name("tel_root", s)).transpose()?;
+        let tel_root = raw
+            .tel_root
+            .as_deref()
+            .map(|s| name("tel_root", s))
+            .transpose()?;
         if raw.ns.is_empty() {
             return Err(invalid("ns", "at least one name server is required".into()));
         }
@@ -252,15 +264,27 @@ impl ZoneConfig {
         let authority = raw
             .authority
             .map(|a| -> Result<AuthorityConfig, ConfigError> {
-                let an = AuthorityName::parse(&a.name).map_err(|e| invalid("authority.name", e.to_string()))?;
-                let dur = |field: &str, v: &Option<String>, default: u64| -> Result<u64, ConfigError> {
-                    match v {
-                        None => Ok(default),
-                        Some(s) => parse_duration(s).map(|d| d.as_secs()).map_err(|m| invalid(field, m)),
-                    }
-                };
-                let validity = dur("authority.validity", &a.validity, WindowPolicy::DEFAULT.validity())?;
-                let margin = dur("authority.resign_margin", &a.resign_margin, WindowPolicy::DEFAULT.margin())?;
+                let an = AuthorityName::parse(&a.name)
+                    .map_err(|e| invalid("authority.name", e.to_string()))?;
+                let dur =
+                    |field: &str, v: &Option<String>, default: u64| -> Result<u64, ConfigError> {
+                        match v {
+                            None => Ok(default),
+                            Some(s) => parse_duration(s)
+                                .map(|d| d.as_secs())
+                                .map_err(|m| invalid(field, m)),
+                        }
+                    };
+                let validity = dur(
+                    "authority.validity",
+                    &a.validity,
+                    WindowPolicy::DEFAULT.validity(),
+                )?;
+                let margin = dur(
+                    "authority.resign_margin",
+                    &a.resign_margin,
+                    WindowPolicy::DEFAULT.margin(),
+                )?;
                 let window = WindowPolicy::new(validity, margin)
                     .map_err(|e| invalid("authority.resign_margin", e.to_string()))?;
                 Ok(AuthorityConfig {
@@ -333,9 +357,11 @@ rname = "hostmaster.example.com"
 
     #[test]
     fn errors_name_the_setting() {
-        let e = ZoneConfig::from_toml(&format!("{MIN}bogus = 1\n"), Path::new("z.toml")).unwrap_err();
+        let e =
+            ZoneConfig::from_toml(&format!("{MIN}bogus = 1\n"), Path::new("z.toml")).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
-        let e = ZoneConfig::from_toml(&MIN.replace("Example.com.", "a..b"), Path::new("z.toml")).unwrap_err();
+        let e = ZoneConfig::from_toml(&MIN.replace("Example.com.", "a..b"), Path::new("z.toml"))
+            .unwrap_err();
         assert!(e.to_string().starts_with("z.toml: origin:"), "{e}");
         let with_auth = format!(
             "mappings = \"m.csv\"\n{MIN}[authority]\nname = \"example.com\"\nvalidity = \"2d\"\nresign_margin = \"1d\"\n"

@@ -135,7 +135,10 @@ mod tests {
         let p = dir.path().join("k.pem");
         let k = generate();
         write_signing_key(&p, &k).unwrap();
-        assert!(matches!(write_signing_key(&p, &k), Err(KeyFileError::Exists(_))));
+        assert!(matches!(
+            write_signing_key(&p, &k),
+            Err(KeyFileError::Exists(_))
+        ));
         let back = load_signing_key(&p).unwrap();
         assert_eq!(back.to_bytes(), k.to_bytes());
         #[cfg(unix)]
@@ -143,7 +146,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
             let e = load_signing_key(&p).unwrap_err();
-            assert!(matches!(e, KeyFileError::Permissions { mode: 0o644, .. }), "{e}");
+            assert!(
+                matches!(e, KeyFileError::Permissions { mode: 0o644, .. }),
+                "{e}"
+            );
         }
     }
 
@@ -165,6 +171,9 @@ mod tests {
             opts.open(path).unwrap().write_all(text.as_bytes()).unwrap();
         }
         assert!(load_signing_key(&p).is_ok());
-        assert!(matches!(load_signing_key(&q), Err(KeyFileError::Format { .. })));
+        assert!(matches!(
+            load_signing_key(&q),
+            Err(KeyFileError::Format { .. })
+        ));
     }
 }

@@ -27,6 +27,6 @@ pub mod zone;
 pub mod zonefile;
 
 pub use build::{build_from_path, build_zone, BuildError, BuildOutput};
-pub use problem::Problem;
 pub use config::{ConfigError, ZoneConfig, ZoneRole};
+pub use problem::Problem;
 pub use zone::{Soa, Zone, ZoneRecord};

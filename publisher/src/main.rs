@@ -16,7 +16,11 @@ use mimi_publisher::{build, config::parse_duration, keys, presigned, serve, zone
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "mimi-publisher", version, about = "Publish signed mimi-dns discovery records in DNS zones")]
+#[command(
+    name = "mimi-publisher",
+    version,
+    about = "Publish signed mimi-dns discovery records in DNS zones"
+)]
 struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -134,8 +138,11 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},hickory_server=warn,hickory_proto=warn"
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -160,7 +167,10 @@ fn run(command: Command) -> Result<ExitCode> {
             keys::write_signing_key(&out, &key)?;
             let pk = keys::public_key(&key)?;
             if json {
-                println!("{}", json!({"file": out, "public_key": pk.to_base64url(), "kid": pk.kid().as_str()}));
+                println!(
+                    "{}",
+                    json!({"file": out, "public_key": pk.to_base64url(), "kid": pk.kid().as_str()})
+                );
             } else {
                 println!("wrote {} (mode 0600)", out.display());
                 println!("public key: {}", pk.to_base64url());
@@ -168,11 +178,20 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Certify { root, key, authority, validity, now, json } => {
+        Command::Certify {
+            root,
+            key,
+            authority,
+            validity,
+            now,
+            json,
+        } => {
             let root = keys::load_signing_key(&root)?;
             let signing = keys::load_signing_key(&key)?;
             let authority = AuthorityName::parse(&authority).context("--authority")?;
-            let validity = parse_duration(&validity).map_err(anyhow::Error::msg).context("--validity")?;
+            let validity = parse_duration(&validity)
+                .map_err(anyhow::Error::msg)
+                .context("--validity")?;
             let t = now_or(now);
             let cert = UnsignedCertificate {
                 authority,
@@ -191,15 +210,32 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sign { key, authority, sii, ssi, validity, margin, region, with_label, now, json } => {
+        Command::Sign {
+            key,
+            authority,
+            sii,
+            ssi,
+            validity,
+            margin,
+            region,
+            with_label,
+            now,
+            json,
+        } => {
             let key = keys::load_signing_key(&key)?;
             let authority = AuthorityName::parse(&authority).context("--authority")?;
             let region = region.map(|r| r.parse()).transpose().context("--region")?;
             let sii = Sii::parse(&sii, region).context("--sii")?;
             let ssi = Ssi::from_input(&ssi).context("--ssi")?;
-            let v = parse_duration(&validity).map_err(anyhow::Error::msg).context("--validity")?.as_secs();
+            let v = parse_duration(&validity)
+                .map_err(anyhow::Error::msg)
+                .context("--validity")?
+                .as_secs();
             let m = match margin {
-                Some(m) => parse_duration(&m).map_err(anyhow::Error::msg).context("--margin")?.as_secs(),
+                Some(m) => parse_duration(&m)
+                    .map_err(anyhow::Error::msg)
+                    .context("--margin")?
+                    .as_secs(),
                 None => v * 2 / 7,
             };
             let window = WindowPolicy::new(v, m).context("--margin")?;
@@ -215,7 +251,10 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             .sign(&hash, &key)?;
             if json {
-                println!("{}", json!({"sii": sii.as_str(), "label": sii.label().as_str(), "record": a.text(), "t": t.0, "x": x.0}));
+                println!(
+                    "{}",
+                    json!({"sii": sii.as_str(), "label": sii.label().as_str(), "record": a.text(), "t": t.0, "x": x.0})
+                );
             } else {
                 println!("{}", presigned::format_line(&sii, &a));
             }
@@ -257,9 +296,18 @@ fn run(command: Command) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Build { config, out, now, json } => build_cmd(&config, &out, now_or(now), json),
+        Command::Build {
+            config,
+            out,
+            now,
+            json,
+        } => build_cmd(&config, &out, now_or(now), json),
         Command::Serve { configs, listen } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
@@ -284,7 +332,10 @@ fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<Exi
     let bar = (std::io::stderr().is_terminal() && !json).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} signed {pos} mappings ({per_sec}) {elapsed}").expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} signed {pos} mappings ({per_sec}) {elapsed}",
+            )
+            .expect("static template"),
         );
         b
     });
@@ -321,10 +372,14 @@ fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<Exi
             zone.soa.serial = mimi_publisher::zone::next_serial(prev_serial, floor);
         }
     } else if previous.is_some() {
-        bail!("{} exists but has no serial written by mimi-publisher; refusing to overwrite it", out.display());
+        bail!(
+            "{} exists but has no serial written by mimi-publisher; refusing to overwrite it",
+            out.display()
+        );
     }
     if changed {
-        zonefile::write_atomically(out, &zonefile::render(&zone)).with_context(|| format!("writing {}", out.display()))?;
+        zonefile::write_atomically(out, &zonefile::render(&zone))
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     let secs = started.elapsed().as_secs_f64();
     if json {

@@ -83,7 +83,12 @@ pub fn parse(text: &str, path: &Path, region: Option<Region>) -> MappingsFile {
     out
 }
 
-fn parse_line(l: &str, line: usize, path: &Path, region: Option<Region>) -> Result<Mapping, Problem> {
+fn parse_line(
+    l: &str,
+    line: usize,
+    path: &Path,
+    region: Option<Region>,
+) -> Result<Mapping, Problem> {
     let (sii, ssi) = l
         .split_once(',')
         .ok_or_else(|| Problem::at(path, line, "expected SII,SSI (no comma found)"))?;
@@ -112,7 +117,13 @@ mod tests {
         assert_eq!(f.warnings[0].line, Some(5));
         let lines: Vec<_> = f.errors.iter().map(|p| p.line.unwrap()).collect();
         assert_eq!(lines, vec![6, 7, 8, 9]);
-        assert!(f.errors[0].to_string().starts_with("m.csv:6: expected SII,SSI"));
-        assert!(f.errors[1].message.starts_with("SII: bad domain"), "{}", f.errors[1]);
+        assert!(f.errors[0]
+            .to_string()
+            .starts_with("m.csv:6: expected SII,SSI"));
+        assert!(
+            f.errors[1].message.starts_with("SII: bad domain"),
+            "{}",
+            f.errors[1]
+        );
     }
 }

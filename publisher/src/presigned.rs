@@ -32,7 +32,13 @@ pub fn format_line(sii: &Sii, assertion: &Assertion) -> String {
 pub fn read(path: &Path) -> (Vec<Presigned>, Vec<Problem>) {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, path),
-        Err(e) => (vec![], vec![Problem::in_file(path, format!("cannot read pre-signed assertions: {e}"))]),
+        Err(e) => (
+            vec![],
+            vec![Problem::in_file(
+                path,
+                format!("cannot read pre-signed assertions: {e}"),
+            )],
+        ),
     }
 }
 
@@ -47,7 +53,11 @@ pub fn parse(text: &str, path: &Path) -> (Vec<Presigned>, Vec<Problem>) {
             continue;
         }
         let Some((sii, rec)) = l.split_once(char::is_whitespace) else {
-            problems.push(Problem::at(path, line, "expected `SII RECORD` (SII, white space, record text)"));
+            problems.push(Problem::at(
+                path,
+                line,
+                "expected `SII RECORD` (SII, white space, record text)",
+            ));
             continue;
         };
         let sii = match Sii::parse(sii, None) {
@@ -66,11 +76,19 @@ pub fn parse(text: &str, path: &Path) -> (Vec<Presigned>, Vec<Problem>) {
         };
         if let Some(h) = assertion.label() {
             if *h != sii.label() {
-                problems.push(Problem::at(path, line, format!("h= label is not the label of {sii}")));
+                problems.push(Problem::at(
+                    path,
+                    line,
+                    format!("h= label is not the label of {sii}"),
+                ));
                 continue;
             }
         }
-        out.push(Presigned { sii, assertion, line });
+        out.push(Presigned {
+            sii,
+            assertion,
+            line,
+        });
     }
     (out, problems)
 }

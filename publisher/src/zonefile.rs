@@ -19,7 +19,10 @@ pub fn render(zone: &Zone) -> String {
     let mut out = String::with_capacity(128 + zone.records.len() * 300);
     let origin = zone.origin.fqdn();
     let soa = &zone.soa;
-    let _ = writeln!(out, "; mimi-dns zone {origin} written by mimi-publisher; do not edit, rebuild instead");
+    let _ = writeln!(
+        out,
+        "; mimi-dns zone {origin} written by mimi-publisher; do not edit, rebuild instead"
+    );
     let _ = writeln!(out, "$ORIGIN {origin}");
     let _ = writeln!(
         out,
@@ -76,7 +79,8 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -1,0 +1,714 @@
+//! The authoritative DNS server: serves built zones over UDP and TCP and
+//! swaps in rebuilt zones without dropping a query.
+//!
+//! hickory's [`Server`] owns its request handler and its [`Catalog`] can only
+//! be changed through `&mut`, so a running hickory server cannot take a new
+//! zone by itself. This module puts a small [`RequestHandler`] in front of
+//! the catalog that holds it in an [`ArcSwap`]: every query is answered by
+//! whichever catalog is current when it arrives, and a reload builds a
+//! complete new catalog off the serving path and `store()`s it in one atomic
+//! step. A query therefore sees either the old zone or the new one, never a
+//! mixture, and a failed rebuild simply never reaches the swap (SPEC §9:
+//! "nothing stops being served").
+//!
+//! [`start`] builds every zone, binds the sockets and starts the watcher and
+//! re-sign timers of [`crate::watch`]; [`run`] does the same and serves until
+//! a shutdown future completes, which is what the binary uses.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::rdata::{NS, SOA, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use hickory_server::Server;
+use mimi_proto::text::split_txt;
+use mimi_proto::{DomainName, UnixTime};
+use rayon::prelude::*;
+use tokio::sync::broadcast;
+use tracing::{debug, error, info, warn};
+
+use crate::build::{build_from_path, BuildError, BuildOutput};
+use crate::config::ZoneConfig;
+use crate::problem::Problem;
+use crate::watch::{self, Reloader};
+use crate::zone::{Zone, ZoneRecord};
+
+/// What to serve and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// One zone configuration file per zone (see [`crate::config`]).
+    pub configs: Vec<PathBuf>,
+    /// Address for both UDP and TCP. Port 0 picks a free port, the same for
+    /// both protocols (see [`RunningServer::local_addr`]).
+    pub listen: SocketAddr,
+    /// How long the input files must be quiet before a rebuild starts, so
+    /// that a file written in several steps is read once, complete.
+    pub debounce: Duration,
+}
+
+impl ServeOptions {
+    /// The default listening address: loopback, an unprivileged port, so
+    /// that trying the server out needs neither root nor exposure.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 5300);
+
+    /// The default debounce: long enough to coalesce an editor's
+    /// write-rename-chmod sequence, short enough to serve a change well
+    /// within two seconds.
+    pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
+
+    /// Options for `configs` with the default address and debounce.
+    pub fn new(configs: Vec<PathBuf>) -> Self {
+        ServeOptions {
+            configs,
+            listen: Self::DEFAULT_LISTEN,
+            debounce: Self::DEFAULT_DEBOUNCE,
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    /// No zones yet, the default address and debounce.
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+/// Why a zone was rebuilt while serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadReason {
+    /// One of the zone's input files changed (or a reload was requested).
+    FileChange,
+    /// The re-sign timer fired: some record's validity window rolls over.
+    Resign,
+}
+
+/// The outcome of one rebuild of a served zone, broadcast to
+/// [`RunningServer::subscribe`] receivers (tests, monitoring).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadEvent {
+    /// The zone's origin (the one served before the rebuild if the rebuild
+    /// failed before the new configuration could be read).
+    pub origin: DomainName,
+    /// The zone's configuration file.
+    pub config: PathBuf,
+    /// The serial served after this event: the new one on success, the
+    /// unchanged old one on failure.
+    pub serial: u32,
+    /// Whether the rebuild succeeded. On failure the previous zone is still
+    /// served, unchanged.
+    pub ok: bool,
+    /// Whether a new zone was swapped in (`false` for failures and for
+    /// rebuilds whose content did not change).
+    pub changed: bool,
+    /// What triggered the rebuild.
+    pub reason: ReloadReason,
+    /// On failure every problem, one `file:line: message` per line; on
+    /// success a short summary.
+    pub message: String,
+}
+
+/// A failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No zone configuration was given.
+    #[error("no zone configuration to serve")]
+    NoZones,
+    /// A zone failed its initial build; nothing is served.
+    #[error("{}: cannot build zone: {source}", config.display())]
+    Build {
+        /// The zone's configuration file.
+        config: PathBuf,
+        /// Every problem found.
+        source: BuildError,
+    },
+    /// Two configuration files describe the same zone.
+    #[error("{} and {} both describe zone {origin}", first.display(), second.display())]
+    DuplicateOrigin {
+        /// The origin.
+        origin: DomainName,
+        /// The first configuration file.
+        first: PathBuf,
+        /// The second.
+        second: PathBuf,
+    },
+    /// The DNS library rejected a built zone (a bug or a name it cannot
+    /// represent).
+    #[error("zone {origin}: cannot be served: {message}")]
+    Zone {
+        /// The origin.
+        origin: DomainName,
+        /// hickory's reason.
+        message: String,
+    },
+    /// The listening sockets cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The requested address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The input files cannot be watched.
+    #[error("cannot watch input files: {0}")]
+    Watch(#[from] notify::Error),
+    /// The server's socket tasks ended with an error.
+    #[error("DNS server failed: {0}")]
+    Server(String),
+    /// An internal task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Converts a built zone into a hickory in-memory zone: SOA and NS at the
+/// origin, and one TXT RR per [`crate::zone::ZoneRecord`] whose
+/// character-strings are the record text split into ≤255-octet pieces
+/// (SPEC §4). Records at the same owner form one RRset.
+///
+/// This is CPU work proportional to the zone size, so callers run it off the
+/// serving path (in `spawn_blocking`), before the swap.
+pub fn in_memory_zone(zone: &Zone) -> Result<InMemoryZoneHandler<TokioRuntimeProvider>, String> {
+    let origin = dns_name(&zone.origin)?;
+    let serial = zone.soa.serial;
+    let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+
+    let soa = SOA::new(
+        dns_name(&zone.soa.mname)?,
+        dns_name(&zone.soa.rname)?,
+        serial,
+        timer(zone.soa.refresh),
+        timer(zone.soa.retry),
+        timer(zone.soa.expire),
+        zone.soa.minimum,
+    );
+    let mut soa_set = RecordSet::new(origin.clone(), RecordType::SOA, serial);
+    soa_set.insert(
+        Record::from_rdata(origin.clone(), zone.ttl, RData::SOA(soa)),
+        serial,
+    );
+    let mut ns_set = RecordSet::new(origin.clone(), RecordType::NS, serial);
+    for ns in &zone.ns {
+        ns_set.insert(
+            Record::from_rdata(origin.clone(), zone.ttl, RData::NS(NS(dns_name(ns)?))),
+            serial,
+        );
+    }
+
+    // `records` is sorted by owner, so each owner's records are adjacent and
+    // form one RRset. Large zones have millions of them: convert in
+    // parallel, sort in DNS order in parallel, and let the map be built in
+    // one pass from the sorted sequence.
+    let owners: Vec<&[ZoneRecord]> = zone.records.chunk_by(|a, b| a.owner == b.owner).collect();
+    let mut sets = owners
+        .par_iter()
+        .map(|records| txt_rrset(&zone.origin, records, serial))
+        .collect::<Result<Vec<_>, String>>()?;
+    let apex = LowerName::new(&origin);
+    sets.push((RrKey::new(apex.clone(), RecordType::SOA), Arc::new(soa_set)));
+    sets.push((RrKey::new(apex, RecordType::NS), Arc::new(ns_set)));
+    sets.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    *handler.records_get_mut() = sets.into_iter().collect();
+    Ok(handler)
+}
+
+/// The TXT RRset of one owner; `records` all have that owner.
+fn txt_rrset(
+    origin: &DomainName,
+    records: &[ZoneRecord],
+    serial: u32,
+) -> Result<(RrKey, Arc<RecordSet>), String> {
+    let owner = &records[0].owner;
+    if !owner.is_within(origin) {
+        return Err(format!("record owner {owner} is outside the zone"));
+    }
+    let name = dns_name(owner)?;
+    let mut set = RecordSet::new(name.clone(), RecordType::TXT, serial);
+    for r in records {
+        let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
+        let record = Record::from_rdata(name.clone(), r.ttl, RData::TXT(TXT::from_bytes(strings)));
+        set.insert(record, serial);
+    }
+    Ok((
+        RrKey::new(LowerName::new(&name), RecordType::TXT),
+        Arc::new(set),
+    ))
+}
+
+fn dns_name(name: &DomainName) -> Result<Name, String> {
+    Name::from_ascii(name.fqdn()).map_err(|e| format!("{name}: not a DNS name: {e}"))
+}
+
+/// SOA timers are signed 32-bit in hickory; larger values saturate.
+fn timer(secs: u32) -> i32 {
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+/// One served zone: what it was built from, its content, and the hickory
+/// handler answering for it.
+pub(crate) struct Slot {
+    pub(crate) config: PathBuf,
+    pub(crate) zone: Arc<Zone>,
+    handler: Arc<dyn ZoneHandler>,
+}
+
+/// The state shared by the request handler, the reloaders and
+/// [`RunningServer`]: the catalog being served and the zones behind it.
+pub(crate) struct Served {
+    catalog: ArcSwap<Catalog>,
+    slots: Mutex<Vec<Slot>>,
+    events: broadcast::Sender<ReloadEvent>,
+}
+
+/// A replaced zone and catalog, to be dropped where blocking is fine.
+pub(crate) struct Retired {
+    _slot: Slot,
+    _catalog: Arc<Catalog>,
+}
+
+/// A zone ready to be installed: built and converted off the serving path.
+pub(crate) struct Prepared {
+    pub(crate) zone: Arc<Zone>,
+    pub(crate) warnings: Vec<Problem>,
+    handler: Arc<dyn ZoneHandler>,
+    pub(crate) elapsed: Duration,
+}
+
+impl Served {
+    fn new(slots: Vec<Slot>) -> Result<Self, ServeError> {
+        let (events, _) = broadcast::channel(256);
+        let catalog =
+            catalog_of(&slots).map_err(|(first, second, origin)| ServeError::DuplicateOrigin {
+                origin,
+                first,
+                second,
+            })?;
+        Ok(Served {
+            catalog: ArcSwap::from_pointee(catalog),
+            slots: Mutex::new(slots),
+            events,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of zones.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The zone currently served in slot `idx`, and its configuration file.
+    pub(crate) fn current(&self, idx: usize) -> (PathBuf, Arc<Zone>) {
+        let slots = self.lock();
+        (slots[idx].config.clone(), slots[idx].zone.clone())
+    }
+
+    fn find(&self, origin: &DomainName) -> Option<Arc<Zone>> {
+        self.lock()
+            .iter()
+            .find(|s| s.zone.origin == *origin)
+            .map(|s| s.zone.clone())
+    }
+
+    /// Records a rebuild that produced the content already served (only
+    /// `next_resign` may differ): no swap.
+    /// Returns the replaced zone, to be dropped off the async threads.
+    pub(crate) fn keep(&self, idx: usize, zone: Zone) -> Arc<Zone> {
+        std::mem::replace(&mut self.lock()[idx].zone, Arc::new(zone))
+    }
+
+    /// Puts a rebuilt zone into slot `idx` and swaps in a new catalog with
+    /// every zone. Fails, changing nothing, if the new origin is already
+    /// served by another slot.
+    ///
+    /// Returns what was replaced: freeing a large zone takes time, which the
+    /// caller should spend off the async threads.
+    pub(crate) fn install(&self, idx: usize, prepared: &Prepared) -> Result<Retired, String> {
+        let mut slots = self.lock();
+        let zone = &prepared.zone;
+        if let Some(other) = slots
+            .iter()
+            .enumerate()
+            .find(|(i, s)| *i != idx && s.zone.origin == zone.origin)
+        {
+            return Err(format!(
+                "zone {} is already served from {}",
+                zone.origin,
+                other.1.config.display()
+            ));
+        }
+        let config = slots[idx].config.clone();
+        let old = std::mem::replace(
+            &mut slots[idx],
+            Slot {
+                config,
+                zone: prepared.zone.clone(),
+                handler: prepared.handler.clone(),
+            },
+        );
+        match catalog_of(&slots) {
+            Ok(catalog) => {
+                let old_catalog = self.catalog.swap(Arc::new(catalog));
+                Ok(Retired {
+                    _slot: old,
+                    _catalog: old_catalog,
+                })
+            }
+            Err((_, _, origin)) => {
+                slots[idx] = old;
+                Err(format!("zone {origin} would be served twice"))
+            }
+        }
+    }
+
+    /// Broadcasts a reload event; nobody listening is fine.
+    pub(crate) fn announce(&self, event: ReloadEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// A catalog with every slot's handler, or the two configurations that
+/// claim the same origin.
+fn catalog_of(slots: &[Slot]) -> Result<Catalog, (PathBuf, PathBuf, DomainName)> {
+    let mut seen: BTreeMap<&DomainName, &Path> = BTreeMap::new();
+    let mut catalog = Catalog::new();
+    for s in slots {
+        if let Some(first) = seen.insert(&s.zone.origin, &s.config) {
+            return Err((first.to_owned(), s.config.clone(), s.zone.origin.clone()));
+        }
+        catalog.upsert(s.handler.origin().clone(), vec![s.handler.clone()]);
+    }
+    Ok(catalog)
+}
+
+/// Builds the zone at `config` (CPU-bound: call from `spawn_blocking`) and
+/// converts it for serving, unless its content equals `previous`, in which
+/// case the conversion is skipped (`Ok(Err(output))`).
+pub(crate) fn prepare(
+    config: &Path,
+    previous: Option<&Zone>,
+) -> Result<Result<Prepared, BuildOutput>, String> {
+    let started = Instant::now();
+    let output =
+        build_from_path(config, UnixTime::now(), previous, None).map_err(|e| e.to_string())?;
+    if let Some(prev) = previous {
+        if prev.soa.serial == output.zone.soa.serial && prev.same_content(&output.zone) {
+            return Ok(Err(output));
+        }
+    }
+    let built = started.elapsed();
+    let handler = in_memory_zone(&output.zone)
+        .map_err(|e| format!("zone {}: cannot be served: {e}", output.zone.origin))?;
+    debug!(
+        origin = %output.zone.origin,
+        build_ms = built.as_millis() as u64,
+        convert_ms = (started.elapsed() - built).as_millis() as u64,
+        "zone prepared"
+    );
+    Ok(Ok(Prepared {
+        zone: Arc::new(output.zone),
+        warnings: output.warnings,
+        handler: Arc::new(handler),
+        elapsed: started.elapsed(),
+    }))
+}
+
+/// Logs the warnings of a successful build.
+pub(crate) fn log_warnings(origin: &DomainName, warnings: &[Problem]) {
+    for w in warnings {
+        warn!(origin = %origin, "{w}");
+    }
+}
+
+/// Forwards every request to the catalog current at its arrival.
+struct SwapHandler(Arc<Served>);
+
+#[async_trait::async_trait]
+impl RequestHandler for SwapHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        // `load_full` (an Arc clone) rather than a guard: the guard is not
+        // meant to be held across an await.
+        let catalog = self.0.catalog.load_full();
+        catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
+
+/// A server that is running: its address, its zones, and the way to stop it.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    served: Arc<Served>,
+    server: Server<SwapHandler>,
+    reloader: Reloader,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// The address actually bound (UDP and TCP share it), which tells the
+    /// port chosen when the options asked for port 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The serial currently served for `origin`, or `None` if no served zone
+    /// has that origin.
+    pub fn serial(&self, origin: &DomainName) -> Option<u32> {
+        self.served.find(origin).map(|z| z.soa.serial)
+    }
+
+    /// The zone currently served for `origin`.
+    pub fn zone(&self, origin: &DomainName) -> Option<Arc<Zone>> {
+        self.served.find(origin)
+    }
+
+    /// Receives a [`ReloadEvent`] for every rebuild from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+        self.served.events.subscribe()
+    }
+
+    /// Rebuilds every zone now, as if its files had changed (for SIGHUP or
+    /// an admin command); the outcome arrives as [`ReloadEvent`]s.
+    pub fn reload_all(&self) {
+        self.reloader.trigger_all();
+    }
+
+    /// Stops watching, stops the timers, and shuts the DNS server down
+    /// gracefully (no new queries are accepted; the sockets are closed).
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        self.reloader.stop().await;
+        self.server
+            .shutdown_gracefully()
+            .await
+            .map_err(|e| ServeError::Server(e.to_string()))?;
+        info!(addr = %self.local_addr, "server stopped");
+        Ok(())
+    }
+}
+
+/// Builds every zone, binds UDP and TCP at `opts.listen`, and starts
+/// serving, watching and re-signing in the background of the current tokio
+/// runtime.
+///
+/// Any zone that fails its initial build is an error naming its
+/// configuration file and every problem: a server that starts has all its
+/// zones.
+pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
+    if opts.configs.is_empty() {
+        return Err(ServeError::NoZones);
+    }
+    let builds = opts
+        .configs
+        .iter()
+        .map(|config| {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let inputs = ZoneConfig::load(&config)
+                    .map(|c| c.input_files())
+                    .unwrap_or_default();
+                let output = build_from_path(&config, UnixTime::now(), None, None);
+                let output = output.and_then(|o| {
+                    in_memory_zone(&o.zone)
+                        .map(|h| (o, h))
+                        .map_err(|message| BuildError {
+                            problems: vec![Problem::in_file(&config, message)],
+                        })
+                });
+                (config, inputs, output, started.elapsed())
+            })
+        })
+        .collect::<Vec<_>>();
+    let mut slots = Vec::with_capacity(builds.len());
+    let mut inputs = Vec::with_capacity(builds.len());
+    let mut first_error = None;
+    for b in builds {
+        let (config, files, output, elapsed) = b.await?;
+        match output {
+            Ok((output, handler)) => {
+                log_warnings(&output.zone.origin, &output.warnings);
+                info!(
+                    origin = %output.zone.origin,
+                    serial = output.zone.soa.serial,
+                    records = output.zone.record_count(),
+                    ms = elapsed.as_millis() as u64,
+                    config = %config.display(),
+                    "zone loaded"
+                );
+                inputs.push(files);
+                slots.push(Slot {
+                    config,
+                    zone: Arc::new(output.zone),
+                    handler: Arc::new(handler),
+                });
+            }
+            Err(source) => {
+                error!(config = %config.display(), "cannot build zone: {source}");
+                first_error.get_or_insert(ServeError::Build { config, source });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
+    let served = Arc::new(Served::new(slots)?);
+
+    let (udp, tcp) = bind(opts.listen)?;
+    let local_addr = udp.local_addr().map_err(|source| ServeError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    let mut server = Server::new(SwapHandler(served.clone()));
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
+
+    let reloader = match watch::spawn(served.clone(), inputs, resign_at, opts.debounce) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = server.shutdown_gracefully().await;
+            return Err(e.into());
+        }
+    };
+    Ok(RunningServer {
+        local_addr,
+        served,
+        server,
+        reloader,
+    })
+}
+
+/// Serves until `shutdown` completes, then stops gracefully: what the
+/// binary runs, with [`shutdown_signal`].
+pub async fn run(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let running = start(opts).await?;
+    shutdown.await;
+    info!("shutting down");
+    running.shutdown().await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, the signals a terminal or a
+/// service manager sends to stop the server.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => if let Err(e) = r { warn!("cannot wait for Ctrl-C: {e}") },
+                    _ = term.recv() => {},
+                }
+            }
+            Err(e) => {
+                warn!("cannot wait for SIGTERM: {e}");
+                if let Err(e) = tokio::signal::ctrl_c().await {
+                    warn!("cannot wait for Ctrl-C: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!("cannot wait for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Idle TCP connections are closed after this long.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// The UDP receive buffer asked of the kernel: large enough to absorb query
+/// bursts while a reload takes CPU.
+const UDP_RECV_BUFFER: usize = 1 << 20;
+/// Attempts to find a port free for both UDP and TCP when port 0 is asked.
+const BIND_ATTEMPTS: usize = 8;
+
+/// Binds UDP and TCP on the same address. With port 0, UDP picks the port
+/// and TCP takes the same one; if TCP finds it taken, both try again.
+fn bind(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), ServeError> {
+    let err = |source| ServeError::Bind { addr, source };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = bind_udp(addr).map_err(err)?;
+        let port = udp.local_addr().map_err(err)?.port();
+        let tcp_addr = SocketAddr::new(addr.ip(), port);
+        match std::net::TcpListener::bind(tcp_addr) {
+            Ok(tcp) => {
+                tcp.set_nonblocking(true).map_err(err)?;
+                let udp = tokio::net::UdpSocket::from_std(udp).map_err(err)?;
+                let tcp = tokio::net::TcpListener::from_std(tcp).map_err(err)?;
+                return Ok((udp, tcp));
+            }
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && attempt < BIND_ATTEMPTS =>
+            {
+                debug!(port, "TCP port taken, trying another");
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+/// A non-blocking UDP socket with a large receive buffer (if the kernel
+/// grants it; refusing is not fatal).
+fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    match socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        Ok(()) => {
+            // Linux reports twice the size granted (bookkeeping overhead),
+            // capped by net.core.rmem_max.
+            match socket.recv_buffer_size() {
+                Ok(got) if got < UDP_RECV_BUFFER => warn!(
+                    requested = UDP_RECV_BUFFER,
+                    granted = got,
+                    "UDP receive buffer is smaller than requested (raise net.core.rmem_max)"
+                ),
+                Ok(got) => debug!(granted = got, "UDP receive buffer"),
+                Err(e) => debug!("cannot read UDP receive buffer size: {e}"),
+            }
+        }
+        Err(e) => warn!("cannot enlarge UDP receive buffer: {e}"),
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}

@@ -1,0 +1,515 @@
+//! Hot reload and re-signing of served zones.
+//!
+//! Each served zone has one worker task that rebuilds it, so rebuilds of a
+//! zone never overlap and each one starts from the zone actually served
+//! (its signatures are reused for unchanged records, and its serial is the
+//! base of the next). A worker rebuilds when
+//!
+//! * one of the zone's input files changes: the watcher observes the
+//!   *directories* holding the inputs, because editors and deployment tools
+//!   replace files by renaming a new one over them, and a watch on the old
+//!   file would die with it; events are matched against the inputs by
+//!   absolute path, so a file deleted and created again is still seen;
+//! * the re-sign timer fires at the zone's `next_resign` (clamped to
+//!   between [`MIN_RESIGN_DELAY`] and [`MAX_RESIGN_DELAY`] from now, and
+//!   no sooner than [`resign_batch`] after the previous rebuild), so records
+//!   are re-signed before they expire without a restart, and a large zone
+//!   whose windows roll over every second is not rebuilt every second.
+//!
+//! A rebuild runs in `spawn_blocking` (signing is CPU-bound). On success
+//! with new content the zone is swapped in; with unchanged content nothing
+//! is swapped; on failure the reason is logged and the previous zone keeps
+//! being served unchanged. When a rebuilt configuration names different
+//! input files, the watches follow.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mimi_proto::UnixTime;
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::ZoneConfig;
+use crate::serve::{log_warnings, prepare, ReloadEvent, ReloadReason, Served};
+
+/// The shortest wait before a re-sign: a zone whose `next_resign` is already
+/// due (or nearly) is rebuilt after this long instead of in a tight loop.
+pub const MIN_RESIGN_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest wait between rebuilds of a zone. Besides bounding the effect
+/// of a clock jump, it makes a missed file event heal within the hour.
+pub const MAX_RESIGN_DELAY: Duration = Duration::from_secs(3600);
+
+/// How long to wait before retrying after a failed rebuild when no file
+/// changes: a broken input rarely fixes itself, so retrying every second
+/// would only repeat the same error in the log.
+pub const FAILURE_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// The shortest time between two timer-driven rebuilds of a zone whose
+/// re-sign margin is `margin` seconds: a quarter of the margin, clamped to
+/// [`MIN_RESIGN_DELAY`]..=[`MAX_RESIGN_BATCH`].
+///
+/// SPEC §9 spreads re-signing evenly, so a zone of a million records has a
+/// window rolling over every second or so; rebuilding the whole zone for
+/// each would keep a core busy. A record whose window has rolled over still
+/// has the whole margin (days, by default) of validity left, so re-signing
+/// it up to a minute late and together with its neighbours costs nothing.
+/// A zone without an authority (`None`) uses [`MIN_RESIGN_DELAY`].
+pub fn resign_batch(margin: Option<u64>) -> Duration {
+    margin.map_or(MIN_RESIGN_DELAY, |m| {
+        Duration::from_secs(m / 4).clamp(MIN_RESIGN_DELAY, MAX_RESIGN_BATCH)
+    })
+}
+
+/// The upper bound of [`resign_batch`].
+pub const MAX_RESIGN_BATCH: Duration = Duration::from_secs(60);
+
+/// How long from `now` until a zone whose earliest re-sign time is
+/// `next_resign` should be rebuilt: clamped to
+/// [`MIN_RESIGN_DELAY`]..=[`MAX_RESIGN_DELAY`]; `None` (nothing signed)
+/// waits the maximum.
+pub fn resign_delay(next_resign: Option<UnixTime>, now: UnixTime) -> Duration {
+    let secs = next_resign.map_or(u64::MAX, |t| t.secs().saturating_sub(now.secs()));
+    Duration::from_secs(secs).clamp(MIN_RESIGN_DELAY, MAX_RESIGN_DELAY)
+}
+
+/// The form in which input files and event paths are compared: absolute,
+/// with the directory canonicalized (symbolic links and `..` resolved) but
+/// the file name kept, so that it works for files that do not exist at the
+/// moment (deleted, about to be recreated).
+pub fn normalize(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(path),
+            Err(_) => path.to_owned(),
+        }
+    };
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => match dir.canonicalize() {
+            Ok(dir) => dir.join(name),
+            Err(_) => absolute,
+        },
+        _ => absolute,
+    }
+}
+
+/// Which files belong to which zone, and which directories are watched.
+struct WatchState {
+    per_zone: Vec<Vec<PathBuf>>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl WatchState {
+    fn wanted_dirs(&self) -> BTreeSet<PathBuf> {
+        self.per_zone
+            .iter()
+            .flatten()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect()
+    }
+}
+
+/// The directory watcher and the file-to-zone map it reports against.
+struct Watcher {
+    debouncer: Mutex<Option<Debouncer<RecommendedWatcher, RecommendedCache>>>,
+    state: Arc<Mutex<WatchState>>,
+}
+
+impl Watcher {
+    fn state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces zone `idx`'s input files and adjusts the watched directories.
+    fn set_inputs(&self, idx: usize, files: Vec<PathBuf>) {
+        let files: Vec<PathBuf> = files.iter().map(|f| normalize(f)).collect();
+        {
+            let mut state = self.state();
+            if state.per_zone[idx] == files {
+                return;
+            }
+            info!(files = ?files, "input files changed; updating watches");
+            state.per_zone[idx] = files;
+        }
+        if let Err(e) = self.sync_dirs() {
+            warn!("{e}");
+        }
+    }
+
+    /// Watches every directory some input is in, and stops watching the
+    /// others. Directories that cannot be watched (missing) are reported and
+    /// retried at the next change of inputs.
+    fn sync_dirs(&self) -> Result<(), notify::Error> {
+        let mut guard = self
+            .debouncer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(debouncer) = guard.as_mut() else {
+            return Ok(());
+        };
+        let mut state = self.state();
+        let wanted = state.wanted_dirs();
+        let mut first_error = None;
+        for dir in state.dirs.difference(&wanted).cloned().collect::<Vec<_>>() {
+            if let Err(e) = debouncer.unwatch(&dir) {
+                debug!(dir = %dir.display(), "unwatch: {e}");
+            }
+            state.dirs.remove(&dir);
+        }
+        for dir in wanted.difference(&state.dirs.clone()) {
+            match debouncer.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    debug!(dir = %dir.display(), "watching");
+                    state.dirs.insert(dir.clone());
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), "cannot watch directory: {e}");
+                    first_error.get_or_insert(e.add_path(dir.clone()));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn stop(&self) {
+        let debouncer = self
+            .debouncer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(d) = debouncer {
+            d.stop();
+        }
+    }
+}
+
+/// Matches debounced events to zones and wakes their workers. Runs on the
+/// debouncer's thread.
+fn on_events(result: DebounceEventResult, state: &Mutex<WatchState>, triggers: &[Arc<Notify>]) {
+    let mut hit = vec![false; triggers.len()];
+    match result {
+        Ok(events) => {
+            let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            for event in &events {
+                if event.need_rescan() {
+                    debug!("watcher asks for a rescan; rebuilding every zone");
+                    hit.iter_mut().for_each(|h| *h = true);
+                    continue;
+                }
+                // Opening and reading (our own builds do that) is not a change;
+                // closing a file written to is.
+                if let EventKind::Access(kind) = event.kind {
+                    if kind != AccessKind::Close(AccessMode::Write) {
+                        continue;
+                    }
+                }
+                for path in &event.paths {
+                    let path = normalize(path);
+                    for (i, files) in state.per_zone.iter().enumerate() {
+                        if files.contains(&path) {
+                            debug!(path = %path.display(), kind = ?event.kind, "input changed");
+                            hit[i] = true;
+                        }
+                    }
+                }
+            }
+        }
+        Err(errors) => {
+            // Events may have been lost: rebuild everything rather than
+            // risk serving stale content.
+            for e in errors {
+                warn!("file watch error: {e}");
+            }
+            hit.iter_mut().for_each(|h| *h = true);
+        }
+    }
+    for (trigger, hit) in triggers.iter().zip(hit) {
+        if hit {
+            trigger.notify_one();
+        }
+    }
+}
+
+/// What the zone workers share.
+struct Ctx {
+    served: Arc<Served>,
+    watcher: Arc<Watcher>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The running watcher and per-zone workers of a server.
+pub(crate) struct Reloader {
+    triggers: Vec<Arc<Notify>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    watcher: Arc<Watcher>,
+}
+
+impl Reloader {
+    /// Wakes every zone's worker as if its files had changed.
+    pub(crate) fn trigger_all(&self) {
+        self.triggers.iter().for_each(|t| t.notify_one());
+    }
+
+    /// Stops the workers (a rebuild in progress is abandoned: its result is
+    /// never installed) and the watcher.
+    pub(crate) async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    error!("zone worker panicked: {e}");
+                }
+            }
+        }
+        let watcher = self.watcher.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || watcher.stop()).await {
+            error!("stopping the file watcher failed: {e}");
+        }
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts watching `inputs` (per zone, in slot order) and one worker per
+/// zone whose first re-sign is at `resign_at`.
+pub(crate) fn spawn(
+    served: Arc<Served>,
+    inputs: Vec<Vec<PathBuf>>,
+    resign_at: Vec<Option<UnixTime>>,
+    debounce: Duration,
+) -> Result<Reloader, notify::Error> {
+    let triggers: Vec<Arc<Notify>> = inputs.iter().map(|_| Arc::new(Notify::new())).collect();
+    let state = Arc::new(Mutex::new(WatchState {
+        per_zone: inputs
+            .iter()
+            .map(|files| files.iter().map(|f| normalize(f)).collect())
+            .collect(),
+        dirs: BTreeSet::new(),
+    }));
+    let handler = {
+        let state = state.clone();
+        let triggers = triggers.clone();
+        move |result: DebounceEventResult| on_events(result, &state, &triggers)
+    };
+    let debouncer = new_debouncer(debounce, None, handler)?;
+    let watcher = Arc::new(Watcher {
+        debouncer: Mutex::new(Some(debouncer)),
+        state,
+    });
+    if let Err(e) = watcher.sync_dirs() {
+        watcher.stop();
+        return Err(e);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        served,
+        watcher: watcher.clone(),
+        stop: stop_rx,
+    });
+    let tasks = triggers
+        .iter()
+        .zip(resign_at)
+        .enumerate()
+        .map(|(idx, (trigger, resign_at))| {
+            tokio::spawn(worker(ctx.clone(), idx, trigger.clone(), resign_at))
+        })
+        .collect();
+    Ok(Reloader {
+        triggers,
+        stop: stop_tx,
+        tasks,
+        watcher,
+    })
+}
+
+/// Rebuilds zone `idx` whenever its trigger fires or its re-sign time comes.
+async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Option<UnixTime>) {
+    let mut stop = ctx.stop.clone();
+    let mut deadline = Instant::now() + resign_delay(resign_at, UnixTime::now());
+    loop {
+        let reason = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = trigger.notified() => ReloadReason::FileChange,
+            () = tokio::time::sleep_until(deadline) => ReloadReason::Resign,
+        };
+        let delay = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            delay = rebuild(&ctx, idx, reason) => delay,
+        };
+        debug!(
+            zone = idx,
+            seconds = delay.as_secs(),
+            "next scheduled rebuild"
+        );
+        deadline = Instant::now() + delay;
+    }
+}
+
+/// One rebuild of zone `idx`; returns how long until the next scheduled one.
+async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
+    let (config, previous) = ctx.served.current(idx);
+    let job = {
+        let config = config.clone();
+        let previous = previous.clone();
+        let watcher = ctx.watcher.clone();
+        tokio::task::spawn_blocking(move || {
+            // Follow the configuration's choice of files even when the build
+            // fails, so that creating a missing file is noticed.
+            let margin = ZoneConfig::load(&config).ok().map(|c| {
+                watcher.set_inputs(idx, c.input_files());
+                c.authority.map(|a| a.window.margin())
+            });
+            (prepare(&config, Some(&previous)), margin.flatten())
+        })
+    };
+    let (result, margin) = match job.await {
+        Ok(r) => r,
+        Err(e) => (Err(format!("build task failed: {e}")), None),
+    };
+    let batch = resign_batch(margin);
+    let event = |ok, changed, serial, origin, message| ReloadEvent {
+        origin,
+        config: config.clone(),
+        serial,
+        ok,
+        changed,
+        reason,
+        message,
+    };
+    let failed = |message: String| {
+        error!(
+            origin = %previous.origin,
+            config = %config.display(),
+            serial = previous.soa.serial,
+            "reload failed, still serving the previous zone: {message}"
+        );
+        ctx.served.announce(event(
+            false,
+            false,
+            previous.soa.serial,
+            previous.origin.clone(),
+            message,
+        ));
+        failure_delay(&previous)
+    };
+    let delay = match result {
+        Ok(Ok(prepared)) => match ctx.served.install(idx, &prepared) {
+            Ok(retired) => {
+                drop_off_thread(retired);
+                let zone = &prepared.zone;
+                log_warnings(&zone.origin, &prepared.warnings);
+                info!(
+                    origin = %zone.origin,
+                    serial = zone.soa.serial,
+                    previous_serial = previous.soa.serial,
+                    records = zone.record_count(),
+                    ms = prepared.elapsed.as_millis() as u64,
+                    reason = ?reason,
+                    "zone reloaded"
+                );
+                let message = format!(
+                    "serving serial {} with {} records",
+                    zone.soa.serial,
+                    zone.record_count()
+                );
+                ctx.served.announce(event(
+                    true,
+                    true,
+                    zone.soa.serial,
+                    zone.origin.clone(),
+                    message,
+                ));
+                resign_delay(zone.next_resign, UnixTime::now()).max(batch)
+            }
+            Err(message) => failed(message),
+        },
+        Ok(Err(output)) => {
+            // Re-sign timers repeat the same warnings; a file change may
+            // have introduced new ones.
+            if reason == ReloadReason::FileChange {
+                log_warnings(&output.zone.origin, &output.warnings);
+            }
+            debug!(
+                origin = %output.zone.origin,
+                serial = output.zone.soa.serial,
+                reason = ?reason,
+                "zone rebuilt, content unchanged"
+            );
+            let delay = resign_delay(output.zone.next_resign, UnixTime::now()).max(batch);
+            let (serial, origin) = (output.zone.soa.serial, output.zone.origin.clone());
+            drop_off_thread(ctx.served.keep(idx, output.zone));
+            ctx.served.announce(event(
+                true,
+                false,
+                serial,
+                origin,
+                "content unchanged".into(),
+            ));
+            delay
+        }
+        Err(message) => failed(message),
+    };
+    drop_off_thread(previous);
+    delay
+}
+
+/// Frees `value` on the blocking pool: dropping a zone of millions of
+/// records takes long enough to delay queries if done on an async thread.
+fn drop_off_thread<T: Send + 'static>(value: T) {
+    drop(tokio::task::spawn_blocking(move || drop(value)));
+}
+
+/// After a failure: the served zone's own re-sign time, but not sooner than
+/// [`FAILURE_RETRY_DELAY`].
+fn failure_delay(served: &crate::zone::Zone) -> Duration {
+    resign_delay(served.next_resign, UnixTime::now()).max(FAILURE_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resign_delay_is_clamped() {
+        let now = UnixTime(1_000_000);
+        assert_eq!(resign_delay(None, now), MAX_RESIGN_DELAY);
+        assert_eq!(resign_delay(Some(now), now), MIN_RESIGN_DELAY);
+        assert_eq!(resign_delay(Some(now.minus(50)), now), MIN_RESIGN_DELAY);
+        assert_eq!(
+            resign_delay(Some(now.plus(90)), now),
+            Duration::from_secs(90)
+        );
+        assert_eq!(resign_delay(Some(now.plus(86_400)), now), MAX_RESIGN_DELAY);
+    }
+
+    #[test]
+    fn resign_batch_follows_the_margin() {
+        assert_eq!(resign_batch(None), MIN_RESIGN_DELAY);
+        assert_eq!(resign_batch(Some(1)), MIN_RESIGN_DELAY);
+        assert_eq!(resign_batch(Some(40)), Duration::from_secs(10));
+        assert_eq!(resign_batch(Some(4 * 86_400)), MAX_RESIGN_BATCH);
+    }
+
+    #[test]
+    fn normalize_keeps_missing_file_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let canonical = dir.path().canonicalize().unwrap();
+        let via_dots = dir.path().join(".").join("gone.csv");
+        assert_eq!(normalize(&via_dots), canonical.join("gone.csv"));
+    }
+}

@@ -184,6 +184,7 @@ pub fn in_memory_zone(zone: &Zone) -> Result<InMemoryZoneHandler<TokioRuntimePro
         origin.clone(),
         ZoneType::Primary,
         AxfrPolicy::Deny,
+        None, // no DNSSEC: mimi records carry their own signatures
     );
 
     let soa = SOA::new(

@@ -6,6 +6,9 @@
 //! zones are built by `mimi-publisher`'s library exactly as the binary does,
 //! and lookups go over UDP/TCP to 127.0.0.1.
 
+pub mod bind;
+pub mod secondaries;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

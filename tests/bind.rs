@@ -1,0 +1,1 @@
+//! BIND (named) on loopback for tests: see the module docs inside.

@@ -1,0 +1,1 @@
+//! Knot, NSD and unbound on loopback for the topology test.

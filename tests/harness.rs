@@ -184,6 +184,9 @@ impl Workspace {
             }
             s.push_str(&format!("certificates = [{}]\n", quoted(spec.certificates)));
         }
+        if let Some(t) = spec.transfer {
+            s.push_str(&format!("[transfer]\n{t}\n"));
+        }
         self.write(rel, &s)
     }
 }
@@ -214,6 +217,8 @@ pub struct ZoneSpec<'a> {
     pub mappings: Option<&'a str>,
     /// Pre-signed files.
     pub presigned: &'a [&'a str],
+    /// Body of a `[transfer]` table (TOML lines), if any.
+    pub transfer: Option<&'a str>,
 }
 
 /// Path of a binary of this workspace, built by `cargo test --workspace`
@@ -247,4 +252,133 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A free TCP+UDP port on 127.0.0.1 (bound, checked, released: a server
+/// started right after gets it unless another process races for it).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The path of a server binary, or a panic naming the Debian package to
+/// install (tests never skip silently).
+pub fn require(binary: &str, package: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
+        let p = Path::new(dir).join(binary);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{binary} not found: install the Debian package {package} (.ci/run does)");
+}
+
+/// A server process started by a test; killed (by PID) when dropped. Its
+/// output goes to a log file in its directory, shown when a test fails.
+pub struct Daemon {
+    /// What it is, for messages.
+    pub name: String,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `cmd` with stdout and stderr to `log`.
+    pub fn spawn(name: &str, mut cmd: std::process::Command, log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Daemon {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log());
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 10 s, then SIGKILL.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The SOA serial `server` answers for `zone` over UDP, or `None` when it
+/// does not answer authoritatively (yet).
+pub async fn soa_serial(server: std::net::SocketAddr, zone: &str) -> Option<u32> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut m = Message::new(4711, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(
+        Name::from_ascii(format!("{}.", zone.trim_end_matches('.'))).ok()?,
+        RecordType::SOA,
+    ));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    sock.send_to(&m.to_vec().ok()?, server).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let resp = Message::from_vec(&buf[..n]).ok()?;
+    if !resp.metadata.authoritative {
+        return None;
+    }
+    resp.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    })
 }

@@ -1,1 +1,216 @@
-//! Knot, NSD and unbound on loopback for the topology test.
+//! Knot DNS and NSD as secondaries of `mimi-publisher serve`, and unbound as
+//! the recursive resolver in front of them: the DNS that operators already
+//! run, started for real on loopback with configurations generated into a
+//! temporary directory.
+//!
+//! The configuration snippets here are the ones the README's "Operating
+//! with your DNS" section shows.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use crate::{free_port, require, Daemon};
+
+/// A TSIG key in the three servers' syntaxes.
+#[derive(Clone)]
+pub struct Key {
+    /// Key name (no trailing dot).
+    pub name: String,
+    /// Base64 HMAC-SHA256 secret.
+    pub secret: String,
+}
+
+impl Key {
+    /// The key as `tsig-keygen` writes it (what mimi-publisher reads).
+    pub fn bind_format(&self) -> String {
+        format!(
+            "key \"{}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+            self.name, self.secret
+        )
+    }
+
+    /// A fresh random key.
+    pub fn random(name: &str) -> Key {
+        let mut b = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+        Key {
+            name: name.to_owned(),
+            secret: data_encoding::BASE64.encode(&b),
+        }
+    }
+}
+
+/// A running secondary or resolver.
+pub struct Server {
+    /// The process.
+    pub daemon: Daemon,
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+}
+
+/// Knot DNS as a secondary for `zones`, transferring from `primary` with
+/// `key` and accepting NOTIFY from it.
+pub fn knot(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
+    let knotd = require("knotd", "knot");
+    let port = free_port();
+    let d = dir.join("knot");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut conf = format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+
+database:
+    storage: "{d}"
+
+log:
+  - target: stderr
+    any: info
+
+key:
+  - id: {key}
+    algorithm: hmac-sha256
+    secret: {secret}
+
+remote:
+  - id: primary
+    address: {pip}@{pport}
+    key: {key}
+
+acl:
+  - id: notify_from_primary
+    address: {pip}
+    key: {key}
+    action: notify
+
+template:
+  - id: default
+    storage: "{d}"
+    master: primary
+    acl: notify_from_primary
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: none
+
+zone:
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+    );
+    for z in zones {
+        conf.push_str(&format!("  - domain: {z}\n"));
+    }
+    let path = d.join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(knotd);
+    cmd.arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("knotd", cmd, d.join("knot.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// NSD as a secondary for `zones`, transferring from `primary` by AXFR with
+/// `key` and accepting NOTIFY from it.
+pub fn nsd(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
+    let nsd = require("nsd", "nsd");
+    let port = free_port();
+    let d = dir.join("nsd");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut conf = format!(
+        r#"server:
+    ip-address: 127.0.0.1@{port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    pidfile: "{d}/nsd.pid"
+    xfrdfile: "{d}/xfrd.state"
+    zonelistfile: "{d}/zone.list"
+    xfrdir: "{d}"
+    verbosity: 2
+    rrl-ratelimit: 0
+
+remote-control:
+    control-enable: no
+
+key:
+    name: "{key}"
+    algorithm: hmac-sha256
+    secret: "{secret}"
+
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+    );
+    for z in zones {
+        conf.push_str(&format!(
+            "zone:\n    name: \"{z}\"\n    zonefile: \"{z}.zone\"\n    request-xfr: AXFR {pip}@{pport} {key}\n    allow-notify: {pip} {key}\n\n",
+            pip = primary.ip(),
+            pport = primary.port(),
+            key = key.name,
+        ));
+    }
+    let path = d.join("nsd.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(nsd);
+    cmd.arg("-d").arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("nsd", cmd, d.join("nsd.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// unbound as a recursive resolver that reaches `zones` through the given
+/// authoritative servers (stub zones), caching for at most `max_ttl` seconds.
+pub fn unbound(dir: &Path, zones: &[&str], authorities: &[SocketAddr], max_ttl: u32) -> Server {
+    let unbound = require("unbound", "unbound");
+    let port = free_port();
+    let d = dir.join("unbound");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut conf = format!(
+        r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-not-query-localhost: no
+    module-config: "iterator"
+    cache-max-ttl: {max_ttl}
+    cache-max-negative-ttl: {max_ttl}
+    access-control: 127.0.0.0/8 allow
+
+remote-control:
+    control-enable: no
+
+"#,
+        d = d.display(),
+    );
+    for z in zones {
+        conf.push_str(&format!("stub-zone:\n    name: \"{z}\"\n"));
+        for a in authorities {
+            conf.push_str(&format!("    stub-addr: {}@{}\n", a.ip(), a.port()));
+        }
+        conf.push('\n');
+    }
+    let path = d.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(unbound);
+    cmd.arg("-d").arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("unbound", cmd, d.join("unbound.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}

@@ -253,6 +253,25 @@ pub fn build_zone(
         }
     }
 
+    // Transfer policy (its TSIG key is an input like any other).
+    let transfer = config.transfer.as_ref().and_then(|t| {
+        let key = match &t.tsig_key {
+            None => None,
+            Some(p) => match crate::tsig::TsigKey::load(p) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
+                    return None;
+                }
+            },
+        };
+        Some(std::sync::Arc::new(crate::transfer::TransferPolicy {
+            allow: t.allow.clone(),
+            notify: t.notify.clone(),
+            key,
+        }))
+    });
+
     if !errors.is_empty() {
         return Err(BuildError { problems: errors });
     }
@@ -341,6 +360,7 @@ pub fn build_zone(
         ns: config.ns.clone(),
         records,
         next_resign,
+        transfer,
     };
     if let Some(prev) = previous {
         zone.soa.serial = if zone.same_content(prev) {

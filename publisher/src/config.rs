@@ -70,6 +70,20 @@ pub struct ZoneConfig {
     pub mappings: Option<PathBuf>,
     /// Files of pre-signed assertions from third-party authorities.
     pub presigned: Vec<PathBuf>,
+    /// Zone transfer to secondaries and NOTIFY (absent: transfers refused).
+    pub transfer: Option<TransferConfig>,
+}
+
+/// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferConfig {
+    /// Addresses or prefixes (`127.0.0.1`, `2001:db8::/32`) that may transfer.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Secondaries (`IP:PORT`) sent a DNS NOTIFY on every new serial.
+    pub notify: Vec<std::net::SocketAddr>,
+    /// TSIG key file (tsig-keygen format): when set, transfers must be signed
+    /// with it, responses and NOTIFYs are signed with it.
+    pub tsig_key: Option<PathBuf>,
 }
 
 /// SOA fields a zone operator sets.
@@ -150,6 +164,17 @@ struct RawConfig {
     mappings: Option<PathBuf>,
     #[serde(default)]
     presigned: Vec<PathBuf>,
+    transfer: Option<RawTransfer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    notify: Vec<String>,
+    tsig_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -305,6 +330,49 @@ impl ZoneConfig {
         if raw.ttl == 0 {
             return Err(invalid("ttl", "must be positive".into()));
         }
+        let transfer = raw
+            .transfer
+            .map(|t| -> Result<TransferConfig, ConfigError> {
+                let allow = t
+                    .allow
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        a.parse::<ipnet::IpNet>()
+                            .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map_err(|_| {
+                                invalid(
+                                    &format!("transfer.allow[{i}]"),
+                                    format!("{a:?} is not an IP address or prefix"),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let notify = t
+                    .notify
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        a.parse::<std::net::SocketAddr>()
+                            .or_else(|_| {
+                                a.parse::<std::net::IpAddr>()
+                                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+                            })
+                            .map_err(|_| {
+                                invalid(
+                                    &format!("transfer.notify[{i}]"),
+                                    format!("{a:?} is not IP:PORT"),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(TransferConfig {
+                    allow,
+                    notify,
+                    tsig_key: t.tsig_key.as_ref().map(resolve),
+                })
+            })
+            .transpose()?;
         Ok(ZoneConfig {
             path: path.to_owned(),
             origin,
@@ -316,6 +384,7 @@ impl ZoneConfig {
             authority,
             mappings,
             presigned: raw.presigned.iter().map(resolve).collect(),
+            transfer,
         })
     }
 
@@ -329,6 +398,9 @@ impl ZoneConfig {
         if let Some(a) = &self.authority {
             v.extend(a.key.iter().cloned());
             v.extend(a.certificates.iter().cloned());
+        }
+        if let Some(t) = &self.transfer {
+            v.extend(t.tsig_key.iter().cloned());
         }
         v
     }

@@ -22,6 +22,7 @@ pub mod mappings;
 pub mod presigned;
 pub mod problem;
 pub mod serve;
+pub mod transfer;
 pub mod tsig;
 pub mod watch;
 pub mod zone;

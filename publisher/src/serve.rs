@@ -448,6 +448,15 @@ impl RequestHandler for SwapHandler {
     ) -> ResponseInfo {
         // `load_full` (an Arc clone) rather than a guard: the guard is not
         // meant to be held across an await.
+        if crate::transfer::is_transfer(request) {
+            let zone = request
+                .queries
+                .queries()
+                .first()
+                .and_then(|q| DomainName::parse(&q.name().to_string()).ok())
+                .and_then(|origin| self.0.find(&origin));
+            return crate::transfer::answer(request, zone.as_deref(), response_handle).await;
+        }
         let catalog = self.0.catalog.load_full();
         catalog
             .handle_request::<R, T>(request, response_handle)
@@ -590,6 +599,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
     info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
+    // Secondaries may hold an older serial from before this start.
+    for idx in 0..served.len() {
+        let (_, zone) = served.current(idx);
+        tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+    }
 
     let reloader = match watch::spawn(served.clone(), inputs, resign_at, opts.debounce) {
         Ok(r) => r,
@@ -651,8 +665,12 @@ pub async fn shutdown_signal() {
 
 /// Idle TCP connections are closed after this long.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
+/// Responses queued per TCP connection. hickory writes a connection's
+/// queued responses only after the request handler returns, so a zone
+/// transfer ([`crate::transfer`]) must fit here entirely: 65,536 messages of
+/// up to 60 KiB hold zones far beyond 10 million records. The queue only
+/// takes memory for messages actually queued.
+const TCP_RESPONSE_BUFFER: usize = 65_536;
 /// The UDP receive buffer asked of the kernel: large enough to absorb query
 /// bursts while a reload takes CPU.
 const UDP_RECV_BUFFER: usize = 1 << 20;

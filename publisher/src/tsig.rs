@@ -84,7 +84,9 @@ impl TsigKey {
         loop {
             match it.next() {
                 Some("}") => break,
-                Some("algorithm") => algorithm = Some(it.next().ok_or("missing algorithm")?.to_ascii_lowercase()),
+                Some("algorithm") => {
+                    algorithm = Some(it.next().ok_or("missing algorithm")?.to_ascii_lowercase())
+                }
                 Some("secret") => secret = Some(it.next().ok_or("missing secret")?.to_owned()),
                 Some(other) => return Err(format!("unexpected `{other}`")),
                 None => return Err("missing `}`".into()),
@@ -104,9 +106,16 @@ impl TsigKey {
         if secret.len() < 16 {
             return Err("secret is shorter than 16 octets".into());
         }
-        let fqdn = if name.ends_with('.') { name.to_owned() } else { format!("{name}.") };
+        let fqdn = if name.ends_with('.') {
+            name.to_owned()
+        } else {
+            format!("{name}.")
+        };
         let name = Name::from_ascii(&fqdn).map_err(|e| format!("bad key name {name:?}: {e}"))?;
-        Ok(TsigKey { name: name.to_lowercase(), secret })
+        Ok(TsigKey {
+            name: name.to_lowercase(),
+            secret,
+        })
     }
 
     /// The key's name.
@@ -116,8 +125,13 @@ impl TsigKey {
 
     /// A hickory signer for this key.
     pub fn signer(&self) -> TSigner {
-        TSigner::new(self.secret.clone(), TsigAlgorithm::HmacSha256, self.name.clone(), FUDGE)
-            .expect("HMAC-SHA256 is supported")
+        TSigner::new(
+            self.secret.clone(),
+            TsigAlgorithm::HmacSha256,
+            self.name.clone(),
+            FUDGE,
+        )
+        .expect("HMAC-SHA256 is supported")
     }
 
     /// The key in BIND's format (also what `load` reads).
@@ -188,10 +202,18 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_use() {
-        assert!(TsigKey::parse(&KEY.replace("hmac-sha256", "hmac-md5")).unwrap_err().contains("not supported"));
-        assert!(TsigKey::parse(&KEY.replace("kXW8", "!!!!")).unwrap_err().contains("base64"));
+        assert!(TsigKey::parse(&KEY.replace("hmac-sha256", "hmac-md5"))
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(TsigKey::parse(&KEY.replace("kXW8", "!!!!"))
+            .unwrap_err()
+            .contains("base64"));
         assert!(TsigKey::parse("key \"k\" { algorithm hmac-sha256 }").is_err());
         assert!(TsigKey::parse("zone \"k\" {};").is_err());
-        assert!(TsigKey::parse("key \"k\" { secret \"AAAA\"; algorithm hmac-sha256; };").unwrap_err().contains("16"));
+        assert!(
+            TsigKey::parse("key \"k\" { secret \"AAAA\"; algorithm hmac-sha256; };")
+                .unwrap_err()
+                .contains("16")
+        );
     }
 }

@@ -422,6 +422,10 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                     reason = ?reason,
                     "zone reloaded"
                 );
+                if zone.soa.serial != previous.soa.serial {
+                    let zone = zone.clone();
+                    tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+                }
                 let message = format!(
                     "serving serial {} with {} records",
                     zone.soa.serial,

@@ -54,6 +54,10 @@ pub struct Zone {
     /// window rolls over or a certificate or pre-signed record expires).
     /// `None` for a zone without signed content.
     pub next_resign: Option<UnixTime>,
+    /// Who may transfer this zone and whom to NOTIFY; `None` refuses every
+    /// transfer. Not part of the zone's DNS content, but a change of it is
+    /// a change of what is served.
+    pub transfer: Option<std::sync::Arc<crate::transfer::TransferPolicy>>,
 }
 
 impl Zone {
@@ -67,6 +71,7 @@ impl Zone {
             && a == other.soa
             && self.ns == other.ns
             && self.records == other.records
+            && self.transfer == other.transfer
     }
 
     /// Number of assertion and certificate records.

@@ -113,6 +113,7 @@ mod tests {
                 text: text.to_owned(),
             }],
             next_resign: None,
+            transfer: None,
         }
     }
 

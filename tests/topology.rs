@@ -1,0 +1,261 @@
+//! The DNS that operators already run, end to end: `mimi-publisher serve`
+//! as a hidden primary, Knot DNS and NSD as secondaries pulling by AXFR
+//! (TSIG) after NOTIFY, unbound as the recursive resolver in front of them,
+//! and `mimi-resolver` verifying through unbound. Every server is a real
+//! process from Debian's packages, on ephemeral loopback ports, with
+//! configurations generated into a temporary directory.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mimi_e2e::secondaries::{self, Key};
+use mimi_e2e::{
+    bin, eventually, free_port, soa_serial, trust_toml, Authority, Daemon, Trust, Workspace,
+    ZoneSpec,
+};
+use mimi_proto::{Sii, UnixTime};
+use mimi_resolver::{NameServers, Outcome, Resolver, ResolverOptions, TrustStore};
+
+const MAPPINGS: &str = "alice@example.com,mimi://chat.example.com/u/alice\nbob@example.com,mimi://chat.example.com/u/bob\n";
+
+fn resolver(trust: &str, server: SocketAddr) -> Resolver {
+    let mut o = ResolverOptions::new(TrustStore::from_toml_str(trust, "test trust store").unwrap());
+    o.name_servers = NameServers::Explicit(vec![server]);
+    o.timeout = Duration::from_secs(2);
+    Resolver::new(o).unwrap()
+}
+
+async fn verified(trust: &str, server: SocketAddr, who: &str) -> Result<(), String> {
+    let sii = Sii::parse(who, None).unwrap();
+    let r = resolver(trust, server)
+        .lookup(&sii)
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.outcome() == Outcome::Verified {
+        Ok(())
+    } else {
+        Err(format!(
+            "{who}: {:?}: {:?} {:?}",
+            r.outcome(),
+            r.rejected.iter().map(|x| &x.reason).collect::<Vec<_>>(),
+            r.errors
+        ))
+    }
+}
+
+/// Waits until every server serves at least `serial` (RFC 1982 order).
+async fn propagated(servers: &[(&str, SocketAddr)], serial: u32, limit: Duration) {
+    for (name, addr) in servers {
+        eventually(
+            limit,
+            &format!("{name} to serve serial {serial}"),
+            || async {
+                let s = soa_serial(*addr, "example.com").await?;
+                (s.wrapping_sub(serial) < (1 << 31)).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
+    let ws = Workspace::new();
+    let dir = ws.path("servers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let provider = Authority::new("example.com");
+    let old_key = mimi_publisher::keys::generate();
+    let now = UnixTime::now();
+    let old_cert = provider.certify(&old_key, now.minus(86400), 90);
+    let tsig = Key::random("transfer-key");
+    ws.write("tsig.key", &tsig.bind_format());
+    ws.write_key("example.com/signing.pem", &old_key);
+    ws.write("example.com/signing.cert", &format!("{old_cert}\n"));
+    ws.write("example.com/mappings.csv", MAPPINGS);
+    let trust = trust_toml(
+        1,
+        &[Trust {
+            authority: &provider,
+            sii_scope: &["mailto:*@example.com"],
+            ssi_scope: &["chat.example.com"],
+        }],
+    );
+
+    // Secondaries first (they learn of the primary by NOTIFY when it starts).
+    let primary: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut knot = secondaries::knot(&dir, primary, &["example.com"], &tsig);
+    let mut nsd = secondaries::nsd(&dir, primary, &["example.com"], &tsig);
+    let transfer = format!(
+        "allow = [\"127.0.0.1\"]\nnotify = [\"{}\", \"{}\"]\ntsig_key = \"../tsig.key\"",
+        knot.addr, nsd.addr
+    );
+    let config = ws.zone(
+        "example.com/zone.toml",
+        &ZoneSpec {
+            origin: "example.com",
+            role: "home",
+            authority: Some("example.com"),
+            key: Some("signing.pem"),
+            certificates: &["signing.cert"],
+            mappings: Some("mappings.csv"),
+            transfer: Some(&transfer),
+            ..Default::default()
+        },
+    );
+    let mut cmd = Command::new(bin("mimi-publisher"));
+    cmd.arg("serve")
+        .arg(&config)
+        .args(["--listen", &primary.to_string()]);
+    let mut publisher = Daemon::spawn("mimi-publisher serve", cmd, ws.path("publisher.log"));
+
+    let serial = eventually(Duration::from_secs(20), "the primary to answer", || async {
+        soa_serial(primary, "example.com").await
+    })
+    .await;
+    let started = Instant::now();
+    let secondaries = [("knot", knot.addr), ("nsd", nsd.addr)];
+    propagated(&secondaries, serial, Duration::from_secs(30)).await;
+    eprintln!(
+        "secondaries loaded serial {serial} {:?} after the primary started",
+        started.elapsed()
+    );
+    knot.daemon.assert_running();
+    nsd.daemon.assert_running();
+
+    // An unsigned transfer is refused, a signed one from dig works: the
+    // same checks Knot and NSD passed.
+    let dig = mimi_e2e::require("dig", "bind9-dnsutils");
+    let port = primary.port().to_string();
+    let unsigned = Command::new(&dig).args(["@127.0.0.1", "-p", &port, "example.com", "AXFR", "+tries=1", "+time=3"]).output().unwrap();
+    let text = String::from_utf8_lossy(&unsigned.stdout);
+    assert!(text.contains("Transfer failed"), "unsigned AXFR must be refused:\n{text}");
+    let key_file = ws.path("tsig.key");
+    let signed = Command::new(&dig)
+        .args(["@127.0.0.1", "-p", &port, "example.com", "AXFR", "+tries=1", "+time=3", "-k"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&signed.stdout);
+    assert!(text.contains("XFR size: 6 records") && text.contains("TSIG"), "signed AXFR:\n{text}");
+
+    let mut unbound = secondaries::unbound(&dir, &["example.com"], &[knot.addr, nsd.addr], 1);
+    let resolver_addr = unbound.addr;
+    eventually(
+        Duration::from_secs(20),
+        "alice to verify through unbound",
+        || async {
+            verified(&trust, resolver_addr, "alice@example.com")
+                .await
+                .ok()
+        },
+    )
+    .await;
+
+    // A mapping added on the primary is resolvable through unbound within 10 s.
+    let added = Instant::now();
+    ws.write(
+        "example.com/mappings.csv",
+        &format!("{MAPPINGS}carol@example.com,mimi://chat.example.com/u/carol\n"),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "carol to verify through unbound → secondary",
+        || async {
+            verified(&trust, resolver_addr, "carol@example.com")
+                .await
+                .ok()
+        },
+    )
+    .await;
+    eprintln!(
+        "new mapping resolvable through unbound after {:?}",
+        added.elapsed()
+    );
+
+    // Signing-key rotation through the whole chain, with a lookup loop that
+    // must never see a failed verification.
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let stop = stop.clone();
+        let trust = trust.clone();
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = verified(&trust, resolver_addr, "alice@example.com").await {
+                    return Err(format!("lookup {n} failed during rotation: {e}"));
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(n)
+        })
+    };
+    let step = |what: &'static str| {
+        async move {
+            let before = soa_serial(primary, origin_str()).await.unwrap();
+            let s = eventually(Duration::from_secs(10), what, || async {
+                soa_serial(primary, origin_str())
+                    .await
+                    .filter(|s| *s != before)
+            })
+            .await;
+            propagated(&secondaries, s, Duration::from_secs(20)).await;
+            // Let unbound's cache (max TTL 1 s) forget the previous state.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    };
+    let new_key = mimi_publisher::keys::generate();
+    let new_cert = provider.certify(&new_key, now.minus(60), 90);
+    ws.write(
+        "example.com/signing.cert",
+        &format!("{old_cert}\n{new_cert}\n"),
+    );
+    step("the new certificate to be published").await;
+    ws.write_key("example.com/signing.pem", &new_key);
+    step("the assertions to be re-signed with the new key").await;
+    ws.write("example.com/signing.cert", &format!("{new_cert}\n"));
+    step("the old certificate to be removed").await;
+    stop.store(true, Ordering::Relaxed);
+    let n = looper.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert!(n >= 10, "only {n} lookups ran during the rotation");
+    eprintln!("{n} lookups through unbound during the rotation, all verified");
+
+    for d in [&mut knot.daemon, &mut nsd.daemon, &mut unbound.daemon] {
+        d.assert_running();
+    }
+    // The secondaries were told by NOTIFY and pulled with TSIG-signed
+    // transfers (their own logs say so).
+    let knot_log = knot.daemon.log();
+    assert!(
+        knot_log.contains("notify, incoming"),
+        "knot never got a NOTIFY:\n{knot_log}"
+    );
+    // The primary refuses unsigned transfers, so a finished transfer was a
+    // TSIG-signed one.
+    assert!(
+        knot_log.contains("AXFR, incoming") && knot_log.contains("finished"),
+        "knot never transferred:\n{knot_log}"
+    );
+    let nsd_log = nsd.daemon.log();
+    assert!(
+        nsd_log.contains("notify for example.com"),
+        "nsd never got a NOTIFY:\n{nsd_log}"
+    );
+    assert!(
+        nsd_log.contains("TSIG verified with key transfer-key"),
+        "nsd did not transfer with TSIG:\n{nsd_log}"
+    );
+    let status = publisher.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "mimi-publisher did not stop cleanly:\n{}",
+        publisher.log()
+    );
+}
+
+fn origin_str() -> &'static str {
+    "example.com"
+}

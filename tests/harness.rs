@@ -174,6 +174,10 @@ impl Workspace {
             s.push_str(&format!("presigned = [{}]\n", quoted(spec.presigned)));
         }
         s.push_str(&format!(
+            "[glue]\n\"ns1.{}\" = [\"192.0.2.53\"]\n",
+            spec.origin
+        ));
+        s.push_str(&format!(
             "[soa]\nmname = \"ns1.{0}\"\nrname = \"hostmaster.{0}\"\nminimum = 1\nttl = 1\n",
             spec.origin
         ));
@@ -282,7 +286,7 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{binary} not found: install the Debian package {package} (.ci/run does)");
+    panic!("{binary} not found: install the Debian package {package} (tests/run.sh does)");
 }
 
 /// A server process started by a test; killed (by PID) when dropped. Its

@@ -87,8 +87,6 @@ acl:
 template:
   - id: default
     storage: "{d}"
-    master: primary
-    acl: notify_from_primary
     zonefile-sync: -1
     zonefile-load: none
     journal-content: none
@@ -102,7 +100,9 @@ zone:
         pport = primary.port(),
     );
     for z in zones {
-        conf.push_str(&format!("  - domain: {z}\n"));
+        conf.push_str(&format!(
+            "  - domain: {z}\n    master: primary\n    acl: notify_from_primary\n"
+        ));
     }
     let path = d.join("knot.conf");
     std::fs::write(&path, conf).unwrap();

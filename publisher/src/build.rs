@@ -272,6 +272,15 @@ pub fn build_zone(
         }))
     });
 
+    for ns in &config.ns {
+        if ns.is_within(&config.origin) && !config.glue.iter().any(|(h, _)| h == ns) {
+            warnings.push(Problem::in_file(
+                &config.path,
+                format!("name server {ns} is inside the zone but has no address: add it under [glue] (secondaries and zone checkers warn about missing glue)"),
+            ));
+        }
+    }
+
     if !errors.is_empty() {
         return Err(BuildError { problems: errors });
     }
@@ -358,6 +367,7 @@ pub fn build_zone(
             minimum: config.soa.minimum,
         },
         ns: config.ns.clone(),
+        glue: config.glue.clone(),
         records,
         next_resign,
         transfer,

@@ -63,6 +63,9 @@ pub struct ZoneConfig {
     pub soa: SoaConfig,
     /// NS names.
     pub ns: Vec<DomainName>,
+    /// Addresses of name servers inside the zone (glue): a secondary or a
+    /// zone checker warns about an in-zone NS without them.
+    pub glue: Vec<(DomainName, Vec<std::net::IpAddr>)>,
     /// Signing authority, if this zone publishes its own assertions or
     /// certificates.
     pub authority: Option<AuthorityConfig>,
@@ -159,6 +162,8 @@ struct RawConfig {
     #[serde(default = "default_ttl")]
     ttl: u32,
     ns: Vec<String>,
+    #[serde(default)]
+    glue: std::collections::BTreeMap<String, Vec<String>>,
     soa: RawSoa,
     authority: Option<RawAuthority>,
     mappings: Option<PathBuf>,
@@ -277,6 +282,34 @@ impl ZoneConfig {
             .enumerate()
             .map(|(i, s)| name(&format!("ns[{i}]"), s))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut glue = Vec::new();
+        for (host, addrs) in &raw.glue {
+            let field = format!("glue.{host:?}");
+            let h = name(&field, host)?;
+            if !ns.contains(&h) {
+                return Err(invalid(
+                    &field,
+                    format!("{h} is not one of the zone's ns names"),
+                ));
+            }
+            if !h.is_within(&origin) {
+                return Err(invalid(
+                    &field,
+                    format!("{h} is outside the zone; glue is only for in-zone name servers"),
+                ));
+            }
+            let ips = addrs
+                .iter()
+                .map(|a| {
+                    a.parse::<std::net::IpAddr>()
+                        .map_err(|_| invalid(&field, format!("{a:?} is not an IP address")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if ips.is_empty() {
+                return Err(invalid(&field, "needs at least one address".into()));
+            }
+            glue.push((h, ips));
+        }
         let soa = SoaConfig {
             mname: name("soa.mname", &raw.soa.mname)?,
             rname: name("soa.rname", &raw.soa.rname)?,
@@ -381,6 +414,7 @@ impl ZoneConfig {
             ttl: raw.ttl,
             soa,
             ns,
+            glue,
             authority,
             mappings,
             presigned: raw.presigned.iter().map(resolve).collect(),

@@ -221,6 +221,28 @@ pub fn in_memory_zone(zone: &Zone) -> Result<InMemoryZoneHandler<TokioRuntimePro
     let apex = LowerName::new(&origin);
     sets.push((RrKey::new(apex.clone(), RecordType::SOA), Arc::new(soa_set)));
     sets.push((RrKey::new(apex, RecordType::NS), Arc::new(ns_set)));
+    for (host, ips) in &zone.glue {
+        let name = dns_name(host)?;
+        for ip in ips {
+            let rtype = if ip.is_ipv4() {
+                RecordType::A
+            } else {
+                RecordType::AAAA
+            };
+            let key = RrKey::new(LowerName::new(&name), rtype);
+            let record =
+                Record::from_rdata(name.clone(), zone.ttl, crate::transfer::glue_rdata(*ip));
+            match sets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, set)) => Arc::make_mut(set).insert(record, serial),
+                None => {
+                    let mut set = RecordSet::new(name.clone(), rtype, serial);
+                    set.insert(record, serial);
+                    sets.push((key, Arc::new(set)));
+                    true
+                }
+            };
+        }
+    }
     sets.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     *handler.records_get_mut() = sets.into_iter().collect();
     Ok(handler)

@@ -208,6 +208,11 @@ fn zone_records(zone: &Zone) -> Result<(Record, Vec<Record>), String> {
             RData::NS(NS(name(ns)?)),
         ));
     }
+    for (host, ips) in &zone.glue {
+        for ip in ips {
+            body.push(Record::from_rdata(name(host)?, zone.ttl, glue_rdata(*ip)));
+        }
+    }
     for r in &zone.records {
         let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
         body.push(Record::from_rdata(
@@ -337,6 +342,14 @@ fn sign_subsequent(
         Vec::new(),
     );
     Ok(make_tsig_record(signer.signer_name().clone(), tsig))
+}
+
+/// The A or AAAA record data of an address.
+pub fn glue_rdata(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(v4.into()),
+        IpAddr::V6(v6) => RData::AAAA(v6.into()),
+    }
 }
 
 fn rdata_len(data: &RData) -> usize {

@@ -48,6 +48,8 @@ pub struct Zone {
     pub soa: Soa,
     /// NS targets.
     pub ns: Vec<DomainName>,
+    /// A/AAAA records of in-zone name servers.
+    pub glue: Vec<(DomainName, Vec<std::net::IpAddr>)>,
     /// Certificates and assertions, sorted.
     pub records: Vec<ZoneRecord>,
     /// The earliest time at which some record must be re-signed (a record's
@@ -70,6 +72,7 @@ impl Zone {
             && self.ttl == other.ttl
             && a == other.soa
             && self.ns == other.ns
+            && self.glue == other.glue
             && self.records == other.records
             && self.transfer == other.transfer
     }

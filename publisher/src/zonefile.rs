@@ -39,6 +39,12 @@ pub fn render(zone: &Zone) -> String {
     for ns in &zone.ns {
         let _ = writeln!(out, "{origin} {} IN NS {}", zone.ttl, ns.fqdn());
     }
+    for (host, ips) in &zone.glue {
+        for ip in ips {
+            let t = if ip.is_ipv4() { "A" } else { "AAAA" };
+            let _ = writeln!(out, "{} {} IN {t} {ip}", host.fqdn(), zone.ttl);
+        }
+    }
     for r in &zone.records {
         let _ = write!(out, "{} {} IN TXT", r.owner.fqdn(), r.ttl);
         for s in split_txt(&r.text) {
@@ -107,6 +113,7 @@ mod tests {
                 minimum: 4,
             },
             ns: vec![d("ns1.example.com")],
+            glue: vec![],
             records: vec![ZoneRecord {
                 owner: d("x._mimi.example.com"),
                 ttl: 300,

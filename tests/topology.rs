@@ -286,3 +286,91 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
 fn origin_str() -> &'static str {
     "example.com"
 }
+
+/// Transfer access control on its own: the allow list is by address, a zone
+/// without `[transfer]` refuses everyone, UDP transfers are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_only_to_allowed_addresses() {
+    let ws = Workspace::new();
+    let provider = Authority::new("example.com");
+    ws.write_key("a/signing.pem", &provider.root);
+    ws.write("a/mappings.csv", MAPPINGS);
+    let spec = ZoneSpec {
+        origin: "example.com",
+        role: "home",
+        authority: Some("example.com"),
+        key: Some("signing.pem"),
+        mappings: Some("mappings.csv"),
+        transfer: Some("allow = [\"127.0.0.2\"]"),
+        ..Default::default()
+    };
+    let with_acl = ws.zone("a/zone.toml", &spec);
+    ws.write_key("b/signing.pem", &provider.root);
+    ws.write("b/mappings.csv", MAPPINGS);
+    let without = ws.zone(
+        "b/zone.toml",
+        &ZoneSpec {
+            origin: "example.org",
+            role: "distribution",
+            transfer: None,
+            ..spec
+        },
+    );
+    let opts = mimi_publisher::serve::ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..mimi_publisher::serve::ServeOptions::new(vec![with_acl, without])
+    };
+    let server = mimi_publisher::serve::start(opts).await.unwrap();
+    let port = server.local_addr().port().to_string();
+    let dig = mimi_e2e::require("dig", "bind9-dnsutils");
+    let axfr = |zone: &str, source: &str, extra: &[&str]| {
+        let out = Command::new(&dig)
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "-b",
+                source,
+                zone,
+                "AXFR",
+                "+tries=1",
+                "+time=3",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let allowed = axfr("example.com", "127.0.0.2", &[]);
+    assert!(allowed.contains("XFR size: 6 records"), "{allowed}");
+    let other = axfr("example.com", "127.0.0.1", &[]);
+    assert!(other.contains("Transfer failed"), "{other}");
+    let no_acl = axfr("example.org", "127.0.0.2", &[]);
+    assert!(no_acl.contains("Transfer failed"), "{no_acl}");
+    // dig always transfers over TCP; ask over UDP by hand.
+    let udp = {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query};
+        use hickory_proto::rr::{Name, RecordType};
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("example.com.").unwrap(),
+            RecordType::AXFR,
+        ));
+        let sock = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        sock.send_to(&m.to_vec().unwrap(), server.local_addr())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65535];
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    };
+    assert_eq!(
+        udp.metadata.response_code,
+        hickory_proto::op::ResponseCode::Refused
+    );
+    assert!(udp.answers.is_empty());
+    server.shutdown().await.unwrap();
+}

@@ -15,6 +15,7 @@
 //! complete [`zone::Zone`] or an error listing every problem with its file
 //! and line, so a bad input can never replace good published data.
 
+pub mod answer;
 pub mod build;
 pub mod config;
 pub mod keys;

@@ -1,15 +1,16 @@
 //! The authoritative DNS server: serves built zones over UDP and TCP and
 //! swaps in rebuilt zones without dropping a query.
 //!
-//! hickory's [`Server`] owns its request handler and its [`Catalog`] can only
-//! be changed through `&mut`, so a running hickory server cannot take a new
-//! zone by itself. This module puts a small [`RequestHandler`] in front of
-//! the catalog that holds it in an [`ArcSwap`]: every query is answered by
-//! whichever catalog is current when it arrives, and a reload builds a
-//! complete new catalog off the serving path and `store()`s it in one atomic
-//! step. A query therefore sees either the old zone or the new one, never a
-//! mixture, and a failed rebuild simply never reaches the swap (SPEC §9:
-//! "nothing stops being served").
+//! hickory's [`Server`] owns its request handler, so a running hickory
+//! server cannot take a new zone by itself. This module puts a small
+//! [`RequestHandler`] in front that holds the served zones in an
+//! [`ArcSwap`]: every query is answered (by [`crate::answer`], or
+//! [`crate::transfer`] for zone transfers) from whichever zones are current
+//! when it arrives, and a reload builds and indexes a complete new zone off
+//! the serving path and `store()`s the new list in one atomic step. A query
+//! therefore sees either the old zone or the new one, never a mixture, and a
+//! failed rebuild simply never reaches the swap (SPEC §9: "nothing stops
+//! being served").
 //!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
 //! re-sign timers of [`crate::watch`]; [`run`] does the same and serves until
@@ -24,24 +25,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::rdata::{NS, SOA, TXT};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
-use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use hickory_server::Server;
-use mimi_proto::text::split_txt;
 use mimi_proto::{DomainName, UnixTime};
-use rayon::prelude::*;
 use tokio::sync::broadcast;
 use tracing::{debug, error, info, warn};
 
+use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::config::ZoneConfig;
 use crate::problem::Problem;
 use crate::watch::{self, Reloader};
-use crate::zone::{Zone, ZoneRecord};
+use crate::zone::Zone;
 
 /// What to serve and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,157 +166,47 @@ pub enum ServeError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Converts a built zone into a hickory in-memory zone: SOA and NS at the
-/// origin, and one TXT RR per [`crate::zone::ZoneRecord`] whose
-/// character-strings are the record text split into ≤255-octet pieces
-/// (SPEC §4). Records at the same owner form one RRset.
-///
-/// This is CPU work proportional to the zone size, so callers run it off the
-/// serving path (in `spawn_blocking`), before the swap.
-pub fn in_memory_zone(zone: &Zone) -> Result<InMemoryZoneHandler<TokioRuntimeProvider>, String> {
-    let origin = dns_name(&zone.origin)?;
-    let serial = zone.soa.serial;
-    let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-        origin.clone(),
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-        None, // no DNSSEC: mimi records carry their own signatures
-    );
-
-    let soa = SOA::new(
-        dns_name(&zone.soa.mname)?,
-        dns_name(&zone.soa.rname)?,
-        serial,
-        timer(zone.soa.refresh),
-        timer(zone.soa.retry),
-        timer(zone.soa.expire),
-        zone.soa.minimum,
-    );
-    let mut soa_set = RecordSet::new(origin.clone(), RecordType::SOA, serial);
-    soa_set.insert(
-        Record::from_rdata(origin.clone(), zone.ttl, RData::SOA(soa)),
-        serial,
-    );
-    let mut ns_set = RecordSet::new(origin.clone(), RecordType::NS, serial);
-    for ns in &zone.ns {
-        ns_set.insert(
-            Record::from_rdata(origin.clone(), zone.ttl, RData::NS(NS(dns_name(ns)?))),
-            serial,
-        );
-    }
-
-    // `records` is sorted by owner, so each owner's records are adjacent and
-    // form one RRset. Large zones have millions of them: convert in
-    // parallel, sort in DNS order in parallel, and let the map be built in
-    // one pass from the sorted sequence.
-    let owners: Vec<&[ZoneRecord]> = zone.records.chunk_by(|a, b| a.owner == b.owner).collect();
-    let mut sets = owners
-        .par_iter()
-        .map(|records| txt_rrset(&zone.origin, records, serial))
-        .collect::<Result<Vec<_>, String>>()?;
-    let apex = LowerName::new(&origin);
-    sets.push((RrKey::new(apex.clone(), RecordType::SOA), Arc::new(soa_set)));
-    sets.push((RrKey::new(apex, RecordType::NS), Arc::new(ns_set)));
-    for (host, ips) in &zone.glue {
-        let name = dns_name(host)?;
-        for ip in ips {
-            let rtype = if ip.is_ipv4() {
-                RecordType::A
-            } else {
-                RecordType::AAAA
-            };
-            let key = RrKey::new(LowerName::new(&name), rtype);
-            let record =
-                Record::from_rdata(name.clone(), zone.ttl, crate::transfer::glue_rdata(*ip));
-            match sets.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, set)) => Arc::make_mut(set).insert(record, serial),
-                None => {
-                    let mut set = RecordSet::new(name.clone(), rtype, serial);
-                    set.insert(record, serial);
-                    sets.push((key, Arc::new(set)));
-                    true
-                }
-            };
-        }
-    }
-    sets.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    *handler.records_get_mut() = sets.into_iter().collect();
-    Ok(handler)
-}
-
-/// The TXT RRset of one owner; `records` all have that owner.
-fn txt_rrset(
-    origin: &DomainName,
-    records: &[ZoneRecord],
-    serial: u32,
-) -> Result<(RrKey, Arc<RecordSet>), String> {
-    let owner = &records[0].owner;
-    if !owner.is_within(origin) {
-        return Err(format!("record owner {owner} is outside the zone"));
-    }
-    let name = dns_name(owner)?;
-    let mut set = RecordSet::new(name.clone(), RecordType::TXT, serial);
-    for r in records {
-        let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
-        let record = Record::from_rdata(name.clone(), r.ttl, RData::TXT(TXT::from_bytes(strings)));
-        set.insert(record, serial);
-    }
-    Ok((
-        RrKey::new(LowerName::new(&name), RecordType::TXT),
-        Arc::new(set),
-    ))
-}
-
-fn dns_name(name: &DomainName) -> Result<Name, String> {
-    Name::from_ascii(name.fqdn()).map_err(|e| format!("{name}: not a DNS name: {e}"))
-}
-
-/// SOA timers are signed 32-bit in hickory; larger values saturate.
-fn timer(secs: u32) -> i32 {
-    i32::try_from(secs).unwrap_or(i32::MAX)
-}
-
-/// One served zone: what it was built from, its content, and the hickory
-/// handler answering for it.
+/// One served zone: what it was built from, its content, and the index
+/// answering for it.
 pub(crate) struct Slot {
     pub(crate) config: PathBuf,
     pub(crate) zone: Arc<Zone>,
-    handler: Arc<dyn ZoneHandler>,
+    served: Arc<ServedZone>,
 }
 
 /// The state shared by the request handler, the reloaders and
-/// [`RunningServer`]: the catalog being served and the zones behind it.
+/// [`RunningServer`]: the zones being served and their slots.
 pub(crate) struct Served {
-    catalog: ArcSwap<Catalog>,
+    current: ArcSwap<Vec<Arc<ServedZone>>>,
     slots: Mutex<Vec<Slot>>,
     events: broadcast::Sender<ReloadEvent>,
 }
 
-/// A replaced zone and catalog, to be dropped where blocking is fine.
+/// A replaced zone and zone list, to be dropped where blocking is fine.
 pub(crate) struct Retired {
     _slot: Slot,
-    _catalog: Arc<Catalog>,
+    _current: Arc<Vec<Arc<ServedZone>>>,
 }
 
-/// A zone ready to be installed: built and converted off the serving path.
+/// A zone ready to be installed: built and indexed off the serving path.
 pub(crate) struct Prepared {
     pub(crate) zone: Arc<Zone>,
     pub(crate) warnings: Vec<Problem>,
-    handler: Arc<dyn ZoneHandler>,
+    served: Arc<ServedZone>,
     pub(crate) elapsed: Duration,
 }
 
 impl Served {
     fn new(slots: Vec<Slot>) -> Result<Self, ServeError> {
         let (events, _) = broadcast::channel(256);
-        let catalog =
-            catalog_of(&slots).map_err(|(first, second, origin)| ServeError::DuplicateOrigin {
+        let current =
+            zones_of(&slots).map_err(|(first, second, origin)| ServeError::DuplicateOrigin {
                 origin,
                 first,
                 second,
             })?;
         Ok(Served {
-            catalog: ArcSwap::from_pointee(catalog),
+            current: ArcSwap::from_pointee(current),
             slots: Mutex::new(slots),
             events,
         })
@@ -355,7 +241,7 @@ impl Served {
         std::mem::replace(&mut self.lock()[idx].zone, Arc::new(zone))
     }
 
-    /// Puts a rebuilt zone into slot `idx` and swaps in a new catalog with
+    /// Puts a rebuilt zone into slot `idx` and swaps in a new zone list with
     /// every zone. Fails, changing nothing, if the new origin is already
     /// served by another slot.
     ///
@@ -381,15 +267,15 @@ impl Served {
             Slot {
                 config,
                 zone: prepared.zone.clone(),
-                handler: prepared.handler.clone(),
+                served: prepared.served.clone(),
             },
         );
-        match catalog_of(&slots) {
-            Ok(catalog) => {
-                let old_catalog = self.catalog.swap(Arc::new(catalog));
+        match zones_of(&slots) {
+            Ok(current) => {
+                let old_current = self.current.swap(Arc::new(current));
                 Ok(Retired {
                     _slot: old,
-                    _catalog: old_catalog,
+                    _current: old_current,
                 })
             }
             Err((_, _, origin)) => {
@@ -405,18 +291,18 @@ impl Served {
     }
 }
 
-/// A catalog with every slot's handler, or the two configurations that
-/// claim the same origin.
-fn catalog_of(slots: &[Slot]) -> Result<Catalog, (PathBuf, PathBuf, DomainName)> {
+/// The zones of every slot, or the two configurations that claim the same
+/// origin.
+fn zones_of(slots: &[Slot]) -> Result<Vec<Arc<ServedZone>>, (PathBuf, PathBuf, DomainName)> {
     let mut seen: BTreeMap<&DomainName, &Path> = BTreeMap::new();
-    let mut catalog = Catalog::new();
+    let mut zones = Vec::with_capacity(slots.len());
     for s in slots {
         if let Some(first) = seen.insert(&s.zone.origin, &s.config) {
             return Err((first.to_owned(), s.config.clone(), s.zone.origin.clone()));
         }
-        catalog.upsert(s.handler.origin().clone(), vec![s.handler.clone()]);
+        zones.push(s.served.clone());
     }
-    Ok(catalog)
+    Ok(zones)
 }
 
 /// Builds the zone at `config` (CPU-bound: call from `spawn_blocking`) and
@@ -435,18 +321,21 @@ pub(crate) fn prepare(
         }
     }
     let built = started.elapsed();
-    let handler = in_memory_zone(&output.zone)
-        .map_err(|e| format!("zone {}: cannot be served: {e}", output.zone.origin))?;
+    let zone = Arc::new(output.zone);
+    let served = Arc::new(
+        ServedZone::new(zone.clone())
+            .map_err(|e| format!("zone {}: cannot be served: {e}", zone.origin))?,
+    );
     debug!(
-        origin = %output.zone.origin,
+        origin = %zone.origin,
         build_ms = built.as_millis() as u64,
         convert_ms = (started.elapsed() - built).as_millis() as u64,
         "zone prepared"
     );
     Ok(Ok(Prepared {
-        zone: Arc::new(output.zone),
+        zone,
         warnings: output.warnings,
-        handler: Arc::new(handler),
+        served,
         elapsed: started.elapsed(),
     }))
 }
@@ -458,7 +347,7 @@ pub(crate) fn log_warnings(origin: &DomainName, warnings: &[Problem]) {
     }
 }
 
-/// Forwards every request to the catalog current at its arrival.
+/// Answers every request from the zones current at its arrival.
 struct SwapHandler(Arc<Served>);
 
 #[async_trait::async_trait]
@@ -470,19 +359,22 @@ impl RequestHandler for SwapHandler {
     ) -> ResponseInfo {
         // `load_full` (an Arc clone) rather than a guard: the guard is not
         // meant to be held across an await.
+        let zones = self.0.current.load_full();
         if crate::transfer::is_transfer(request) {
             let zone = request
                 .queries
                 .queries()
                 .first()
-                .and_then(|q| DomainName::parse(&q.name().to_string()).ok())
-                .and_then(|origin| self.0.find(&origin));
-            return crate::transfer::answer(request, zone.as_deref(), response_handle).await;
+                .map(|q| crate::answer::normalize(q.name()))
+                .and_then(|qname| zones.iter().find(|z| z.origin().as_str() == qname).cloned());
+            return crate::transfer::answer(
+                request,
+                zone.as_ref().map(|z| &*z.zone),
+                response_handle,
+            )
+            .await;
         }
-        let catalog = self.0.catalog.load_full();
-        catalog
-            .handle_request::<R, T>(request, response_handle)
-            .await
+        crate::answer::respond(request, &zones, response_handle).await
     }
 }
 
@@ -567,8 +459,9 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                     .unwrap_or_default();
                 let output = build_from_path(&config, UnixTime::now(), None, None);
                 let output = output.and_then(|o| {
-                    in_memory_zone(&o.zone)
-                        .map(|h| (o, h))
+                    let zone = Arc::new(o.zone);
+                    ServedZone::new(zone.clone())
+                        .map(|served| (zone, o.warnings, Arc::new(served)))
                         .map_err(|message| BuildError {
                             problems: vec![Problem::in_file(&config, message)],
                         })
@@ -583,12 +476,12 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     for b in builds {
         let (config, files, output, elapsed) = b.await?;
         match output {
-            Ok((output, handler)) => {
-                log_warnings(&output.zone.origin, &output.warnings);
+            Ok((zone, warnings, served)) => {
+                log_warnings(&zone.origin, &warnings);
                 info!(
-                    origin = %output.zone.origin,
-                    serial = output.zone.soa.serial,
-                    records = output.zone.record_count(),
+                    origin = %zone.origin,
+                    serial = zone.soa.serial,
+                    records = zone.record_count(),
                     ms = elapsed.as_millis() as u64,
                     config = %config.display(),
                     "zone loaded"
@@ -596,8 +489,8 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                 inputs.push(files);
                 slots.push(Slot {
                     config,
-                    zone: Arc::new(output.zone),
-                    handler: Arc::new(handler),
+                    zone,
+                    served,
                 });
             }
             Err(source) => {

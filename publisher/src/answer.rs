@@ -1,0 +1,414 @@
+//! Answering DNS queries from served zones.
+//!
+//! hickory's generic in-memory zone scans every record of the zone to tell
+//! NXDOMAIN from NODATA, so a negative answer in a million-record zone
+//! costs a million name comparisons (measured: 0.2 s per query at 100,000
+//! records), which any client could use to stall the server. mimi zones
+//! have a simple shape — SOA, NS and glue at the top, TXT records at
+//! discovery and certificate names, nothing delegated, no wildcards — so
+//! this module answers from the built [`Zone`] directly:
+//!
+//! * records are found by binary search in the zone's sorted records;
+//! * the names that exist without records of their own (empty
+//!   non-terminals such as `_mimi.example.com`) are precomputed, so that they
+//!   get NOERROR/NODATA and never NXDOMAIN (RFC 8020: an NXDOMAIN there would
+//!   deny the whole subtree);
+//! * negative answers carry the SOA with the negative-caching TTL
+//!   (RFC 2308);
+//! * UDP answers too large for the client's buffer are truncated (TC) by
+//!   the encoder, and the client retries over TCP.
+//!
+//! Serving straight from the [`Zone`] also means a reload has nothing to
+//! convert, and the zone is held in memory once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{NS, SOA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use mimi_proto::text::split_txt;
+use mimi_proto::DomainName;
+
+use crate::zone::Zone;
+
+/// A zone ready to answer queries: the zone and what is precomputed from it.
+#[derive(Debug)]
+pub struct ServedZone {
+    /// The zone content.
+    pub zone: Arc<Zone>,
+    soa: Record,
+    ns: Vec<Record>,
+    glue: Vec<(String, Record)>,
+    /// Names inside the zone, other than the apex, that exist only because
+    /// names below them do.
+    empty_non_terminals: HashSet<String>,
+}
+
+fn dns_name(d: &DomainName) -> Result<Name, String> {
+    Name::from_ascii(d.fqdn()).map_err(|e| format!("{d}: not a DNS name: {e}"))
+}
+
+impl ServedZone {
+    /// Precomputes what answering needs. Fails only for names hickory cannot
+    /// encode (which checked [`DomainName`]s never are).
+    pub fn new(zone: Arc<Zone>) -> Result<Self, String> {
+        let apex = dns_name(&zone.origin)?;
+        let soa = Record::from_rdata(
+            apex.clone(),
+            zone.ttl,
+            RData::SOA(SOA::new(
+                dns_name(&zone.soa.mname)?,
+                dns_name(&zone.soa.rname)?,
+                zone.soa.serial,
+                timer(zone.soa.refresh),
+                timer(zone.soa.retry),
+                timer(zone.soa.expire),
+                zone.soa.minimum,
+            )),
+        );
+        let ns = zone
+            .ns
+            .iter()
+            .map(|n| {
+                Ok(Record::from_rdata(
+                    apex.clone(),
+                    zone.ttl,
+                    RData::NS(NS(dns_name(n)?)),
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut glue = Vec::new();
+        for (host, ips) in &zone.glue {
+            let name = dns_name(host)?;
+            for ip in ips {
+                glue.push((
+                    host.as_str().to_owned(),
+                    Record::from_rdata(name.clone(), zone.ttl, crate::transfer::glue_rdata(*ip)),
+                ));
+            }
+        }
+        let origin = zone.origin.as_str();
+        let mut empty_non_terminals = HashSet::new();
+        let owners = zone
+            .records
+            .iter()
+            .map(|r| r.owner.as_str())
+            .chain(zone.glue.iter().map(|(h, _)| h.as_str()));
+        let mut last_parent = "";
+        for owner in owners {
+            let mut name = owner;
+            while let Some((_, parent)) = name.split_once('.') {
+                if parent.len() <= origin.len() || parent == last_parent {
+                    break;
+                }
+                if !empty_non_terminals.contains(parent) {
+                    empty_non_terminals.insert(parent.to_owned());
+                }
+                name = parent;
+            }
+            if let Some((_, parent)) = owner.split_once('.') {
+                last_parent = parent;
+            }
+        }
+        // Names that hold records are not empty.
+        empty_non_terminals.retain(|n: &String| {
+            records_at(&zone, n).is_empty() && !zone.glue.iter().any(|(h, _)| h.as_str() == n)
+        });
+        Ok(ServedZone {
+            zone,
+            soa,
+            ns,
+            glue,
+            empty_non_terminals,
+        })
+    }
+
+    /// The zone's origin.
+    pub fn origin(&self) -> &DomainName {
+        &self.zone.origin
+    }
+
+    /// The answer to `qtype` at `qname` (lowercase, no trailing dot, inside
+    /// the zone).
+    fn lookup(&self, qname: &str, qtype: RecordType) -> Answer {
+        let mut answers = Vec::new();
+        let mut additionals = Vec::new();
+        let any = qtype == RecordType::ANY;
+        let mut exists = false;
+        if qname == self.zone.origin.as_str() {
+            exists = true;
+            if any || qtype == RecordType::SOA {
+                answers.push(self.soa.clone());
+            }
+            if any || qtype == RecordType::NS {
+                answers.extend(self.ns.iter().cloned());
+                additionals.extend(self.glue.iter().map(|(_, r)| r.clone()));
+            }
+        }
+        for (host, r) in &self.glue {
+            if host == qname {
+                exists = true;
+                if any || r.record_type() == qtype {
+                    answers.push(r.clone());
+                }
+            }
+        }
+        let txt = records_at(&self.zone, qname);
+        if !txt.is_empty() {
+            exists = true;
+            if any || qtype == RecordType::TXT {
+                if let Ok(name) = Name::from_ascii(format!("{qname}.")) {
+                    for r in txt {
+                        let strings: Vec<&[u8]> =
+                            split_txt(&r.text).into_iter().map(str::as_bytes).collect();
+                        answers.push(Record::from_rdata(
+                            name.clone(),
+                            r.ttl,
+                            RData::TXT(TXT::from_bytes(strings)),
+                        ));
+                    }
+                }
+            }
+        }
+        if !exists {
+            exists = self.empty_non_terminals.contains(qname);
+        }
+        Answer {
+            exists,
+            answers,
+            additionals,
+        }
+    }
+
+    /// The SOA for the authority section of a negative answer, with the
+    /// negative-caching TTL: min(SOA TTL, SOA minimum) (RFC 2308 §5).
+    fn negative_soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        soa.ttl = self.zone.ttl.min(self.zone.soa.minimum);
+        soa
+    }
+}
+
+struct Answer {
+    exists: bool,
+    answers: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+/// The TXT records at `owner` (binary search in the sorted records).
+fn records_at<'z>(zone: &'z Zone, owner: &str) -> &'z [crate::zone::ZoneRecord] {
+    let start = zone.records.partition_point(|r| r.owner.as_str() < owner);
+    let len = zone.records[start..].partition_point(|r| r.owner.as_str() == owner);
+    &zone.records[start..start + len]
+}
+
+fn timer(secs: u32) -> i32 {
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+/// The served zone that `qname` (lowercase, no trailing dot) falls in: the
+/// one with the longest matching origin.
+pub fn zone_for<'a>(zones: &'a [Arc<ServedZone>], qname: &str) -> Option<&'a Arc<ServedZone>> {
+    zones
+        .iter()
+        .filter(|z| {
+            let o = z.origin().as_str();
+            qname == o
+                || (qname.len() > o.len()
+                    && qname.ends_with(o)
+                    && qname.as_bytes()[qname.len() - o.len() - 1] == b'.')
+        })
+        .max_by_key(|z| z.origin().as_str().len())
+}
+
+/// A query name as the zone index spells it: lowercase, no trailing dot.
+pub fn normalize(name: &impl std::fmt::Display) -> String {
+    let s = name.to_string();
+    let s = s.strip_suffix('.').unwrap_or(&s);
+    s.to_ascii_lowercase()
+}
+
+/// Answers one request (anything but a zone transfer) from `zones`.
+pub async fn respond<R: ResponseHandler>(
+    request: &Request,
+    zones: &[Arc<ServedZone>],
+    mut response_handle: R,
+) -> ResponseInfo {
+    let edns = request.edns.as_ref().map(|req| {
+        let mut e = Edns::new();
+        e.set_max_payload(req.max_payload().max(512));
+        e.set_version(0);
+        e
+    });
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.recursion_available = false;
+    let queries = request.queries.queries();
+    let rcode_only = |rcode: ResponseCode| {
+        let mut m = metadata;
+        m.response_code = rcode;
+        m
+    };
+    if request.metadata.message_type != MessageType::Query {
+        return serve_failed(request);
+    }
+    let outcome = if request.metadata.op_code != OpCode::Query {
+        Err(ResponseCode::NotImp)
+    } else if queries.len() != 1 {
+        Err(ResponseCode::FormErr)
+    } else if queries[0].query_class() != DNSClass::IN {
+        Err(ResponseCode::Refused)
+    } else {
+        let q = &queries[0];
+        let qname = normalize(q.name());
+        match zone_for(zones, &qname) {
+            None => Err(ResponseCode::Refused),
+            Some(zone) => Ok((zone, zone.lookup(&qname, q.query_type()))),
+        }
+    };
+    let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+    let sent = match outcome {
+        Err(rcode) => {
+            let response = builder.build(
+                rcode_only(rcode),
+                std::iter::empty(),
+                std::iter::empty(),
+                std::iter::empty(),
+                std::iter::empty(),
+            );
+            response_handle.send_response(response).await
+        }
+        Ok((zone, answer)) => {
+            metadata.authoritative = true;
+            let negative = answer.answers.is_empty();
+            metadata.response_code = if answer.exists {
+                ResponseCode::NoError
+            } else {
+                ResponseCode::NXDomain
+            };
+            let soa = negative.then(|| zone.negative_soa());
+            let response = builder.build(
+                metadata,
+                answer.answers.iter(),
+                std::iter::empty(),
+                soa.iter(),
+                answer.additionals.iter(),
+            );
+            response_handle.send_response(response).await
+        }
+    };
+    sent.unwrap_or_else(|_| serve_failed(request))
+}
+
+/// The ResponseInfo of a request that could not be answered.
+pub(crate) fn serve_failed(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::{Soa, ZoneRecord};
+
+    fn zone() -> ServedZone {
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        let rec = |o: &str, t: &str| ZoneRecord {
+            owner: d(o),
+            ttl: 300,
+            text: t.into(),
+        };
+        let mut records = vec![
+            rec("aaa._mimi.example.com", "v=mimi1;x"),
+            rec("aaa._mimi.example.com", "v=mimi1;y"),
+            rec("bbb._mimi.example.com", "v=mimi1;z"),
+            rec("_mimi-ma.example.com", "v=mimi1;c"),
+            rec("ccc._mimi.9.3.e164.example.com", "v=mimi1;t"),
+        ];
+        records.sort();
+        ServedZone::new(Arc::new(Zone {
+            origin: d("example.com"),
+            ttl: 3600,
+            soa: Soa {
+                mname: d("ns1.example.com"),
+                rname: d("h.example.com"),
+                serial: 7,
+                refresh: 1,
+                retry: 1,
+                expire: 1,
+                minimum: 60,
+            },
+            ns: vec![d("ns1.example.com")],
+            glue: vec![(d("ns1.example.com"), vec!["192.0.2.1".parse().unwrap()])],
+            records,
+            next_resign: None,
+            transfer: None,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn positive_negative_and_empty_non_terminals() {
+        let z = zone();
+        let a = z.lookup("aaa._mimi.example.com", RecordType::TXT);
+        assert!(a.exists);
+        assert_eq!(a.answers.len(), 2);
+        assert_eq!(
+            z.lookup("bbb._mimi.example.com", RecordType::TXT)
+                .answers
+                .len(),
+            1
+        );
+        // NODATA: name exists, other type.
+        let n = z.lookup("bbb._mimi.example.com", RecordType::A);
+        assert!(n.exists && n.answers.is_empty());
+        // Empty non-terminals exist.
+        for ent in [
+            "_mimi.example.com",
+            "9.3.e164.example.com",
+            "3.e164.example.com",
+            "e164.example.com",
+            "_mimi.9.3.e164.example.com",
+        ] {
+            let e = z.lookup(ent, RecordType::TXT);
+            assert!(e.exists && e.answers.is_empty(), "{ent}");
+        }
+        // NXDOMAIN.
+        for nx in [
+            "zzz._mimi.example.com",
+            "x.aaa._mimi.example.com",
+            "_mimi.example.co",
+            "4.e164.example.com",
+        ] {
+            assert!(!z.lookup(nx, RecordType::TXT).exists, "{nx}");
+        }
+        // Apex and glue.
+        assert_eq!(z.lookup("example.com", RecordType::SOA).answers.len(), 1);
+        let ns = z.lookup("example.com", RecordType::NS);
+        assert_eq!((ns.answers.len(), ns.additionals.len()), (1, 1));
+        assert_eq!(z.lookup("ns1.example.com", RecordType::A).answers.len(), 1);
+        assert!(z.lookup("ns1.example.com", RecordType::AAAA).exists);
+        assert_eq!(z.negative_soa().ttl, 60);
+    }
+
+    #[test]
+    fn longest_origin_wins() {
+        let a = Arc::new(zone());
+        let zones = vec![a.clone()];
+        assert!(zone_for(&zones, "x.example.com").is_some());
+        assert!(zone_for(&zones, "example.com").is_some());
+        assert!(zone_for(&zones, "xexample.com").is_none());
+        assert!(zone_for(&zones, "com").is_none());
+        assert_eq!(normalize(&"AbC.Example.COM."), "abc.example.com");
+    }
+}

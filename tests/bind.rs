@@ -1,1 +1,102 @@
-//! BIND (named) on loopback for tests: see the module docs inside.
+//! BIND (`named`) on loopback, as a primary that accepts RFC 2136 updates
+//! and serves zone files, with a configuration generated into a temporary
+//! directory. The configuration is the one the README's "Push into your
+//! existing primary" section shows.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::secondaries::Key;
+use crate::{free_port, require, soa_serial, Daemon};
+
+/// A zone BIND serves as primary.
+pub struct BindZone<'a> {
+    /// Origin, without trailing dot.
+    pub origin: &'a str,
+    /// Initial zone file text.
+    pub zone_file: &'a str,
+    /// Whether `key` may transfer the zone.
+    pub transfer: bool,
+    /// Whether `key` may update the zone.
+    pub update: bool,
+}
+
+/// A running `named`.
+pub struct Bind {
+    /// The process.
+    pub daemon: Daemon,
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+}
+
+impl Bind {
+    /// Starts `named` for `zones` and waits (up to 20 s) until it answers
+    /// for the first one.
+    pub async fn start(dir: &Path, zones: &[BindZone<'_>], key: &Key) -> Bind {
+        let named = require("named", "bind9");
+        let port = free_port();
+        let d = dir.join("bind");
+        std::fs::create_dir_all(&d).unwrap();
+        let mut conf = format!(
+            r#"options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+}};
+controls {{ }};
+key "{key}" {{
+    algorithm hmac-sha256;
+    secret "{secret}";
+}};
+"#,
+            d = d.display(),
+            key = key.name,
+            secret = key.secret,
+        );
+        for z in zones {
+            let file = d.join(format!("{}.zone", z.origin));
+            std::fs::write(&file, z.zone_file).unwrap();
+            let mut acl = String::new();
+            if z.update {
+                acl.push_str(&format!("\n    allow-update {{ key \"{}\"; }};", key.name));
+            }
+            if z.transfer {
+                acl.push_str(&format!(
+                    "\n    allow-transfer {{ key \"{}\"; }};",
+                    key.name
+                ));
+            }
+            conf.push_str(&format!(
+                "zone \"{}\" {{\n    type primary;\n    file \"{}\";{acl}\n}};\n",
+                z.origin,
+                file.display()
+            ));
+        }
+        let path = d.join("named.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = Command::new(named);
+        cmd.arg("-g").arg("-c").arg(&path);
+        let mut daemon = Daemon::spawn("named", cmd, d.join("named.log"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let origin = zones[0].origin;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while soa_serial(addr, origin).await.is_none() {
+            daemon.assert_running();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "named did not answer within 20 s:\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Bind { daemon, addr }
+    }
+}

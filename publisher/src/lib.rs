@@ -22,6 +22,7 @@ pub mod keys;
 pub mod mappings;
 pub mod presigned;
 pub mod problem;
+pub mod push;
 pub mod serve;
 pub mod transfer;
 pub mod tsig;

@@ -120,6 +120,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the zone's mimi records at an existing primary equal to what `build` produces (RFC 2136 UPDATE, only the difference).
+    Push {
+        /// Zone configuration file.
+        config: PathBuf,
+        /// The primary to update (IP:PORT).
+        #[arg(long)]
+        server: SocketAddr,
+        /// TSIG key file (tsig-keygen format, HMAC-SHA256) for the transfer and the updates.
+        #[arg(long)]
+        tsig_key: Option<PathBuf>,
+        /// Print the difference; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Build as of this time, Unix seconds (default: now).
+        #[arg(long)]
+        now: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve zones over UDP and TCP; reload on change, re-sign on time; stop on SIGINT/SIGTERM.
     Serve {
         /// Zone configuration files.
@@ -311,6 +331,21 @@ fn run(command: Command) -> Result<ExitCode> {
             now,
             json,
         } => build_cmd(&config, &out, now_or(now), json),
+        Command::Push {
+            config,
+            server,
+            tsig_key,
+            dry_run,
+            now,
+            json,
+        } => push_cmd(
+            &config,
+            server,
+            tsig_key.as_deref(),
+            dry_run,
+            now_or(now),
+            json,
+        ),
         Command::Serve { configs, listen } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
@@ -322,6 +357,92 @@ fn run(command: Command) -> Result<ExitCode> {
                 serve::shutdown_signal(),
             ))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn push_cmd(
+    config: &Path,
+    server: SocketAddr,
+    tsig_key: Option<&Path>,
+    dry_run: bool,
+    now: UnixTime,
+    json: bool,
+) -> Result<ExitCode> {
+    use mimi_publisher::push;
+    let key = tsig_key
+        .map(mimi_publisher::tsig::TsigKey::load)
+        .transpose()?;
+    let built = match build::build_from_path(config, now, None, None) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {}: {e}", config.display());
+            eprintln!("nothing was sent to {server}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &built.warnings {
+        tracing::warn!("{w}");
+    }
+    let zone = built.zone;
+    let rt = tokio::runtime::Runtime::new()?;
+    let current = rt.block_on(push::read_current(server, &zone.origin, key.as_ref()))?;
+    let diff = push::diff(&current, &zone);
+    if dry_run {
+        if json {
+            let list = |v: &[push::ManagedRecord]| {
+                v.iter()
+                    .map(|r| json!({"owner": r.owner, "ttl": r.ttl, "text": r.text}))
+                    .collect::<Vec<_>>()
+            };
+            println!(
+                "{}",
+                json!({"zone": zone.origin.as_str(), "dry_run": true, "add": list(&diff.add), "delete": list(&diff.delete), "unchanged": diff.unchanged})
+            );
+        } else {
+            for r in &diff.delete {
+                println!("- {r}");
+            }
+            for r in &diff.add {
+                println!("+ {r}");
+            }
+            eprintln!(
+                "dry run: {} to add, {} to delete, {} unchanged; nothing sent",
+                diff.add.len(),
+                diff.delete.len(),
+                diff.unchanged
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match rt.block_on(push::apply(server, &zone.origin, &diff, key.as_ref())) {
+        Ok(applied) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"zone": zone.origin.as_str(), "added": applied.added, "deleted": applied.deleted, "unchanged": diff.unchanged, "updates": applied.batches})
+                );
+            } else {
+                eprintln!(
+                    "{}: +{} −{} ={} ({} update message{}{})",
+                    zone.origin,
+                    applied.added,
+                    applied.deleted,
+                    diff.unchanged,
+                    applied.batches,
+                    if applied.batches == 1 { "" } else { "s" },
+                    if applied.batches > 1 {
+                        ", each applied atomically on its own"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
         }
     }
 }

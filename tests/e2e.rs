@@ -620,6 +620,55 @@ fn binaries_serve_resolve_and_stop_on_sigterm() {
     let (code, _) = lookup("not an address");
     assert_eq!(code, Some(2));
 
+    // `batch`: many SIIs, one JSON line each, in input order.
+    let input = w.ws.write("siis.txt", "# address book\nalice@example.com\n\ndave@example.com\nnot an address\n+39 06 1234 5678\nnobody@example.com\n");
+    let out = std::process::Command::new(bin("mimi-resolve"))
+        .arg("batch")
+        .arg(&input)
+        .arg("--trust")
+        .arg(&trust)
+        .args([
+            "--server",
+            &listen,
+            "--zone",
+            "dir.chat.example.org",
+            "--tel-root",
+            "e164.mimi.example",
+            "--concurrency",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["input"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("alice@example.com", "verified"),
+            ("dave@example.com", "rejected"),
+            ("not an address", "bad_input"),
+            ("+39 06 1234 5678", "verified"),
+            ("nobody@example.com", "not_found"),
+        ]
+    );
+    assert_eq!(lines[3]["canonical"], "tel:+390612345678");
+    assert_eq!(
+        lines[0]["verified"][0]["authorities"],
+        serde_json::json!(["example.com", "ma.example.net"])
+    );
+
     // SIGTERM: the server stops cleanly, promptly, with success.
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")

@@ -38,6 +38,41 @@ enum Command {
     Name(NameArgs),
     /// Query DNS and print the verified SSIs.
     Lookup(LookupArgs),
+    /// Resolve many SIIs (one per line, from a file or stdin) concurrently; one JSON line per input line, in order.
+    Batch(BatchArgs),
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// File with one SII per line (`-` or absent: standard input); blank lines and `#` comments are skipped.
+    input: Option<PathBuf>,
+    /// Trust store (TOML, SPEC §7).
+    #[arg(long, value_name = "FILE")]
+    trust: PathBuf,
+    /// DNS server to ask, IP:PORT or IP for port 53 (repeatable); default: the system's resolvers.
+    #[arg(long = "server", value_name = "IP:PORT", value_parser = parse_server)]
+    servers: Vec<SocketAddr>,
+    /// Distribution zone (repeatable).
+    #[arg(long = "zone", value_name = "ZONE", value_parser = parse_zone)]
+    zones: Vec<DomainName>,
+    /// Telephone root zone (repeatable).
+    #[arg(long = "tel-root", value_name = "ZONE", value_parser = parse_zone)]
+    tel_roots: Vec<DomainName>,
+    /// Default region for national telephone numbers.
+    #[arg(long, value_name = "CC")]
+    region: Option<String>,
+    /// Do not query the SIIs' home zones.
+    #[arg(long)]
+    no_home: bool,
+    /// Lookups in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Judge validity at this Unix time instead of now.
+    #[arg(long, value_name = "UNIX")]
+    now: Option<u64>,
+    /// Timeout of one DNS request (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args)]
@@ -134,6 +169,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Name(a) => name(a),
         Command::Lookup(a) => lookup(a),
+        Command::Batch(a) => batch(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -167,18 +203,101 @@ fn name(args: NameArgs) -> Result<u8, Usage> {
     Ok(0)
 }
 
+/// Resolver options from the flags `lookup` and `batch` share.
+fn options(
+    trust: &std::path::Path,
+    zones: &[DomainName],
+    tel_roots: &[DomainName],
+    no_home: bool,
+    timeout: Duration,
+    servers: &[SocketAddr],
+) -> Result<ResolverOptions, Usage> {
+    let trust = TrustStore::load(trust).map_err(|e| Usage(e.to_string()))?;
+    let mut options = ResolverOptions::new(trust);
+    options.distribution_zones = zones.to_vec();
+    options.tel_roots = tel_roots.to_vec();
+    options.home_lookup = !no_home;
+    options.timeout = timeout;
+    if !servers.is_empty() {
+        options.name_servers = NameServers::Explicit(servers.to_vec());
+    }
+    Ok(options)
+}
+
+fn batch(args: BatchArgs) -> Result<u8, Usage> {
+    use futures::StreamExt;
+    use std::io::{BufRead, Write};
+    let region = args
+        .region
+        .as_deref()
+        .map(|r| r.parse::<Region>())
+        .transpose()
+        .map_err(|e| Usage(format!("--region: {e}")))?;
+    let opts = options(
+        &args.trust,
+        &args.zones,
+        &args.tel_roots,
+        args.no_home,
+        args.timeout,
+        &args.servers,
+    )?;
+    let reader: Box<dyn BufRead> = match args.input.as_deref() {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).map_err(|e| Usage(format!("{}: {e}", p.display())))?,
+        )),
+    };
+    let lines: Vec<String> = reader
+        .lines()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Usage(format!("reading input: {e}")))?
+        .into_iter()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let resolver = Resolver::new(opts).map_err(|e| Usage(e.to_string()))?;
+        let resolver = &resolver;
+        let out = std::io::stdout();
+        let mut out = std::io::BufWriter::new(out.lock());
+        let mut results = futures::stream::iter(lines.iter())
+            .map(|input| async move {
+                let mut v = match Sii::parse(input, region) {
+                    Err(e) => serde_json::json!({"outcome": "bad_input", "verified": [], "rejected": [], "errors": [e.to_string()]}),
+                    Ok(sii) => match resolver.lookup_at(&sii, now).await {
+                        Ok(res) => resolution_json(&res, false),
+                        Err(LookupError::Dns(errors)) => dns_error_json(&sii, &errors),
+                        Err(LookupError::Config(e)) => serde_json::json!({"outcome": "bad_input", "canonical": sii.as_str(), "verified": [], "rejected": [], "errors": [e.to_string()]}),
+                    },
+                };
+                v["input"] = serde_json::Value::String(input.clone());
+                v
+            })
+            .buffered(args.concurrency.max(1));
+        while let Some(v) = results.next().await {
+            writeln!(out, "{v}").map_err(|e| Usage(format!("writing output: {e}")))?;
+        }
+        out.flush().map_err(|e| Usage(format!("writing output: {e}")))?;
+        Ok::<_, Usage>(())
+    })?;
+    Ok(0)
+}
+
 fn lookup(args: LookupArgs) -> Result<u8, Usage> {
     let sii = canonical(&args.sii)?;
-    let trust = TrustStore::load(&args.trust).map_err(|e| Usage(e.to_string()))?;
-    let mut options = ResolverOptions::new(trust);
-    options.distribution_zones = args.sii.zones.clone();
-    options.tel_roots = args.sii.tel_roots.clone();
-    options.home_lookup = !args.no_home;
-    options.timeout = args.timeout;
+    let mut options = options(
+        &args.trust,
+        &args.sii.zones,
+        &args.sii.tel_roots,
+        args.no_home,
+        args.timeout,
+        &args.servers,
+    )?;
     options.endpoints = args.endpoints;
-    if !args.servers.is_empty() {
-        options.name_servers = NameServers::Explicit(args.servers.clone());
-    }
     let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);
     let json = args.sii.json;
     let endpoints = args.endpoints;

@@ -4,8 +4,12 @@
 gen.py mappings N FILE          N mappings userI@example.com → mimi://chat.example.com/u/userI
 gen.py queries ZONEFILE N FILE  N dnsperf queries: 90% TXT names from the zone, 10% non-existent
 gen.py siis N COUNT FILE        COUNT SIIs for `mimi-resolve batch`: 90% of the N users, 10% unknown
-gen.py p99 FILE                 p99 latency (ms) from `dnsperf -v` output
+gen.py siiqueries SIIFILE FILE  the dnsperf queries (TXT at each SII's home name) of those SIIs
+gen.py name SII                 the home discovery name of an email SII under example.com
+gen.py p99 FILE                 p99 latency (ms) of the answered queries in `dnsperf -v` output
 """
+import base64
+import hashlib
 import random
 import sys
 
@@ -38,6 +42,22 @@ def siis(n, count, path):
                 f.write(f"user{rnd.randrange(n)}@example.com\n")
 
 
+def name(sii):
+    """Home discovery name of a plain ASCII email SII (SPEC §1-3: mailto:,
+    lower case, SHA-256, base32hex without padding, lower case)."""
+    canonical = "mailto:" + sii.strip().lower()
+    h = hashlib.sha256(canonical.encode()).digest()
+    label = base64.b32hexencode(h).decode().rstrip("=").lower()
+    return f"{label}._mimi.{canonical.split('@', 1)[1]}."
+
+
+def siiqueries(siifile, path):
+    with open(path, "w") as f:
+        for line in open(siifile):
+            if line.strip():
+                f.write(name(line) + " TXT\n")
+
+
 def p99(path):
     lat = []
     for line in open(path):
@@ -60,6 +80,10 @@ if __name__ == "__main__":
         queries(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "siis":
         siis(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif cmd == "siiqueries":
+        siiqueries(sys.argv[2], sys.argv[3])
+    elif cmd == "name":
+        print(name(sys.argv[2]))
     elif cmd == "p99":
         p99(sys.argv[2])
     else:

@@ -1,92 +1,89 @@
 #!/usr/bin/env bash
 # mimi-dns benchmark: build, serve, resolve and update, side by side with
-# NSD, Knot and BIND's tools, on this machine, over loopback only.
+# NSD, Knot and the DNSSEC signers of BIND, Knot and ldns, on this machine,
+# over loopback only.
 #
-#   bench/run.sh                      # N = 100,000 and 1,000,000, 3 runs each
+#   bench/run.sh                      # N = 100,000 and 1,000,000, 3 runs each (~25 min on 2 cores)
 #   bench/run.sh --size 200000 --runs 5
-#   bench/run.sh --quick              # N = 10,000, 1 run: checks the harness in a few minutes
+#   bench/run.sh --quick              # N = 10,000, 1 run, short dnsperf runs: checks the harness (~2 min)
 #
-# Writes docs/BENCHMARKS.md (and the raw results next to it as
-# docs/benchmarks.jsonl). Every server it starts listens on 127.0.0.1 and is
-# stopped on exit; every measurement is bounded in time.
+# Installs what it needs (Debian packages, as root or with sudo), builds the
+# release binaries, generates deterministic inputs in a temporary directory,
+# and writes docs/BENCHMARKS.md with the raw results next to it
+# (docs/benchmarks.jsonl). Every server it starts listens on 127.0.0.1 and is
+# stopped on exit; every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+source bench/lib.sh
 
 sizes=()
 runs=3
 dnsperf_secs=10
+quick=0
 while (($#)); do
   case "$1" in
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    --quick) sizes=(10000); runs=1; dnsperf_secs=4; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
+    --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if ((quick)); then
+  ((${#sizes[@]})) || sizes=(10000)
+  runs=1; dnsperf_secs=3
+fi
 ((${#sizes[@]})) || sizes=(100000 1000000)
+invocation="bench/run.sh$( ((quick)) && echo " --quick")$(for s in "${sizes[@]}"; do printf ' --size %s' "$s"; done) --runs $runs --dnsperf-seconds $dnsperf_secs"
+started=$EPOCHREALTIME
 
 # --- what it needs ---------------------------------------------------------
+export PATH="$PATH:/usr/sbin:/sbin"
 need=()
 for pair in dnsperf:dnsperf nsd:nsd knotd:knot kzonesign:knot-dnssecutils dnssec-signzone:bind9-utils \
-            dnssec-keygen:bind9-utils ldns-signzone:ldnsutils dig:bind9-dnsutils; do
-  PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+            dnssec-keygen:bind9-utils ldns-signzone:ldnsutils ldns-keygen:ldnsutils dig:bind9-dnsutils \
+            named:bind9; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
+[[ -x /usr/bin/time ]] || need+=(time)
 if ((${#need[@]})); then
   sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  echo "== installing $(printf '%s\n' "${need[@]}" | sort -u | xargs)"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
-  for svc in named knotd nsd unbound; do $sudo pkill -x "$svc" 2>/dev/null || true; done
+  # shellcheck disable=SC2046
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+  # Debian starts the freshly installed daemons: stop them (by their pid files' owners, if running).
+  for svc in named knot nsd; do $sudo systemctl stop "$svc" 2>/dev/null || true; done
 fi
-export PATH="$PATH:/usr/sbin:/sbin"
-cargo build --release --quiet --bins --example ed25519_rate
+echo "== cargo build --release"
+cargo build --release --quiet --bins --example ed25519_rate -p mimi-publisher -p mimi-resolver
 pub=$root/target/release/mimi-publisher
 res=$root/target/release/mimi-resolve
 
-work=$(mktemp -d)
+work=$(mktemp -d "${TMPDIR:-/tmp}/mimi-bench.XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do stop "$p"; done; rm -rf "$work"; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 results=$work/results.jsonl
 : > "$results"
-record() { # size metric value [tool]
-  printf '{"size": %s, "metric": "%s", "value": %s, "tool": "%s"}\n' "$1" "$2" "$3" "${4:-}" >> "$results"
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_soa() { # port → seconds until an authoritative SOA answer (max 600 s)
-  local start=$EPOCHREALTIME
-  for _ in $(seq 6000); do
-    if dig +norec +time=1 +tries=1 @127.0.0.1 -p "$1" example.com SOA 2>/dev/null | grep -q "flags:.* aa"; then
-      python3 -c "print(round($EPOCHREALTIME - $start, 3))"; return 0
-    fi
-    sleep 0.1
-  done
-  echo "server on port $1 never answered" >&2; return 1
-}
-pss_mb() { # pids → summed PSS in MB
-  local t=0; for p in "$@"; do
-    v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0); t=$((t + ${v:-0})); done
-  python3 -c "print(round($t/1024, 1))"
-}
-cpu_ticks() { # utime+stime of the pids (the command name may contain spaces: cut after ")")
-  local t=0; for p in "$@"; do v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12+$13}'); t=$((t + ${v:-0})); done; echo $t; }
-rrsigs() { grep -cE 'RRSIG[[:space:]]+[A-Z0-9]+[[:space:]]+15[[:space:]]' "$1" || true; }
-tree() { # a process and all its descendants (NSD serves from forked children)
-  local all=("$1") kids
-  kids=$(pgrep -P "$1" 2>/dev/null || true)
-  for k in $kids; do all+=($(tree "$k")); done
-  echo "${all[@]}"
-}
+dnsperf_opts=(-s 127.0.0.1 -t 1 -c 8 -T 2 -q 500)
+latency_qps=20000   # offered load of the p99 latency run (half the capacity if that is less)
 
 echo "== machine"
 {
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) × $(nproc)"
   echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
   echo "kernel: $(uname -r)"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "rustc: $(rustc --version)"
+  echo "mimi-publisher: $("$pub" --version)"
   echo "nsd: $(nsd -v 2>&1 | head -1)"
   echo "knot: $(knotd --version 2>&1 | head -1)"
+  echo "kzonesign: $(kzonesign --version 2>&1 | head -1)"
   echo "dnssec-signzone: $(dnssec-signzone -V 2>&1 | head -1)"
   echo "ldns-signzone: $(ldns-signzone -v 2>&1 | head -1)"
   echo "dnsperf: $(dnsperf -h 2>&1 | grep -m1 Version)"
@@ -95,9 +92,110 @@ echo "== machine"
 
 echo "== raw Ed25519 signing rate, all cores"
 for r in $(seq "$runs"); do
-  v=$("$root/target/release/examples/ed25519_rate" 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["signatures_per_second"])')
+  v=$(timeout 60 "$root/target/release/examples/ed25519_rate" 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["signatures_per_second"])')
   echo "  $v signatures/s"; record 0 raw_sign_rate "$v"
 done
+
+# dnsperf_run OUT PORT QUERYFILE [extra options]: one bounded dnsperf run.
+dnsperf_run() {
+  local out=$1 port=$2 q=$3; shift 3
+  timeout $((dnsperf_secs + 30)) dnsperf "${dnsperf_opts[@]}" -p "$port" -d "$q" -l "$dnsperf_secs" "$@" > "$out" 2>&1 || true
+}
+
+# measure_server N NAME PORT PID: zone load time and memory; capacity (one
+# unpaced run); $runs runs paced at 90% of it (q/s, loss, server CPU per
+# query); one run paced at $latency_qps with per-query output (-v) for the
+# p99 latency (-v costs dnsperf CPU, so it is kept out of the rate runs).
+measure_server() {
+  local n=$1 server=$2 port=$3 pid=$4 d=$work/$1 load procs cap caplost target r c0 c1 qps lost answered us p99 lat_rate
+  load=$(wait_soa "$port" "$pid")
+  sleep 1
+  procs=$(tree "$pid")
+  record "$n" load_seconds "$load" "$server"
+  record "$n" serve_pss_mb "$(mem_mb Pss $procs)" "$server"
+  record "$n" serve_rss_mb "$(mem_mb Rss $procs)" "$server"
+  dnsperf_run "$d/dnsperf.txt" "$port" "$d/queries.txt"
+  cap=$(dnsperf_stat qps < "$d/dnsperf.txt"); caplost=$(dnsperf_stat lost < "$d/dnsperf.txt")
+  record "$n" serve_capacity_qps "$cap" "$server"; record "$n" serve_capacity_lost_pct "$caplost" "$server"
+  echo "  $server: zone loaded in ${load}s; $(mem_mb Pss $procs) MB PSS ($(mem_mb Rss $procs) MB RSS) in $(wc -w <<<"$procs") process(es); capacity ${cap:-?} q/s (lost ${caplost:-?}%)"
+  target=$(calc "int(float('${cap:-0}') * 0.9)")
+  for r in $(seq "$runs"); do
+    c0=$(cpu_ticks $procs)
+    dnsperf_run "$d/dnsperf.txt" "$port" "$d/queries.txt" -Q "$target"
+    c1=$(cpu_ticks $procs)
+    qps=$(dnsperf_stat qps < "$d/dnsperf.txt"); lost=$(dnsperf_stat lost < "$d/dnsperf.txt")
+    answered=$(dnsperf_stat completed < "$d/dnsperf.txt")
+    us=$(calc "round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / max(${answered:-0}, 1), 2)")
+    echo "    -Q $target: ${qps:-?} q/s, lost ${lost:-?}%, ${us} µs server CPU/query"
+    record "$n" serve_qps "$qps" "$server"; record "$n" serve_lost_pct "$lost" "$server"; record "$n" serve_cpu_us "$us" "$server"
+    record "$n" serve_target_qps "$target" "$server"
+  done
+  procs=$(tree "$pid")
+  record "$n" serve_pss_after_mb "$(mem_mb Pss $procs)" "$server"
+  record "$n" serve_rss_after_mb "$(mem_mb Rss $procs)" "$server"
+  echo "    memory after the rate runs: $(mem_mb Pss $procs) MB PSS ($(mem_mb Rss $procs) MB RSS)"
+  lat_rate=$(calc "min($latency_qps, max(int(float('${cap:-0}') * 0.5), 1))")
+  dnsperf_run "$d/latency.txt" "$port" "$d/queries.txt" -Q "$lat_rate" -v
+  p99=$(python3 bench/gen.py p99 "$d/latency.txt")
+  echo "    -Q $lat_rate -v: p99 latency ${p99} ms ($(dnsperf_stat qps < "$d/latency.txt") q/s, lost $(dnsperf_stat lost < "$d/latency.txt")%)"
+  record "$n" p99_ms "$p99" "$server"; record "$n" latency_qps "$lat_rate" "$server"
+  rm -f "$d/latency.txt"
+}
+
+# resolve_and_update N PORT: `mimi-resolve batch` against the mimi server on
+# PORT, dnsperf on the same names, then one-mapping updates.
+resolve_and_update() {
+  local n=$1 port=$2 d=$work/$1 count r start t v ok name before after reloaded
+  echo "== N = $n: resolve (mimi-resolve batch against mimi-publisher serve)"
+  count=$(( n < 20000 ? n : 20000 ))
+  python3 bench/gen.py siis "$n" "$count" "$d/siis.txt"
+  python3 bench/gen.py siiqueries "$d/siis.txt" "$d/siiqueries.txt"
+  for r in $(seq "$runs"); do
+    start=$EPOCHREALTIME
+    timeout 300 /usr/bin/time -f "%U %S" -o "$d/cpu.txt" "$res" batch "$d/siis.txt" --trust "$d/trust.toml" --server "127.0.0.1:$port" \
+      --concurrency 64 > "$d/batch.jsonl"
+    t=$(since "$start")
+    ok=$(grep -c '"outcome":"verified"' "$d/batch.jsonl" || true)
+    v=$(calc "round($ok / $t)")
+    echo "  $count SIIs in ${t}s: $ok verified ($(grep -c '"outcome":"not_found"' "$d/batch.jsonl" || true) not found) = $v verified lookups/s ($(calc "round($count / $t)") lookups/s)"
+    record "$n" batch_cpu_us "$(calc "round(sum(map(float, '$(tail -1 "$d/cpu.txt")'.split())) * 1e6 / $count, 1)")" mimi-resolve
+    record "$n" batch_verified_rate "$v" mimi-resolve; record "$n" batch_rate "$(calc "round($count / $t)")" mimi-resolve
+  done
+  dnsperf_run "$d/siiperf.txt" "$port" "$d/siiqueries.txt"
+  v=$(dnsperf_stat qps < "$d/siiperf.txt")
+  echo "  dnsperf, same names, same server: $v q/s (lost $(dnsperf_stat lost < "$d/siiperf.txt")%)"
+  record "$n" batch_dnsperf_qps "$v" dnsperf
+
+  echo "== N = $n: update (one new mapping appended to the mappings file → served)"
+  name=$(python3 bench/gen.py name user0@example.com)
+  before=$(dig +short +time=2 +tries=1 @127.0.0.1 -p "$port" "$name" TXT)
+  for r in $(seq "$runs"); do
+    name=$(python3 bench/gen.py name "bench-new-$r@example.com")
+    reloaded=$(grep -c "zone reloaded" "$d/mimi.log" || true)
+    start=$EPOCHREALTIME
+    echo "bench-new-$r@example.com,mimi://chat.example.com/u/new$r" >> "$d/mappings.csv"
+    t=timeout
+    while (( $(calc "int($EPOCHREALTIME - $start)") < 60 )); do
+      if dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" "$name" TXT | grep -q "u/new$r;"; then
+        t=$(calc "round(($EPOCHREALTIME - $start) * 1000)"); break
+      fi
+      sleep 0.02
+    done
+    # the server's own rebuild time of this reload (log: "zone reloaded … ms=N")
+    for _ in $(seq 50); do (( $(grep -c "zone reloaded" "$d/mimi.log" || true) > reloaded )) && break; sleep 0.1; done
+    v=$(grep "zone reloaded" "$d/mimi.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'ms=[0-9]*' | cut -d= -f2 || true)
+    echo "  served after $t ms (server's rebuild: ${v:-?} ms)"
+    record "$n" update_ms "$t" mimi-publisher; record "$n" reload_ms "${v:-}" mimi-publisher
+  done
+  after=$(dig +short +time=2 +tries=1 @127.0.0.1 -p "$port" "$(python3 bench/gen.py name user0@example.com)" TXT)
+  if [[ -n $before && $before == "$after" ]]; then
+    echo "  an untouched mapping's record is byte-identical after the updates: its signature was reused"
+    record "$n" untouched_reused 1 mimi-publisher
+  else
+    echo "  an untouched mapping's record changed across the updates (re-signed)"
+    record "$n" untouched_reused 0 mimi-publisher
+  fi
+}
 
 for n in "${sizes[@]}"; do
   d=$work/$n; mkdir -p "$d"
@@ -128,30 +226,24 @@ sii_scope = ["mailto:*@example.com"]
 ssi_scope = ["chat.example.com"]
 TOML
 
-  echo "== N = $n: build"
+  echo "== N = $n: build (mimi-publisher build, fresh output each run: every mapping signed)"
   for r in $(seq "$runs"); do
     rm -f "$d/zone.zone"
-    /usr/bin/time -f "%e %M" -o "$d/time.txt" "$pub" build "$d/zone.toml" --out "$d/zone.zone" --json > /dev/null
+    timeout 1800 /usr/bin/time -f "%e %M" -o "$d/time.txt" "$pub" build "$d/zone.toml" --out "$d/zone.zone" --json > /dev/null
     read -r secs rss < "$d/time.txt"
-    rate=$(python3 -c "print(round($n/$secs))")
-    echo "  ${secs}s, $rate mappings/s, peak RSS $((rss/1024)) MB"
-    record "$n" build_rate "$rate" mimi-publisher; record "$n" build_rss_mb "$((rss/1024))" mimi-publisher
+    rate=$(calc "round($n / $secs)")
+    echo "  ${secs}s, $rate mappings/s, peak RSS $((rss / 1024)) MB"
+    record "$n" build_rate "$rate" mimi-publisher; record "$n" build_rss_mb "$((rss / 1024))" mimi-publisher
   done
-  records=$(grep -c " IN TXT " "$d/zone.zone")
+  record "$n" zone_mb "$(calc "round($(stat -c %s "$d/zone.zone") / 1048576, 1)")"
 
-  echo "== N = $n: DNSSEC signers on the same zone (ED25519), one run each"
-  ( cd "$d" && dnssec-keygen -q -a ED25519 -K "$d" example.com >/dev/null && dnssec-keygen -q -a ED25519 -f KSK -K "$d" example.com >/dev/null )
-  start=$EPOCHREALTIME
-  if timeout 1800 dnssec-signzone -q -K "$d" -S -o example.com -n "$(nproc)" -f "$d/bind.signed" "$d/zone.zone" >/dev/null 2>"$d/bind.err"; then
-    t=$(python3 -c "print($EPOCHREALTIME - $start)"); s=$(rrsigs "$d/bind.signed")
-    v=$(python3 -c "print(round($s/$t))"); echo "  dnssec-signzone: $s RRSIGs in ${t:0:6}s = $v/s"; record "$n" signer_rate "$v" dnssec-signzone
-  else echo "  dnssec-signzone failed: $(head -3 "$d/bind.err")"; fi
-  key=$(cd "$d" && ldns-keygen -a ED25519 example.com)
-  start=$EPOCHREALTIME
-  if (cd "$d" && timeout 1800 ldns-signzone -f "$d/ldns.signed" "$d/zone.zone" "$key" >/dev/null 2>"$d/ldns.err"); then
-    t=$(python3 -c "print($EPOCHREALTIME - $start)"); s=$(rrsigs "$d/ldns.signed")
-    v=$(python3 -c "print(round($s/$t))"); echo "  ldns-signzone: $s RRSIGs in ${t:0:6}s = $v/s"; record "$n" signer_rate "$v" ldns-signzone
-  else echo "  ldns-signzone failed: $(head -3 "$d/ldns.err")"; fi
+  # DNSSEC signers, ED25519, on the zone file build wrote. They sign the
+  # TXT RRset and the NSEC RRset of every name (2 signatures per mapping).
+  # Above 200,000 mappings one run each (dnssec-signzone takes minutes).
+  signer_runs=$(( n > 200000 ? 1 : runs ))
+  echo "== N = $n: DNSSEC signers on the built zone (ED25519, $signer_runs run(s) each)"
+  (cd "$d" && dnssec-keygen -q -a ED25519 -K "$d" example.com >/dev/null && dnssec-keygen -q -a ED25519 -f KSK -K "$d" example.com >/dev/null)
+  ldns_key=$(cd "$d" && ldns-keygen -a ED25519 example.com)
   mkdir -p "$d/knot-sign"
   cat > "$d/knot-sign.conf" <<CONF
 database:
@@ -167,14 +259,31 @@ zone:
     dnssec-signing: on
     dnssec-policy: ed
 CONF
-  start=$EPOCHREALTIME
-  if timeout 1800 kzonesign -c "$d/knot-sign.conf" -o "$d/knot-sign" example.com >/dev/null 2>"$d/knot.err"; then
-    t=$(python3 -c "print($EPOCHREALTIME - $start)"); s=$(rrsigs "$d/knot-sign/zone.zone")
-    v=$(python3 -c "print(round($s/$t))"); echo "  kzonesign: $s RRSIGs in ${t:0:6}s = $v/s"; record "$n" signer_rate "$v" kzonesign
-  else echo "  kzonesign failed: $(head -3 "$d/knot.err")"; fi
+  for r in $(seq "$signer_runs"); do
+    for tool in dnssec-signzone ldns-signzone kzonesign; do
+      start=$EPOCHREALTIME
+      case $tool in
+        dnssec-signzone) out=$d/bind.signed
+          (cd "$d" && timeout 1800 /usr/bin/time -f %M -o "$d/rss.txt" dnssec-signzone -q -K "$d" -d "$d" -S -o example.com -n "$(nproc)" -f "$out" zone.zone) >/dev/null 2>"$d/signer.err" ;;
+        ldns-signzone) out=$d/ldns.signed
+          (cd "$d" && timeout 1800 /usr/bin/time -f %M -o "$d/rss.txt" ldns-signzone -f "$out" zone.zone "$ldns_key") >/dev/null 2>"$d/signer.err" ;;
+        kzonesign) out=$d/knot-sign/zone.zone
+          timeout 1800 /usr/bin/time -f %M -o "$d/rss.txt" kzonesign -c "$d/knot-sign.conf" -o "$d/knot-sign" example.com >/dev/null 2>"$d/signer.err" ;;
+      esac
+      if [[ -s $out ]]; then
+        t=$(since "$start"); s=$(rrsigs "$out")
+        echo "  $tool: $s RRSIGs in ${t}s = $(calc "round($s / $t)") signatures/s, $(calc "round($n / $t)") mappings/s, peak RSS $(( $(tail -1 "$d/rss.txt") / 1024 )) MB"
+        record "$n" signer_rate "$(calc "round($s / $t)")" "$tool"; record "$n" signer_mapping_rate "$(calc "round($n / $t)")" "$tool"
+        record "$n" signer_rss_mb "$(( $(tail -1 "$d/rss.txt") / 1024 ))" "$tool"
+      else
+        echo "  $tool failed: $(head -3 "$d/signer.err")"
+      fi
+      rm -f "$out"
+    done
+  done
 
-  echo "== N = $n: serve (dnsperf, 90% existing TXT names, 10% NXDOMAIN)"
-  python3 bench/gen.py queries "$d/zone.zone" 200000 "$d/queries.txt"
+  echo "== N = $n: serve (dnsperf ${dnsperf_opts[*]}: 90% existing TXT names, 10% NXDOMAIN; ${dnsperf_secs}s per run)"
+  python3 bench/gen.py queries "$d/zone.zone" "$(( n < 100000 ? 100000 : (n > 1000000 ? 1000000 : n) ))" "$d/queries.txt"
   for server in mimi-publisher nsd knot; do
     port=$(free_port)
     case $server in
@@ -195,6 +304,8 @@ server:
     zonelistfile: "$d/nsd/zone.list"
     xfrdir: "$d/nsd"
     rrl-ratelimit: 0
+    server-count: $(nproc)
+    receive-buffer-size: 4194304
 remote-control:
     control-enable: no
 zone:
@@ -208,6 +319,7 @@ CONF
 server:
     rundir: "$d/knot"
     listen: 127.0.0.1@$port
+    udp-workers: $(nproc)
 database:
     storage: "$d/knot"
 zone:
@@ -220,56 +332,21 @@ CONF
         knotd -c "$d/knot/knot.conf" >"$d/knot.log" 2>&1 & pid=$! ;;
     esac
     pids+=("$pid")
-    load=$(wait_soa "$port")
-    sleep 1
-    procs=$(tree "$pid")
-    pss=$(pss_mb $procs)
-    c0=$(cpu_ticks $procs)
-    out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$d/queries.txt" -l "$dnsperf_secs" -t 1 -c 8 -T 2 -q 500 2>&1)
-    c1=$(cpu_ticks $procs)
-    qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
-    done_q=$(awk '/Queries completed/ {print $3}' <<<"$out")
-    lost=$(awk '/Queries lost/ {gsub(/[()%]/,"",$4); print $4}' <<<"$out")
-    us=$(python3 -c "print(round(($c1-$c0)*1e6/$(getconf CLK_TCK)/max($done_q,1),2))")
-    target=$(python3 -c "print(int(float('$qps')*0.8))")
-    dnsperf -s 127.0.0.1 -p "$port" -d "$d/queries.txt" -l 4 -t 1 -c 8 -T 2 -q 500 -Q "$target" -v > "$d/lat.txt" 2>&1 || true
-    p99=$(python3 bench/gen.py p99 "$d/lat.txt")
-    echo "  $server: load ${load}s, PSS ${pss} MB, ${qps} q/s (lost ${lost}%), ${us} µs CPU/query, p99 ${p99} ms at 80% of that rate"
-    record "$n" serve_qps "$qps" "$server"; record "$n" serve_lost_pct "$lost" "$server"; record "$n" serve_cpu_us "$us" "$server"
-    record "$n" serve_pss_mb "$pss" "$server"; record "$n" load_seconds "$load" "$server"; record "$n" p99_ms "$p99" "$server"
-    if [[ $server == mimi-publisher ]]; then
-      echo "== N = $n: resolve (mimi-resolve batch against the same server)"
-      count=$(( n < 20000 ? n : 20000 ))
-      python3 bench/gen.py siis "$n" "$count" "$d/siis.txt"
-      for r in $(seq "$runs"); do
-        start=$EPOCHREALTIME
-        "$res" batch "$d/siis.txt" --trust "$d/trust.toml" --server "127.0.0.1:$port" --concurrency 256 > "$d/batch.jsonl"
-        t=$(python3 -c "print($EPOCHREALTIME - $start)")
-        v=$(python3 -c "print(round($count/$t))"); ok=$(grep -c '"outcome":"verified"' "$d/batch.jsonl" || true)
-        echo "  $count SIIs in ${t:0:6}s = $v lookups/s ($ok verified)"; record "$n" batch_rate "$v" mimi-resolve
-      done
-      echo "== N = $n: update (one new mapping → served)"
-      for r in $(seq "$runs"); do
-        name=$(python3 -c "
-import hashlib,base64
-h=hashlib.sha256(b'mailto:bench-new-$r@example.com').digest()
-print(base64.b32hexencode(h).decode().rstrip('=').lower()+'._mimi.example.com')")
-        start=$EPOCHREALTIME
-        echo "bench-new-$r@example.com,mimi://chat.example.com/u/new$r" >> "$d/mappings.csv"
-        for _ in $(seq 1200); do
-          dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" "$name" TXT | grep -q "new$r" && break
-          sleep 0.05
-        done
-        t=$(python3 -c "print(round(($EPOCHREALTIME - $start)*1000))")
-        echo "  served after $t ms"; record "$n" update_ms "$t" mimi-publisher
-      done
-      grep "zone reloaded" "$d/mimi.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' | sed 's/^/  /'
-    fi
-    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    measure_server "$n" "$server" "$port" "$pid"
+    [[ $server == mimi-publisher ]] && resolve_and_update "$n" "$port"
+    stop "$pid"
   done
-  rm -f "$d"/*.signed "$d"/knot-sign/* 2>/dev/null || true
+  rm -rf "$d/nsd" "$d/knot" "$d/knot-sign" "$d/queries.txt"
 done
 
-cp "$results" docs/benchmarks.jsonl
-python3 bench/report.py "$work/machine.txt" docs/benchmarks.jsonl "$*" > docs/BENCHMARKS.md
-echo "wrote docs/BENCHMARKS.md"
+record 0 total_seconds "$(since "$started")"
+python3 - "$work/machine.txt" "$invocation" "$quick" "$results" > docs/benchmarks.jsonl <<'PY'
+import json, sys
+machine, invocation, quick, results = sys.argv[1:]
+load_end = " ".join(open("/proc/loadavg").read().split()[:3])
+print(json.dumps({"meta": {"machine": open(machine).read().strip() + "\nload average at end: " + load_end,
+                           "invocation": invocation, "quick": quick == "1"}}))
+print(open(results).read(), end="")
+PY
+python3 bench/report.py docs/benchmarks.jsonl > docs/BENCHMARKS.md
+echo "== wrote docs/BENCHMARKS.md and docs/benchmarks.jsonl in $(calc "round($(since "$started") / 60, 1)") minutes"

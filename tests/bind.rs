@@ -32,15 +32,55 @@ pub struct Bind {
 }
 
 impl Bind {
-    /// Starts `named` for `zones` and waits (up to 20 s) until it answers
-    /// for the first one.
+    /// Starts `named` for `zones` on a free ephemeral loopback port and
+    /// waits (up to 20 s) until it answers for the first one. The
+    /// configuration, zone files, journals and log go to `dir/bind`. Panics
+    /// naming the Debian package when `named` is not installed, and with
+    /// named's log when it does not come up. If another process takes the
+    /// port first (named then logs "address in use" and keeps running
+    /// without it), it is stopped and started again on another port.
     pub async fn start(dir: &Path, zones: &[BindZone<'_>], key: &Key) -> Bind {
         let named = require("named", "bind9");
-        let port = free_port();
         let d = dir.join("bind");
         std::fs::create_dir_all(&d).unwrap();
-        let mut conf = format!(
-            r#"options {{
+        for z in zones {
+            std::fs::write(d.join(format!("{}.zone", z.origin)), z.zone_file).unwrap();
+            let _ = std::fs::remove_file(d.join(format!("{}.zone.jnl", z.origin)));
+        }
+        for attempt in 1..=3 {
+            let port = free_port();
+            let path = d.join("named.conf");
+            std::fs::write(&path, config(&d, port, zones, key)).unwrap();
+            let mut cmd = Command::new(&named);
+            cmd.arg("-g").arg("-c").arg(&path);
+            let mut daemon = Daemon::spawn("named", cmd, d.join("named.log"));
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if soa_serial(addr, zones[0].origin).await.is_some() {
+                    return Bind { daemon, addr };
+                }
+                let log = daemon.log();
+                if log.contains("address in use") && attempt < 3 {
+                    daemon.stop();
+                    break;
+                }
+                daemon.assert_running();
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "named did not answer within 20 s:\n{log}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+}
+
+/// named.conf for `zones` on `port`, everything under `d`.
+fn config(d: &Path, port: u16, zones: &[BindZone<'_>], key: &Key) -> String {
+    let mut conf = format!(
+        r#"options {{
     directory "{d}";
     pid-file "{d}/named.pid";
     session-keyfile "{d}/session.key";
@@ -57,46 +97,27 @@ key "{key}" {{
     secret "{secret}";
 }};
 "#,
-            d = d.display(),
-            key = key.name,
-            secret = key.secret,
-        );
-        for z in zones {
-            let file = d.join(format!("{}.zone", z.origin));
-            std::fs::write(&file, z.zone_file).unwrap();
-            let mut acl = String::new();
-            if z.update {
-                acl.push_str(&format!("\n    allow-update {{ key \"{}\"; }};", key.name));
-            }
-            if z.transfer {
-                acl.push_str(&format!(
-                    "\n    allow-transfer {{ key \"{}\"; }};",
-                    key.name
-                ));
-            }
-            conf.push_str(&format!(
-                "zone \"{}\" {{\n    type primary;\n    file \"{}\";{acl}\n}};\n",
-                z.origin,
-                file.display()
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+    );
+    for z in zones {
+        let file = d.join(format!("{}.zone", z.origin));
+        let mut acl = String::new();
+        if z.update {
+            acl.push_str(&format!("\n    allow-update {{ key \"{}\"; }};", key.name));
+        }
+        if z.transfer {
+            acl.push_str(&format!(
+                "\n    allow-transfer {{ key \"{}\"; }};",
+                key.name
             ));
         }
-        let path = d.join("named.conf");
-        std::fs::write(&path, conf).unwrap();
-        let mut cmd = Command::new(named);
-        cmd.arg("-g").arg("-c").arg(&path);
-        let mut daemon = Daemon::spawn("named", cmd, d.join("named.log"));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let origin = zones[0].origin;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while soa_serial(addr, origin).await.is_none() {
-            daemon.assert_running();
-            assert!(
-                std::time::Instant::now() < deadline,
-                "named did not answer within 20 s:\n{}",
-                daemon.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Bind { daemon, addr }
+        conf.push_str(&format!(
+            "zone \"{}\" {{\n    type primary;\n    file \"{}\";{acl}\n}};\n",
+            z.origin,
+            file.display()
+        ));
     }
+    conf
 }

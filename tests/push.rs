@@ -27,12 +27,21 @@ const MAPPINGS: &str = "alice@example.com,mimi://chat.example.com/u/alice\nbob@e
 /// The zone as dig transfers it: (mimi records, every other record but the
 /// SOA), one line per record.
 fn axfr(server: std::net::SocketAddr, key: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    axfr_zone(server, "example.com", key)
+}
+
+/// [`axfr`] of any zone.
+fn axfr_zone(
+    server: std::net::SocketAddr,
+    zone: &str,
+    key: &std::path::Path,
+) -> (Vec<String>, Vec<String>) {
     let out = Command::new(require("dig", "bind9-dnsutils"))
         .args([
             "@127.0.0.1",
             "-p",
             &server.port().to_string(),
-            "example.com",
+            zone,
             "AXFR",
             "+tries=1",
             "+time=5",
@@ -193,21 +202,24 @@ async fn push_into_bind_with_tsig() {
         (Some(0), Some(0), Some(3))
     );
 
-    // One mapping removed: exactly one record deleted.
+    // One mapping removed: exactly one record deleted (the human summary
+    // says so too).
     ws.write(
         "z/mappings.csv",
         &MAPPINGS.replace("bob@example.com,mimi://chat.example.com/u/bob\n", ""),
     );
-    let second = run(&["--json"]);
+    let plan = run(&["--dry-run"]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.lines().count(), 1, "{plan}");
     assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
+        plan.starts_with("- ") && plan.contains(" IN TXT \"v=mimi1;"),
+        "{plan}"
     );
-    let summary: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
-    assert_eq!(
-        (summary["added"].as_u64(), summary["deleted"].as_u64()),
-        (Some(0), Some(1)),
+    let second = run(&[]);
+    let summary = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{summary}");
+    assert!(
+        summary.contains("example.com: +0 −1 =2 (1 update message)"),
         "{summary}"
     );
     let (mimi2, other2) = axfr(bind.addr, &key_file);
@@ -234,9 +246,33 @@ async fn push_into_bind_with_tsig() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    eprintln!("wrong key: {err}");
+    eprintln!("wrong secret: {err}");
     assert!(
-        err.contains("TSIG") || err.contains("NOTAUTH") || err.contains("key"),
+        err.contains("NOTAUTH (TSIG BADSIG)")
+            && err.contains("different secret")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(axfr(bind.addr, &key_file), (mimi2.clone(), other0.clone()));
+
+    // A key the server does not know.
+    let unknown = Key {
+        name: "other-key".into(),
+        secret: key.secret.clone(),
+    };
+    let unknown_file = ws.write("unknown.key", &unknown.bind_format());
+    let bad = push(&[
+        config.as_os_str(),
+        "--server".as_ref(),
+        server.as_ref(),
+        "--tsig-key".as_ref(),
+        unknown_file.as_os_str(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    eprintln!("unknown key: {err}");
+    assert!(
+        err.contains("NOTAUTH (TSIG BADKEY)") && err.contains("does not know TSIG key other-key"),
         "{err}"
     );
     assert_eq!(axfr(bind.addr, &key_file), (mimi2.clone(), other0.clone()));
@@ -246,7 +282,10 @@ async fn push_into_bind_with_tsig() {
     assert_eq!(nokey.status.code(), Some(1));
     let err = String::from_utf8_lossy(&nokey.stderr);
     eprintln!("no key: {err}");
-    assert!(err.contains("refuse"), "{err}");
+    assert!(
+        err.contains("REFUSED") && err.contains("without a TSIG key"),
+        "{err}"
+    );
     assert_eq!(axfr(bind.addr, &key_file), (mimi2, other0));
 
     // A zone the key may read but not update: the UPDATE is refused and
@@ -267,6 +306,7 @@ async fn push_into_bind_with_tsig() {
             ..Default::default()
         },
     );
+    let net_before = axfr_zone(bind.addr, "example.net", &key_file);
     let refused = push(&[
         net_config.as_os_str(),
         "--server".as_ref(),
@@ -278,7 +318,287 @@ async fn push_into_bind_with_tsig() {
     let err = String::from_utf8_lossy(&refused.stderr);
     eprintln!("update refused: {err}");
     assert!(
-        err.contains("rejected update 1 of 1") && err.contains("changed nothing"),
+        err.contains("rejected update 1 of 1: REFUSED")
+            && err.contains("allow-update")
+            && err.contains("as they were before that update"),
         "{err}"
     );
+    assert_eq!(axfr_zone(bind.addr, "example.net", &key_file), net_before);
+}
+
+/// Runs `nsupdate` with `key` against `server` (to change the zone behind
+/// push's back, as an operator would).
+fn nsupdate(server: std::net::SocketAddr, key: &std::path::Path, commands: &str) {
+    use std::io::Write;
+    let mut child = Command::new(require("nsupdate", "bind9-dnsutils"))
+        .arg("-k")
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    write!(
+        child.stdin.take().unwrap(),
+        "server 127.0.0.1 {}\nzone example.com\n{commands}\nsend\n",
+        server.port()
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nsupdate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.stdout.starts_with(b"{"),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A difference too large for one UPDATE message goes in several (and the
+/// AXFR reading it spans several TSIG-signed messages); a TTL change
+/// replaces every record; an addition that would change the TTL of a
+/// non-mimi TXT record at the same name is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_push_in_batches_ttl_change_and_foreign_ttl_conflict() {
+    const N: usize = 1200;
+    let ws = Workspace::new();
+    let provider = Authority::new("example.com");
+    ws.write_key("z/root.pem", &provider.root);
+    let mappings: String = (0..N)
+        .map(|i| format!("m{i:04}@example.com,mimi://chat.example.com/u/m{i:04}\n"))
+        .collect();
+    ws.write("z/mappings.csv", &mappings);
+    let config = ws.zone(
+        "z/zone.toml",
+        &ZoneSpec {
+            origin: "example.com",
+            role: "home",
+            authority: Some("example.com"),
+            key: Some("root.pem"),
+            mappings: Some("mappings.csv"),
+            ..Default::default()
+        },
+    );
+    let set_ttl = |ttl: u32| {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let (head, tail) = text.split_once("\nns = ").unwrap();
+        let head: Vec<&str> = head.lines().filter(|l| !l.starts_with("ttl =")).collect();
+        ws.write(
+            "z/zone.toml",
+            &format!("{}\nttl = {ttl}\nns = {tail}", head.join("\n")),
+        );
+    };
+    set_ttl(300);
+    // A non-mimi TXT record (TTL 300) at the name of m0000's assertions.
+    let owner = format!(
+        "{}._mimi.example.com",
+        Sii::parse("m0000@example.com", None)
+            .unwrap()
+            .label()
+            .as_str()
+    );
+    let zone_file = format!("{ZONE_FILE}{owner}. 300 IN TXT \"hello\"\n");
+    let key = Key::random("update-key");
+    let key_file = ws.write("update.key", &key.bind_format());
+    let bind = Bind::start(
+        &ws.path("servers"),
+        &[BindZone {
+            origin: "example.com",
+            zone_file: &zone_file,
+            transfer: true,
+            update: true,
+        }],
+        &key,
+    )
+    .await;
+    let server = bind.addr.to_string();
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(bin("mimi-publisher"));
+        c.arg("push")
+            .arg(&config)
+            .args(["--server", &server, "--tsig-key"])
+            .arg(&key_file)
+            .args(extra);
+        c.output().unwrap()
+    };
+    let (_, other0) = axfr(bind.addr, &key_file);
+    assert!(other0
+        .iter()
+        .any(|l| l.starts_with(&format!("{owner}. 300 IN TXT \"hello\""))));
+
+    let plan = json_of(&run(&["--dry-run", "--json"]));
+    assert_eq!(plan["add"].as_array().unwrap().len(), N);
+    let updates = plan["updates"].as_u64().unwrap();
+    assert!(updates >= 2, "{updates} update messages for {N} records");
+
+    let started = std::time::Instant::now();
+    let first = json_of(&run(&["--json"]));
+    eprintln!("pushed {N} records in {:?}: {first}", started.elapsed());
+    assert_eq!(
+        (first["added"].as_u64(), first["updates"].as_u64()),
+        (Some(N as u64), Some(updates))
+    );
+    let (mimi1, other1) = axfr(bind.addr, &key_file);
+    assert_eq!(mimi1.len(), N);
+    assert!(mimi1.iter().all(|l| l.split(' ').nth(1) == Some("300")));
+    assert_eq!(other1, other0);
+
+    // Reading the now large zone back takes a multi-message AXFR, every
+    // message verified: nothing to do.
+    let again = json_of(&run(&["--json"]));
+    assert_eq!(
+        (
+            again["added"].as_u64(),
+            again["deleted"].as_u64(),
+            again["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(N as u64))
+    );
+
+    // TTL 60 would change the TTL of the "hello" record: refused, nothing sent.
+    set_ttl(60);
+    let dry = run(&["--dry-run"]);
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("! ") && l.contains(&owner)),
+        "{}",
+        plan.lines()
+            .filter(|l| l.starts_with("! "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let conflict = run(&[]);
+    assert_eq!(conflict.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        err.contains("nothing was sent") && err.contains(&owner) && err.contains("TTL 300"),
+        "{err}"
+    );
+    assert_eq!(axfr(bind.addr, &key_file), (mimi1.clone(), other0.clone()));
+
+    // Once the operator removes it, the TTL change replaces every record.
+    nsupdate(
+        bind.addr,
+        &key_file,
+        &format!("update delete {owner}. TXT \"hello\""),
+    );
+    let changed = json_of(&run(&["--json"]));
+    assert_eq!(
+        (
+            changed["added"].as_u64(),
+            changed["deleted"].as_u64(),
+            changed["unchanged"].as_u64()
+        ),
+        (Some(N as u64), Some(N as u64), Some(0))
+    );
+    let (mimi2, other2) = axfr(bind.addr, &key_file);
+    assert_eq!(mimi2.len(), N);
+    assert!(mimi2.iter().all(|l| l.split(' ').nth(1) == Some("60")));
+    assert_eq!(
+        other2,
+        other0
+            .iter()
+            .filter(|l| !l.ends_with("TXT \"hello\""))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+
+    // And the resolver verifies through BIND.
+    let trust = trust_toml(
+        1,
+        &[Trust {
+            authority: &provider,
+            sii_scope: &["mailto:*@example.com"],
+            ssi_scope: &["chat.example.com"],
+        }],
+    );
+    let mut o = ResolverOptions::new(TrustStore::from_toml_str(&trust, "t").unwrap());
+    o.name_servers = NameServers::Explicit(vec![bind.addr]);
+    o.timeout = Duration::from_secs(2);
+    let r = Resolver::new(o)
+        .unwrap()
+        .lookup(&Sii::parse("m0777@example.com", None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Verified, "{:?}", r.rejected);
+}
+
+/// When the server rejects one UPDATE message of several, that message
+/// changes nothing, the earlier ones stay applied, and the error says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_batch_changes_nothing_and_the_error_names_the_applied_ones() {
+    use mimi_publisher::push::{self, Diff, ManagedRecord, PushError};
+    let ws = Workspace::new();
+    let key = Key::random("update-key");
+    let tsig = mimi_publisher::tsig::TsigKey::parse(&key.bind_format()).unwrap();
+    let bind = Bind::start(
+        &ws.path("servers"),
+        &[BindZone {
+            origin: "example.com",
+            zone_file: ZONE_FILE,
+            transfer: true,
+            update: true,
+        }],
+        &key,
+    )
+    .await;
+    let origin = mimi_proto::DomainName::parse("example.com").unwrap();
+    let record = |owner: String, i: usize| ManagedRecord {
+        owner,
+        ttl: 60,
+        text: format!("v=mimi1;n={i};{}", "x".repeat(200)),
+    };
+    let mut add: Vec<ManagedRecord> = (0..600)
+        .map(|i| record(format!("r{i:03}._mimi.example.com"), i))
+        .collect();
+    // Outside the zone: the server rejects the message that carries it.
+    add.push(record("bad._mimi.example.org".into(), 600));
+    let diff = Diff {
+        add,
+        ..Default::default()
+    };
+    let batches = diff.batches();
+    assert!(batches >= 3, "{batches}");
+    let err = push::apply(bind.addr, &origin, &diff, Some(&tsig))
+        .await
+        .unwrap_err();
+    eprintln!("{err}");
+    match &err {
+        PushError::Rejected {
+            batch,
+            batches: n,
+            rcode,
+            ..
+        } => {
+            assert_eq!((*batch, *n), (batches, batches));
+            assert_eq!(*rcode, hickory_proto::op::ResponseCode::NotZone);
+        }
+        other => panic!("{other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("rejected update {batches} of {batches}: NOTZONE"))
+            && text.contains(&format!("updates 1 to {} were applied", batches - 1)),
+        "{text}"
+    );
+    // Exactly the records of the earlier messages are there.
+    let current = push::read_current(bind.addr, &origin, Some(&tsig))
+        .await
+        .unwrap();
+    let there: std::collections::BTreeSet<&str> =
+        current.managed.iter().map(|r| r.owner.as_str()).collect();
+    let n = there.len();
+    assert!(n > 0 && n < 600, "{n}");
+    for (i, r) in diff.add[..600].iter().enumerate() {
+        assert_eq!(there.contains(r.owner.as_str()), i < n, "{}", r.owner);
+    }
 }

@@ -10,7 +10,10 @@ use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let threads = rayon::current_num_threads();
     let budget = Duration::from_secs_f64(secs);

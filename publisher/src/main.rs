@@ -386,18 +386,38 @@ fn push_cmd(
     }
     let zone = built.zone;
     let rt = tokio::runtime::Runtime::new()?;
-    let current = rt.block_on(push::read_current(server, &zone.origin, key.as_ref()))?;
-    let diff = push::diff(&current, &zone);
-    if dry_run {
+    let fail = |e: push::PushError| {
         if json {
-            let list = |v: &[push::ManagedRecord]| {
-                v.iter()
-                    .map(|r| json!({"owner": r.owner, "ttl": r.ttl, "text": r.text}))
-                    .collect::<Vec<_>>()
-            };
             println!(
                 "{}",
-                json!({"zone": zone.origin.as_str(), "dry_run": true, "add": list(&diff.add), "delete": list(&diff.delete), "unchanged": diff.unchanged})
+                json!({"zone": zone.origin.as_str(), "server": server.to_string(), "error": e.to_string()})
+            );
+        }
+        eprintln!("error: {e}");
+        Ok(ExitCode::from(1))
+    };
+    let current = match rt.block_on(push::read_current(server, &zone.origin, key.as_ref())) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let diff = push::diff(&current, &zone);
+    let batches = diff.batches();
+    let list = |v: &[push::ManagedRecord]| {
+        v.iter()
+            .map(|r| json!({"owner": r.owner, "ttl": r.ttl, "text": r.text}))
+            .collect::<Vec<_>>()
+    };
+    let conflicts = || {
+        diff.conflicts
+            .iter()
+            .map(|c| json!({"owner": c.owner, "ttl": c.ours, "foreign_ttl": c.theirs}))
+            .collect::<Vec<_>>()
+    };
+    if dry_run {
+        if json {
+            println!(
+                "{}",
+                json!({"zone": zone.origin.as_str(), "server": server.to_string(), "dry_run": true, "add": list(&diff.add), "delete": list(&diff.delete), "unchanged": diff.unchanged, "updates": batches, "conflicts": conflicts()})
             );
         } else {
             for r in &diff.delete {
@@ -406,12 +426,29 @@ fn push_cmd(
             for r in &diff.add {
                 println!("+ {r}");
             }
+            for c in &diff.conflicts {
+                println!("! {c}");
+            }
             eprintln!(
-                "dry run: {} to add, {} to delete, {} unchanged; nothing sent",
+                "dry run: {}: +{} −{} ={} ({} update message{}{}); nothing sent",
+                zone.origin,
                 diff.add.len(),
                 diff.delete.len(),
-                diff.unchanged
+                diff.unchanged,
+                batches,
+                if batches == 1 { "" } else { "s" },
+                if batches > 1 {
+                    ", each applied atomically on its own"
+                } else {
+                    ""
+                }
             );
+            if !diff.conflicts.is_empty() {
+                eprintln!(
+                    "push would refuse: {} addition(s) would change the TTL of TXT records it does not manage (lines marked !)",
+                    diff.conflicts.len()
+                );
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -420,7 +457,7 @@ fn push_cmd(
             if json {
                 println!(
                     "{}",
-                    json!({"zone": zone.origin.as_str(), "added": applied.added, "deleted": applied.deleted, "unchanged": diff.unchanged, "updates": applied.batches})
+                    json!({"zone": zone.origin.as_str(), "server": server.to_string(), "added": applied.added, "deleted": applied.deleted, "unchanged": diff.unchanged, "updates": applied.batches})
                 );
             } else {
                 eprintln!(
@@ -440,10 +477,7 @@ fn push_cmd(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => fail(e),
     }
 }
 

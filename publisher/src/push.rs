@@ -4,26 +4,43 @@
 //! add a server. `push` makes the mimi records at such a primary equal to
 //! what [`crate::build`] produces, sending only the difference:
 //!
-//! 1. read the zone's current content by AXFR (TSIG-signed, and the
-//!    response's TSIG chain is verified);
-//! 2. compare the *managed* records — TXT records whose text starts with
-//!    `v=mimi1;` at `…._mimi.…` discovery names and `_mimi-ma.…` certificate
-//!    names — with the built zone; every other record of the zone is never
-//!    touched;
-//! 3. send deletions (class NONE, RFC 2136 §2.5.4) and additions in UPDATE
-//!    messages over TCP, TSIG-signed.
+//! 1. [`read_current`] reads the zone's current content by AXFR over TCP
+//!    (TSIG-signed, and every response message's TSIG is verified, so a
+//!    forged transfer cannot make us delete records). What the server has is
+//!    read, not guessed from the last push: someone may have edited the zone
+//!    in between.
+//! 2. [`diff`] compares the *managed* records — TXT records whose text starts
+//!    with `v=mimi1;` at `…._mimi.…` discovery names and `_mimi-ma.…`
+//!    certificate names ([`is_managed`]) — with the built zone. Every other
+//!    record of the zone (SOA, NS, addresses, other TXT, even at the same
+//!    names) is never touched.
+//! 3. [`apply`] sends deletions (class NONE, RFC 2136 §2.5.4: delete exactly
+//!    this RR) and additions in UPDATE messages over TCP, TSIG-signed, and
+//!    checks each response code.
 //!
 //! One UPDATE message is applied atomically by the server: if it is
 //! rejected, nothing of it is applied. A difference too large for one
-//! message (more than [`BATCH_BYTES`] of records) is sent in several; each is
-//! atomic on its own, and an error names the batches already applied. The
-//! server increments its SOA serial itself.
+//! message (more than [`BATCH_BYTES`] or [`BATCH_RECORDS`]) is sent in
+//! several; each is atomic on its own, and an error names the batches that
+//! were already applied. The server increments its SOA serial itself.
+//!
+//! All records of one owner and type form an RRset with one TTL (RFC 2181
+//! §5.2); servers such as BIND change the TTL of the *whole* RRset when an
+//! RR with a different TTL is added. Adding a mimi record next to a non-mimi
+//! TXT record with another TTL would therefore change that record, so
+//! [`diff`] reports it as a [`TtlConflict`] and [`apply`] refuses to send
+//! anything while there is one.
+//!
+//! No prerequisites are sent: deleting an RR that is already gone and adding
+//! one that is already there are no-ops (RFC 2136 §3.4.2), so a concurrent
+//! edit of the same records cannot make an update fail half-way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use mimi_proto::text::split_txt;
@@ -34,14 +51,20 @@ use tokio::net::TcpStream;
 use crate::tsig::TsigKey;
 use crate::zone::Zone;
 
-/// Size budget of one UPDATE message (estimated from record sizes): well
+/// Size budget of one UPDATE message's records (estimated from the record
+/// sizes without name compression, so the real message is smaller): well
 /// under the 64 KiB DNS message limit.
 pub const BATCH_BYTES: usize = 48 * 1024;
 
-/// How long one exchange with the server may take.
+/// At most this many records in one UPDATE message.
+pub const BATCH_RECORDS: usize = 500;
+
+/// How long one step of an exchange with the server (connect, one UPDATE
+/// and its answer, one message of the zone transfer) may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A managed record: owner (lowercase, no trailing dot), TTL, text.
+/// A managed record: owner (lowercase, no trailing dot), TTL, text (the
+/// concatenated character-strings).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ManagedRecord {
     /// Owner name.
@@ -53,26 +76,119 @@ pub struct ManagedRecord {
 }
 
 impl std::fmt::Display for ManagedRecord {
+    /// Zone-file form, `owner. TTL IN TXT "…"`, with `"` and `\` escaped
+    /// (one string; the wire form is split into ≤255-octet strings).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}. {} IN TXT \"{}\"", self.owner, self.ttl, self.text)
+        write!(f, "{}. {} IN TXT \"", self.owner, self.ttl)?;
+        for c in self.text.chars() {
+            if c == '"' || c == '\\' {
+                write!(f, "\\")?;
+            }
+            write!(f, "{c}")?;
+        }
+        write!(f, "\"")
     }
 }
 
-/// What a push changes.
+/// What the server holds, as far as push is concerned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Current {
+    /// The managed records.
+    pub managed: Vec<ManagedRecord>,
+    /// Owner → TTL of TXT RRs that are *not* managed (needed to avoid
+    /// changing their TTL, see [`TtlConflict`]).
+    pub other_txt: BTreeMap<String, u32>,
+}
+
+/// Adding a managed record at `owner` with TTL `ours` would change the TTL
+/// of a non-mimi TXT record there (TTL `theirs`): records of one RRset share
+/// one TTL, and the server would change the whole RRset.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TtlConflict {
+    /// The owner name.
+    pub owner: String,
+    /// TTL of the record to add.
+    pub ours: u32,
+    /// TTL of the non-mimi TXT record already there.
+    pub theirs: u32,
+}
+
+impl std::fmt::Display for TtlConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: a non-mimi TXT record there has TTL {}; adding a mimi record with TTL {} would change it (one RRset has one TTL)",
+            self.owner, self.theirs, self.ours
+        )
+    }
+}
+
+/// What a push changes. Each list is sorted (owner, TTL, text), so equal
+/// inputs give identical output.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diff {
     /// Records to add.
     pub add: Vec<ManagedRecord>,
-    /// Records to delete.
+    /// Records to delete (a TTL change is a delete and an add).
     pub delete: Vec<ManagedRecord>,
     /// Managed records already as they should be.
     pub unchanged: usize,
+    /// Additions that would change the TTL of records push does not manage;
+    /// [`apply`] sends nothing while this is not empty.
+    pub conflicts: Vec<TtlConflict>,
 }
 
-/// Why a push failed.
+impl Diff {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.delete.is_empty()
+    }
+
+    /// How many UPDATE messages [`apply`] will send.
+    pub fn batches(&self) -> usize {
+        batches(&ops(self)).len()
+    }
+}
+
+/// A response code and, when the response carried one, its TSIG error, as
+/// the mnemonics operators know from server logs and dig
+/// (`NOTAUTH (TSIG BADSIG)`).
+fn rcode_label(rcode: &ResponseCode, tsig: &Option<TsigError>) -> String {
+    let name = match rcode {
+        ResponseCode::NoError => "NOERROR".to_owned(),
+        ResponseCode::FormErr => "FORMERR".to_owned(),
+        ResponseCode::ServFail => "SERVFAIL".to_owned(),
+        ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+        ResponseCode::NotImp => "NOTIMP".to_owned(),
+        ResponseCode::Refused => "REFUSED".to_owned(),
+        ResponseCode::YXDomain => "YXDOMAIN".to_owned(),
+        ResponseCode::YXRRSet => "YXRRSET".to_owned(),
+        ResponseCode::NXRRSet => "NXRRSET".to_owned(),
+        ResponseCode::NotAuth => "NOTAUTH".to_owned(),
+        ResponseCode::NotZone => "NOTZONE".to_owned(),
+        other => format!("RCODE{}", u16::from(*other)),
+    };
+    match tsig {
+        None => name,
+        Some(e) => format!("{name} (TSIG {})", tsig_label(e)),
+    }
+}
+
+fn tsig_label(e: &TsigError) -> String {
+    match e {
+        TsigError::BadSig => "BADSIG".into(),
+        TsigError::BadKey => "BADKEY".into(),
+        TsigError::BadTime => "BADTIME".into(),
+        TsigError::BadTrunc => "BADTRUNC".into(),
+        TsigError::Unknown(n) => format!("error {n}"),
+    }
+}
+
+/// Why a push failed. Every variant names the server; those carrying a
+/// response code also say what it means for a push.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    /// Network failure or timeout.
+    /// Network failure, timeout or an unparsable response.
     #[error("{server}: {what}")]
     Network {
         /// The server.
@@ -80,8 +196,9 @@ pub enum PushError {
         /// What failed.
         what: String,
     },
-    /// The server refused the zone transfer used to read the current state.
-    #[error("{server}: reading zone {zone} by AXFR failed: {rcode}: {meaning}")]
+    /// The zone transfer used to read the current state failed; nothing was
+    /// sent.
+    #[error("{server}: reading zone {zone} by AXFR failed: {}: {meaning}; nothing was changed", rcode_label(.rcode, .tsig_error))]
     Transfer {
         /// The server.
         server: SocketAddr,
@@ -89,11 +206,13 @@ pub enum PushError {
         zone: String,
         /// Response code.
         rcode: ResponseCode,
+        /// The TSIG error of the response, if it carried one.
+        tsig_error: Option<TsigError>,
         /// What it means here.
         meaning: String,
     },
     /// The server rejected an update; that message changed nothing.
-    #[error("{server}: the server rejected update {batch} of {batches} ({rcode}: {meaning}); that update changed nothing{applied}")]
+    #[error("{server}: the server rejected update {batch} of {batches}: {}: {meaning}; the zone's records are as they were before that update{applied}", rcode_label(.rcode, .tsig_error))]
     Rejected {
         /// The server.
         server: SocketAddr,
@@ -103,45 +222,85 @@ pub enum PushError {
         batches: usize,
         /// Response code.
         rcode: ResponseCode,
+        /// The TSIG error of the response, if it carried one.
+        tsig_error: Option<TsigError>,
         /// What it means here.
         meaning: String,
-        /// Which earlier batches were applied.
+        /// Which earlier batches were applied (empty for the first).
         applied: String,
     },
     /// A response's TSIG did not verify or was missing.
-    #[error("{server}: the response's TSIG signature does not verify: {why}")]
+    #[error("{server}: the response's TSIG signature does not verify ({why}){context}")]
     Tsig {
         /// The server.
         server: SocketAddr,
         /// Details.
         why: String,
+        /// What this means for the zone's state.
+        context: String,
+    },
+    /// Sending the difference would change records push does not manage.
+    #[error("{server}: nothing was sent: {}", .conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    TtlConflict {
+        /// The server.
+        server: SocketAddr,
+        /// The conflicts.
+        conflicts: Vec<TtlConflict>,
     },
 }
 
-/// Whether a TXT record at `owner` with `text` is managed by push.
+/// Whether a TXT record at `owner` (lowercase, no trailing dot) with `text`
+/// is managed by push: its text starts with `v=mimi1;`, and its owner is a
+/// certificate name `_mimi-ma.…` or a discovery name with a `_mimi` label.
 pub fn is_managed(owner: &str, text: &str) -> bool {
     text.starts_with("v=mimi1;")
         && (owner.starts_with("_mimi-ma.") || owner.split('.').any(|l| l == "_mimi"))
 }
 
-fn meaning(rcode: ResponseCode) -> String {
+/// A key's name as in named.conf (no trailing dot).
+fn key_label(k: &TsigKey) -> String {
+    k.name().to_string().trim_end_matches('.').to_owned()
+}
+
+/// What a response code means for a push (TSIG errors first: a server
+/// that rejects the key answers NOTAUTH with the reason in the TSIG RR).
+fn meaning(rcode: ResponseCode, tsig: Option<TsigError>, key: Option<&TsigKey>) -> String {
+    let key_name = key.map_or_else(|| "(none)".to_owned(), key_label);
+    match tsig {
+        Some(TsigError::BadSig) => {
+            return format!("the server knows TSIG key {key_name} but with a different secret")
+        }
+        Some(TsigError::BadKey) => {
+            return format!(
+                "the server does not know TSIG key {key_name} with algorithm hmac-sha256"
+            )
+        }
+        Some(TsigError::BadTime) => {
+            return "this machine's clock and the server's differ by more than the TSIG fudge (300 s)".into()
+        }
+        Some(_) => return "the server did not accept the TSIG signature".into(),
+        None => {}
+    }
     match rcode {
-        ResponseCode::NotAuth => "the server is not authoritative for the zone or did not accept the TSIG key (wrong key name, secret or clock)".into(),
-        ResponseCode::Refused => "the server refuses this from this key or address (check allow-update / allow-transfer or update-policy)".into(),
+        ResponseCode::NotAuth if key.is_some() => format!("the server did not accept TSIG key {key_name}, or is not authoritative for the zone"),
+        ResponseCode::NotAuth => "the server is not authoritative for the zone".into(),
+        ResponseCode::Refused => "the server refuses updates from this key or address (check allow-update or update-policy)".into(),
         ResponseCode::NotZone => "a record is outside the zone".into(),
         ResponseCode::ServFail => "the server failed to apply it (see its log)".into(),
         ResponseCode::FormErr => "the server could not parse the message".into(),
-        ResponseCode::NotImp => "the server does not implement dynamic update for this zone".into(),
+        ResponseCode::NotImp => "the server does not implement dynamic update for this zone (is it a secondary?)".into(),
         ResponseCode::YXDomain | ResponseCode::YXRRSet | ResponseCode::NXRRSet | ResponseCode::NXDomain => "a prerequisite failed".into(),
-        other => format!("response code {other}"),
+        _ => "unexpected response code".into(),
     }
 }
 
 async fn send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    stream
-        .write_all(&(bytes.len() as u16).to_be_bytes())
-        .await?;
-    stream.write_all(bytes).await
+    let len = u16::try_from(bytes.len())
+        .map_err(|_| std::io::Error::other("message longer than 65535 octets"))?;
+    let mut framed = Vec::with_capacity(bytes.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).await
 }
 
 async fn recv(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -166,14 +325,33 @@ fn origin_name(origin: &DomainName) -> Name {
     Name::from_ascii(origin.fqdn()).expect("checked domain names are DNS names")
 }
 
-/// Reads the managed records of `origin` at `server` by AXFR.
+/// Parses a response and checks that it answers request `id`.
+fn parse_response(raw: &[u8], id: u16) -> Result<Message, String> {
+    let m = Message::from_vec(raw).map_err(|e| format!("unparsable response: {e}"))?;
+    if m.metadata.message_type != MessageType::Response || m.metadata.id != id {
+        return Err(format!(
+            "the response does not answer our request (id {} for {id})",
+            m.metadata.id
+        ));
+    }
+    Ok(m)
+}
+
+/// Reads the managed records of `origin` at `server` by AXFR over TCP,
+/// signed with `tsig` when given (then every response message's TSIG is
+/// verified: the records read decide what is deleted).
+///
+/// Errors name the server and the response code; a refused transfer is
+/// explained as an `allow-transfer` problem, NOTAUTH with a TSIG error as
+/// a key problem.
 pub async fn read_current(
     server: SocketAddr,
     origin: &DomainName,
     tsig: Option<&TsigKey>,
-) -> Result<Vec<ManagedRecord>, PushError> {
+) -> Result<Current, PushError> {
     let net = |what: String| PushError::Network { server, what };
-    let mut msg = Message::new(new_id(), MessageType::Query, OpCode::Query);
+    let id = new_id();
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.add_query(Query::query(origin_name(origin), RecordType::AXFR));
     let mut verifier = match tsig {
         Some(k) => msg
@@ -182,98 +360,124 @@ pub async fn read_current(
         None => None,
     };
     let bytes = msg.to_vec().map_err(|e| net(e.to_string()))?;
-    let work = async {
-        let mut stream = TcpStream::connect(server)
+    // Each step is bounded, not the whole transfer: a large zone over a
+    // slow link may take longer than TIMEOUT, but never stalls that long.
+    let timed_out = |what: &str| net(format!("{what}: no progress within {TIMEOUT:?}"));
+    let mut stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(server))
+        .await
+        .map_err(|_| timed_out("connect"))?
+        .map_err(|e| net(format!("connect: {e}")))?;
+    tokio::time::timeout(TIMEOUT, send(&mut stream, &bytes))
+        .await
+        .map_err(|_| timed_out("sending the AXFR request"))?
+        .map_err(|e| net(format!("send: {e}")))?;
+    let mut current = Current::default();
+    let mut soas = 0;
+    while soas < 2 {
+        let raw = tokio::time::timeout(TIMEOUT, recv(&mut stream))
             .await
-            .map_err(|e| net(format!("connect: {e}")))?;
-        send(&mut stream, &bytes)
-            .await
-            .map_err(|e| net(format!("send: {e}")))?;
-        let mut out = Vec::new();
-        let mut soas = 0;
-        while soas < 2 {
-            let raw = recv(&mut stream)
-                .await
-                .map_err(|e| net(format!("zone transfer ended early: {e}")))?;
-            let resp = match verifier.as_mut() {
-                Some(v) => {
-                    let r =
-                        Message::from_vec(&raw).map_err(|e| net(format!("bad response: {e}")))?;
-                    if r.metadata.response_code != ResponseCode::NoError {
-                        r
-                    } else {
-                        v.verify(&raw).map_err(|e| PushError::Tsig {
-                            server,
-                            why: e.to_string(),
-                        })?;
-                        r
-                    }
-                }
-                None => Message::from_vec(&raw).map_err(|e| net(format!("bad response: {e}")))?,
-            };
-            let rcode = resp.metadata.response_code;
-            if rcode != ResponseCode::NoError {
-                return Err(PushError::Transfer {
-                    server,
-                    zone: origin.to_string(),
-                    rcode,
-                    meaning: if rcode == ResponseCode::Refused {
-                        "the server refuses the transfer (allow-transfer must admit this key or address)".into()
-                    } else {
-                        meaning(rcode)
+            .map_err(|_| timed_out("zone transfer"))?
+            .map_err(|e| net(format!("zone transfer ended early: {e}")))?;
+        let resp = parse_response(&raw, id).map_err(net)?;
+        let rcode = resp.metadata.response_code;
+        if rcode != ResponseCode::NoError {
+            // Error responses to a bad key are not signed with it
+            // (RFC 8945 §5.3.2); they carry the TSIG error instead.
+            let tsig_error = resp.signature().and_then(|s| s.data.error);
+            return Err(PushError::Transfer {
+                server,
+                zone: origin.to_string(),
+                rcode,
+                tsig_error,
+                meaning: match (rcode, tsig_error) {
+                    (ResponseCode::Refused, None) => match tsig {
+                        None => "the server refused the zone transfer to this address without a TSIG key (give --tsig-key with a key that allow-transfer admits)".to_owned(),
+                        Some(k) => format!(
+                            "the server refused the zone transfer (does allow-transfer admit key {}?)",
+                            key_label(k)
+                        ),
                     },
-                });
-            }
-            if resp.answers.is_empty() {
-                return Err(net("empty zone transfer response".into()));
-            }
-            for r in &resp.answers {
-                match &r.data {
-                    RData::SOA(_) => soas += 1,
-                    RData::TXT(txt) => {
-                        let text: Vec<u8> = txt
-                            .txt_data
-                            .iter()
-                            .flat_map(|s| s.iter().copied())
-                            .collect();
-                        let owner = r.name.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-                        if let Ok(text) = String::from_utf8(text) {
-                            if is_managed(&owner, &text) {
-                                out.push(ManagedRecord {
-                                    owner,
-                                    ttl: r.ttl,
-                                    text,
-                                });
-                            }
+                    (ResponseCode::NotAuth, None) if tsig.is_none() => {
+                        "the server is not authoritative for the zone, or requires a TSIG key (--tsig-key)".into()
+                    }
+                    _ => meaning(rcode, tsig_error, tsig),
+                },
+            });
+        }
+        if let Some(v) = verifier.as_mut() {
+            v.verify(&raw).map_err(|e| PushError::Tsig {
+                server,
+                why: e.to_string(),
+                context: "; nothing was changed".into(),
+            })?;
+        }
+        if resp.answers.is_empty() {
+            return Err(net("empty zone transfer response".into()));
+        }
+        for r in &resp.answers {
+            match &r.data {
+                RData::SOA(_) => soas += 1,
+                RData::TXT(txt) => {
+                    let text: Vec<u8> = txt
+                        .txt_data
+                        .iter()
+                        .flat_map(|s| s.iter().copied())
+                        .collect();
+                    let owner = r.name.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                    match String::from_utf8(text) {
+                        Ok(text) if is_managed(&owner, &text) => {
+                            current.managed.push(ManagedRecord {
+                                owner,
+                                ttl: r.ttl,
+                                text,
+                            })
+                        }
+                        _ => {
+                            current.other_txt.insert(owner, r.ttl);
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
-        Ok(out)
-    };
-    tokio::time::timeout(TIMEOUT, work)
-        .await
-        .map_err(|_| net("zone transfer timed out".into()))?
+    }
+    current.managed.sort();
+    Ok(current)
 }
 
-/// The difference between the server's managed records and the built zone.
-pub fn diff(current: &[ManagedRecord], desired: &Zone) -> Diff {
+/// The difference between the server's managed records and the built zone
+/// (compared by owner, TTL and text; how the text is split into strings
+/// does not matter).
+pub fn diff(current: &Current, desired: &Zone) -> Diff {
     let want: BTreeSet<ManagedRecord> = desired
         .records
         .iter()
         .map(|r| ManagedRecord {
-            owner: r.owner.as_str().to_owned(),
+            owner: r.owner.as_str().to_ascii_lowercase(),
             ttl: r.ttl,
             text: r.text.clone(),
         })
         .collect();
-    let have: BTreeSet<ManagedRecord> = current.iter().cloned().collect();
+    let have: BTreeSet<ManagedRecord> = current.managed.iter().cloned().collect();
+    let add: Vec<ManagedRecord> = want.difference(&have).cloned().collect();
+    let conflicts = add
+        .iter()
+        .filter_map(|r| {
+            let theirs = *current.other_txt.get(&r.owner)?;
+            (theirs != r.ttl).then(|| TtlConflict {
+                owner: r.owner.clone(),
+                ours: r.ttl,
+                theirs,
+            })
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     Diff {
-        add: want.difference(&have).cloned().collect(),
+        add,
         delete: have.difference(&want).cloned().collect(),
         unchanged: want.intersection(&have).count(),
+        conflicts,
     }
 }
 
@@ -293,12 +497,47 @@ pub struct Applied {
     pub added: usize,
     /// Records deleted.
     pub deleted: usize,
-    /// UPDATE messages sent.
+    /// UPDATE messages sent (each applied atomically on its own).
     pub batches: usize,
 }
 
-/// Sends the difference as RFC 2136 UPDATE messages (deletions first within
-/// each message, so a TTL change replaces the record).
+/// The operations in sending order: all deletions, then all additions (so
+/// a TTL change, delete + add of the same text, ends with the new TTL).
+fn ops(diff: &Diff) -> Vec<(bool, &ManagedRecord)> {
+    let mut ops: Vec<(bool, &ManagedRecord)> = diff.delete.iter().map(|r| (false, r)).collect();
+    ops.extend(diff.add.iter().map(|r| (true, r)));
+    ops
+}
+
+/// Splits `ops` into UPDATE messages of at most [`BATCH_RECORDS`] records
+/// and [`BATCH_BYTES`] estimated octets.
+fn batches<'a, 'b>(ops: &'a [(bool, &'b ManagedRecord)]) -> Vec<&'a [(bool, &'b ManagedRecord)]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (_, r)) in ops.iter().enumerate() {
+        // owner + type, class, TTL, length + text + one length octet per string
+        let estimate = r.owner.len() + 2 + 10 + r.text.len() + r.text.len() / 255 + 1;
+        if i > start && (size + estimate > BATCH_BYTES || i - start >= BATCH_RECORDS) {
+            out.push(&ops[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += estimate;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
+}
+
+/// Sends the difference to `server` as RFC 2136 UPDATE messages over one
+/// TCP connection, TSIG-signed when `tsig` is given: deletions as class NONE
+/// (delete exactly this RR), additions as ordinary RRs with their TXT text
+/// split into ≤255-octet strings.
+///
+/// Each message is applied atomically by the server. On the first rejected
+/// message this stops and returns [`PushError::Rejected`], which says that
+/// message changed nothing and which earlier messages were applied. Sends
+/// nothing when `diff` has [`TtlConflict`]s.
 pub async fn apply(
     server: SocketAddr,
     origin: &DomainName,
@@ -306,21 +545,14 @@ pub async fn apply(
     tsig: Option<&TsigKey>,
 ) -> Result<Applied, PushError> {
     let net = |what: String| PushError::Network { server, what };
-    let mut ops: Vec<(bool, &ManagedRecord)> = diff.delete.iter().map(|r| (false, r)).collect();
-    ops.extend(diff.add.iter().map(|r| (true, r)));
-    let mut batches: Vec<&[(bool, &ManagedRecord)]> = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, (_, r)) in ops.iter().enumerate() {
-        let estimate = r.owner.len() + r.text.len() + 32;
-        if i > start && size + estimate > BATCH_BYTES {
-            batches.push(&ops[start..i]);
-            (start, size) = (i, 0);
-        }
-        size += estimate;
+    if !diff.conflicts.is_empty() {
+        return Err(PushError::TtlConflict {
+            server,
+            conflicts: diff.conflicts.clone(),
+        });
     }
-    if start < ops.len() {
-        batches.push(&ops[start..]);
-    }
+    let ops = ops(diff);
+    let batches = batches(&ops);
     let total = batches.len();
     if total == 0 {
         return Ok(Applied {
@@ -329,12 +561,19 @@ pub async fn apply(
             batches: 0,
         });
     }
+    let applied_before = |i: usize| match i {
+        0 => String::new(),
+        1 => "; update 1 was applied".to_owned(),
+        n => format!("; updates 1 to {n} were applied"),
+    };
     let mut stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(server))
         .await
         .map_err(|_| net("connect timed out".into()))?
         .map_err(|e| net(format!("connect: {e}")))?;
     for (i, batch) in batches.iter().enumerate() {
-        let mut msg = Message::new(new_id(), MessageType::Query, OpCode::Update);
+        let id = new_id();
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Update);
+        // RFC 2136 §2.3: the zone section names the zone, type SOA.
         let mut zone = Query::query(origin_name(origin), RecordType::SOA);
         zone.set_query_class(DNSClass::IN);
         msg.add_query(zone);
@@ -344,6 +583,7 @@ pub async fn apply(
             } else {
                 txt_record(r, DNSClass::NONE, 0)
             };
+            // The update section is the authority section's slot.
             msg.authorities.push(rec.map_err(net)?);
         }
         let mut verifier = match tsig {
@@ -353,33 +593,43 @@ pub async fn apply(
             None => None,
         };
         let bytes = msg.to_vec().map_err(|e| net(e.to_string()))?;
+        let fail = |what: String| {
+            net(format!(
+                "update {} of {total}: {what}; whether it was applied is unknown: run push again to compare{}",
+                i + 1,
+                applied_before(i)
+            ))
+        };
         let raw = tokio::time::timeout(TIMEOUT, async {
             send(&mut stream, &bytes).await?;
             recv(&mut stream).await
         })
         .await
-        .map_err(|_| net(format!("update {} of {total} timed out", i + 1)))?
-        .map_err(|e| net(format!("update {} of {total}: {e}", i + 1)))?;
-        let resp = Message::from_vec(&raw).map_err(|e| net(format!("bad response: {e}")))?;
+        .map_err(|_| fail(format!("no answer within {TIMEOUT:?}")))?
+        .map_err(|e| fail(e.to_string()))?;
+        let resp = parse_response(&raw, id).map_err(fail)?;
         let rcode = resp.metadata.response_code;
         if rcode != ResponseCode::NoError {
+            let tsig_error = resp.signature().and_then(|s| s.data.error);
             return Err(PushError::Rejected {
                 server,
                 batch: i + 1,
                 batches: total,
                 rcode,
-                meaning: meaning(rcode),
-                applied: if i == 0 {
-                    String::new()
-                } else {
-                    format!("; updates 1 to {i} were applied")
-                },
+                tsig_error,
+                meaning: meaning(rcode, tsig_error, tsig),
+                applied: applied_before(i),
             });
         }
         if let Some(v) = verifier.as_mut() {
             v.verify(&raw).map_err(|e| PushError::Tsig {
                 server,
                 why: e.to_string(),
+                context: format!(
+                    "; the server answered that update {} of {total} was applied, but the answer is not authenticated: run push --dry-run to compare{}",
+                    i + 1,
+                    applied_before(i)
+                ),
             })?;
         }
     }
@@ -394,25 +644,17 @@ pub async fn apply(
 mod tests {
     use super::*;
 
-    #[test]
-    fn managed_records_are_only_mimi_txt_at_mimi_names() {
-        assert!(is_managed("abc._mimi.example.com", "v=mimi1;a=b"));
-        assert!(is_managed("_mimi-ma.example.com", "v=mimi1;a=b"));
-        assert!(is_managed("x._mimi.9.3.e164.example", "v=mimi1;a=b"));
-        assert!(!is_managed("abc._mimi.example.com", "v=spf1 -all"));
-        assert!(!is_managed("www.example.com", "v=mimi1;a=b"));
-        assert!(!is_managed("x_mimi.example.com", "v=mimi1;a=b"));
-    }
-
-    #[test]
-    fn diff_counts_adds_deletes_and_ttl_changes() {
-        let r = |o: &str, ttl: u32, t: &str| ManagedRecord {
+    fn r(o: &str, ttl: u32, t: &str) -> ManagedRecord {
+        ManagedRecord {
             owner: o.into(),
             ttl,
             text: t.into(),
-        };
+        }
+    }
+
+    fn zone(records: &[(&str, u32, &str)]) -> Zone {
         let d = |s: &str| DomainName::parse(s).unwrap();
-        let zone = Zone {
+        Zone {
             origin: d("example.com"),
             ttl: 1,
             soa: crate::zone::Soa {
@@ -426,31 +668,46 @@ mod tests {
             },
             ns: vec![],
             glue: vec![],
-            records: vec![
-                crate::zone::ZoneRecord {
-                    owner: d("a._mimi.example.com"),
-                    ttl: 300,
-                    text: "v=mimi1;1".into(),
-                },
-                crate::zone::ZoneRecord {
-                    owner: d("b._mimi.example.com"),
-                    ttl: 300,
-                    text: "v=mimi1;2".into(),
-                },
-                crate::zone::ZoneRecord {
-                    owner: d("c._mimi.example.com"),
-                    ttl: 300,
-                    text: "v=mimi1;3".into(),
-                },
-            ],
+            records: records
+                .iter()
+                .map(|(o, ttl, t)| crate::zone::ZoneRecord {
+                    owner: d(o),
+                    ttl: *ttl,
+                    text: (*t).into(),
+                })
+                .collect(),
             next_resign: None,
             transfer: None,
+        }
+    }
+
+    #[test]
+    fn managed_records_are_only_mimi_txt_at_mimi_names() {
+        assert!(is_managed("abc._mimi.example.com", "v=mimi1;a=b"));
+        assert!(is_managed("_mimi-ma.example.com", "v=mimi1;a=b"));
+        assert!(is_managed("x._mimi.9.3.e164.example", "v=mimi1;a=b"));
+        assert!(!is_managed("abc._mimi.example.com", "v=spf1 -all"));
+        assert!(!is_managed("abc._mimi.example.com", "v=mimi2;a=b"));
+        assert!(!is_managed("www.example.com", "v=mimi1;a=b"));
+        assert!(!is_managed("x_mimi.example.com", "v=mimi1;a=b"));
+        assert!(!is_managed("x._mimi-ma.example.com", "v=mimi1;a=b"));
+    }
+
+    #[test]
+    fn diff_counts_adds_deletes_and_ttl_changes() {
+        let zone = zone(&[
+            ("a._mimi.example.com", 300, "v=mimi1;1"),
+            ("b._mimi.example.com", 300, "v=mimi1;2"),
+            ("c._mimi.example.com", 300, "v=mimi1;3"),
+        ]);
+        let current = Current {
+            managed: vec![
+                r("a._mimi.example.com", 300, "v=mimi1;1"),
+                r("z._mimi.example.com", 300, "v=mimi1;old"),
+                r("b._mimi.example.com", 60, "v=mimi1;2"),
+            ],
+            other_txt: BTreeMap::new(),
         };
-        let current = vec![
-            r("a._mimi.example.com", 300, "v=mimi1;1"),
-            r("b._mimi.example.com", 60, "v=mimi1;2"),
-            r("z._mimi.example.com", 300, "v=mimi1;old"),
-        ];
         let diff = diff(&current, &zone);
         assert_eq!(diff.unchanged, 1);
         assert_eq!(
@@ -466,6 +723,103 @@ mod tests {
                 r("b._mimi.example.com", 60, "v=mimi1;2"),
                 r("z._mimi.example.com", 300, "v=mimi1;old")
             ]
+        );
+        assert!(diff.conflicts.is_empty());
+        assert_eq!(diff.batches(), 1);
+        // Deletions go first, so the TTL change of b ends with TTL 300.
+        let ops = ops(&diff);
+        assert_eq!(
+            ops.iter().map(|(add, _)| *add).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+    }
+
+    #[test]
+    fn an_addition_that_would_change_a_foreign_ttl_is_a_conflict() {
+        let zone = zone(&[
+            ("a._mimi.example.com", 300, "v=mimi1;1"),
+            ("b._mimi.example.com", 300, "v=mimi1;2"),
+        ]);
+        let current = Current {
+            managed: vec![],
+            other_txt: [
+                ("a._mimi.example.com".to_owned(), 60),
+                ("b._mimi.example.com".to_owned(), 300),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let d = diff(&current, &zone);
+        assert_eq!(
+            d.conflicts,
+            vec![TtlConflict {
+                owner: "a._mimi.example.com".into(),
+                ours: 300,
+                theirs: 60
+            }]
+        );
+        let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(apply(server, &zone.origin, &d, None))
+            .unwrap_err();
+        assert!(matches!(err, PushError::TtlConflict { .. }), "{err}");
+        assert!(err.to_string().contains("nothing was sent"), "{err}");
+    }
+
+    #[test]
+    fn large_differences_are_split_under_the_message_limits() {
+        let many: Vec<ManagedRecord> = (0..1200)
+            .map(|i| {
+                r(
+                    &format!("l{i:04}._mimi.example.com"),
+                    300,
+                    &"v=mimi1;".repeat(40),
+                )
+            })
+            .collect();
+        let d = Diff {
+            add: many[..700].to_vec(),
+            delete: many[700..].to_vec(),
+            ..Default::default()
+        };
+        let ops = ops(&d);
+        let b = batches(&ops);
+        assert!(b.len() >= 3, "{}", b.len());
+        assert_eq!(b.iter().map(|b| b.len()).sum::<usize>(), 1200);
+        for batch in &b {
+            assert!(batch.len() <= BATCH_RECORDS);
+            let mut msg = Message::new(1, MessageType::Query, OpCode::Update);
+            for (add, rec) in batch.iter() {
+                let class = if *add { DNSClass::IN } else { DNSClass::NONE };
+                msg.authorities.push(txt_record(rec, class, 0).unwrap());
+            }
+            let len = msg.to_vec().unwrap().len();
+            assert!(len <= BATCH_BYTES + 512, "{len}");
+        }
+        // Small records: the record count limits.
+        let small: Vec<ManagedRecord> = (0..1001)
+            .map(|i| r(&format!("s{i}._mimi.example.com"), 1, "v=mimi1;x"))
+            .collect();
+        let d = Diff {
+            add: small,
+            ..Default::default()
+        };
+        assert_eq!(d.batches(), 3);
+    }
+
+    #[test]
+    fn display_escapes_quotes_and_backslashes() {
+        assert_eq!(
+            r("a._mimi.example.com", 5, r#"v=mimi1;s=a"b\c"#).to_string(),
+            r#"a._mimi.example.com. 5 IN TXT "v=mimi1;s=a\"b\\c""#
+        );
+        assert_eq!(
+            rcode_label(&ResponseCode::NotAuth, &Some(TsigError::BadSig)),
+            "NOTAUTH (TSIG BADSIG)"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! `mimi-resolve`: look up verified SSIs for an email address or telephone
 //! number (a thin shell over the `mimi_resolver` library).
 //!
-//! Exit codes: 0 verified, 1 not found, 2 bad input or configuration,
-//! 3 DNS failure, 4 records found but none verified.
+//! Exit codes of `lookup`: 0 verified, 1 not found, 2 bad input or
+//! configuration, 3 DNS failure, 4 records found but none verified. `batch`
+//! exits 0 when every input line was processed (each line's outcome is in
+//! its JSON) and 2 for bad configuration or unreadable input.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +14,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mimi_proto::{DomainName, Region, Sii, UnixTime};
 use mimi_resolver::output::{
-    dns_error_json, dns_error_text, exit_code, names_json, resolution_json, resolution_text,
+    bad_input_json, batch_line_json, dns_error_json, dns_error_text, exit_code, names_json,
+    resolution_json, resolution_text,
 };
 use mimi_resolver::{
     discovery_names, LookupError, NameServers, Outcome, Resolver, ResolverOptions, TrustStore,
@@ -266,22 +269,26 @@ fn batch(args: BatchArgs) -> Result<u8, Usage> {
         let mut out = std::io::BufWriter::new(out.lock());
         let mut results = futures::stream::iter(lines.iter())
             .map(|input| async move {
-                let mut v = match Sii::parse(input, region) {
-                    Err(e) => serde_json::json!({"outcome": "bad_input", "verified": [], "rejected": [], "errors": [e.to_string()]}),
-                    Ok(sii) => match resolver.lookup_at(&sii, now).await {
-                        Ok(res) => resolution_json(&res, false),
-                        Err(LookupError::Dns(errors)) => dns_error_json(&sii, &errors),
-                        Err(LookupError::Config(e)) => serde_json::json!({"outcome": "bad_input", "canonical": sii.as_str(), "verified": [], "rejected": [], "errors": [e.to_string()]}),
-                    },
+                let sii = match Sii::parse(input, region) {
+                    Ok(sii) => sii,
+                    Err(e) => return bad_input_json(input, None, &e.to_string()),
                 };
-                v["input"] = serde_json::Value::String(input.clone());
-                v
+                match resolver.lookup_at(&sii, now).await {
+                    Ok(res) => batch_line_json(input, resolution_json(&res, false)),
+                    Err(LookupError::Dns(errors)) => {
+                        batch_line_json(input, dns_error_json(&sii, &errors))
+                    }
+                    Err(LookupError::Config(e)) => {
+                        bad_input_json(input, Some(&sii), &e.to_string())
+                    }
+                }
             })
             .buffered(args.concurrency.max(1));
         while let Some(v) = results.next().await {
             writeln!(out, "{v}").map_err(|e| Usage(format!("writing output: {e}")))?;
         }
-        out.flush().map_err(|e| Usage(format!("writing output: {e}")))?;
+        out.flush()
+            .map_err(|e| Usage(format!("writing output: {e}")))?;
         Ok::<_, Usage>(())
     })?;
     Ok(0)

@@ -101,6 +101,32 @@ pub fn dns_error_json(sii: &Sii, errors: &[String]) -> Value {
     })
 }
 
+/// JSON line of `mimi-resolve batch` for an input line that cannot be
+/// looked up: not an SII, or (with `canonical`) an SII this configuration
+/// has nothing to query for. Same keys as a lookup's JSON, `outcome`
+/// `bad_input`, plus `input`.
+pub fn bad_input_json(input: &str, canonical: Option<&Sii>, error: &str) -> Value {
+    let mut v = json!({
+        "input": input,
+        "outcome": "bad_input",
+        "verified": [],
+        "rejected": [],
+        "errors": [error],
+    });
+    if let Some(sii) = canonical {
+        v["canonical"] = Value::String(sii.as_str().to_owned());
+    }
+    v
+}
+
+/// A lookup's JSON ([`resolution_json`] or [`dns_error_json`]) as one line
+/// of `mimi-resolve batch`: the same object with the input line added as
+/// `input`.
+pub fn batch_line_json(input: &str, mut lookup: Value) -> Value {
+    lookup["input"] = Value::String(input.to_owned());
+    lookup
+}
+
 /// The short human-readable report of a lookup.
 pub fn resolution_text(res: &Resolution) -> String {
     let mut s = format!("{} → {}\n", res.canonical, res.outcome());
@@ -232,6 +258,25 @@ mod tests {
         let v = dns_error_json(&sii, &["x".into()]);
         assert_eq!(v["outcome"], "dns_error");
         assert_eq!(v["errors"], json!(["x"]));
+    }
+
+    #[test]
+    fn batch_lines() {
+        let v = batch_line_json("Alice@Example.COM", resolution_json(&sample(), false));
+        assert_eq!(v.as_object().unwrap().len(), 6);
+        assert_eq!(v["input"], "Alice@Example.COM");
+        assert_eq!(v["canonical"], "mailto:alice@example.com");
+        assert_eq!(v["outcome"], "verified");
+
+        let v = bad_input_json("nobody", None, "not an email address");
+        assert_eq!(
+            v,
+            json!({"input": "nobody", "outcome": "bad_input", "verified": [], "rejected": [], "errors": ["not an email address"]})
+        );
+        let sii = Sii::parse("+390612345678", None).unwrap();
+        let v = bad_input_json("+390612345678", Some(&sii), "no discovery names");
+        assert_eq!(v["canonical"], "tel:+390612345678");
+        assert_eq!(v["outcome"], "bad_input");
     }
 
     #[test]

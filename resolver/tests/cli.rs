@@ -258,3 +258,150 @@ fn down_server_is_exit_3_with_dns_error_json() {
         "{text}"
     );
 }
+
+/// `batch` against a server that is down: one `dns_error` line per SII, a
+/// `bad_input` line for a line that is not an SII, input order kept,
+/// comments and blank lines skipped, and still exit 0 (every line was
+/// processed). Then bad configuration: exit 2, nothing on stdout.
+#[test]
+fn batch_against_a_down_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, TRUST).unwrap();
+    let input = dir.path().join("siis.txt");
+    std::fs::write(
+        &input,
+        "# address book\nAlice@Example.COM\n\n  not an address  \nbob@example.com\n+39 06 1234 5678\ncarol@example.org\n",
+    )
+    .unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let server = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let out = run(&[
+        "batch",
+        input.to_str().unwrap(),
+        "--trust",
+        trust.to_str().unwrap(),
+        "--server",
+        &server,
+        "--zone",
+        "dir.chat.example.org",
+        "--timeout",
+        "1s",
+        "--concurrency",
+        "3",
+    ]);
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let got: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["input"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("Alice@Example.COM", "dns_error"),
+            ("not an address", "bad_input"),
+            ("bob@example.com", "dns_error"),
+            ("+39 06 1234 5678", "dns_error"),
+            ("carol@example.org", "dns_error"),
+        ]
+    );
+    // The fields of `lookup --json`, plus `input`.
+    let alice = lines[0].as_object().unwrap();
+    let mut keys: Vec<&str> = alice.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "canonical",
+            "errors",
+            "input",
+            "outcome",
+            "rejected",
+            "verified"
+        ]
+    );
+    assert_eq!(lines[0]["canonical"], "mailto:alice@example.com");
+    assert_eq!(lines[0]["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(lines[3]["canonical"], "tel:+390612345678");
+    assert!(lines[1].get("canonical").is_none());
+    assert_eq!(lines[1]["errors"].as_array().unwrap().len(), 1);
+
+    // The same from standard input, with `-`.
+    let mut child = bin()
+        .args([
+            "batch",
+            "-",
+            "--trust",
+            trust.to_str().unwrap(),
+            "--server",
+            &server,
+            "--timeout",
+            "1s",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"dave@example.com\nnope\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let outcomes: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["outcome"].to_string())
+        .collect();
+    assert_eq!(outcomes, ["\"dns_error\"", "\"bad_input\""]);
+
+    // Bad configuration: exit 2, nothing on stdout.
+    let missing = dir.path().join("missing.txt");
+    for args in [
+        vec![
+            "batch",
+            missing.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+        ],
+        vec![
+            "batch",
+            input.to_str().unwrap(),
+            "--trust",
+            dir.path().join("nope.toml").to_str().unwrap(),
+        ],
+        vec![
+            "batch",
+            input.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--region",
+            "ZZ",
+        ],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{args:?}"
+        );
+    }
+}

@@ -18,9 +18,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_proto::op::{
-    Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
-};
+use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{make_tsig_record, TSIG};
 use hickory_proto::rr::rdata::{NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
@@ -32,6 +30,7 @@ use mimi_proto::text::split_txt;
 use mimi_proto::DomainName;
 use tracing::{debug, info, warn};
 
+use crate::answer::serve_failed;
 use crate::tsig::TsigKey;
 use crate::zone::Zone;
 
@@ -150,20 +149,6 @@ fn verify_request(request: &Request, key: &TsigKey) -> Result<RequestSignature, 
             Err(ResponseCode::NotAuth)
         }
     }
-}
-
-/// The ResponseInfo of a request that could not be answered.
-fn serve_failed(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
-    metadata.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    })
 }
 
 fn now_secs() -> u64 {

@@ -145,6 +145,14 @@ impl ServedZone {
         })
     }
 
+    /// The apex records in transfer order: the SOA, then NS and glue.
+    pub(crate) fn apex_records(&self) -> (&Record, impl Iterator<Item = &Record>) {
+        (
+            &self.soa,
+            self.ns.iter().chain(self.glue.iter().map(|(_, r)| r)),
+        )
+    }
+
     /// The zone's origin.
     pub fn origin(&self) -> &DomainName {
         &self.zone.origin

@@ -367,12 +367,7 @@ impl RequestHandler for SwapHandler {
                 .first()
                 .map(|q| crate::answer::normalize(q.name()))
                 .and_then(|qname| zones.iter().find(|z| z.origin().as_str() == qname).cloned());
-            return crate::transfer::answer(
-                request,
-                zone.as_ref().map(|z| &*z.zone),
-                response_handle,
-            )
-            .await;
+            return crate::transfer::answer(request, zone.as_deref(), response_handle).await;
         }
         crate::answer::respond(request, &zones, response_handle).await
     }

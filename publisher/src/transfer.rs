@@ -20,17 +20,16 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{make_tsig_record, TSIG};
-use hickory_proto::rr::rdata::{NS, SOA, TXT};
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, UpdateRequest};
 use mimi_proto::text::split_txt;
-use mimi_proto::DomainName;
 use tracing::{debug, info, warn};
 
-use crate::answer::serve_failed;
+use crate::answer::{serve_failed, ServedZone};
 use crate::tsig::TsigKey;
 use crate::zone::Zone;
 
@@ -75,7 +74,7 @@ pub fn is_transfer(request: &Request) -> bool {
 /// is the query name, if any).
 pub async fn answer<R: ResponseHandler>(
     request: &Request,
-    zone: Option<&Zone>,
+    served: Option<&ServedZone>,
     mut response_handle: R,
 ) -> ResponseInfo {
     let src = request.src();
@@ -88,8 +87,9 @@ pub async fn answer<R: ResponseHandler>(
         if request.protocol() != Protocol::Tcp {
             return Err(refuse("transfers are only served over TCP"));
         }
-        let zone = zone.ok_or_else(|| refuse("not the apex of a served zone"))?;
-        let policy = zone
+        let served = served.ok_or_else(|| refuse("not the apex of a served zone"))?;
+        let policy = served
+            .zone
             .transfer
             .as_deref()
             .ok_or_else(|| refuse("the zone has no [transfer] section"))?;
@@ -100,13 +100,14 @@ pub async fn answer<R: ResponseHandler>(
             None => None,
             Some(key) => Some(verify_request(request, key)?),
         };
-        Ok((zone, signer))
+        Ok((served, signer))
     })();
-    let (zone, signer) = match decision {
+    let (served, signer) = match decision {
         Ok(d) => d,
         Err(rcode) => return error_response(request, rcode, &mut response_handle).await,
     };
-    match stream_zone(request, zone, signer, &mut response_handle).await {
+    let zone = &*served.zone;
+    match stream_zone(request, served, signer, &mut response_handle).await {
         Ok(info) => {
             info!(%src, origin = %zone.origin, serial = zone.soa.serial, records = zone.records.len(), "zone transferred");
             info
@@ -168,58 +169,37 @@ async fn error_response<R: ResponseHandler>(
     }
 }
 
-/// The zone as DNS records in transfer order: SOA, NS, TXT…, SOA.
-fn zone_records(zone: &Zone) -> Result<(Record, Vec<Record>), String> {
-    let name = |d: &DomainName| Name::from_ascii(d.fqdn()).map_err(|e| format!("{d}: {e}"));
-    let origin = name(&zone.origin)?;
-    let soa = Record::from_rdata(
-        origin.clone(),
-        zone.ttl,
-        RData::SOA(SOA::new(
-            name(&zone.soa.mname)?,
-            name(&zone.soa.rname)?,
-            zone.soa.serial,
-            i32::try_from(zone.soa.refresh).unwrap_or(i32::MAX),
-            i32::try_from(zone.soa.retry).unwrap_or(i32::MAX),
-            i32::try_from(zone.soa.expire).unwrap_or(i32::MAX),
-            zone.soa.minimum,
-        )),
-    );
-    let mut body = Vec::with_capacity(zone.ns.len() + zone.records.len());
-    for ns in &zone.ns {
-        body.push(Record::from_rdata(
-            origin.clone(),
-            zone.ttl,
-            RData::NS(NS(name(ns)?)),
-        ));
-    }
-    for (host, ips) in &zone.glue {
-        for ip in ips {
-            body.push(Record::from_rdata(name(host)?, zone.ttl, glue_rdata(*ip)));
+/// The zone as DNS records in transfer order: SOA, NS, glue, TXT…, SOA.
+/// The apex records are the ones the zone answers queries with.
+fn zone_records(served: &ServedZone) -> Result<Vec<Record>, String> {
+    let zone = &served.zone;
+    let (soa, apex) = served.apex_records();
+    let mut all = Vec::with_capacity(zone.ns.len() + zone.records.len() + 4);
+    all.push(soa.clone());
+    all.extend(apex.cloned());
+    for group in zone.records.chunk_by(|a, b| a.owner == b.owner) {
+        let owner = Name::from_ascii(group[0].owner.fqdn())
+            .map_err(|e| format!("{}: {e}", group[0].owner))?;
+        for r in group {
+            let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
+            all.push(Record::from_rdata(
+                owner.clone(),
+                r.ttl,
+                RData::TXT(TXT::from_bytes(strings)),
+            ));
         }
     }
-    for r in &zone.records {
-        let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
-        body.push(Record::from_rdata(
-            name(&r.owner)?,
-            r.ttl,
-            RData::TXT(TXT::from_bytes(strings)),
-        ));
-    }
-    Ok((soa, body))
+    all.push(soa.clone());
+    Ok(all)
 }
 
 async fn stream_zone<R: ResponseHandler>(
     request: &Request,
-    zone: &Zone,
+    served: &ServedZone,
     signature: Option<RequestSignature>,
     response_handle: &mut R,
 ) -> Result<ResponseInfo, String> {
-    let (soa, body) = zone_records(zone)?;
-    let mut all = Vec::with_capacity(body.len() + 2);
-    all.push(soa.clone());
-    all.extend(body);
-    all.push(soa);
+    let all = zone_records(served)?;
     // Cut into messages by an estimate of their encoded size.
     let mut chunks: Vec<&[Record]> = Vec::new();
     let (mut start, mut size) = (0, 0);

@@ -21,7 +21,6 @@
 //! Serving straight from the [`Zone`] also means a reload has nothing to
 //! convert, and the zone is held in memory once.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
@@ -32,6 +31,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use mimi_proto::text::split_txt;
 use mimi_proto::DomainName;
 
+use crate::index::OwnerIndex;
 use crate::zone::Zone;
 
 /// A zone ready to answer queries: the zone and what is precomputed from it.
@@ -42,15 +42,9 @@ pub struct ServedZone {
     soa: Record,
     ns: Vec<Record>,
     glue: Vec<(String, Record)>,
-    /// Names inside the zone, other than the apex, that exist only because
-    /// names below them do.
-    empty_non_terminals: HashSet<String>,
-    /// `(hash of owner, first record, record count)` for every owner,
-    /// sorted by hash: a lookup is a binary search over this compact array
-    /// (its upper levels stay in cache) and one comparison of the owner,
-    /// instead of a binary search that touches a different heap string at
-    /// every step.
-    index: Vec<(u64, u32, u32)>,
+    /// Where each owner's records are, and which names are empty
+    /// non-terminals.
+    index: OwnerIndex,
 }
 
 fn dns_name(d: &DomainName) -> Result<Name, String> {
@@ -96,51 +90,12 @@ impl ServedZone {
                 ));
             }
         }
-        let origin = zone.origin.as_str();
-        let mut empty_non_terminals = HashSet::new();
-        let owners = zone
-            .records
-            .iter()
-            .map(|r| r.owner.as_str())
-            .chain(zone.glue.iter().map(|(h, _)| h.as_str()));
-        let mut last_parent = "";
-        for owner in owners {
-            let mut name = owner;
-            while let Some((_, parent)) = name.split_once('.') {
-                if parent.len() <= origin.len() || parent == last_parent {
-                    break;
-                }
-                if !empty_non_terminals.contains(parent) {
-                    empty_non_terminals.insert(parent.to_owned());
-                }
-                name = parent;
-            }
-            if let Some((_, parent)) = owner.split_once('.') {
-                last_parent = parent;
-            }
-        }
-        // Names that hold records are not empty.
-        empty_non_terminals.retain(|n: &String| {
-            records_by_search(&zone, n).is_empty()
-                && !zone.glue.iter().any(|(h, _)| h.as_str() == n)
-        });
-        let mut index = Vec::new();
-        let mut start = 0usize;
-        for group in zone.records.chunk_by(|a, b| a.owner == b.owner) {
-            index.push((
-                owner_hash(group[0].owner.as_str()),
-                start as u32,
-                group.len() as u32,
-            ));
-            start += group.len();
-        }
-        index.sort_unstable();
+        let index = OwnerIndex::new(&zone);
         Ok(ServedZone {
             zone,
             soa,
             ns,
             glue,
-            empty_non_terminals,
             index,
         })
     }
@@ -160,18 +115,7 @@ impl ServedZone {
 
     /// The TXT records at `owner`.
     fn records_at(&self, owner: &str) -> &[crate::zone::ZoneRecord] {
-        let h = owner_hash(owner);
-        let first = self.index.partition_point(|e| e.0 < h);
-        for &(eh, start, len) in &self.index[first..] {
-            if eh != h {
-                break;
-            }
-            let group = &self.zone.records[start as usize..(start + len) as usize];
-            if group[0].owner.as_str() == owner {
-                return group;
-            }
-        }
-        &[]
+        self.index.records_at(&self.zone, owner)
     }
 
     /// The answer to `qtype` at `qname` (lowercase, no trailing dot, inside
@@ -216,7 +160,7 @@ impl ServedZone {
             }
         }
         if !exists {
-            exists = self.empty_non_terminals.contains(qname);
+            exists = self.index.is_empty_non_terminal(qname);
         }
         Answer {
             exists,
@@ -238,22 +182,6 @@ struct Answer {
     exists: bool,
     answers: Vec<Record>,
     additionals: Vec<Record>,
-}
-
-/// The hash the owner index is keyed by.
-fn owner_hash(owner: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    owner.hash(&mut h);
-    h.finish()
-}
-
-/// The TXT records at `owner` (binary search in the sorted records; used
-/// while building the index).
-fn records_by_search<'z>(zone: &'z Zone, owner: &str) -> &'z [crate::zone::ZoneRecord] {
-    let start = zone.records.partition_point(|r| r.owner.as_str() < owner);
-    let len = zone.records[start..].partition_point(|r| r.owner.as_str() == owner);
-    &zone.records[start..start + len]
 }
 
 fn timer(secs: u32) -> i32 {

@@ -18,6 +18,7 @@
 pub mod answer;
 pub mod build;
 pub mod config;
+mod index;
 pub mod keys;
 pub mod mappings;
 pub mod presigned;

@@ -45,6 +45,8 @@ pub struct ServedZone {
     /// Where each owner's records are, and which names are empty
     /// non-terminals.
     index: OwnerIndex,
+    /// The apex records in wire form.
+    wire: WireRecords,
 }
 
 fn dns_name(d: &DomainName) -> Result<Name, String> {
@@ -91,12 +93,24 @@ impl ServedZone {
             }
         }
         let index = OwnerIndex::new(&zone);
+        let mut negative_soa = soa.clone();
+        negative_soa.ttl = zone.ttl.min(zone.soa.minimum);
+        let wire = WireRecords {
+            soa: wire_record(&soa)?,
+            negative_soa: wire_record(&negative_soa)?,
+            ns: ns.iter().map(wire_record).collect::<Result<_, _>>()?,
+            glue: glue
+                .iter()
+                .map(|(_, r)| wire_record(r))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(ServedZone {
             zone,
             soa,
             ns,
             glue,
             index,
+            wire,
         })
     }
 
@@ -118,70 +132,134 @@ impl ServedZone {
         self.index.records_at(&self.zone, owner)
     }
 
-    /// The answer to `qtype` at `qname` (lowercase, no trailing dot, inside
-    /// the zone); `name` is the same name as hickory holds it, reused as the
-    /// owner of the answers.
-    fn lookup(&self, qname: &str, name: &Name, qtype: RecordType) -> Answer {
-        let mut answers = Vec::new();
-        let mut additionals = Vec::new();
+    /// What the zone holds for `qtype` at `qname` (lowercase, no trailing
+    /// dot, inside the zone). The decision is made here once; the TCP path
+    /// turns it into hickory records ([`ServedZone::records`]) and the UDP
+    /// fast path into wire bytes ([`crate::wire`]).
+    pub(crate) fn resolve(&self, qname: &str, qtype: RecordType) -> Resolved<'_> {
         let any = qtype == RecordType::ANY;
-        let mut exists = false;
+        let mut r = Resolved {
+            exists: false,
+            soa: false,
+            ns: false,
+            glue: Vec::new(),
+            txt: &[],
+        };
         if qname == self.zone.origin.as_str() {
-            exists = true;
-            if any || qtype == RecordType::SOA {
-                answers.push(self.soa.clone());
-            }
-            if any || qtype == RecordType::NS {
-                answers.extend(self.ns.iter().cloned());
-                additionals.extend(self.glue.iter().map(|(_, r)| r.clone()));
-            }
+            r.exists = true;
+            r.soa = any || qtype == RecordType::SOA;
+            r.ns = any || qtype == RecordType::NS;
         }
-        for (host, r) in &self.glue {
+        for (i, (host, rec)) in self.glue.iter().enumerate() {
             if host == qname {
-                exists = true;
-                if any || r.record_type() == qtype {
-                    answers.push(r.clone());
+                r.exists = true;
+                if any || rec.record_type() == qtype {
+                    r.glue.push(i);
                 }
             }
         }
         let txt = self.records_at(qname);
         if !txt.is_empty() {
-            exists = true;
+            r.exists = true;
             if any || qtype == RecordType::TXT {
-                for r in txt {
-                    let strings: Vec<&[u8]> =
-                        split_txt(&r.text).into_iter().map(str::as_bytes).collect();
-                    answers.push(Record::from_rdata(
-                        name.clone(),
-                        r.ttl,
-                        RData::TXT(TXT::from_bytes(strings)),
-                    ));
-                }
+                r.txt = txt;
             }
         }
-        if !exists {
-            exists = self.index.is_empty_non_terminal(qname);
+        if !r.exists {
+            r.exists = self.index.is_empty_non_terminal(qname);
         }
-        Answer {
-            exists,
-            answers,
-            additionals,
+        r
+    }
+
+    /// `resolved` as hickory records for the answer and additional sections;
+    /// `name` is the query name as asked, the owner of the TXT answers.
+    pub(crate) fn records(
+        &self,
+        resolved: &Resolved<'_>,
+        name: &Name,
+    ) -> (Vec<Record>, Vec<Record>) {
+        let mut answers = Vec::new();
+        let mut additionals = Vec::new();
+        if resolved.soa {
+            answers.push(self.soa.clone());
         }
+        if resolved.ns {
+            answers.extend(self.ns.iter().cloned());
+            additionals.extend(self.glue.iter().map(|(_, r)| r.clone()));
+        }
+        answers.extend(resolved.glue.iter().map(|&i| self.glue[i].1.clone()));
+        for r in resolved.txt {
+            let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
+            answers.push(Record::from_rdata(
+                name.clone(),
+                r.ttl,
+                RData::TXT(TXT::from_bytes(strings)),
+            ));
+        }
+        (answers, additionals)
+    }
+
+    /// The apex records in wire form, for the UDP fast path.
+    pub(crate) fn wire(&self) -> &WireRecords {
+        &self.wire
     }
 
     /// The SOA for the authority section of a negative answer, with the
     /// negative-caching TTL: min(SOA TTL, SOA minimum) (RFC 2308 §5).
-    fn negative_soa(&self) -> Record {
+    pub(crate) fn negative_soa(&self) -> Record {
         let mut soa = self.soa.clone();
         soa.ttl = self.zone.ttl.min(self.zone.soa.minimum);
         soa
     }
 }
 
-struct Answer {
-    exists: bool,
-    answers: Vec<Record>,
-    additionals: Vec<Record>,
+/// What a zone holds for one query (see [`ServedZone::resolve`]).
+#[derive(Debug)]
+pub(crate) struct Resolved<'z> {
+    /// The name exists (NOERROR rather than NXDOMAIN).
+    pub(crate) exists: bool,
+    /// The answer holds the SOA.
+    pub(crate) soa: bool,
+    /// The answer holds the NS records, and the additional section the glue.
+    pub(crate) ns: bool,
+    /// The answer holds these glue records (indexes into the zone's glue).
+    pub(crate) glue: Vec<usize>,
+    /// The answer holds these TXT records, owned by the query name.
+    pub(crate) txt: &'z [crate::zone::ZoneRecord],
+}
+
+impl Resolved<'_> {
+    /// Whether the answer section is empty (NODATA or NXDOMAIN), so that the
+    /// authority section carries the SOA.
+    pub(crate) fn is_negative(&self) -> bool {
+        !self.soa && !self.ns && self.glue.is_empty() && self.txt.is_empty()
+    }
+}
+
+/// The apex records pre-encoded in DNS wire form (uncompressed names), so
+/// that the UDP fast path copies bytes instead of encoding records.
+#[derive(Debug)]
+pub(crate) struct WireRecords {
+    /// The SOA with the zone's TTL.
+    pub(crate) soa: Vec<u8>,
+    /// The SOA with the negative-caching TTL, for the authority section.
+    pub(crate) negative_soa: Vec<u8>,
+    /// The NS records.
+    pub(crate) ns: Vec<Vec<u8>>,
+    /// The glue records, in the order of the zone's glue.
+    pub(crate) glue: Vec<Vec<u8>>,
+}
+
+/// One record in wire form with uncompressed names.
+fn wire_record(record: &Record) -> Result<Vec<u8>, String> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let mut buf = Vec::new();
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    record
+        .emit(&mut encoder)
+        .map_err(|e| format!("cannot encode {}: {e}", record.name))?;
+    Ok(buf)
 }
 
 fn timer(secs: u32) -> i32 {
@@ -260,10 +338,11 @@ pub async fn respond<R: ResponseHandler>(
         let qname = normalize(q.name());
         match zone_for(zones, &qname) {
             None => Err(ResponseCode::Refused),
-            Some(zone) => Ok((
-                zone,
-                zone.lookup(&qname, &q.name().clone().into(), q.query_type()),
-            )),
+            Some(zone) => {
+                let resolved = zone.resolve(&qname, q.query_type());
+                let (answers, additionals) = zone.records(&resolved, &q.name().clone().into());
+                Ok((zone, resolved.exists, answers, additionals))
+            }
         }
     };
     let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
@@ -278,10 +357,10 @@ pub async fn respond<R: ResponseHandler>(
             );
             response_handle.send_response(response).await
         }
-        Ok((zone, answer)) => {
+        Ok((zone, exists, answers, additionals)) => {
             metadata.authoritative = true;
-            let negative = answer.answers.is_empty();
-            metadata.response_code = if answer.exists {
+            let negative = answers.is_empty();
+            metadata.response_code = if exists {
                 ResponseCode::NoError
             } else {
                 ResponseCode::NXDomain
@@ -289,10 +368,10 @@ pub async fn respond<R: ResponseHandler>(
             let soa = negative.then(|| zone.negative_soa());
             let response = builder.build(
                 metadata,
-                answer.answers.iter(),
+                answers.iter(),
                 std::iter::empty(),
                 soa.iter(),
-                answer.additionals.iter(),
+                additionals.iter(),
             );
             response_handle.send_response(response).await
         }
@@ -315,11 +394,30 @@ pub(crate) fn serve_failed(request: &Request) -> ResponseInfo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::zone::{Soa, ZoneRecord};
 
-    fn zone() -> ServedZone {
+    struct Looked {
+        exists: bool,
+        answers: Vec<Record>,
+        additionals: Vec<Record>,
+    }
+
+    impl ServedZone {
+        fn lookup(&self, qname: &str, name: &Name, qtype: RecordType) -> Looked {
+            let resolved = self.resolve(qname, qtype);
+            let (answers, additionals) = self.records(&resolved, name);
+            assert_eq!(resolved.is_negative(), answers.is_empty());
+            Looked {
+                exists: resolved.exists,
+                answers,
+                additionals,
+            }
+        }
+    }
+
+    pub(crate) fn zone() -> ServedZone {
         let d = |s: &str| DomainName::parse(s).unwrap();
         let rec = |o: &str, t: &str| ZoneRecord {
             owner: d(o),
@@ -333,6 +431,14 @@ mod tests {
             rec("_mimi-ma.example.com", "v=mimi1;c"),
             rec("ccc._mimi.9.3.e164.example.com", "v=mimi1;t"),
         ];
+        // Three records of 300 octets at one name: more than 512 octets,
+        // less than 1232.
+        for i in 0..3 {
+            records.push(rec(
+                "big._mimi.example.com",
+                &format!("v=mimi1;{i}{}", "b".repeat(291)),
+            ));
+        }
         records.sort();
         ServedZone::new(Arc::new(Zone {
             origin: d("example.com"),

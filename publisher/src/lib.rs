@@ -27,7 +27,9 @@ pub mod push;
 pub mod serve;
 pub mod transfer;
 pub mod tsig;
+mod udp;
 pub mod watch;
+mod wire;
 pub mod zone;
 pub mod zonefile;
 

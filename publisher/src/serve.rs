@@ -1,16 +1,18 @@
 //! The authoritative DNS server: serves built zones over UDP and TCP and
 //! swaps in rebuilt zones without dropping a query.
 //!
-//! hickory's [`Server`] owns its request handler, so a running hickory
-//! server cannot take a new zone by itself. This module puts a small
-//! [`RequestHandler`] in front that holds the served zones in an
-//! [`ArcSwap`]: every query is answered (by [`crate::answer`], or
-//! [`crate::transfer`] for zone transfers) from whichever zones are current
-//! when it arrives, and a reload builds and indexes a complete new zone off
-//! the serving path and `store()`s the new list in one atomic step. A query
-//! therefore sees either the old zone or the new one, never a mixture, and a
-//! failed rebuild simply never reaches the swap (SPEC §9: "nothing stops
-//! being served").
+//! The served zones are held in an [`ArcSwap`]: every query is answered
+//! from whichever zones are current when it arrives, and a reload builds and
+//! indexes a complete new zone off the serving path and `store()`s the new
+//! list in one atomic step. A query therefore sees either the old zone or
+//! the new one, never a mixture, and a failed rebuild simply never reaches
+//! the swap (SPEC §9: "nothing stops being served").
+//!
+//! UDP, nearly all the traffic, is served by plain threads that answer at
+//! the byte level (modules `udp` and `wire`). TCP goes through
+//! hickory's [`Server`], which owns its request handler, so a small
+//! [`RequestHandler`] in front reads the same zone list and answers with
+//! [`crate::answer`], or [`crate::transfer`] for zone transfers.
 //!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
 //! re-sign timers of [`crate::watch`]; [`run`] does the same and serves until
@@ -36,6 +38,7 @@ use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::config::ZoneConfig;
 use crate::problem::Problem;
+use crate::udp::UdpServer;
 use crate::watch::{self, Reloader};
 use crate::zone::Zone;
 
@@ -212,6 +215,11 @@ impl Served {
         })
     }
 
+    /// The zones being served, for the UDP threads.
+    pub(crate) fn zone_list(&self) -> &ArcSwap<Vec<Arc<ServedZone>>> {
+        &self.current
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -378,6 +386,7 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     served: Arc<Served>,
     server: Server<SwapHandler>,
+    udp: Option<UdpServer>,
     reloader: Reloader,
 }
 
@@ -422,6 +431,9 @@ impl RunningServer {
     /// gracefully (no new queries are accepted; the sockets are closed).
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         self.reloader.stop().await;
+        if let Some(udp) = self.udp.take() {
+            tokio::task::spawn_blocking(move || udp.stop()).await?;
+        }
         self.server
             .shutdown_gracefully()
             .await
@@ -505,8 +517,13 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         addr: opts.listen,
         source,
     })?;
+    let udp = UdpServer::spawn(udp, served.clone(), udp_threads()).map_err(|source| {
+        ServeError::Bind {
+            addr: opts.listen,
+            source,
+        }
+    })?;
     let mut server = Server::new(SwapHandler(served.clone()));
-    server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
     info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
     // Secondaries may hold an older serial from before this start.
@@ -519,6 +536,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         Ok(r) => r,
         Err(e) => {
             let _ = server.shutdown_gracefully().await;
+            let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
             return Err(e.into());
         }
     };
@@ -526,6 +544,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         local_addr,
         served,
         server,
+        udp: Some(udp),
         reloader,
     })
 }
@@ -584,12 +603,17 @@ const TCP_RESPONSE_BUFFER: usize = 65_536;
 /// The UDP receive buffer asked of the kernel: large enough to absorb query
 /// bursts while a reload takes CPU.
 const UDP_RECV_BUFFER: usize = 1 << 20;
+/// UDP serving threads: one per core the process may use.
+fn udp_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 64))
+}
+
 /// Attempts to find a port free for both UDP and TCP when port 0 is asked.
 const BIND_ATTEMPTS: usize = 8;
 
 /// Binds UDP and TCP on the same address. With port 0, UDP picks the port
 /// and TCP takes the same one; if TCP finds it taken, both try again.
-fn bind(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), ServeError> {
+fn bind(addr: SocketAddr) -> Result<(std::net::UdpSocket, tokio::net::TcpListener), ServeError> {
     let err = |source| ServeError::Bind { addr, source };
     let mut attempt = 0;
     loop {
@@ -600,7 +624,6 @@ fn bind(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListe
         match std::net::TcpListener::bind(tcp_addr) {
             Ok(tcp) => {
                 tcp.set_nonblocking(true).map_err(err)?;
-                let udp = tokio::net::UdpSocket::from_std(udp).map_err(err)?;
                 let tcp = tokio::net::TcpListener::from_std(tcp).map_err(err)?;
                 return Ok((udp, tcp));
             }

@@ -21,6 +21,7 @@ pub mod config;
 mod index;
 pub mod keys;
 pub mod mappings;
+mod memory;
 pub mod presigned;
 pub mod problem;
 pub mod push;

@@ -509,6 +509,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    crate::memory::release_free_memory();
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
     let served = Arc::new(Served::new(slots)?);
 

@@ -291,6 +291,40 @@ async fn serves_records_over_udp_and_tcp() {
                 query_txt(&mut client, &Name::from_str("www.example.net.").unwrap()).await;
             assert_eq!(code, ResponseCode::Refused, "{proto}");
         }
+
+        // UDP (answered at the byte level) and TCP (answered through
+        // hickory) give the same answers, section by section.
+        let mut udp = udp_client(addr).await;
+        let mut tcp = tcp_client(addr).await;
+        let names = [
+            alice.clone(),
+            name_of("bob@example.com", &f.origin),
+            name_of("nobody@example.com", &f.origin),
+            Name::from_str("_mimi.example.com.").unwrap(),
+            Name::from_str("example.com.").unwrap(),
+            Name::from_str("ns1.example.com.").unwrap(),
+            Name::from_str("www.example.net.").unwrap(),
+        ];
+        let mut compared = 0;
+        for name in &names {
+            for rtype in [
+                RecordType::TXT,
+                RecordType::SOA,
+                RecordType::NS,
+                RecordType::A,
+            ] {
+                let a = udp.query(name.clone(), DNSClass::IN, rtype).await.unwrap();
+                let b = tcp.query(name.clone(), DNSClass::IN, rtype).await.unwrap();
+                let what = format!("{name} {rtype}");
+                assert_eq!(a.metadata.response_code, b.metadata.response_code, "{what}");
+                assert_eq!(a.metadata.authoritative, b.metadata.authoritative, "{what}");
+                assert_eq!(a.answers, b.answers, "{what}");
+                assert_eq!(a.authorities, b.authorities, "{what}");
+                assert_eq!(a.additionals, b.additionals, "{what}");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, names.len() * 4);
         shutdown_quickly(server).await;
     })
     .await

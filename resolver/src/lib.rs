@@ -29,4 +29,4 @@ pub use lookup::{
 pub use resolution::{Endpoint, Outcome, Rejected, Resolution, VerifiedSsi};
 pub use scope::{HostPattern, SiiPattern};
 pub use trust::{Policy, TrustError, TrustStore, TrustedAuthority};
-pub use verify::{verify, SourceRecords, Verification};
+pub use verify::{verify, verify_prepared, PreparedCertificates, SourceRecords, Verification};

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -23,7 +23,8 @@ use tracing::debug;
 use crate::resolution::{Endpoint, Resolution, VerifiedSsi};
 use crate::trust::TrustStore;
 use crate::verify::{
-    authorities_needing_certificates, verify, SourceRecords, MAX_DISTRIBUTION_ZONES,
+    authorities_needing_certificates, verify_prepared, PreparedCertificates, SourceRecords,
+    MAX_DISTRIBUTION_ZONES,
 };
 
 /// Which DNS servers to ask.
@@ -135,7 +136,9 @@ pub fn discovery_names(
 }
 
 struct CachedCertificates {
-    texts: Vec<String>,
+    /// Parsed and signature-checked once, shared by every lookup until
+    /// `until`.
+    prepared: Arc<PreparedCertificates>,
     until: Instant,
 }
 
@@ -143,7 +146,8 @@ struct CachedCertificates {
 ///
 /// Cheap to share behind an `Arc`; lookups take `&self` and may run
 /// concurrently. Certificates are cached per authority for the TTL of their
-/// DNS answer, so a burst of lookups fetches each authority's keys once.
+/// DNS answer, parsed and with their signatures checked, so a burst of
+/// lookups fetches, decodes and verifies each authority's keys once.
 pub struct Resolver {
     dns: TokioResolver,
     options: ResolverOptions,
@@ -259,14 +263,14 @@ impl Resolver {
         let mut certificates = BTreeMap::new();
         for (authority, result) in needed.into_iter().zip(fetched) {
             match result {
-                Ok(texts) => {
-                    certificates.insert(authority, texts);
+                Ok(prepared) => {
+                    certificates.insert(authority, prepared);
                 }
                 Err(e) => errors.push(e),
             }
         }
 
-        let verdict = verify(sii, now, &self.options.trust, &sources, &certificates);
+        let verdict = verify_prepared(sii, now, &self.options.trust, &sources, &certificates);
         errors.extend(verdict.notes);
         let mut verified = verdict.verified;
         if self.options.endpoints {
@@ -282,8 +286,11 @@ impl Resolver {
         })
     }
 
-    /// An authority's certificate texts, from our cache or DNS.
-    async fn certificates(&self, authority: &AuthorityName) -> Result<Vec<String>, String> {
+    /// An authority's certificates, prepared, from our cache or DNS.
+    async fn certificates(
+        &self,
+        authority: &AuthorityName,
+    ) -> Result<Arc<PreparedCertificates>, String> {
         {
             let cache = self
                 .certificates
@@ -292,11 +299,16 @@ impl Resolver {
             if let Some(c) = cache.get(authority) {
                 if c.until > Instant::now() {
                     debug!(%authority, "certificates from cache");
-                    return Ok(c.texts.clone());
+                    return Ok(c.prepared.clone());
                 }
             }
         }
         let (texts, ttl) = self.query_txt(&authority.certificate_name()).await?;
+        let prepared = Arc::new(PreparedCertificates::new(
+            &self.options.trust,
+            authority,
+            &texts,
+        ));
         if let Some(ttl) = ttl {
             let mut cache = self
                 .certificates
@@ -306,12 +318,12 @@ impl Resolver {
             cache.insert(
                 authority.clone(),
                 CachedCertificates {
-                    texts: texts.clone(),
+                    prepared: prepared.clone(),
                     until: Instant::now() + Duration::from_secs(u64::from(ttl)),
                 },
             );
         }
-        Ok(texts)
+        Ok(prepared)
     }
 
     /// The outer deadline of one query.

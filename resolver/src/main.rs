@@ -228,8 +228,7 @@ fn options(
 }
 
 fn batch(args: BatchArgs) -> Result<u8, Usage> {
-    use futures::StreamExt;
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     let region = args
         .region
         .as_deref()
@@ -260,38 +259,127 @@ fn batch(args: BatchArgs) -> Result<u8, Usage> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Usage(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
-        let resolver = Resolver::new(opts).map_err(|e| Usage(e.to_string()))?;
-        let resolver = &resolver;
-        let out = std::io::stdout();
-        let mut out = std::io::BufWriter::new(out.lock());
-        let mut results = futures::stream::iter(lines.iter())
-            .map(|input| async move {
-                let sii = match Sii::parse(input, region) {
-                    Ok(sii) => sii,
-                    Err(e) => return bad_input_json(input, None, &e.to_string()),
-                };
-                match resolver.lookup_at(&sii, now).await {
-                    Ok(res) => batch_line_json(input, resolution_json(&res, false)),
-                    Err(LookupError::Dns(errors)) => {
-                        batch_line_json(input, dns_error_json(&sii, &errors))
-                    }
-                    Err(LookupError::Config(e)) => {
-                        bad_input_json(input, Some(&sii), &e.to_string())
-                    }
-                }
-            })
-            .buffered(args.concurrency.max(1));
-        while let Some(v) = results.next().await {
-            writeln!(out, "{v}").map_err(|e| Usage(format!("writing output: {e}")))?;
-        }
-        out.flush()
-            .map_err(|e| Usage(format!("writing output: {e}")))?;
-        Ok::<_, Usage>(())
-    })?;
+    let concurrency = args.concurrency.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(concurrency);
+    run_batch(&lines, opts, region, now, concurrency, threads)?;
     Ok(0)
+}
+
+/// Resolves `lines` on `threads` worker threads and writes one JSON line per
+/// input line to standard output, in input order.
+///
+/// Each worker runs its own single-threaded Tokio runtime and its own
+/// [`Resolver`] (hickory's UDP sockets and wake-ups stay on one thread, with
+/// no cross-thread scheduling), takes the next input line from a shared
+/// counter whenever one of its `concurrency / threads` lookups completes, and
+/// does the verification and JSON rendering itself, so both DNS handling and
+/// Ed25519 verification use every core. The main thread only restores the
+/// input order and writes through one buffered, locked stdout.
+fn run_batch(
+    lines: &[String],
+    opts: ResolverOptions,
+    region: Option<Region>,
+    now: UnixTime,
+    concurrency: usize,
+    threads: usize,
+) -> Result<(), Usage> {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let per_thread = concurrency.div_ceil(threads).max(1);
+    let next = AtomicUsize::new(0);
+    let next = &next;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(usize, String)>>();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let tx = tx.clone();
+                let opts = opts.clone();
+                scope.spawn(move || -> Result<(), Usage> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| Usage(format!("cannot start the async runtime: {e}")))?;
+                    runtime.block_on(async move {
+                        let resolver = Resolver::new(opts).map_err(|e| Usage(e.to_string()))?;
+                        let resolver = &resolver;
+                        let indices = std::iter::from_fn(|| {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            (i < lines.len()).then_some(i)
+                        });
+                        // Results go to the writer in bunches of whatever is
+                        // ready at once: one channel send (and at most one
+                        // wake-up of the writer) per bunch, not per line.
+                        let mut results = futures::stream::iter(indices)
+                            .map(|i| async move {
+                                (i, batch_line(resolver, &lines[i], region, now).await)
+                            })
+                            .buffer_unordered(per_thread)
+                            .ready_chunks(per_thread);
+                        while let Some(bunch) = results.next().await {
+                            if tx.send(bunch).is_err() {
+                                break; // the writer gave up
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        drop(tx);
+
+        let written = write_in_order(
+            rx.into_iter().flatten(),
+            std::io::BufWriter::new(std::io::stdout().lock()),
+        )
+        .map_err(|e| Usage(format!("writing output: {e}")));
+        // rx is gone now, so workers stop early if writing failed.
+        for worker in workers {
+            worker.join().expect("batch worker panicked")?;
+        }
+        written
+    })
+}
+
+/// Writes `(index, line)` pairs arriving in any order as lines in index
+/// order (indices 0, 1, 2, … each exactly once), holding back those that
+/// arrive early.
+fn write_in_order(
+    results: impl IntoIterator<Item = (usize, String)>,
+    mut out: impl std::io::Write,
+) -> std::io::Result<()> {
+    let mut pending = std::collections::BTreeMap::new();
+    let mut want = 0;
+    for (i, line) in results {
+        pending.insert(i, line);
+        while let Some(line) = pending.remove(&want) {
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+            want += 1;
+        }
+    }
+    out.flush()
+}
+
+/// The JSON line of one batch input line.
+async fn batch_line(
+    resolver: &Resolver,
+    input: &str,
+    region: Option<Region>,
+    now: UnixTime,
+) -> String {
+    let sii = match Sii::parse(input, region) {
+        Ok(sii) => sii,
+        Err(e) => return bad_input_json(input, None, &e.to_string()).to_string(),
+    };
+    match resolver.lookup_at(&sii, now).await {
+        Ok(res) => batch_line_json(input, resolution_json(&res, false)),
+        Err(LookupError::Dns(errors)) => batch_line_json(input, dns_error_json(&sii, &errors)),
+        Err(LookupError::Config(e)) => bad_input_json(input, Some(&sii), &e.to_string()),
+    }
+    .to_string()
 }
 
 fn lookup(args: LookupArgs) -> Result<u8, Usage> {
@@ -342,5 +430,21 @@ fn lookup(args: LookupArgs) -> Result<u8, Usage> {
             Ok(exit_code(Outcome::DnsError) as u8)
         }
         Err((_, LookupError::Config(e))) => Err(Usage(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_written_in_input_order() {
+        let mut out = Vec::new();
+        let results = [3, 1, 0, 2, 5, 4].map(|i| (i, format!("line {i}")));
+        write_in_order(results, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "line 0\nline 1\nline 2\nline 3\nline 4\nline 5\n"
+        );
     }
 }

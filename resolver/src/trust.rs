@@ -48,6 +48,9 @@ impl Default for Policy {
 pub struct TrustedAuthority {
     name: AuthorityName,
     root_keys: Vec<PublicKey>,
+    /// The kid of each root key, in the same order (computed once: a kid is
+    /// a SHA-256, and every verification looks keys up by kid).
+    root_kids: Vec<KeyId>,
     sii_scope: Vec<SiiPattern>,
     ssi_scope: Vec<HostPattern>,
 }
@@ -71,9 +74,11 @@ impl TrustedAuthority {
         if ssi_scope.is_empty() {
             return Err(AuthorityError::EmptyScope("ssi_scope"));
         }
+        let root_kids = root_keys.iter().map(PublicKey::kid).collect();
         Ok(TrustedAuthority {
             name,
             root_keys,
+            root_kids,
             sii_scope,
             ssi_scope,
         })
@@ -104,7 +109,10 @@ impl TrustedAuthority {
 
     /// The pinned root key with this kid, if any.
     pub fn root_key(&self, kid: &KeyId) -> Option<&PublicKey> {
-        self.root_keys.iter().find(|k| k.kid() == *kid)
+        self.root_kids
+            .iter()
+            .position(|k| k == kid)
+            .map(|i| &self.root_keys[i])
     }
 
     /// Which SIIs it may vouch for.

@@ -7,6 +7,7 @@
 //! server, and the DNS code in [`crate::lookup`] only gathers texts.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mimi_proto::text::is_mimi_text;
@@ -95,13 +96,88 @@ pub fn verify(
     sources: &[SourceRecords],
     certificates: &BTreeMap<AuthorityName, Vec<String>>,
 ) -> Verification {
+    let prepared: BTreeMap<AuthorityName, Arc<PreparedCertificates>> = certificates
+        .iter()
+        .map(|(a, texts)| {
+            (
+                a.clone(),
+                Arc::new(PreparedCertificates::new(trust, a, texts)),
+            )
+        })
+        .collect();
+    verify_prepared(sii, now, trust, sources, &prepared)
+}
+
+/// A parsed certificate and the result of its time-independent checks.
+type CheckedCertificate = (Certificate, Result<(), String>);
+
+/// An authority's certificates as found at `_mimi-ma.<authority>.`:
+/// deduplicated, limited (SPEC §11), parsed, and with every time-independent
+/// check already made against the trust store (authority name, pinned root
+/// key, root signature). Validity windows depend on the time and are checked
+/// by [`verify_prepared`] on every use.
+///
+/// Building one costs an Ed25519 key decoding and a signature verification
+/// per certificate; the resolver caches them per authority (for the TTL of
+/// the DNS answer), so lookups sharing an authority pay that once. A
+/// `PreparedCertificates` is only valid with the [`TrustStore`] it was built
+/// with.
+#[derive(Debug, Clone)]
+pub struct PreparedCertificates {
+    authority: AuthorityName,
+    /// Each parsed certificate with the result of its time-independent checks.
+    certificates: Vec<CheckedCertificate>,
+    /// Limits hit and malformed certificates ignored, reported with every
+    /// verification that uses these certificates.
+    notes: Vec<String>,
+}
+
+impl PreparedCertificates {
+    /// Prepares `authority`'s certificate texts (non-mimi texts are ignored).
+    pub fn new(trust: &TrustStore, authority: &AuthorityName, texts: &[String]) -> Self {
+        let mut notes = Vec::new();
+        let certificates = prepare_certificates(authority, texts, &mut notes)
+            .into_iter()
+            .map(|c| {
+                let checked = match trust.authority(authority) {
+                    Some(ta) => check_certificate_signature(ta, &c),
+                    None => Err(format!("authority {authority} is not in the trust store")),
+                };
+                (c, checked)
+            })
+            .collect();
+        PreparedCertificates {
+            authority: authority.clone(),
+            certificates,
+            notes,
+        }
+    }
+
+    /// The authority these certificates were fetched for.
+    pub fn authority(&self) -> &AuthorityName {
+        &self.authority
+    }
+}
+
+/// [`verify()`] with certificates already prepared (and possibly shared
+/// between lookups): the same checks, the same result.
+pub fn verify_prepared(
+    sii: &Sii,
+    now: UnixTime,
+    trust: &TrustStore,
+    sources: &[SourceRecords],
+    certificates: &BTreeMap<AuthorityName, Arc<PreparedCertificates>>,
+) -> Verification {
     let policy = trust.policy();
     let hash = sii.hash();
     let mut out = Verification::default();
 
-    let certs: BTreeMap<&AuthorityName, Vec<Certificate>> = certificates
+    for prepared in certificates.values() {
+        out.notes.extend(prepared.notes.iter().cloned());
+    }
+    let certs: BTreeMap<&AuthorityName, &[CheckedCertificate]> = certificates
         .iter()
-        .map(|(a, texts)| (a, prepare_certificates(a, texts, &mut out.notes)))
+        .map(|(a, p)| (a, p.certificates.as_slice()))
         .collect();
 
     let mut seen: HashSet<&str> = HashSet::new();
@@ -253,7 +329,7 @@ fn check_assertion(
     now: UnixTime,
     trust: &TrustStore,
     text: &str,
-    certs: &BTreeMap<&AuthorityName, Vec<Certificate>>,
+    certs: &BTreeMap<&AuthorityName, &[CheckedCertificate]>,
 ) -> Result<(Assertion, UnixTime), Failure> {
     let policy = trust.policy();
     let assertion =
@@ -263,11 +339,10 @@ fn check_assertion(
     let authority = trust
         .authority(&name)
         .ok_or_else(|| fail("authority not in trust store".to_owned()))?;
-    let no_certs = Vec::new();
     let (key, cert_expiry) = signing_key(
         authority,
         assertion.kid(),
-        certs.get(&name).unwrap_or(&no_certs),
+        certs.get(&name).copied().unwrap_or(&[]),
         now,
         policy,
     )
@@ -326,7 +401,7 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 fn signing_key(
     authority: &TrustedAuthority,
     kid: &KeyId,
-    certs: &[Certificate],
+    certs: &[CheckedCertificate],
     now: UnixTime,
     policy: &Policy,
 ) -> Result<(PublicKey, Option<UnixTime>), String> {
@@ -334,8 +409,17 @@ fn signing_key(
         return Ok((*root, None));
     }
     let mut first_error = None;
-    for cert in certs.iter().filter(|c| c.kid() == kid) {
-        match check_certificate(authority, cert, now, policy) {
+    for (cert, checked) in certs.iter().filter(|(c, _)| c.kid() == kid) {
+        let result = checked.clone().and_then(|()| {
+            check_window(
+                cert.not_before(),
+                cert.expires(),
+                now,
+                policy.clock_skew,
+                policy.max_key_validity,
+            )
+        });
+        match result {
             Ok(()) => return Ok((*cert.key(), Some(cert.expires()))),
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -351,11 +435,11 @@ fn signing_key(
     })
 }
 
-fn check_certificate(
+/// The time-independent checks of a certificate: it names this authority,
+/// is signed by one of its pinned root keys, and the signature verifies.
+fn check_certificate_signature(
     authority: &TrustedAuthority,
     cert: &Certificate,
-    now: UnixTime,
-    policy: &Policy,
 ) -> Result<(), String> {
     if cert.authority() != authority.name() {
         return Err(format!(
@@ -371,14 +455,7 @@ fn check_certificate(
             authority.name()
         )
     })?;
-    cert.verify(root).map_err(|e| e.to_string())?;
-    check_window(
-        cert.not_before(),
-        cert.expires(),
-        now,
-        policy.clock_skew,
-        policy.max_key_validity,
-    )
+    cert.verify(root).map_err(|e| e.to_string())
 }
 
 /// A validity window `[t, x)` must contain `now` give or take `skew`, and

@@ -405,3 +405,70 @@ fn batch_against_a_down_server() {
         );
     }
 }
+
+/// `batch` runs lookups on several threads; lines that finish at once (not
+/// an SII) and lines that wait for DNS timeouts are still written in input
+/// order, each exactly once, whatever the concurrency.
+#[test]
+fn batch_keeps_input_order_when_lines_finish_out_of_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, TRUST).unwrap();
+    let mut text = String::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let line = if i % 3 == 0 {
+            format!("user{i}@example.com")
+        } else {
+            format!("not an address {i}")
+        };
+        text.push_str(&line);
+        text.push('\n');
+        expected.push(line);
+    }
+    let input = dir.path().join("siis.txt");
+    std::fs::write(&input, text).unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let server = format!("127.0.0.1:{port}");
+    for concurrency in ["1", "5", "64"] {
+        let out = run(&[
+            "batch",
+            input.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--server",
+            &server,
+            "--timeout",
+            "100ms",
+            "--concurrency",
+            concurrency,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{concurrency}");
+        let got: Vec<(String, String)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["input"].as_str().unwrap().to_owned(),
+                    v["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|l| {
+                let outcome = if l.starts_with("not") {
+                    "bad_input"
+                } else {
+                    "dns_error"
+                };
+                (l.clone(), outcome.to_owned())
+            })
+            .collect();
+        assert_eq!(got, want, "concurrency {concurrency}");
+    }
+}

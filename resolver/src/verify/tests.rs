@@ -145,16 +145,25 @@ impl Fx {
         texts: Vec<String>,
         certs: Vec<String>,
     ) -> Verification {
-        verify(
-            &sii(sii_text),
-            self.now,
-            trust,
-            &[SourceRecords {
-                source: "test.".into(),
-                texts,
-            }],
-            &self.certs(&certs),
-        )
+        let sources = [SourceRecords {
+            source: "test.".into(),
+            texts,
+        }];
+        let certs = self.certs(&certs);
+        let out = verify(&sii(sii_text), self.now, trust, &sources, &certs);
+        // The resolver's path: certificates prepared once and reused (here
+        // twice) must give exactly the same result.
+        let prepared: BTreeMap<AuthorityName, Arc<PreparedCertificates>> = certs
+            .iter()
+            .map(|(a, t)| (a.clone(), Arc::new(PreparedCertificates::new(trust, a, t))))
+            .collect();
+        for _ in 0..2 {
+            assert_eq!(
+                verify_prepared(&sii(sii_text), self.now, trust, &sources, &prepared),
+                out
+            );
+        }
+        out
     }
 }
 

@@ -419,11 +419,7 @@ pub(crate) mod tests {
 
     pub(crate) fn zone() -> ServedZone {
         let d = |s: &str| DomainName::parse(s).unwrap();
-        let rec = |o: &str, t: &str| ZoneRecord {
-            owner: d(o),
-            ttl: 300,
-            text: t.into(),
-        };
+        let rec = |o: &str, t: &str| ZoneRecord::new(d(o), 300, t);
         let mut records = vec![
             rec("aaa._mimi.example.com", "v=mimi1;x"),
             rec("aaa._mimi.example.com", "v=mimi1;y"),
@@ -457,6 +453,7 @@ pub(crate) mod tests {
             records,
             next_resign: None,
             transfer: None,
+            cache: Default::default(),
         }))
         .unwrap()
     }

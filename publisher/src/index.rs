@@ -5,15 +5,17 @@
 //! `_mimi.example.com` exists without records: NODATA, never NXDOMAIN —
 //! RFC 8020, since NXDOMAIN there would deny the whole subtree).
 //!
-//! The zone's records are sorted by owner. Instead of a binary search that
-//! touches a different heap string at every step, the index keeps
-//! `(hash of owner, first record, record count)` for every owner, sorted by
-//! hash: a lookup is a binary search over this compact array (its upper
-//! levels stay in cache) and one comparison of the owner.
+//! The zone's records are sorted by owner, and every record carries an
+//! integer key that orders like its owner (its first eight octets, see
+//! [`crate::zone::owner_key`]). The index keeps `(key, first record, record
+//! count)` for every owner, in record order, so it is sorted without
+//! sorting and built in one pass that reads only the records' keys (owners
+//! are compared only where keys are equal): a lookup is a binary search
+//! over this compact array and one comparison of the owner.
 
 use std::collections::HashSet;
 
-use crate::zone::{Zone, ZoneRecord};
+use crate::zone::{owner_key, Zone, ZoneRecord};
 
 /// Where each owner's records are in a [`Zone`], and which names are empty
 /// non-terminals. Built for one zone and valid only with it.
@@ -22,25 +24,63 @@ pub(crate) struct OwnerIndex {
     /// Names inside the zone, other than the apex, that exist only because
     /// names below them do.
     empty_non_terminals: HashSet<String>,
-    /// `(hash of owner, first record, record count)`, sorted.
+    /// `(owner key, first record, record count)`, in record order (so
+    /// sorted by key).
     owners: Vec<(u64, u32, u32)>,
 }
 
 impl OwnerIndex {
     /// Indexes `zone`'s records and glue.
     pub(crate) fn new(zone: &Zone) -> Self {
+        let records = &zone.records;
+        let mut owners: Vec<(u64, u32, u32)> = Vec::with_capacity(records.len());
+        let mut i = 0usize;
+        while i < records.len() {
+            let first = &records[i];
+            let mut j = i + 1;
+            while j < records.len()
+                && records[j].owner_key() == first.owner_key()
+                && (records[j].same(first) || records[j].owner == first.owner)
+            {
+                j += 1;
+            }
+            owners.push((first.owner_key(), i as u32, (j - i) as u32));
+            i = j;
+        }
         let origin = zone.origin.as_str();
-        let mut empty_non_terminals = HashSet::new();
-        let owners = zone
-            .records
-            .iter()
-            .map(|r| r.owner.as_str())
-            .chain(zone.glue.iter().map(|(h, _)| h.as_str()));
-        let mut last_parent = "";
-        for owner in owners {
+        let mut empty_non_terminals: HashSet<String> = HashSet::new();
+        // Recently seen parents: owners of different home zones interleave
+        // in sorted order, so remembering one parent is not enough.
+        let mut recent: [&str; 4] = [""; 4];
+        let mut next = 0usize;
+        // A build leaves the parents of all owners in its cache (then a
+        // made-up child of each parent stands for all its children);
+        // otherwise read every owner.
+        let children: Vec<String> = match zone.cache.0.as_deref() {
+            Some(c) => c.owner_parents().iter().map(|p| format!("*.{p}")).collect(),
+            None => Vec::new(),
+        };
+        let group_owners: Box<dyn Iterator<Item = &str>> = if zone.cache.0.is_some() {
+            Box::new(children.iter().map(String::as_str))
+        } else {
+            Box::new(
+                owners
+                    .iter()
+                    .map(|&(_, start, _)| records[start as usize].owner.as_str()),
+            )
+        };
+        for owner in group_owners.chain(zone.glue.iter().map(|(h, _)| h.as_str())) {
+            let Some((_, parent)) = owner.split_once('.') else {
+                continue;
+            };
+            if recent.contains(&parent) {
+                continue;
+            }
+            recent[next] = parent;
+            next = (next + 1) % recent.len();
             let mut name = owner;
             while let Some((_, parent)) = name.split_once('.') {
-                if parent.len() <= origin.len() || parent == last_parent {
+                if parent.len() <= origin.len() {
                     break;
                 }
                 if !empty_non_terminals.contains(parent) {
@@ -48,46 +88,42 @@ impl OwnerIndex {
                 }
                 name = parent;
             }
-            if let Some((_, parent)) = owner.split_once('.') {
-                last_parent = parent;
-            }
         }
+        let mut index = OwnerIndex {
+            empty_non_terminals: HashSet::new(),
+            owners,
+        };
         // Names that hold records are not empty.
         empty_non_terminals.retain(|n: &String| {
-            records_by_search(zone, n).is_empty() && !zone.glue.iter().any(|(h, _)| h.as_str() == n)
+            index.records_at(zone, n).is_empty() && !zone.glue.iter().any(|(h, _)| h.as_str() == n)
         });
-        let mut index = Vec::new();
-        let mut start = 0usize;
-        for group in zone.records.chunk_by(|a, b| a.owner == b.owner) {
-            index.push((
-                owner_hash(group[0].owner.as_str()),
-                start as u32,
-                group.len() as u32,
-            ));
-            start += group.len();
-        }
-        index.sort_unstable();
-        OwnerIndex {
-            empty_non_terminals,
-            owners: index,
-        }
+        index.empty_non_terminals = empty_non_terminals;
+        index
     }
 
     /// The TXT records at `owner` (lowercase, no trailing dot) in `zone`,
     /// the zone this index was built for.
     pub(crate) fn records_at<'z>(&self, zone: &'z Zone, owner: &str) -> &'z [ZoneRecord] {
-        let h = owner_hash(owner);
-        let first = self.owners.partition_point(|e| e.0 < h);
-        for &(eh, start, len) in &self.owners[first..] {
-            if eh != h {
-                break;
+        let k = owner_key(owner);
+        let owner_at = |start: u32| zone.records[start as usize].owner.as_str();
+        // Owners that share their first eight octets (`_mimi-ma.…`
+        // certificate names, say) are told apart by a binary search on the
+        // name too, so no run of equal keys is scanned.
+        let at = self
+            .owners
+            .partition_point(|&(ek, start, _)| ek < k || (ek == k && owner_at(start) < owner));
+        match self.owners.get(at) {
+            Some(&(ek, start, len)) if ek == k && owner_at(start) == owner => {
+                &zone.records[start as usize..(start + len) as usize]
             }
-            let group = &zone.records[start as usize..(start + len) as usize];
-            if group[0].owner.as_str() == owner {
-                return group;
-            }
+            _ => &[],
         }
-        &[]
+    }
+
+    /// The empty non-terminals (for tests).
+    #[cfg(test)]
+    pub(crate) fn empty_non_terminals(&self) -> &HashSet<String> {
+        &self.empty_non_terminals
     }
 
     /// Whether `name` exists only because names below it do.
@@ -96,18 +132,68 @@ impl OwnerIndex {
     }
 }
 
-/// The hash the owner index is keyed by.
-fn owner_hash(owner: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    owner.hash(&mut h);
-    h.finish()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::Soa;
+    use mimi_proto::DomainName;
 
-/// The TXT records at `owner` by binary search in the sorted records (used
-/// while building the index).
-fn records_by_search<'z>(zone: &'z Zone, owner: &str) -> &'z [ZoneRecord] {
-    let start = zone.records.partition_point(|r| r.owner.as_str() < owner);
-    let len = zone.records[start..].partition_point(|r| r.owner.as_str() == owner);
-    &zone.records[start..start + len]
+    /// Owners sharing their first eight octets are all found, and names
+    /// between them are not.
+    #[test]
+    fn owners_with_equal_keys() {
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        let hosts = ["a", "b", "c", "d", "e", "f", "g"];
+        let mut records: Vec<ZoneRecord> = hosts
+            .iter()
+            .flat_map(|h| {
+                [1, 2].map(|i| {
+                    ZoneRecord::new(
+                        d(&format!("_mimi-ma.{h}.example.com")),
+                        300,
+                        format!("v=mimi1;{i}"),
+                    )
+                })
+            })
+            .chain([ZoneRecord::new(d("_mimi-m.example.com"), 300, "v=mimi1;x")])
+            .collect();
+        records.sort();
+        let zone = Zone {
+            origin: d("example.com"),
+            ttl: 300,
+            soa: Soa {
+                mname: d("ns1.example.com"),
+                rname: d("h.example.com"),
+                serial: 1,
+                refresh: 1,
+                retry: 1,
+                expire: 1,
+                minimum: 1,
+            },
+            ns: vec![d("ns1.example.com")],
+            glue: vec![],
+            records,
+            next_resign: None,
+            transfer: None,
+            cache: Default::default(),
+        };
+        let index = OwnerIndex::new(&zone);
+        for h in hosts {
+            let owner = format!("_mimi-ma.{h}.example.com");
+            let found = index.records_at(&zone, &owner);
+            assert_eq!(found.len(), 2, "{owner}");
+            assert!(found.iter().all(|r| r.owner.as_str() == owner));
+            assert!(index.is_empty_non_terminal(&format!("{h}.example.com")));
+        }
+        assert_eq!(index.records_at(&zone, "_mimi-m.example.com").len(), 1);
+        for missing in [
+            "_mimi-ma.bb.example.com",
+            "_mimi-ma.example.com",
+            "_mimi-ma.z.example.com",
+            "_mimi-ma",
+            "",
+        ] {
+            assert!(index.records_at(&zone, missing).is_empty(), "{missing}");
+        }
+    }
 }

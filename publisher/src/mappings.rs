@@ -83,7 +83,7 @@ pub fn parse(text: &str, path: &Path, region: Option<Region>) -> MappingsFile {
     out
 }
 
-fn parse_line(
+pub(crate) fn parse_line(
     l: &str,
     line: usize,
     path: &Path,

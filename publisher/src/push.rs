@@ -670,14 +670,11 @@ mod tests {
             glue: vec![],
             records: records
                 .iter()
-                .map(|(o, ttl, t)| crate::zone::ZoneRecord {
-                    owner: d(o),
-                    ttl: *ttl,
-                    text: (*t).into(),
-                })
+                .map(|(o, ttl, t)| crate::zone::ZoneRecord::new(d(o), *ttl, *t))
                 .collect(),
             next_resign: None,
             transfer: None,
+            cache: Default::default(),
         }
     }
 

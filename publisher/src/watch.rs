@@ -472,10 +472,14 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
     delay
 }
 
-/// Frees `value` on the blocking pool: dropping a zone of millions of
-/// records takes long enough to delay queries if done on an async thread.
+/// Frees `value` on the blocking pool (dropping a zone of millions of
+/// records takes long enough to delay queries if done on an async thread),
+/// then hands the freed memory back to the system.
 fn drop_off_thread<T: Send + 'static>(value: T) {
-    drop(tokio::task::spawn_blocking(move || drop(value)));
+    drop(tokio::task::spawn_blocking(move || {
+        drop(value);
+        crate::memory::release_free_memory();
+    }));
 }
 
 /// After a failure: the served zone's own re-sign time, but not sooner than

@@ -22,16 +22,109 @@ pub struct Soa {
     pub minimum: u32,
 }
 
-/// One TXT record of a zone: an owner and the record text, which the zone
-/// file writer and the server split into ≤255-octet character-strings.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ZoneRecord {
+/// The content of one TXT record of a zone: an owner and the record text,
+/// which the zone file writer and the server split into ≤255-octet
+/// character-strings.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordData {
     /// Owner name (inside the zone).
     pub owner: DomainName,
     /// TTL in seconds.
     pub ttl: u32,
     /// The mimi record text (`v=mimi1;…;sig=…`).
     pub text: String,
+}
+
+/// One TXT record of a zone, shared: cloning it (from the previous zone
+/// into a rebuilt one) copies a pointer, not the strings. Its fields are
+/// those of [`RecordData`], reached through `Deref` (`record.owner`).
+///
+/// It also carries a key for fast comparisons: the first eight octets of
+/// the owner, which orders like the owner itself, so sorting, merging and
+/// indexing mostly compare integers instead of following pointers.
+#[derive(Clone)]
+pub struct ZoneRecord {
+    key: u64,
+    data: std::sync::Arc<RecordData>,
+}
+
+impl ZoneRecord {
+    /// A record of `text` at `owner`.
+    pub fn new(owner: DomainName, ttl: u32, text: impl Into<String>) -> Self {
+        ZoneRecord {
+            key: owner_key(owner.as_str()),
+            data: std::sync::Arc::new(RecordData {
+                owner,
+                ttl,
+                text: text.into(),
+            }),
+        }
+    }
+
+    /// The owner's ordering key (see [`owner_key`]).
+    pub fn owner_key(&self) -> u64 {
+        self.key
+    }
+
+    /// Whether `self` and `other` are the same shared record (not merely
+    /// equal content).
+    pub fn same(&self, other: &ZoneRecord) -> bool {
+        std::sync::Arc::ptr_eq(&self.data, &other.data)
+    }
+}
+
+/// The first eight octets of `owner`, big-endian, zero-padded: if
+/// `a < b` as strings then `owner_key(a) <= owner_key(b)`.
+pub fn owner_key(owner: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = owner.len().min(8);
+    b[..n].copy_from_slice(&owner.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
+impl std::ops::Deref for ZoneRecord {
+    type Target = RecordData;
+    fn deref(&self) -> &RecordData {
+        &self.data
+    }
+}
+
+impl std::fmt::Debug for ZoneRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.data.fmt(f)
+    }
+}
+
+impl PartialEq for ZoneRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && (self.same(other) || self.data == other.data)
+    }
+}
+
+impl Eq for ZoneRecord {}
+
+impl PartialOrd for ZoneRecord {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ZoneRecord {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key).then_with(|| {
+            if self.same(other) {
+                std::cmp::Ordering::Equal
+            } else {
+                self.data.cmp(&other.data)
+            }
+        })
+    }
+}
+
+impl std::hash::Hash for ZoneRecord {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.data.hash(state);
+    }
 }
 
 /// A complete zone: SOA, NS, certificates and assertions.
@@ -60,6 +153,34 @@ pub struct Zone {
     /// transfer. Not part of the zone's DNS content, but a change of it is
     /// a change of what is served.
     pub transfer: Option<std::sync::Arc<crate::transfer::TransferPolicy>>,
+    /// What the build that made this zone keeps for the next build of the
+    /// same configuration (see [`crate::build`]); not part of the content,
+    /// ignored by comparisons. `Default::default()` when building a zone by
+    /// hand.
+    pub cache: BuildCache,
+}
+
+/// State a build leaves in its zone for the next build: lets a rebuild
+/// parse and sign only what changed. Opaque; always compares equal.
+#[derive(Clone, Default)]
+pub struct BuildCache(pub(crate) Option<std::sync::Arc<crate::build::MappingsCache>>);
+
+impl PartialEq for BuildCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for BuildCache {}
+
+impl std::fmt::Debug for BuildCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BuildCache(..)"
+        } else {
+            "BuildCache(None)"
+        })
+    }
 }
 
 impl Zone {
@@ -73,6 +194,7 @@ impl Zone {
             && a == other.soa
             && self.ns == other.ns
             && self.glue == other.glue
+            && self.records.len() == other.records.len()
             && self.records == other.records
             && self.transfer == other.transfer
     }

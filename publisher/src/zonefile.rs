@@ -12,7 +12,9 @@ use std::path::Path;
 
 use mimi_proto::text::split_txt;
 
-use crate::zone::Zone;
+use rayon::prelude::*;
+
+use crate::zone::{Zone, ZoneRecord};
 
 /// Renders a zone as master-file text. Equal zones give identical bytes.
 pub fn render(zone: &Zone) -> String {
@@ -45,21 +47,45 @@ pub fn render(zone: &Zone) -> String {
             let _ = writeln!(out, "{} {} IN {t} {ip}", host.fqdn(), zone.ttl);
         }
     }
-    for r in &zone.records {
-        let _ = write!(out, "{} {} IN TXT", r.owner.fqdn(), r.ttl);
-        for s in split_txt(&r.text) {
-            out.push_str(" \"");
+    // Records in parallel chunks (a large zone's text is hundreds of MB),
+    // a batch at a time so that the copies in flight stay small.
+    for batch in zone.records.chunks(64 * 1024) {
+        let parts: Vec<String> = batch
+            .par_chunks(2048)
+            .map(|chunk| {
+                let mut out = String::with_capacity(chunk.len() * 300);
+                for r in chunk {
+                    render_record(&mut out, r);
+                }
+                out
+            })
+            .collect();
+        for p in parts {
+            out.push_str(&p);
+        }
+    }
+    out
+}
+
+/// Appends one TXT record's line.
+fn render_record(out: &mut String, r: &ZoneRecord) {
+    out.push_str(r.owner.as_str());
+    let _ = write!(out, ". {} IN TXT", r.ttl);
+    for s in split_txt(&r.text) {
+        out.push_str(" \"");
+        if s.contains(['"', '\\']) {
             for c in s.chars() {
                 if c == '"' || c == '\\' {
                     out.push('\\');
                 }
                 out.push(c);
             }
-            out.push('"');
+        } else {
+            out.push_str(s);
         }
-        out.push('\n');
+        out.push('"');
     }
-    out
+    out.push('\n');
 }
 
 /// Finds the serial in text written by [`render`].
@@ -95,7 +121,7 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::{Soa, ZoneRecord};
+    use crate::zone::Soa;
     use mimi_proto::DomainName;
 
     fn zone(text: &str) -> Zone {
@@ -114,13 +140,10 @@ mod tests {
             },
             ns: vec![d("ns1.example.com")],
             glue: vec![],
-            records: vec![ZoneRecord {
-                owner: d("x._mimi.example.com"),
-                ttl: 300,
-                text: text.to_owned(),
-            }],
+            records: vec![ZoneRecord::new(d("x._mimi.example.com"), 300, text)],
             next_resign: None,
             transfer: None,
+            cache: Default::default(),
         }
     }
 

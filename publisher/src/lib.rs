@@ -6,7 +6,7 @@
 //! ```text
 //!  zone.toml ──► config ──┐
 //!  mappings  ──► mappings ├─► build ──► Zone ──► zonefile (RFC 1035 text)
-//!  presigned ──► presigned│                 └──► serve (hickory-server, hot reload)
+//!  presigned ──► presigned│                 └──► serve (UDP: udp + wire; TCP: hickory-server; hot reload)
 //!  keys      ──► keys ────┘                        ▲
 //!                                        watch ────┘ (notify + re-sign timer)
 //! ```

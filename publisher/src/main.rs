@@ -148,6 +148,10 @@ enum Command {
         /// Address to listen on (UDP and TCP).
         #[arg(long, default_value = "127.0.0.1:5300")]
         listen: SocketAddr,
+        /// Keep each served zone in DIR/<origin>.zone and start from it:
+        /// a restart reuses its signatures and continues its serial.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
 }
 
@@ -346,12 +350,17 @@ fn run(command: Command) -> Result<ExitCode> {
             now_or(now),
             json,
         ),
-        Command::Serve { configs, listen } => {
+        Command::Serve {
+            configs,
+            listen,
+            state_dir,
+        } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
                 serve::ServeOptions {
                     configs,
                     listen,
+                    state_dir,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),
@@ -502,7 +511,12 @@ fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<Exi
             b.set_position(n);
         }
     };
-    let result = build::build_from_path(config, now, None, Some(&progress));
+    // The zone file written last time: its records are reused where their
+    // text would be identical (only new or rolled-over mappings are signed).
+    let kept = std::fs::read_to_string(out)
+        .ok()
+        .and_then(|t| zonefile::parse(&t).ok());
+    let result = build::build_from_path(config, now, kept.as_ref(), Some(&progress));
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

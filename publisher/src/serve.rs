@@ -38,6 +38,7 @@ use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::config::ZoneConfig;
 use crate::problem::Problem;
+use crate::state::StateDir;
 use crate::udp::UdpServer;
 use crate::watch::{self, Reloader};
 use crate::zone::Zone;
@@ -53,6 +54,10 @@ pub struct ServeOptions {
     /// How long the input files must be quiet before a rebuild starts, so
     /// that a file written in several steps is read once, complete.
     pub debounce: Duration,
+    /// Where to keep each served zone (`DIR/<origin>.zone`), so that a
+    /// restart reuses its signatures and continues its serial; `None`
+    /// keeps nothing and builds every zone from scratch at start.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -72,6 +77,7 @@ impl ServeOptions {
             configs,
             listen: Self::DEFAULT_LISTEN,
             debounce: Self::DEFAULT_DEBOUNCE,
+            state_dir: None,
         }
     }
 }
@@ -183,6 +189,8 @@ pub(crate) struct Served {
     current: ArcSwap<Vec<Arc<ServedZone>>>,
     slots: Mutex<Vec<Slot>>,
     events: broadcast::Sender<ReloadEvent>,
+    /// Where installed zones are kept, if anywhere.
+    state: Option<Arc<StateDir>>,
 }
 
 /// A replaced zone and zone list, to be dropped where blocking is fine.
@@ -200,7 +208,7 @@ pub(crate) struct Prepared {
 }
 
 impl Served {
-    fn new(slots: Vec<Slot>) -> Result<Self, ServeError> {
+    fn new(slots: Vec<Slot>, state: Option<Arc<StateDir>>) -> Result<Self, ServeError> {
         let (events, _) = broadcast::channel(256);
         let current =
             zones_of(&slots).map_err(|(first, second, origin)| ServeError::DuplicateOrigin {
@@ -212,6 +220,7 @@ impl Served {
             current: ArcSwap::from_pointee(current),
             slots: Mutex::new(slots),
             events,
+            state,
         })
     }
 
@@ -281,6 +290,9 @@ impl Served {
         match zones_of(&slots) {
             Ok(current) => {
                 let old_current = self.current.swap(Arc::new(current));
+                if let Some(state) = &self.state {
+                    state.save(prepared.zone.clone());
+                }
                 Ok(Retired {
                     _slot: old,
                     _current: old_current,
@@ -454,17 +466,22 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     if opts.configs.is_empty() {
         return Err(ServeError::NoZones);
     }
+    let state = opts.state_dir.clone().map(|d| Arc::new(StateDir::new(d)));
     let builds = opts
         .configs
         .iter()
         .map(|config| {
             let config = config.clone();
+            let state = state.clone();
             tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
-                let inputs = ZoneConfig::load(&config)
-                    .map(|c| c.input_files())
-                    .unwrap_or_default();
-                let output = build_from_path(&config, UnixTime::now(), None, None);
+                let loaded = ZoneConfig::load(&config).ok();
+                let inputs = loaded.as_ref().map(|c| c.input_files()).unwrap_or_default();
+                let kept = state
+                    .as_ref()
+                    .zip(loaded.as_ref())
+                    .and_then(|(s, c)| s.load(&c.origin));
+                let output = build_from_path(&config, UnixTime::now(), kept.as_ref(), None);
                 let output = output.and_then(|o| {
                     let zone = Arc::new(o.zone);
                     ServedZone::new(zone.clone())
@@ -511,7 +528,12 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     }
     crate::memory::release_free_memory();
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
-    let served = Arc::new(Served::new(slots)?);
+    let served = Arc::new(Served::new(slots, state.clone())?);
+    if let Some(state) = &state {
+        for idx in 0..served.len() {
+            state.save(served.current(idx).1);
+        }
+    }
 
     let (udp, tcp) = bind(opts.listen)?;
     let local_addr = udp.local_addr().map_err(|source| ServeError::Bind {

@@ -14,7 +14,7 @@ use mimi_proto::text::split_txt;
 
 use rayon::prelude::*;
 
-use crate::zone::{Zone, ZoneRecord};
+use crate::zone::{Soa, Zone, ZoneRecord};
 
 /// Renders a zone as master-file text. Equal zones give identical bytes.
 pub fn render(zone: &Zone) -> String {
@@ -95,6 +95,159 @@ pub fn read_serial(text: &str) -> Option<u32> {
         .and_then(|s| s.trim().parse().ok())
 }
 
+/// Text that [`parse`] cannot read back: the line (1-based) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ParseError {
+    /// The line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads back a zone written by [`render`]: the SOA, NS, glue and TXT
+/// records, so that a later build (or a restarted server) can reuse the
+/// signatures and continue the serial. Only this writer's layout is
+/// accepted; it is not a general master-file parser. The result has no
+/// transfer policy and no build cache.
+pub fn parse(text: &str) -> Result<Zone, ParseError> {
+    use mimi_proto::DomainName;
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let err = |line: usize, message: String| ParseError { line, message };
+    let name = |line: usize, s: &str| {
+        let bare = s
+            .strip_suffix('.')
+            .ok_or_else(|| err(line, format!("name {s:?} is not absolute")))?;
+        DomainName::parse(bare).map_err(|e| err(line, format!("name {s:?}: {e}")))
+    };
+    let number = |line: usize, s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| err(line, format!("{s:?} is not a number")))
+    };
+    let mut origin = None;
+    let mut soa = None;
+    let mut ns = Vec::new();
+    let mut glue: Vec<(DomainName, Vec<std::net::IpAddr>)> = Vec::new();
+    let mut records = Vec::new();
+    while let Some((n, line)) = lines.next() {
+        if line.is_empty() || line.starts_with(';') {
+            continue;
+        }
+        if let Some(o) = line.strip_prefix("$ORIGIN ") {
+            origin = Some(name(n, o.trim())?);
+            continue;
+        }
+        let mut fields = line.splitn(5, ' ');
+        let (Some(owner), Some(ttl), Some("IN"), Some(rtype), Some(rest)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            return Err(err(n, "expected OWNER TTL IN TYPE DATA".into()));
+        };
+        let owner = name(n, owner)?;
+        let ttl = number(n, ttl)?;
+        match rtype {
+            "TXT" => records.push(ZoneRecord::new(
+                owner,
+                ttl,
+                parse_txt(rest).map_err(|m| err(n, m))?,
+            )),
+            "SOA" => {
+                let head: Vec<&str> = rest.split(' ').collect();
+                let [mname, rname, "("] = head[..] else {
+                    return Err(err(n, "expected SOA MNAME RNAME (".into()));
+                };
+                let (sn, serial_line) = lines
+                    .next()
+                    .ok_or_else(|| err(n, "SOA ends early".into()))?;
+                let serial = serial_line
+                    .trim()
+                    .strip_suffix("; serial")
+                    .ok_or_else(|| err(sn, "expected the serial".into()))?;
+                let (tn, timers) = lines
+                    .next()
+                    .ok_or_else(|| err(sn, "SOA ends early".into()))?;
+                let timers: Vec<&str> = timers.split_whitespace().collect();
+                let [refresh, retry, expire, minimum, ")"] = timers[..] else {
+                    return Err(err(tn, "expected REFRESH RETRY EXPIRE MINIMUM )".into()));
+                };
+                soa = Some((
+                    owner,
+                    ttl,
+                    Soa {
+                        mname: name(n, mname)?,
+                        rname: name(n, rname)?,
+                        serial: number(sn, serial.trim())?,
+                        refresh: number(tn, refresh)?,
+                        retry: number(tn, retry)?,
+                        expire: number(tn, expire)?,
+                        minimum: number(tn, minimum)?,
+                    },
+                ));
+            }
+            "NS" => ns.push(name(n, rest)?),
+            "A" | "AAAA" => {
+                let ip: std::net::IpAddr = rest
+                    .parse()
+                    .map_err(|_| err(n, format!("{rest:?} is not an address")))?;
+                match glue.last_mut() {
+                    Some((host, ips)) if *host == owner => ips.push(ip),
+                    _ => glue.push((owner, vec![ip])),
+                }
+            }
+            other => return Err(err(n, format!("unexpected record type {other}"))),
+        }
+    }
+    let (apex, ttl, soa) = soa.ok_or_else(|| err(0, "no SOA record".into()))?;
+    let origin = origin.unwrap_or_else(|| apex.clone());
+    if apex != origin {
+        return Err(err(0, format!("SOA at {apex}, but the origin is {origin}")));
+    }
+    records.sort();
+    Ok(Zone {
+        origin,
+        ttl,
+        soa,
+        ns,
+        glue,
+        records,
+        next_resign: None,
+        transfer: None,
+        cache: Default::default(),
+    })
+}
+
+/// The text of a TXT record's data as [`render_record`] writes it: quoted
+/// strings separated by single spaces, `"` and `\` escaped.
+fn parse_txt(data: &str) -> Result<String, String> {
+    let mut text = String::with_capacity(data.len());
+    let mut chars = data.chars().peekable();
+    loop {
+        if chars.next() != Some('"') {
+            return Err("expected a quoted string".into());
+        }
+        loop {
+            match chars.next() {
+                Some('"') => break,
+                Some('\\') => match chars.next() {
+                    Some(c @ ('"' | '\\')) => text.push(c),
+                    _ => return Err("unexpected escape in TXT data".into()),
+                },
+                Some(c) => text.push(c),
+                None => return Err("unterminated string in TXT data".into()),
+            }
+        }
+        match chars.next() {
+            None => return Ok(text),
+            Some(' ') => {}
+            Some(_) => return Err("expected a space between strings".into()),
+        }
+    }
+}
+
 /// Writes `text` to `path` atomically: a temporary file in the same
 /// directory, flushed to disk, then renamed over the target. Readers (and a
 /// DNS server reloading the file) see the old or the new zone, never half.
@@ -121,7 +274,6 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::Soa;
     use mimi_proto::DomainName;
 
     fn zone(text: &str) -> Zone {
@@ -155,6 +307,39 @@ mod tests {
         let line = out.lines().last().unwrap();
         assert!(line.starts_with("x._mimi.example.com. 300 IN TXT \"v=mimi1;s=im:a\\\"b\\\\c;"));
         assert_eq!(line.matches("\" \"").count(), 1, "{line}");
+    }
+
+    #[test]
+    fn parse_reads_back_what_render_writes() {
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        let long = format!("v=mimi1;s=im:a\"b\\c;{}", "p".repeat(600));
+        let mut z = zone(&long);
+        z.glue = vec![(
+            d("ns1.example.com"),
+            vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+        )];
+        z.records
+            .push(ZoneRecord::new(d("_mimi-ma.example.com"), 600, "v=mimi1;c"));
+        z.records.sort();
+        let text = render(&z);
+        let back = parse(&text).unwrap();
+        assert_eq!(back, z);
+        assert!(back.same_content(&z) && back.soa.serial == 42);
+        assert_eq!(render(&back), text);
+
+        // Anything else is refused with its line.
+        let bad = text.replace("IN NS", "IN MX");
+        assert_eq!(parse(&bad).unwrap_err().line, 6);
+        let bad = text.replace("\" \"", "\"\"");
+        assert!(
+            parse(&bad).unwrap_err().message.contains("space"),
+            "{:?}",
+            parse(&bad)
+        );
+        let bad = text.replace(" ; serial", "");
+        assert_eq!(parse(&bad).unwrap_err().line, 4);
+        assert!(parse("").is_err());
+        assert!(parse("x. 300 IN TXT \"unterminated").is_err());
     }
 
     #[test]

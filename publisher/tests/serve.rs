@@ -78,6 +78,7 @@ fn options(f: &Fixture) -> ServeOptions {
         configs: vec![f.config.clone()],
         listen: "127.0.0.1:0".parse().unwrap(),
         debounce: Duration::from_millis(200),
+        state_dir: None,
     }
 }
 
@@ -563,4 +564,86 @@ async fn busy_port_is_a_bind_error() {
             .contains(&taken.local_addr().unwrap().to_string()),
         "{err}"
     );
+}
+
+/// With a state directory, the served zone is kept on disk and a restart
+/// continues from it: same content, same serial (even one above what a
+/// fresh build would choose), and the records keep being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_continues_from_the_kept_zone() {
+    init_tracing();
+    let f = fixture("alice@example.com,mimi://chat.example.org/u/alice\nbob@example.com,mimi://chat.example.org/u/bob\n");
+    let state = f._dir.path().join("state");
+    let kept = state.join("example.com.zone");
+    let opts = ServeOptions {
+        state_dir: Some(state.clone()),
+        ..options(&f)
+    };
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = serve::start(opts.clone()).await.unwrap();
+        let serial = server.serial(&f.origin).unwrap();
+        eventually("the served zone is kept", || {
+            let kept = kept.clone();
+            async move {
+                std::fs::read_to_string(&kept)
+                    .ok()
+                    .and_then(|t| mimi_publisher::zonefile::read_serial(&t))
+                    == Some(serial)
+            }
+        })
+        .await;
+        shutdown_quickly(server).await;
+
+        // Say the last serial served before the restart was well above
+        // the one a fresh build picks (several changes within a second).
+        let text = std::fs::read_to_string(&kept).unwrap();
+        let ahead = serial + 1000;
+        std::fs::write(
+            &kept,
+            text.replace(&format!("{serial} ; serial"), &format!("{ahead} ; serial")),
+        )
+        .unwrap();
+        let server = serve::start(opts.clone()).await.unwrap();
+        assert_eq!(server.serial(&f.origin), Some(ahead), "serial continues");
+        let mut client = udp_client(server.local_addr()).await;
+        let texts = texts(&mut client, &name_of("bob@example.com", &f.origin)).await;
+        assert_eq!(texts.len(), 1);
+        check_assertion(
+            &f,
+            &texts[0],
+            "bob@example.com",
+            "mimi://chat.example.org/u/bob",
+        );
+
+        // A change goes on from there, and is kept too.
+        replace_by_rename(
+            &f.mappings,
+            "alice@example.com,mimi://chat.example.org/u/alice\n",
+        );
+        let zone_serial = |server: &RunningServer| server.serial(&f.origin);
+        eventually("the change is served", || async {
+            zone_serial(&server) == Some(ahead + 1)
+        })
+        .await;
+        eventually("the change is kept", || {
+            let kept = kept.clone();
+            async move {
+                std::fs::read_to_string(&kept)
+                    .ok()
+                    .and_then(|t| mimi_publisher::zonefile::read_serial(&t))
+                    == Some(ahead + 1)
+            }
+        })
+        .await;
+        shutdown_quickly(server).await;
+
+        // A kept file that does not read back is ignored: the zone is
+        // built from scratch.
+        std::fs::write(&kept, "garbage").unwrap();
+        let server = serve::start(opts).await.unwrap();
+        assert!(server.serial(&f.origin).unwrap() < ahead);
+        shutdown_quickly(server).await;
+    })
+    .await
+    .expect("test timed out");
 }

@@ -113,5 +113,5 @@ impl StateDir {
 
 fn write(dir: &Path, path: &Path, zone: &Zone) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    zonefile::write_atomically(path, &zonefile::render(zone))
+    zonefile::write_zone_atomically(path, zone)
 }

@@ -18,7 +18,15 @@ use crate::zone::{Soa, Zone, ZoneRecord};
 
 /// Renders a zone as master-file text. Equal zones give identical bytes.
 pub fn render(zone: &Zone) -> String {
-    let mut out = String::with_capacity(128 + zone.records.len() * 300);
+    let mut out = Vec::with_capacity(128 + zone.records.len() * 300);
+    render_to(zone, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("zone text is UTF-8")
+}
+
+/// Writes the text of [`render`] to `w` a batch of records at a time, so
+/// that a zone of millions of records is never held as one string.
+pub fn render_to(zone: &Zone, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    let mut out = String::with_capacity(4096);
     let origin = zone.origin.fqdn();
     let soa = &zone.soa;
     let _ = writeln!(
@@ -47,8 +55,9 @@ pub fn render(zone: &Zone) -> String {
             let _ = writeln!(out, "{} {} IN {t} {ip}", host.fqdn(), zone.ttl);
         }
     }
-    // Records in parallel chunks (a large zone's text is hundreds of MB),
-    // a batch at a time so that the copies in flight stay small.
+    w.write_all(out.as_bytes())?;
+    // Records in parallel chunks, a batch at a time so that the text in
+    // flight stays small.
     for batch in zone.records.chunks(64 * 1024) {
         let parts: Vec<String> = batch
             .par_chunks(2048)
@@ -61,10 +70,10 @@ pub fn render(zone: &Zone) -> String {
             })
             .collect();
         for p in parts {
-            out.push_str(&p);
+            w.write_all(p.as_bytes())?;
         }
     }
-    out
+    Ok(())
 }
 
 /// Appends one TXT record's line.
@@ -252,6 +261,23 @@ fn parse_txt(data: &str) -> Result<String, String> {
 /// directory, flushed to disk, then renamed over the target. Readers (and a
 /// DNS server reloading the file) see the old or the new zone, never half.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    write_atomically_with(path, |f| f.write_all(text.as_bytes()))
+}
+
+/// Writes `zone` to `path` atomically (as [`write_atomically`]), rendering
+/// it straight into the file.
+pub fn write_zone_atomically(path: &Path, zone: &Zone) -> std::io::Result<()> {
+    write_atomically_with(path, |f| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        render_to(zone, &mut w)?;
+        w.flush()
+    })
+}
+
+fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -259,7 +285,7 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".mimi-zone-")
         .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
+    write(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     #[cfg(unix)]
     {
@@ -326,6 +352,10 @@ mod tests {
         assert_eq!(back, z);
         assert!(back.same_content(&z) && back.soa.serial == 42);
         assert_eq!(render(&back), text);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.zone");
+        write_zone_atomically(&p, &z).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
 
         // Anything else is refused with its line.
         let bad = text.replace("IN NS", "IN MX");

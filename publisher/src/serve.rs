@@ -482,6 +482,9 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                     .zip(loaded.as_ref())
                     .and_then(|(s, c)| s.load(&c.origin));
                 let output = build_from_path(&config, UnixTime::now(), kept.as_ref(), None);
+                // A build keeps the serial only for the same content: then
+                // the kept file already holds this zone.
+                let kept_serial = kept.map(|k| k.soa.serial);
                 let output = output.and_then(|o| {
                     let zone = Arc::new(o.zone);
                     ServedZone::new(zone.clone())
@@ -490,15 +493,16 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                             problems: vec![Problem::in_file(&config, message)],
                         })
                 });
-                (config, inputs, output, started.elapsed())
+                (config, inputs, output, kept_serial, started.elapsed())
             })
         })
         .collect::<Vec<_>>();
     let mut slots = Vec::with_capacity(builds.len());
     let mut inputs = Vec::with_capacity(builds.len());
+    let mut already_kept = Vec::with_capacity(builds.len());
     let mut first_error = None;
     for b in builds {
-        let (config, files, output, elapsed) = b.await?;
+        let (config, files, output, kept_serial, elapsed) = b.await?;
         match output {
             Ok((zone, warnings, served)) => {
                 log_warnings(&zone.origin, &warnings);
@@ -511,6 +515,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                     "zone loaded"
                 );
                 inputs.push(files);
+                already_kept.push(kept_serial == Some(zone.soa.serial));
                 slots.push(Slot {
                     config,
                     zone,
@@ -530,8 +535,10 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
     let served = Arc::new(Served::new(slots, state.clone())?);
     if let Some(state) = &state {
-        for idx in 0..served.len() {
-            state.save(served.current(idx).1);
+        for (idx, kept) in already_kept.into_iter().enumerate() {
+            if !kept {
+                state.save(served.current(idx).1);
+            }
         }
     }
 

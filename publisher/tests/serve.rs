@@ -582,14 +582,13 @@ async fn restart_continues_from_the_kept_zone() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let server = serve::start(opts.clone()).await.unwrap();
         let serial = server.serial(&f.origin).unwrap();
-        eventually("the served zone is kept", || {
-            let kept = kept.clone();
-            async move {
-                std::fs::read_to_string(&kept)
-                    .ok()
-                    .and_then(|t| mimi_publisher::zonefile::read_serial(&t))
-                    == Some(serial)
-            }
+        let kept_serial = || {
+            std::fs::read_to_string(&kept)
+                .ok()
+                .and_then(|t| mimi_publisher::zonefile::read_serial(&t))
+        };
+        eventually("the served zone is kept", || async {
+            kept_serial() == Some(serial)
         })
         .await;
         shutdown_quickly(server).await;
@@ -625,14 +624,8 @@ async fn restart_continues_from_the_kept_zone() {
             zone_serial(&server) == Some(ahead + 1)
         })
         .await;
-        eventually("the change is kept", || {
-            let kept = kept.clone();
-            async move {
-                std::fs::read_to_string(&kept)
-                    .ok()
-                    .and_then(|t| mimi_publisher::zonefile::read_serial(&t))
-                    == Some(ahead + 1)
-            }
+        eventually("the change is kept", || async {
+            kept_serial() == Some(ahead + 1)
         })
         .await;
         shutdown_quickly(server).await;

@@ -89,6 +89,13 @@ impl Label {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The shard of this label (SPEC §3): its first two characters, one of
+    /// 1024 values. Discovery names carry it as their own DNS label so that
+    /// an operator can delegate each shard to another zone.
+    pub fn shard(&self) -> &str {
+        &self.0[..2]
+    }
 }
 
 impl fmt::Display for Label {

@@ -77,7 +77,7 @@ impl DomainName {
     }
 
     fn check(name: String) -> Result<Self, NameError> {
-        if name.len() > 253 {
+        if name.len() > MAX_NAME_LEN {
             return Err(NameError::TooLong);
         }
         for label in name.split('.') {
@@ -213,15 +213,34 @@ impl std::str::FromStr for AuthorityName {
     }
 }
 
-/// `<label>._mimi.<zone>`: where the assertions for one SII are published
-/// in one zone (SPEC §3).
-pub fn discovery_name(label: &Label, zone: &DomainName) -> DomainName {
-    // A label is 52 octets; `_mimi` 5; the name can exceed 253 octets only
-    // for zones longer than 194 octets, which no configuration should use,
-    // but stay total: such a name is built unchecked and rejected by DNS
-    // libraries downstream with their own error.
-    DomainName(format!("{}._mimi.{}", label.as_str(), zone.as_str()))
+/// `<label>.<shard>._mimi.<zone>`: where the assertions for one SII are
+/// published in one zone (SPEC §3).
+///
+/// Fails with [`NameError::TooLong`] when the name would exceed 253 octets,
+/// which happens for zones longer than 191 octets (an SII on a very long
+/// domain): such a name cannot be put in a DNS message, a zone file or a
+/// transfer, so callers must treat it as an input error, never build it.
+pub fn discovery_name(label: &Label, zone: &DomainName) -> Result<DomainName, NameError> {
+    let name = format!(
+        "{}.{}._mimi.{}",
+        label.as_str(),
+        label.shard(),
+        zone.as_str()
+    );
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    Ok(DomainName(name))
 }
+
+/// `<shard>._mimi.<zone>`: the node a zone operator delegates to move one
+/// of the 1024 shards of a zone to another server (SPEC §3).
+pub fn shard_name(shard: &str, zone: &DomainName) -> Result<DomainName, NameError> {
+    zone.prepend(&format!("{shard}._mimi"))
+}
+
+/// The longest name (without its trailing dot) that fits in DNS.
+pub const MAX_NAME_LEN: usize = 253;
 
 /// The `_mimi` subtree of a zone, `_mimi.<zone>`.
 pub fn mimi_subtree(zone: &DomainName) -> DomainName {
@@ -300,6 +319,33 @@ mod tests {
                 .fqdn(),
             "_mimi-ma.ma.example.net."
         );
+    }
+
+    #[test]
+    fn discovery_names_carry_the_shard_and_fit_in_dns() {
+        let label = crate::SiiHash::of_canonical("mailto:alice@example.com").label();
+        let zone = DomainName::parse("example.com").unwrap();
+        assert_eq!(
+            discovery_name(&label, &zone).unwrap().fqdn(),
+            "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg.3b._mimi.example.com."
+        );
+        assert_eq!(
+            shard_name(label.shard(), &zone).unwrap().as_str(),
+            "3b._mimi.example.com"
+        );
+        // 52 + 1 + 2 + 1 + 5 + 1 = 62 octets before the zone: 191 octets of
+        // zone is the most that fits.
+        let fits = DomainName::parse(&format!(
+            "{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63)
+        ))
+        .unwrap();
+        assert_eq!(fits.as_str().len(), 191);
+        assert_eq!(discovery_name(&label, &fits).unwrap().as_str().len(), 253);
+        let too_long = fits.prepend("d").unwrap();
+        assert_eq!(discovery_name(&label, &too_long), Err(NameError::TooLong));
     }
 
     #[test]

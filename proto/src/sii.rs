@@ -175,24 +175,32 @@ fn parse_email(original: &str, addr: &str) -> Result<Sii, SiiError> {
     if local.len() > 64 {
         return Err(SiiError::BadLocalPart("longer than 64 octets"));
     }
-    let bad_domain = |why: &str| SiiError::BadDomain {
+    let domain_name = canonical_domain(domain).map_err(|why| SiiError::BadDomain {
         domain: domain.to_owned(),
-        why: why.to_owned(),
-    };
-    let trimmed = domain.strip_suffix('.').unwrap_or(domain);
-    if trimmed.is_empty() {
-        return Err(bad_domain("empty"));
-    }
-    let ascii = idna::domain_to_ascii_strict(trimmed)
-        .map_err(|_| bad_domain("not a valid (internationalized) domain name"))?;
-    let domain_name = DomainName::parse(&ascii).map_err(|e| bad_domain(&e.to_string()))?;
-    if domain_name.label_count() < 2 {
-        return Err(bad_domain("needs at least two labels"));
-    }
+        why,
+    })?;
     Ok(Sii::Email {
         canonical: format!("mailto:{local}@{}", domain_name.as_str()),
         domain: domain_name,
     })
+}
+
+/// The §1 domain rules, shared by email domains and SSI provider hosts
+/// (SPEC §5): one trailing dot removed, UTS #46 to A-labels with STD3 ASCII
+/// rules (so `_` is refused), lowercase, at least two labels of 1–63 octets,
+/// at most 253 octets. The error says which rule failed.
+pub(crate) fn canonical_domain(domain: &str) -> Result<DomainName, String> {
+    let trimmed = domain.strip_suffix('.').unwrap_or(domain);
+    if trimmed.is_empty() {
+        return Err("empty".to_owned());
+    }
+    let ascii = idna::domain_to_ascii_strict(trimmed)
+        .map_err(|_| "not a valid (internationalized) domain name".to_owned())?;
+    let domain_name = DomainName::parse(&ascii).map_err(|e| e.to_string())?;
+    if domain_name.label_count() < 2 {
+        return Err("needs at least two labels".to_owned());
+    }
+    Ok(domain_name)
 }
 
 fn parse_tel(original: &str, number: &str, region: Option<Region>) -> Result<Sii, SiiError> {

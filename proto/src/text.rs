@@ -62,8 +62,9 @@ pub enum RecordError {
     /// A required field is missing.
     #[error("required field {0:?} is missing")]
     Missing(&'static str),
-    /// `t` or `x` is not a decimal without leading zeros.
-    #[error("field {0} is not Unix seconds in decimal without leading zeros")]
+    /// `t` or `x` is not a decimal without leading zeros, or is above
+    /// 253402300799 (9999-12-31T23:59:59Z).
+    #[error("field {0} is not Unix seconds in decimal without leading zeros, at most 253402300799 (year 9999)")]
     BadTime(&'static str),
     /// `x <= t`.
     #[error("expiry x={x} is not after t={t}")]
@@ -195,9 +196,12 @@ fn parse_time(v: &str, key: &'static str) -> Result<UnixTime, RecordError> {
     if !ok {
         return Err(RecordError::BadTime(key));
     }
-    v.parse::<u64>()
-        .map(UnixTime)
-        .map_err(|_| RecordError::BadTime(key))
+    // A value longer than the maximum's 12 digits is out of range whatever
+    // it says; checking the length first keeps the parse from overflowing.
+    match v.parse::<u64>() {
+        Ok(secs) if v.len() <= 12 && secs <= UnixTime::MAX_RECORD.0 => Ok(UnixTime(secs)),
+        _ => Err(RecordError::BadTime(key)),
+    }
 }
 
 fn decode_signature(s: &str) -> Result<Signature, RecordError> {
@@ -304,6 +308,21 @@ mod tests {
         );
         assert_eq!(
             w("1", "99999999999999999999999"),
+            Err(RecordError::BadTime("x"))
+        );
+        // SPEC §4: at most 253402300799 (9999-12-31T23:59:59Z).
+        assert!(w("1", "253402300799").is_ok());
+        assert_eq!(w("1", "253402300800"), Err(RecordError::BadTime("x")));
+        assert_eq!(
+            w("300000000000", "300000000001"),
+            Err(RecordError::BadTime("t"))
+        );
+        assert_eq!(
+            w("1", &u64::MAX.to_string()),
+            Err(RecordError::BadTime("x"))
+        );
+        assert_eq!(
+            w("1", &(i64::MAX as u64 + 1).to_string()),
             Err(RecordError::BadTime("x"))
         );
     }

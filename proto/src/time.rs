@@ -15,6 +15,11 @@ use std::fmt;
 pub struct UnixTime(pub u64);
 
 impl UnixTime {
+    /// The latest time a record may carry (SPEC §4): 9999-12-31T23:59:59Z.
+    /// Every `UnixTime` parsed from a record is at most this, so formatting
+    /// it as a calendar date and converting it to `i64` cannot fail.
+    pub const MAX_RECORD: UnixTime = UnixTime(253_402_300_799);
+
     /// The current system time (saturating at the epoch for clocks set before 1970).
     pub fn now() -> Self {
         let secs = std::time::SystemTime::now()

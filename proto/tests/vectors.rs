@@ -68,13 +68,13 @@ fn canonical_vectors() {
         );
         let home = home_zone(&sii, Some(&root)).unwrap();
         assert_eq!(
-            discovery_name(&sii.label(), &home).fqdn(),
+            discovery_name(&sii.label(), &home).unwrap().fqdn(),
             case["home_name"].as_str().unwrap()
         );
         if let Some(z) = case["distribution_zone"].as_str() {
             let zone = DomainName::parse(z).unwrap();
             assert_eq!(
-                discovery_name(&sii.label(), &zone).fqdn(),
+                discovery_name(&sii.label(), &zone).unwrap().fqdn(),
                 case["distribution_name"].as_str().unwrap()
             );
         }
@@ -173,7 +173,8 @@ fn assertion_vectors_are_reproduced_byte_for_byte() {
         let other = SiiHash::of_canonical("mailto:mallory@example.com");
         assert!(made.verify(&other, &pk).is_err());
         let owner = a["owner"].as_str().unwrap();
-        assert!(owner.starts_with(&format!("{}._mimi.", sii.label())));
+        let label = sii.label();
+        assert!(owner.starts_with(&format!("{label}.{}._mimi.", label.shard())));
     }
 }
 
@@ -192,8 +193,32 @@ fn invalid_record_vectors_fail_signature_or_grammar_where_that_is_the_reason() {
         if why.contains("signature") || why.contains("flipped") {
             assert!(res.is_err(), "{why}");
         }
+        if why.contains("time out of range") || why.contains("not allowed in a URI") {
+            let e = Assertion::parse(case["text"].as_str().unwrap()).expect_err(why);
+            assert!(!e.to_string().is_empty());
+        }
         if why.starts_with("x not after t") {
             assert!(res.unwrap_err().contains("not after"), "{why}");
         }
+    }
+}
+
+#[test]
+fn ssi_vectors_give_the_provider_host_or_none() {
+    let v = load("ssi.json");
+    let cases = v["provider_hosts"].as_array().unwrap();
+    assert!(cases.len() >= 18);
+    for case in cases {
+        let text = case["ssi"].as_str().unwrap();
+        let ssi = Ssi::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        let host = ssi.provider_host().map(|h| h.as_str().to_owned());
+        assert_eq!(host.as_deref(), case["provider_host"].as_str(), "{text:?}");
+    }
+    let invalid = v["invalid"].as_array().unwrap();
+    assert!(!invalid.is_empty());
+    for case in invalid {
+        let text = case["ssi"].as_str().unwrap();
+        let why = case["why"].as_str().unwrap();
+        assert!(Ssi::parse(text).is_err(), "{text:?} ({why}) was accepted");
     }
 }

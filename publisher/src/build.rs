@@ -94,13 +94,20 @@ fn strip_path(msg: &str, path: &Path) -> String {
 /// Where an SII's records go in this zone, or why they cannot.
 fn owner_for(config: &ZoneConfig, sii: &Sii) -> Result<DomainName, String> {
     let label = sii.label();
+    let too_long = |zone: &DomainName| {
+        format!(
+            "{sii}: its discovery name in zone {zone} would be longer than 253 octets, which DNS cannot carry"
+        )
+    };
     match config.role {
-        ZoneRole::Distribution => Ok(discovery_name(&label, &config.origin)),
+        ZoneRole::Distribution => {
+            discovery_name(&label, &config.origin).map_err(|_| too_long(&config.origin))
+        }
         ZoneRole::Home => {
             let home = home_zone(sii, config.tel_root.as_ref()).ok_or_else(|| {
                 format!("{sii}: a telephone number in a home zone needs tel_root in the zone configuration")
             })?;
-            let name = discovery_name(&label, &home);
+            let name = discovery_name(&label, &home).map_err(|_| too_long(&home))?;
             if name.is_within(&config.origin) {
                 Ok(name)
             } else {

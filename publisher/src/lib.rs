@@ -26,6 +26,7 @@ pub mod presigned;
 pub mod problem;
 pub mod push;
 pub mod serve;
+pub mod shrink;
 mod state;
 pub mod transfer;
 pub mod tsig;

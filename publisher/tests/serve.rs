@@ -88,7 +88,7 @@ fn sii(s: &str) -> Sii {
 
 /// The discovery name of `s` in zone `origin`, as a DNS name.
 fn name_of(s: &str, origin: &DomainName) -> Name {
-    Name::from_str(&discovery_name(&sii(s).label(), origin).fqdn()).unwrap()
+    Name::from_str(&discovery_name(&sii(s).label(), origin).unwrap().fqdn()).unwrap()
 }
 
 fn long_ssi() -> String {

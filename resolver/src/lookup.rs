@@ -127,12 +127,39 @@ pub fn discovery_names(
     };
     let mut names: Vec<DomainName> = Vec::new();
     for zone in homes.iter().chain(distribution_zones) {
-        let n = discovery_name(&label, zone);
+        // A name over 253 octets cannot be asked for; `unqueryable_zones`
+        // reports those zones.
+        let Ok(n) = discovery_name(&label, zone) else {
+            continue;
+        };
         if !names.contains(&n) {
             names.push(n);
         }
     }
     names
+}
+
+/// The zones among those [`discovery_names`] would consult whose discovery
+/// name for `sii` would be longer than 253 octets (an SII on a very long
+/// domain), so that a lookup can say why it did not query them.
+pub fn unqueryable_zones(
+    sii: &Sii,
+    home_lookup: bool,
+    tel_roots: &[DomainName],
+    distribution_zones: &[DomainName],
+) -> Vec<DomainName> {
+    let label = sii.label();
+    let homes = if home_lookup {
+        home_zones(sii, tel_roots)
+    } else {
+        Vec::new()
+    };
+    homes
+        .iter()
+        .chain(distribution_zones)
+        .filter(|zone| discovery_name(&label, zone).is_err())
+        .cloned()
+        .collect()
 }
 
 struct CachedCertificates {
@@ -233,7 +260,19 @@ impl Resolver {
     /// tests and for checking what a client would see at another time).
     pub async fn lookup_at(&self, sii: &Sii, now: UnixTime) -> Result<Resolution, LookupError> {
         let names = self.names(sii);
+        let mut errors: Vec<String> = unqueryable_zones(
+            sii,
+            self.options.home_lookup,
+            &self.options.tel_roots,
+            &self.options.distribution_zones,
+        )
+        .into_iter()
+        .map(|zone| format!("{zone}: not queried: the discovery name of {sii} there would be longer than 253 octets"))
+        .collect();
         if names.is_empty() {
+            if !errors.is_empty() {
+                return Err(LookupError::Dns(errors));
+            }
             let hint = if sii.is_tel() {
                 " or a telephone root"
             } else {
@@ -244,7 +283,6 @@ impl Resolver {
         debug!(sii = %sii, names = ?names, "querying discovery names");
         let answers = join_all(names.iter().map(|n| self.query_txt(n))).await;
         let mut sources = Vec::new();
-        let mut errors = Vec::new();
         for (name, answer) in names.iter().zip(answers) {
             match answer {
                 Ok((texts, _ttl)) => sources.push(SourceRecords {

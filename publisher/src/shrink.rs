@@ -1,0 +1,276 @@
+//! The shrink guard: a new zone that would drop a large share of the
+//! assertions of the zone it replaces is held back until an operator
+//! confirms it.
+//!
+//! Why: the commonest way to lose published data is not a malformed input
+//! (the build refuses those) but a well-formed one that is wrong: a mappings
+//! file truncated by a script, an export that ran against an empty database,
+//! a file replaced while still being written. Each builds cleanly into a
+//! zone with few or no assertions, which is then served, NOTIFYed to every
+//! secondary and cached by resolvers. Refusing large drops by default, and
+//! saying so, turns that into a log line and a kept zone.
+//!
+//! An assertion is identified by what it asserts, `(owner, a=, s=)`, not by
+//! its text: re-signing changes `t`, `x` and `sig` but removes nothing.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::zone::ZoneRecord;
+
+/// The largest share of a zone's assertions that a new zone may remove
+/// without confirmation. The default is 10%; a new zone without any
+/// assertions is refused whenever the old one had some, whatever the limit
+/// (unless the guard is off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShrinkLimit {
+    /// Share in `[0, 1]`; `None` turns the guard off (`max_shrink = "100%"`
+    /// or `--allow-shrink`).
+    share: Option<f64>,
+}
+
+impl Default for ShrinkLimit {
+    fn default() -> Self {
+        ShrinkLimit { share: Some(0.10) }
+    }
+}
+
+/// Why a shrink limit was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("max_shrink {0:?} is not a percentage from 0% to 100% (like \"10%\")")]
+pub struct ShrinkLimitError(String);
+
+impl ShrinkLimit {
+    /// No limit: every new zone is installed (the operator confirmed).
+    pub const OFF: ShrinkLimit = ShrinkLimit { share: None };
+
+    /// Parses `"10%"`, `"0%"`, `"12.5%"` or `"100%"` (which turns the guard
+    /// off).
+    pub fn parse(s: &str) -> Result<Self, ShrinkLimitError> {
+        let bad = || ShrinkLimitError(s.to_owned());
+        let pct: f64 = s
+            .trim()
+            .strip_suffix('%')
+            .ok_or_else(bad)?
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
+        if !(0.0..=100.0).contains(&pct) {
+            return Err(bad());
+        }
+        if pct >= 100.0 {
+            return Ok(Self::OFF);
+        }
+        Ok(ShrinkLimit {
+            share: Some(pct / 100.0),
+        })
+    }
+
+    /// Whether the guard is off.
+    pub fn is_off(&self) -> bool {
+        self.share.is_none()
+    }
+}
+
+impl fmt::Display for ShrinkLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.share {
+            None => f.write_str("100%"),
+            Some(s) => write!(f, "{}%", s * 100.0),
+        }
+    }
+}
+
+/// How a new zone's assertions compare with the old zone's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shrink {
+    /// Assertions in the old zone.
+    pub before: usize,
+    /// Assertions in the new zone.
+    pub after: usize,
+    /// Assertions of the old zone that the new one no longer has.
+    pub removed: usize,
+}
+
+/// A new zone that the guard holds back.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "the new zone would remove {removed} of the {before} published assertions ({pct:.1}%, {after} left), more than max_shrink = {limit} allows; the previous zone stays published. If this is intended, confirm it (--allow-shrink, or max_shrink in the zone configuration); if a file was being rewritten in place, replace it atomically instead (write a new file, then rename it)",
+    removed = .shrink.removed,
+    before = .shrink.before,
+    after = .shrink.after,
+    pct = .shrink.removed_share() * 100.0,
+)]
+pub struct ShrinkRefused {
+    /// The comparison.
+    pub shrink: Shrink,
+    /// The limit it broke.
+    pub limit: ShrinkLimit,
+}
+
+/// The identity of an assertion: owner, authority, SSI.
+fn identity(r: &ZoneRecord) -> Option<(&str, &str, &str)> {
+    if !is_assertion(r) {
+        return None;
+    }
+    let mut a = None;
+    let mut s = None;
+    for field in r.text.split(';') {
+        if let Some(v) = field.strip_prefix("a=") {
+            a = Some(v);
+        } else if let Some(v) = field.strip_prefix("s=") {
+            s = Some(v);
+        }
+    }
+    Some((r.owner.as_str(), a?, s?))
+}
+
+/// Whether a record is an assertion (a mimi record at a discovery name),
+/// as opposed to a certificate at `_mimi-ma.…`.
+fn is_assertion(r: &ZoneRecord) -> bool {
+    r.text.starts_with("v=mimi1;") && !r.owner.as_str().starts_with("_mimi-ma.")
+}
+
+impl Shrink {
+    /// Compares the assertions of `old` with those of `new`.
+    pub fn between(old: &[ZoneRecord], new: &[ZoneRecord]) -> Shrink {
+        let kept: HashSet<_> = new.iter().filter_map(identity).collect();
+        let mut before = 0;
+        let mut removed = 0;
+        for id in old.iter().filter_map(identity) {
+            before += 1;
+            if !kept.contains(&id) {
+                removed += 1;
+            }
+        }
+        Shrink {
+            before,
+            after: new.iter().filter(|r| is_assertion(r)).count(),
+            removed,
+        }
+    }
+
+    /// `removed / before` (0 for an old zone without assertions).
+    pub fn removed_share(&self) -> f64 {
+        if self.before == 0 {
+            0.0
+        } else {
+            self.removed as f64 / self.before as f64
+        }
+    }
+
+    /// Whether `limit` lets the new zone replace the old one.
+    pub fn check(self, limit: ShrinkLimit) -> Result<(), ShrinkRefused> {
+        let Some(share) = limit.share else {
+            return Ok(());
+        };
+        let emptied = self.before > 0 && self.after == 0;
+        if emptied || self.removed_share() > share {
+            return Err(ShrinkRefused {
+                shrink: self,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mimi_proto::DomainName;
+
+    fn rec(owner: &str, a: &str, s: &str, t: u32) -> ZoneRecord {
+        ZoneRecord::new(
+            DomainName::parse(owner).unwrap(),
+            300,
+            format!("v=mimi1;a={a};k=x;s={s};t={t};x={};sig=y", t + 1),
+        )
+    }
+
+    fn zone(n: usize, t: u32) -> Vec<ZoneRecord> {
+        (0..n)
+            .map(|i| {
+                rec(
+                    &format!("l{i}.l._mimi.example.com"),
+                    "ma.example",
+                    "im:a@b.example",
+                    t,
+                )
+            })
+            .chain([rec(
+                "_mimi-ma.ma.example",
+                "ma.example",
+                "im:x@y.example",
+                t,
+            )])
+            .collect()
+    }
+
+    #[test]
+    fn limits_parse() {
+        assert_eq!(ShrinkLimit::parse("10%").unwrap(), ShrinkLimit::default());
+        assert!(ShrinkLimit::parse("100%").unwrap().is_off());
+        assert!(!ShrinkLimit::parse("0%").unwrap().is_off());
+        for bad in ["10", "-1%", "101%", "x%", ""] {
+            assert!(ShrinkLimit::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn re_signing_removes_nothing() {
+        let s = Shrink::between(&zone(100, 1), &zone(100, 2));
+        assert_eq!(
+            s,
+            Shrink {
+                before: 100,
+                after: 100,
+                removed: 0
+            }
+        );
+        assert!(s.check(ShrinkLimit::default()).is_ok());
+    }
+
+    #[test]
+    fn small_drops_pass_large_ones_and_emptying_do_not() {
+        let old = zone(100, 1);
+        assert!(Shrink::between(&old, &zone(90, 1))
+            .check(ShrinkLimit::default())
+            .is_ok());
+        let e = Shrink::between(&old, &zone(89, 1))
+            .check(ShrinkLimit::default())
+            .unwrap_err();
+        assert_eq!(e.shrink.removed, 11);
+        assert!(e.to_string().contains("remove 11 of the 100"), "{e}");
+        // The certificate alone left: emptied, refused even at 99%.
+        let only_cert = zone(0, 1);
+        assert!(Shrink::between(&old, &only_cert)
+            .check(ShrinkLimit::parse("99%").unwrap())
+            .is_err());
+        assert!(Shrink::between(&old, &only_cert)
+            .check(ShrinkLimit::OFF)
+            .is_ok());
+        // Nothing before: nothing to lose.
+        assert!(Shrink::between(&only_cert, &only_cert)
+            .check(ShrinkLimit::parse("0%").unwrap())
+            .is_ok());
+    }
+
+    #[test]
+    fn replacing_every_mapping_counts_as_removal() {
+        let old = zone(10, 1);
+        let new: Vec<_> = (0..10)
+            .map(|i| {
+                rec(
+                    &format!("m{i}.m._mimi.example.com"),
+                    "ma.example",
+                    "im:a@b.example",
+                    1,
+                )
+            })
+            .collect();
+        let s = Shrink::between(&old, &new);
+        assert_eq!(s.removed, 10);
+        assert!(s.check(ShrinkLimit::default()).is_err());
+    }
+}

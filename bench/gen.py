@@ -27,7 +27,8 @@ def queries(zonefile, n, path):
     with open(path, "w") as f:
         for i in range(n):
             if i % 10 == 9:
-                f.write("%032x._mimi.example.com. TXT\n" % rnd.getrandbits(128))
+                nx = "%032x" % rnd.getrandbits(128)
+                f.write(f"{nx}.{nx[:2]}._mimi.example.com. TXT\n")
             else:
                 f.write(names[i % len(names)] + " TXT\n")
 
@@ -48,7 +49,7 @@ def name(sii):
     canonical = "mailto:" + sii.strip().lower()
     h = hashlib.sha256(canonical.encode()).digest()
     label = base64.b32hexencode(h).decode().rstrip("=").lower()
-    return f"{label}._mimi.{canonical.split('@', 1)[1]}."
+    return f"{label}.{label[:2]}._mimi.{canonical.split('@', 1)[1]}."
 
 
 def siiqueries(siifile, path):

@@ -398,13 +398,8 @@ async fn large_push_in_batches_ttl_change_and_foreign_ttl_conflict() {
     };
     set_ttl(300);
     // A non-mimi TXT record (TTL 300) at the name of m0000's assertions.
-    let owner = format!(
-        "{}._mimi.example.com",
-        Sii::parse("m0000@example.com", None)
-            .unwrap()
-            .label()
-            .as_str()
-    );
+    let label = Sii::parse("m0000@example.com", None).unwrap().label();
+    let owner = format!("{label}.{}._mimi.example.com", label.shard());
     let zone_file = format!("{ZONE_FILE}{owner}. 300 IN TXT \"hello\"\n");
     let key = Key::random("update-key");
     let key_file = ws.write("update.key", &key.bind_format());

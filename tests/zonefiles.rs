@@ -226,9 +226,11 @@ async fn built_zones_pass_bind_knot_and_nsd_checks_and_bind_serves_them() {
         built.push((origin, out_file));
     }
     let text = std::fs::read_to_string(&built[0].1).unwrap();
+    // SPEC §5: `"` and `\` are not URI characters; the publisher
+    // percent-encodes them when it reads the mappings file.
     assert!(
-        text.contains("a\\\"b\\\\c"),
-        "quote and backslash are escaped"
+        text.contains("u/a%22b%5Cc;"),
+        "quote and backslash are percent-encoded"
     );
     assert!(
         text.lines().any(|l| l.matches("\" \"").count() >= 1),
@@ -277,7 +279,7 @@ async fn built_zones_pass_bind_knot_and_nsd_checks_and_bind_serves_them() {
         ("bob@example.com", long.clone(), 1),
         (
             "quote@example.com",
-            "mimi://chat.example.com/u/a\"b\\c".to_owned(),
+            "mimi://chat.example.com/u/a%22b%5Cc".to_owned(),
             1,
         ),
     ] {

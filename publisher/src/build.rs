@@ -1041,10 +1041,12 @@ mod tests {
             .map(|r| r.owner.as_str().to_owned())
             .collect();
         let alice = Sii::parse("alice@example.com", None).unwrap();
-        assert!(owners.contains(&format!("{}._mimi.example.com", alice.label())));
+        let l = alice.label();
+        assert!(owners.contains(&format!("{l}.{}._mimi.example.com", l.shard())));
         assert!(owners
             .iter()
-            .any(|o| o.ends_with("._mimi.9.3.e164.example.com")));
+            .any(|o| o.ends_with("._mimi.9.3.e164.example.com")
+                && o.split('.').nth(1) == Some(&o[..2])));
         assert!(z.next_resign.is_some());
     }
 
@@ -1067,7 +1069,7 @@ mod tests {
         let bob = Sii::parse("bob@other.org", None).unwrap();
         assert_eq!(
             z.records[0].owner.as_str(),
-            format!("{}._mimi.example.com", bob.label())
+            format!("{}.{}._mimi.example.com", bob.label(), bob.label().shard())
         );
     }
 

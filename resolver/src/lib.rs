@@ -26,7 +26,9 @@ pub mod verify;
 pub use lookup::{
     discovery_names, ConfigError, LookupError, NameServers, Resolver, ResolverOptions,
 };
-pub use resolution::{Endpoint, Outcome, Rejected, Resolution, VerifiedSsi};
+pub use resolution::{
+    Endpoint, Outcome, Rejected, Resolution, UnauthenticatedEndpoints, VerifiedSsi,
+};
 pub use scope::{HostPattern, SiiPattern};
 pub use trust::{Policy, TrustError, TrustStore, TrustedAuthority};
 pub use verify::{verify, verify_prepared, PreparedCertificates, SourceRecords, Verification};

@@ -20,7 +20,7 @@ use mimi_proto::name::{discovery_name, home_zones};
 use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
 use tracing::debug;
 
-use crate::resolution::{Endpoint, Resolution, VerifiedSsi};
+use crate::resolution::{Endpoint, Resolution, UnauthenticatedEndpoints, VerifiedSsi};
 use crate::trust::TrustStore;
 use crate::verify::{
     authorities_needing_certificates, verify_prepared, PreparedCertificates, SourceRecords,
@@ -108,6 +108,11 @@ pub enum LookupError {
     /// The configuration cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A bug: the lookup panicked. Only this lookup failed; the resolver
+    /// stays usable and other lookups (of a batch, of other threads) go on.
+    /// Nothing a DNS server sends should ever cause this.
+    #[error("internal error in mimi-resolver (please report it): {0}; only this lookup failed")]
+    Internal(String),
 }
 
 /// The discovery names of `sii` (SPEC §3): the home name(s) first (one per
@@ -258,7 +263,30 @@ impl Resolver {
 
     /// Resolves `sii`, judging validity windows at `now` (injectable for
     /// tests and for checking what a client would see at another time).
+    ///
+    /// A panic inside the lookup (a bug; no input should cause one) is
+    /// caught and returned as [`LookupError::Internal`], so one hostile
+    /// answer can never take down a batch or the caller's process.
     pub async fn lookup_at(&self, sii: &Sii, now: UnixTime) -> Result<Resolution, LookupError> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(self.lookup_unguarded(sii, now))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_owned());
+                tracing::error!(sii = %sii, panic = %msg, "lookup panicked");
+                Err(LookupError::Internal(msg))
+            }
+        }
+    }
+
+    async fn lookup_unguarded(&self, sii: &Sii, now: UnixTime) -> Result<Resolution, LookupError> {
         let names = self.names(sii);
         let mut errors: Vec<String> = unqueryable_zones(
             sii,
@@ -310,16 +338,19 @@ impl Resolver {
 
         let verdict = verify_prepared(sii, now, &self.options.trust, &sources, &certificates);
         errors.extend(verdict.notes);
-        let mut verified = verdict.verified;
-        if self.options.endpoints {
-            self.add_endpoints(&mut verified, &mut errors).await;
-        }
+        let verified = verdict.verified;
+        let unauthenticated_endpoints = if self.options.endpoints {
+            self.endpoints(&verified, &mut errors).await
+        } else {
+            Vec::new()
+        };
         Ok(Resolution {
             canonical: sii.clone(),
             label: sii.label(),
             names,
             verified,
             rejected: verdict.rejected,
+            unauthenticated_endpoints,
             errors,
         })
     }
@@ -333,7 +364,9 @@ impl Resolver {
             let cache = self
                 .certificates
                 .lock()
-                .expect("certificate cache poisoned");
+                // A panic elsewhere never takes the cache down with it: its
+                // entries are whole values, valid whatever was interrupted.
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(c) = cache.get(authority) {
                 if c.until > Instant::now() {
                     debug!(%authority, "certificates from cache");
@@ -351,7 +384,9 @@ impl Resolver {
             let mut cache = self
                 .certificates
                 .lock()
-                .expect("certificate cache poisoned");
+                // A panic elsewhere never takes the cache down with it: its
+                // entries are whole values, valid whatever was interrupted.
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             cache.retain(|_, c| c.until > Instant::now());
             cache.insert(
                 authority.clone(),
@@ -416,10 +451,15 @@ impl Resolver {
         }
     }
 
-    /// SRV `_mimi._tcp.<host>.` for each verified SSI with a provider host.
-    async fn add_endpoints(&self, verified: &mut [VerifiedSsi], errors: &mut Vec<String>) {
+    /// SRV `_mimi._tcp.<host>.` for each distinct provider host of the
+    /// verified SSIs; unauthenticated (SRV records are not signed).
+    async fn endpoints(
+        &self,
+        verified: &[VerifiedSsi],
+        errors: &mut Vec<String>,
+    ) -> Vec<UnauthenticatedEndpoints> {
         let mut hosts: Vec<DomainName> = Vec::new();
-        for v in verified.iter() {
+        for v in verified {
             if let Some(h) = v.ssi.provider_host() {
                 if !hosts.contains(&h) {
                     hosts.push(h);
@@ -427,24 +467,14 @@ impl Resolver {
             }
         }
         let found = join_all(hosts.iter().map(|h| self.query_srv(h))).await;
-        let mut by_host: HashMap<DomainName, Option<Vec<Endpoint>>> = HashMap::new();
+        let mut out = Vec::new();
         for (host, result) in hosts.into_iter().zip(found) {
             match result {
-                Ok(eps) => {
-                    by_host.insert(host, Some(eps));
-                }
-                Err(e) => {
-                    errors.push(e);
-                    by_host.insert(host, None);
-                }
+                Ok(srv) => out.push(usable_endpoints(host, srv)),
+                Err(e) => errors.push(e),
             }
         }
-        for v in verified.iter_mut() {
-            v.endpoints = v
-                .ssi
-                .provider_host()
-                .and_then(|h| by_host.get(&h).cloned().flatten());
-        }
+        out
     }
 
     /// Endpoints of one provider host, in RFC 2782 order as far as it is
@@ -478,6 +508,19 @@ impl Resolver {
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(format!("{fqdn}: {e}")),
         }
+    }
+}
+
+/// What a host's SRV records say (RFC 2782): a single record with target
+/// `.` means the service is decidedly not available there, so no endpoint
+/// is returned for it; `.` targets are never returned as endpoints.
+fn usable_endpoints(host: DomainName, srv: Vec<Endpoint>) -> UnauthenticatedEndpoints {
+    let unavailable = srv.len() == 1 && srv[0].target == ".";
+    let endpoints = srv.into_iter().filter(|e| e.target != ".").collect();
+    UnauthenticatedEndpoints {
+        host,
+        endpoints,
+        unavailable,
     }
 }
 
@@ -523,6 +566,27 @@ mod tests {
     }
 
     #[test]
+    fn srv_dot_target_means_unavailable_and_is_never_an_endpoint() {
+        let ep = |target: &str| Endpoint {
+            priority: 0,
+            weight: 0,
+            target: target.into(),
+            port: 0,
+        };
+        let host = d("chat.example.org");
+        let none = usable_endpoints(host.clone(), vec![ep(".")]);
+        assert!(none.unavailable);
+        assert!(none.endpoints.is_empty());
+        // "." among other targets is not RFC 2782's "unavailable", but it
+        // is still no endpoint.
+        let mixed = usable_endpoints(host.clone(), vec![ep("."), ep("a.chat.example.org.")]);
+        assert!(!mixed.unavailable);
+        assert_eq!(mixed.endpoints, vec![ep("a.chat.example.org.")]);
+        let empty = usable_endpoints(host, vec![]);
+        assert!(!empty.unavailable && empty.endpoints.is_empty());
+    }
+
+    #[test]
     fn names_follow_the_vectors() {
         let alice = Sii::parse("Alice@Example.COM", None).unwrap();
         let l = "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg";
@@ -534,8 +598,8 @@ mod tests {
                 &[d("dir.chat.example.org")]
             )),
             vec![
-                format!("{l}._mimi.example.com."),
-                format!("{l}._mimi.dir.chat.example.org.")
+                format!("{l}.3b._mimi.example.com."),
+                format!("{l}.3b._mimi.dir.chat.example.org.")
             ]
         );
         assert_eq!(
@@ -545,7 +609,7 @@ mod tests {
                 &[],
                 &[d("dir.chat.example.org")]
             )),
-            vec![format!("{l}._mimi.dir.chat.example.org.")]
+            vec![format!("{l}.3b._mimi.dir.chat.example.org.")]
         );
         // A distribution zone equal to the home zone is queried once.
         assert_eq!(
@@ -563,9 +627,9 @@ mod tests {
                 &[d("dir.chat.example.org")]
             )),
             vec![
-                format!("{l}._mimi.9.3.e164.mimi.example."),
-                format!("{l}._mimi.9.3.e164.other.example."),
-                format!("{l}._mimi.dir.chat.example.org."),
+                format!("{l}.uq._mimi.9.3.e164.mimi.example."),
+                format!("{l}.uq._mimi.9.3.e164.other.example."),
+                format!("{l}.uq._mimi.dir.chat.example.org."),
             ]
         );
         assert!(discovery_names(&bob, true, &[], &[]).is_empty());
@@ -654,7 +718,7 @@ mod tests {
                 assert_eq!(msgs.len(), 2, "{msgs:?}");
                 assert!(
                     msgs[0].starts_with(
-                        "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg._mimi.example.com.: "
+                        "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg.3b._mimi.example.com.: "
                     ),
                     "{msgs:?}"
                 );

@@ -2,9 +2,11 @@
 //! number (a thin shell over the `mimi_resolver` library).
 //!
 //! Exit codes of `lookup`: 0 verified, 1 not found, 2 bad input or
-//! configuration, 3 DNS failure, 4 records found but none verified. `batch`
-//! exits 0 when every input line was processed (each line's outcome is in
-//! its JSON) and 2 for bad configuration or unreadable input.
+//! configuration, 3 DNS failure, 4 records found but none verified, 5 an
+//! internal error (a bug: the lookup panicked; it is caught, reported and
+//! never takes other lookups down). `batch` exits 0 when every input line
+//! was processed (each line's outcome is in its JSON, `internal_error` for a
+//! caught panic) and 2 for bad configuration or unreadable input.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +14,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+/// Exit code of a lookup that failed with an internal error (a caught panic).
+const EXIT_INTERNAL: u8 = 5;
 use mimi_proto::{DomainName, Region, Sii, UnixTime};
 use mimi_resolver::output::{
     bad_input_json, batch_line_json, dns_error_json, dns_error_text, exit_code, names_json,
@@ -378,6 +383,16 @@ async fn batch_line(
         Ok(res) => batch_line_json(input, resolution_json(&res, false)),
         Err(LookupError::Dns(errors)) => batch_line_json(input, dns_error_json(&sii, &errors)),
         Err(LookupError::Config(e)) => bad_input_json(input, Some(&sii), &e.to_string()),
+        Err(e @ LookupError::Internal(_)) => batch_line_json(
+            input,
+            serde_json::json!({
+                "canonical": sii.as_str(),
+                "outcome": "internal_error",
+                "verified": [],
+                "rejected": [],
+                "errors": [e.to_string()],
+            }),
+        ),
     }
     .to_string()
 }
@@ -430,6 +445,10 @@ fn lookup(args: LookupArgs) -> Result<u8, Usage> {
             Ok(exit_code(Outcome::DnsError) as u8)
         }
         Err((_, LookupError::Config(e))) => Err(Usage(e.to_string())),
+        Err((_, e @ LookupError::Internal(_))) => {
+            tracing::error!("{e}");
+            Ok(EXIT_INTERNAL)
+        }
     }
 }
 

@@ -12,7 +12,14 @@ use serde_json::{json, Value};
 use crate::resolution::{Outcome, Resolution};
 
 /// A Unix time as RFC 3339 UTC with seconds, e.g. `2026-12-10T00:00:00Z`.
+///
+/// Total: times beyond the year 9999 (which no parsed record carries, SPEC
+/// §4, but a caller may construct) are shown as plain seconds instead of
+/// panicking inside the formatter.
 pub fn rfc3339(t: UnixTime) -> String {
+    if t > UnixTime::MAX_RECORD {
+        return format!("{} (Unix seconds, after 9999-12-31)", t.0);
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.0)).to_string()
 }
 
@@ -38,36 +45,22 @@ pub fn names_json(sii: &Sii, label: &Label, names: &[DomainName]) -> Value {
     })
 }
 
-/// JSON of `mimi-resolve lookup` for a completed lookup. `endpoints` is
-/// included per verified SSI only when `with_endpoints` is set (an empty
-/// list when none were found or the SRV lookup failed).
+/// JSON of `mimi-resolve lookup` for a completed lookup.
+///
+/// With `with_endpoints`, the SRV endpoints are added as a separate
+/// top-level `unauthenticated_endpoints` list (one object per provider host:
+/// `host`, `endpoints`, `unavailable`), never inside `verified`: they are not
+/// signed, and a script reading `verified` must only see signed data.
 pub fn resolution_json(res: &Resolution, with_endpoints: bool) -> Value {
     let verified: Vec<Value> = res
         .verified
         .iter()
         .map(|v| {
-            let mut o = json!({
+            json!({
                 "ssi": v.ssi.as_str(),
                 "authorities": v.authorities.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 "expires": v.expires.0,
-            });
-            if with_endpoints {
-                let eps: Vec<Value> = v
-                    .endpoints
-                    .iter()
-                    .flatten()
-                    .map(|e| {
-                        json!({
-                            "target": e.target,
-                            "port": e.port,
-                            "priority": e.priority,
-                            "weight": e.weight,
-                        })
-                    })
-                    .collect();
-                o["endpoints"] = Value::Array(eps);
-            }
-            o
+            })
         })
         .collect();
     let rejected: Vec<Value> = res
@@ -81,13 +74,36 @@ pub fn resolution_json(res: &Resolution, with_endpoints: bool) -> Value {
             o
         })
         .collect();
-    json!({
+    let mut out = json!({
         "canonical": res.canonical.as_str(),
         "outcome": res.outcome().as_str(),
         "verified": verified,
         "rejected": rejected,
         "errors": res.errors,
-    })
+    });
+    if with_endpoints {
+        let hosts: Vec<Value> = res
+            .unauthenticated_endpoints
+            .iter()
+            .map(|h| {
+                let eps: Vec<Value> = h
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "target": e.target,
+                            "port": e.port,
+                            "priority": e.priority,
+                            "weight": e.weight,
+                        })
+                    })
+                    .collect();
+                json!({ "host": h.host.as_str(), "endpoints": eps, "unavailable": h.unavailable })
+            })
+            .collect();
+        out["unauthenticated_endpoints"] = Value::Array(hosts);
+    }
+    out
 }
 
 /// JSON of `mimi-resolve lookup` when every DNS source failed.
@@ -138,9 +154,18 @@ pub fn resolution_text(res: &Resolution) -> String {
             auths.join(", "),
             rfc3339(v.expires)
         ));
-        for e in v.endpoints.iter().flatten() {
+    }
+    for h in &res.unauthenticated_endpoints {
+        s.push_str(&format!(
+            "  endpoints of {} (UNAUTHENTICATED: SRV records are not signed)\n",
+            h.host
+        ));
+        if h.unavailable {
+            s.push_str("    service not available (SRV target \".\")\n");
+        }
+        for e in &h.endpoints {
             s.push_str(&format!(
-                "    endpoint {}:{} (priority {}, weight {})\n",
+                "    {}:{} (priority {}, weight {})\n",
                 e.target, e.port, e.priority, e.weight
             ));
         }
@@ -169,7 +194,7 @@ pub fn dns_error_text(sii: &Sii, errors: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolution::{Endpoint, Rejected, VerifiedSsi};
+    use crate::resolution::{Endpoint, Rejected, UnauthenticatedEndpoints, VerifiedSsi};
     use mimi_proto::{AuthorityName, Ssi};
 
     fn sample() -> Resolution {
@@ -185,12 +210,16 @@ mod tests {
                     AuthorityName::parse("ma.example.net").unwrap(),
                 ],
                 expires: UnixTime(1796860800),
-                endpoints: Some(vec![Endpoint {
+            }],
+            unauthenticated_endpoints: vec![UnauthenticatedEndpoints {
+                host: DomainName::parse("chat.example.com").unwrap(),
+                endpoints: vec![Endpoint {
                     priority: 10,
                     weight: 5,
                     target: "srv.chat.example.com.".into(),
                     port: 8443,
-                }]),
+                }],
+                unavailable: false,
             }],
             rejected: vec![
                 Rejected {
@@ -233,11 +262,30 @@ mod tests {
         assert_eq!(v["rejected"][1]["record"], "v=mimi1;a=b");
         assert_eq!(v["errors"], json!(["a.example.: timed out"]));
 
+        assert!(v.get("unauthenticated_endpoints").is_none());
         let v = resolution_json(&res, true);
+        // Endpoints are never inside `verified`: they are not signed.
+        assert!(v["verified"][0].get("endpoints").is_none());
         assert_eq!(
-            v["verified"][0]["endpoints"],
-            json!([{"target": "srv.chat.example.com.", "port": 8443, "priority": 10, "weight": 5}])
+            v["unauthenticated_endpoints"],
+            json!([{
+                "host": "chat.example.com",
+                "unavailable": false,
+                "endpoints": [{"target": "srv.chat.example.com.", "port": 8443, "priority": 10, "weight": 5}],
+            }])
         );
+        let text = resolution_text(&res);
+        assert!(
+            text.contains("endpoints of chat.example.com (UNAUTHENTICATED"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn times_beyond_year_9999_do_not_panic() {
+        assert_eq!(rfc3339(UnixTime::MAX_RECORD), "9999-12-31T23:59:59Z");
+        assert!(rfc3339(UnixTime(300_000_000_000)).contains("300000000000"));
+        assert!(rfc3339(UnixTime(u64::MAX)).contains(&u64::MAX.to_string()));
     }
 
     #[test]
@@ -284,7 +332,7 @@ mod tests {
         let t = resolution_text(&sample());
         assert_eq!(
             t,
-            "mailto:alice@example.com → verified\n  mimi://chat.example.com/u/alice  (authorities: example.com, ma.example.net; expires 2026-12-10T00:00:00Z)\n    endpoint srv.chat.example.com.:8443 (priority 10, weight 5)\n  rejected (ma.example.net): expired at 2025-11-15T00:00:00Z (x=1763164800)\n  rejected: malformed: the last field is not sig\n  error: a.example.: timed out\n"
+            "mailto:alice@example.com → verified\n  mimi://chat.example.com/u/alice  (authorities: example.com, ma.example.net; expires 2026-12-10T00:00:00Z)\n  endpoints of chat.example.com (UNAUTHENTICATED: SRV records are not signed)\n    srv.chat.example.com.:8443 (priority 10, weight 5)\n  rejected (ma.example.net): expired at 2025-11-15T00:00:00Z (x=1763164800)\n  rejected: malformed: the last field is not sig\n  error: a.example.: timed out\n"
         );
     }
 

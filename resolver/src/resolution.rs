@@ -17,11 +17,27 @@ pub struct VerifiedSsi {
     /// expiry among its valid records (each capped by the expiry of the
     /// certificate it depends on), then the earliest over all authorities.
     pub expires: UnixTime,
-    /// Service endpoints from SRV `_mimi._tcp.<provider host>.`, when
-    /// requested and found (`None` when not requested, when the SSI has no
-    /// provider host, or when the SRV lookup failed; failures are in
-    /// [`Resolution::errors`]).
-    pub endpoints: Option<Vec<Endpoint>>,
+}
+
+/// The SRV endpoints (`_mimi._tcp.<host>.`) of one provider host of the
+/// verified SSIs (SPEC §8 step 6).
+///
+/// **Unauthenticated.** SRV records are not signed by any mapping
+/// authority: whoever answers the DNS query (a cache, a network on the
+/// path) can change them. They are kept apart from [`VerifiedSsi`] so that
+/// no caller mistakes them for verified data; a client must authenticate the
+/// endpoint itself (e.g. TLS for the provider host) before trusting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnauthenticatedEndpoints {
+    /// The provider host whose SRV records these are.
+    pub host: DomainName,
+    /// Targets in RFC 2782 order (see `sort_endpoints`); empty when the host
+    /// has no SRV records or declares the service unavailable (a single
+    /// `.` target, RFC 2782), which `unavailable` tells apart.
+    pub endpoints: Vec<Endpoint>,
+    /// The host published the RFC 2782 "service decidedly not available"
+    /// record (target `.`).
+    pub unavailable: bool,
 }
 
 /// A mimi record that was not accepted, and why.
@@ -64,6 +80,10 @@ pub struct Resolution {
     pub verified: Vec<VerifiedSsi>,
     /// Rejected records with reasons.
     pub rejected: Vec<Rejected>,
+    /// SRV endpoints of the provider hosts of the verified SSIs, when
+    /// requested; not signed, see [`UnauthenticatedEndpoints`]. A failed SRV
+    /// lookup is in [`Resolution::errors`] instead.
+    pub unauthenticated_endpoints: Vec<UnauthenticatedEndpoints>,
     /// Failures that did not stop the lookup: sources that failed while
     /// others answered, certificate and SRV lookups that failed, limits of
     /// SPEC §11 that were hit.

@@ -398,6 +398,36 @@ impl TrustStore {
     pub fn authorities(&self) -> impl Iterator<Item = &TrustedAuthority> {
         self.authorities.values()
     }
+
+    /// How many *independent* authorities `names` are, for
+    /// `min_authorities`: entries that share a root key (directly or through
+    /// a chain of shared keys) are one authority, since whoever holds that
+    /// key can sign for all of them. Counting names instead would let one
+    /// key holder satisfy `min_authorities = 2` by being listed twice.
+    /// Names not in the store count for nothing.
+    pub fn independent_count<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a AuthorityName>,
+    ) -> usize {
+        // Groups of root keys; each group is one independent authority.
+        let mut groups: Vec<Vec<&PublicKey>> = Vec::new();
+        for name in names {
+            let Some(auth) = self.authorities.get(name) else {
+                continue;
+            };
+            let mut merged: Vec<&PublicKey> = auth.root_keys.iter().collect();
+            groups.retain(|g| {
+                if g.iter().any(|k| merged.contains(k)) {
+                    merged.extend(g.iter().copied());
+                    false
+                } else {
+                    true
+                }
+            });
+            groups.push(merged);
+        }
+        groups.len()
+    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,6 @@ pub struct SourceRecords {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verification {
     /// SSIs vouched for by enough trusted authorities, sorted by SSI.
-    /// `endpoints` is always `None` here.
     pub verified: Vec<VerifiedSsi>,
     /// Every record that did not count, with the reason.
     pub rejected: Vec<Rejected>,
@@ -241,7 +240,8 @@ pub fn verify_prepared(
     }
     let required = policy.min_authorities.max(1);
     for (ssi, by_authority) in by_ssi {
-        if by_authority.len() >= required {
+        let independent = trust.independent_count(by_authority.keys());
+        if independent >= required {
             let expires = by_authority
                 .values()
                 .map(|vs| vs.iter().map(|v| v.expires).max().expect("non-empty group"))
@@ -251,13 +251,16 @@ pub fn verify_prepared(
                 ssi,
                 authorities: by_authority.keys().cloned().collect(),
                 expires,
-                endpoints: None,
             });
         } else {
             let names: Vec<&str> = by_authority.keys().map(|a| a.as_str()).collect();
+            let shared = if independent < by_authority.len() {
+                " (authorities that share a root key count once)"
+            } else {
+                ""
+            };
             let reason = format!(
-                "only {} of {required} required authorities vouch for {ssi} ({})",
-                by_authority.len(),
+                "only {independent} of {required} required independent authorities vouch for {ssi} ({}){shared}",
                 names.join(", ")
             );
             for v in by_authority.into_values().flatten() {

@@ -143,9 +143,10 @@ name = "chat.example.org"
 root_keys = ["_FHNjmIYoaONpH7QAjDwWAgW7RO6MwOsXeuRFUiQgCU"]
 "#;
 
-const ALICE_HOME: &str = "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg._mimi.example.com.";
+const ALICE_HOME: &str =
+    "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg.3b._mimi.example.com.";
 const ALICE_DIR: &str =
-    "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg._mimi.dir.chat.example.org.";
+    "3b3qhrr4hku6f09cih8hemu3qt7u60q58uvh63lqcsjfgama37jg.3b._mimi.dir.chat.example.org.";
 const CERTS: &str = "_mimi-ma.ma.example.net.";
 const NOW: UnixTime = UnixTime(1_765_000_000);
 
@@ -228,13 +229,17 @@ async fn verified_with_certificate_split_strings_and_endpoints() {
         port,
         target: target.into(),
     };
+    assert_eq!(res.unauthenticated_endpoints.len(), 1);
+    let eps = &res.unauthenticated_endpoints[0];
+    assert_eq!(eps.host.as_str(), "chat.example.org");
+    assert!(!eps.unavailable);
     assert_eq!(
-        vs.endpoints,
-        Some(vec![
+        eps.endpoints,
+        vec![
             ep(10, 5, 8443, "a.chat.example.org."),
             ep(10, 1, 8443, "b.chat.example.org."),
             ep(20, 0, 443, "backup.chat.example.org."),
-        ])
+        ]
     );
     assert_eq!(dns.count("_mimi-ma.ma.example.net."), 1);
 
@@ -270,7 +275,8 @@ async fn failed_source_is_reported_when_another_answers() {
     let res = resolver(&dns, true).lookup_at(&alice(), NOW).await.unwrap();
     assert_eq!(res.outcome(), Outcome::Verified);
     // No SRV records: no endpoints, and that is not an error.
-    assert_eq!(res.verified[0].endpoints, Some(vec![]));
+    assert_eq!(res.unauthenticated_endpoints.len(), 1);
+    assert!(res.unauthenticated_endpoints[0].endpoints.is_empty());
     assert_eq!(res.errors.len(), 1, "{:?}", res.errors);
     assert!(res.errors[0].starts_with(ALICE_HOME), "{:?}", res.errors);
     assert!(
@@ -374,9 +380,9 @@ async fn rejected_records_and_certificate_failures() {
 async fn cli_lookup_exit_codes() {
     let v = vectors();
     let (ma, _, cert) = vector_texts(&v);
-    let bob = "uqiufnce0un4jbde0gqto43sm0jetrdrlhgnmm99cg9h2pnpvt1g._mimi.dir.chat.example.org.";
+    let bob = "uqiufnce0un4jbde0gqto43sm0jetrdrlhgnmm99cg9h2pnpvt1g.uq._mimi.dir.chat.example.org.";
     let carol_label = Sii::parse("carol@example.com", None).unwrap().label();
-    let carol = format!("{carol_label}._mimi.example.com.");
+    let carol = format!("{carol_label}.{}._mimi.example.com.", carol_label.shard());
     let dns = FakeDns::start(vec![
         (
             ALICE_HOME,
@@ -473,4 +479,105 @@ async fn cli_lookup_exit_codes() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["outcome"], "not_found");
     assert_eq!(j["canonical"], "tel:+390612345678");
+}
+
+/// SPEC §4: a record with a time beyond 9999-12-31 (here the vector signed
+/// by a trusted key) is rejected as malformed, and the lookup and the batch
+/// go on. This used to panic while formatting the time, aborting `batch`.
+#[tokio::test]
+async fn out_of_range_times_are_rejected_and_the_batch_goes_on() {
+    let v = vectors();
+    let (ma, _, cert) = vector_texts(&v);
+    let far = v["invalid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["why"].as_str().unwrap().contains("time out of range"))
+        .expect("the out-of-range time vector")["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The same kind of record with t above i64::MAX and x above u64::MAX:
+    // malformed whatever its signature.
+    let huge = ma
+        .replace("t=1764547200", "t=9223372036854775808")
+        .replace("x=1765756800", "x=99999999999999999999999");
+    let carol_label = Sii::parse("carol@example.com", None).unwrap().label();
+    let carol = format!("{carol_label}.{}._mimi.example.com.", carol_label.shard());
+    let dns = FakeDns::start(vec![
+        (
+            ALICE_HOME,
+            RecordType::TXT,
+            Answer::Records(vec![txt(&far, 255), txt(&huge, 255), txt(&ma, 255)]),
+        ),
+        (
+            CERTS,
+            RecordType::TXT,
+            Answer::Records(vec![txt(&cert, 255)]),
+        ),
+        (
+            &carol,
+            RecordType::TXT,
+            Answer::Records(vec![txt(&far, 255)]),
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, TRUST).unwrap();
+    let input = dir.path().join("siis.txt");
+    std::fs::write(
+        &input,
+        "carol@example.com\nalice@example.com\ncarol@example.com\n",
+    )
+    .unwrap();
+    let args = [
+        "batch".to_owned(),
+        input.to_str().unwrap().to_owned(),
+        "--trust".to_owned(),
+        trust.to_str().unwrap().to_owned(),
+        "--server".to_owned(),
+        dns.addr.to_string(),
+        "--now".to_owned(),
+        "1765000000".to_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mimi-resolve"))
+            .env_remove("RUST_LOG")
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for carol in [&lines[0], &lines[2]] {
+        assert_eq!(carol["outcome"], "rejected", "{carol}");
+        let reason = carol["rejected"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("at most 253402300799"), "{reason}");
+    }
+    let alice = &lines[1];
+    assert_eq!(alice["outcome"], "verified", "{alice}");
+    assert_eq!(
+        alice["verified"][0]["ssi"],
+        "mimi://chat.example.org/u/alice"
+    );
+    let reasons: Vec<&str> = alice["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with("malformed")),
+        "{reasons:?}"
+    );
 }

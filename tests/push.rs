@@ -95,7 +95,7 @@ async fn push_into_bind_with_tsig() {
         },
     );
     let key = Key::random("update-key");
-    let key_file = ws.write("update.key", &key.bind_format());
+    let key_file = ws.write_secret("update.key", &key.bind_format());
     let bind = Bind::start(
         &ws.path("servers"),
         &[
@@ -235,7 +235,7 @@ async fn push_into_bind_with_tsig() {
         name: key.name.clone(),
         secret: Key::random("x").secret,
     };
-    let wrong_file = ws.write("wrong.key", &wrong.bind_format());
+    let wrong_file = ws.write_secret("wrong.key", &wrong.bind_format());
     ws.write("z/mappings.csv", MAPPINGS);
     let bad = push(&[
         config.as_os_str(),
@@ -260,7 +260,7 @@ async fn push_into_bind_with_tsig() {
         name: "other-key".into(),
         secret: key.secret.clone(),
     };
-    let unknown_file = ws.write("unknown.key", &unknown.bind_format());
+    let unknown_file = ws.write_secret("unknown.key", &unknown.bind_format());
     let bad = push(&[
         config.as_os_str(),
         "--server".as_ref(),
@@ -407,7 +407,7 @@ async fn large_push_in_batches_ttl_change_and_foreign_ttl_conflict() {
     );
     let zone_file = format!("{ZONE_FILE}{owner}. 300 IN TXT \"hello\"\n");
     let key = Key::random("update-key");
-    let key_file = ws.write("update.key", &key.bind_format());
+    let key_file = ws.write_secret("update.key", &key.bind_format());
     let bind = Bind::start(
         &ws.path("servers"),
         &[BindZone {

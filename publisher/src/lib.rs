@@ -25,6 +25,7 @@ mod memory;
 pub mod presigned;
 pub mod problem;
 pub mod push;
+pub mod secret;
 pub mod serve;
 pub mod shrink;
 mod state;

@@ -176,3 +176,186 @@ fn bad_arguments_are_reported_by_name() {
     let o = publisher(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl binary is needed by this test (apt-get install openssl)")
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The Ed25519 public key OpenSSL derives from a private key file, as
+/// base64url (the last 32 octets of the DER SubjectPublicKeyInfo).
+fn openssl_public_key(path: &str) -> String {
+    let o = openssl(&["pkey", "-in", path, "-pubout", "-outform", "DER"]);
+    ok(&o);
+    assert_eq!(o.stdout.len(), 44, "Ed25519 SPKI is 44 octets");
+    data_encoding::BASE64URL_NOPAD.encode(&o.stdout[12..])
+}
+
+#[test]
+fn openssl_reads_keygen_keys_and_we_read_openssl_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ours → OpenSSL: parses, and derives the public key we printed.
+    let (path, info) = keygen(dir.path(), "ours.pem");
+    ok(&openssl(&["pkey", "-in", &path, "-noout"]));
+    assert_eq!(
+        openssl_public_key(&path),
+        info["public_key"].as_str().unwrap()
+    );
+
+    // OpenSSL → ours: certify with an OpenSSL root, sign with an OpenSSL
+    // signing key; both verify under the keys OpenSSL derives.
+    let root = dir.path().join("root.pem");
+    let signing = dir.path().join("signing.pem");
+    for p in [&root, &signing] {
+        ok(&openssl(&[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            p.to_str().unwrap(),
+        ]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    let (root, signing) = (root.to_str().unwrap(), signing.to_str().unwrap());
+    let o = publisher(&[
+        "certify",
+        "--root",
+        root,
+        "--key",
+        signing,
+        "--authority",
+        "ma.example.net",
+        "--now",
+        "1765000000",
+    ]);
+    ok(&o);
+    let cert = Certificate::parse(stdout(&o).trim()).unwrap();
+    let root_pk = PublicKey::from_base64url(&openssl_public_key(root)).unwrap();
+    cert.verify(&root_pk).unwrap();
+    assert_eq!(cert.key().to_base64url(), openssl_public_key(signing));
+    let o = publisher(&[
+        "sign",
+        "--key",
+        signing,
+        "--authority",
+        "ma.example.net",
+        "--sii",
+        "alice@example.com",
+        "--ssi",
+        "im:alice@chat.example.org",
+        "--now",
+        "1765000000",
+    ]);
+    ok(&o);
+    let line = stdout(&o);
+    let (sii, record) = line.trim().split_once(' ').unwrap();
+    Assertion::parse(record)
+        .unwrap()
+        .verify(&Sii::parse(sii, None).unwrap().hash(), cert.key())
+        .unwrap();
+}
+
+#[test]
+fn keys_in_the_older_pkcs8_v2_form_are_still_read() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+    // ed25519-dalek writes v2 (with the public key), as keygen once did.
+    let v2 = key.to_pkcs8_pem(Default::default()).unwrap();
+    let path = dir.path().join("v2.pem");
+    std::fs::write(&path, v2.as_bytes()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let o = publisher(&[
+        "sign",
+        "--key",
+        path.to_str().unwrap(),
+        "--authority",
+        "ma.example.net",
+        "--sii",
+        "alice@example.com",
+        "--ssi",
+        "im:alice@chat.example.org",
+    ]);
+    ok(&o);
+    let line = stdout(&o);
+    let (sii, record) = line.trim().split_once(' ').unwrap();
+    let pk = PublicKey::from_verifying_key(key.verifying_key()).unwrap();
+    Assertion::parse(record)
+        .unwrap()
+        .verify(&Sii::parse(sii, None).unwrap().hash(), &pk)
+        .unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_files_are_refused_when_readable_by_others_linked_or_not_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "k.pem");
+    let link = dir.path().join("link.pem");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let sign = |key: &str| {
+        publisher(&[
+            "sign",
+            "--key",
+            key,
+            "--authority",
+            "ma.example.net",
+            "--sii",
+            "a@example.com",
+            "--ssi",
+            "im:a@x.example",
+        ])
+    };
+    for (path, expect) in [
+        (link.to_str().unwrap(), "symbolic link"),
+        ("/dev/zero", "not a regular file"),
+    ] {
+        let o = sign(path);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "{err}");
+    }
+    // A TSIG key readable by others: push refuses before sending anything.
+    let tsig = dir.path().join("update.key");
+    std::fs::write(
+        &tsig,
+        "key \"k\" { algorithm hmac-sha256; secret \"kXW841Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=\"; };\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&tsig, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = publisher(&[
+        "push",
+        dir.path().join("zone.toml").to_str().unwrap(),
+        "--server",
+        "127.0.0.1:9",
+        "--tsig-key",
+        tsig.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("TSIG key file is readable by group or others")
+            && err.contains(&format!("chmod 600 {}", tsig.display())),
+        "{err}"
+    );
+}

@@ -17,6 +17,7 @@
 
 pub mod answer;
 pub mod build;
+pub mod certs;
 pub mod config;
 mod index;
 pub mod keys;

@@ -53,6 +53,9 @@ pub struct KeyRing {
     keys: BTreeMap<KeyId, Known>,
     /// Kids of root keys known only by id (`r=` of a certificate).
     root_kids: BTreeSet<KeyId>,
+    /// Windows of certificates that expired (not published), by kid: to
+    /// say why a key is not usable.
+    expired: BTreeMap<KeyId, (UnixTime, UnixTime)>,
     /// Whether every key clients may use is known here: certificates are
     /// published in this zone, or root keys are configured.
     complete: bool,
@@ -97,6 +100,13 @@ impl KeyRing {
                 }
             }
             None if self.root_kids.contains(kid) => KeyStatus::Unverifiable,
+            None if self.expired.contains_key(kid) => {
+                let (not_before, expires) = self.expired[kid];
+                KeyStatus::NotValidNow {
+                    not_before,
+                    expires,
+                }
+            }
             None if self.complete => KeyStatus::Unknown,
             None => KeyStatus::NotChecked,
         }
@@ -230,6 +240,13 @@ pub fn read(
             _ => {}
         }
         if cert.expires() <= now {
+            let w = ring
+                .expired
+                .entry(cert.kid().clone())
+                .or_insert((cert.not_before(), cert.expires()));
+            if cert.expires() > w.1 {
+                *w = (cert.not_before(), cert.expires());
+            }
             warnings.push(Problem::at(
                 path,
                 line,

@@ -333,3 +333,123 @@ fn check_signing_key(
         ),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use mimi_proto::UnsignedCertificate;
+
+    const NOW: u64 = 1_765_000_000;
+
+    fn pk(k: &SigningKey) -> PublicKey {
+        PublicKey::from_verifying_key(k.verifying_key()).unwrap()
+    }
+
+    fn cert(root: &SigningKey, key: &SigningKey, t: u64, x: u64) -> String {
+        UnsignedCertificate {
+            authority: "example.com".parse().unwrap(),
+            key: pk(key),
+            not_before: UnixTime(t),
+            expires: UnixTime(x),
+        }
+        .sign(root)
+        .unwrap()
+        .text()
+        .to_owned()
+    }
+
+    fn read_with(certs: &[String], signing: &SigningKey) -> (Certificates, Vec<Problem>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("certs"), certs.join("\n")).unwrap();
+        let config = ZoneConfig::from_toml(
+            "origin = \"example.com\"\nns = [\"ns1.example.com\"]\n[soa]\nmname = \"ns1.example.com\"\nrname = \"h.example.com\"\n[authority]\nname = \"example.com\"\ncertificates = [\"certs\"]\n",
+            &dir.path().join("zone.toml"),
+        )
+        .unwrap();
+        let auth = config.authority.as_ref().unwrap();
+        let (mut errors, mut warnings) = (vec![], vec![]);
+        let out = read(
+            &config,
+            auth,
+            Some(&pk(signing)),
+            UnixTime(NOW),
+            &mut errors,
+            &mut warnings,
+        );
+        (out, errors)
+    }
+
+    #[test]
+    fn a_renewed_key_is_covered_by_the_certificate_valid_now_whatever_the_order() {
+        let root = SigningKey::from_bytes(&[1u8; 32]);
+        let key = SigningKey::from_bytes(&[2u8; 32]);
+        let current = cert(&root, &key, NOW - 10, NOW + 10);
+        let next = cert(&root, &key, NOW + 5, NOW + 1000);
+        for certs in [
+            vec![current.clone(), next.clone()],
+            vec![next.clone(), current.clone()],
+        ] {
+            let (out, errors) = read_with(&certs, &key);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(out.records.len(), 2);
+            assert_eq!(
+                out.ring.lookup(&pk(&key).kid(), UnixTime(NOW)),
+                KeyStatus::Known(&pk(&key))
+            );
+        }
+        // Only the next one: published, but the key is not usable yet.
+        let (out, errors) = read_with(&[next], &key);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("valid only from"), "{errors:?}");
+    }
+
+    #[test]
+    fn lookup_tells_root_kids_unknown_keys_and_expired_certificates_apart() {
+        let root = SigningKey::from_bytes(&[1u8; 32]);
+        let key = SigningKey::from_bytes(&[2u8; 32]);
+        let old = SigningKey::from_bytes(&[3u8; 32]);
+        let stray = SigningKey::from_bytes(&[4u8; 32]);
+        let (out, errors) = read_with(
+            &[
+                cert(&root, &key, NOW - 10, NOW + 10),
+                cert(&root, &old, NOW - 100, NOW - 1),
+            ],
+            &key,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(out.records.len(), 1, "the expired one is not published");
+        let now = UnixTime(NOW);
+        assert_eq!(
+            out.ring.lookup(&pk(&root).kid(), now),
+            KeyStatus::Unverifiable
+        );
+        assert_eq!(out.ring.lookup(&pk(&stray).kid(), now), KeyStatus::Unknown);
+        assert_eq!(
+            out.ring.lookup(&pk(&old).kid(), now),
+            KeyStatus::NotValidNow {
+                not_before: UnixTime(NOW - 100),
+                expires: UnixTime(NOW - 1)
+            }
+        );
+        // The root key signing itself: a root key, and it verifies the
+        // certificates.
+        let (out, errors) = read_with(&[cert(&root, &key, NOW - 10, NOW + 10)], &root);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            out.ring.lookup(&pk(&root).kid(), now),
+            KeyStatus::Known(&pk(&root))
+        );
+        let forged = cert(&stray, &key, NOW - 10, NOW + 10).replace(
+            &format!("r={}", pk(&stray).kid()),
+            &format!("r={}", pk(&root).kid()),
+        );
+        let (_, errors) = read_with(&[forged], &root);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("does not verify under root key"),
+            "{errors:?}"
+        );
+    }
+}

@@ -753,3 +753,47 @@ fn build_is_deterministic_and_check_locates_problems() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("mappings.csv:5:"));
 }
+
+/// A rotation in the wrong order, re-signing with a key before its
+/// certificate is published, is refused while serving: the previous zone,
+/// whose assertions clients accept, stays served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_with_an_uncertified_key_keeps_the_old_zone_served() {
+    let w = World::new();
+    let server = w.serve().await;
+    let mut events = server.subscribe();
+    let origin = DomainName::parse("example.com").unwrap();
+    let serial0 = server.serial(&origin).unwrap();
+    let new_key = mimi_publisher::keys::generate();
+    let new_kid = mimi_proto::PublicKey::from_verifying_key(new_key.verifying_key())
+        .unwrap()
+        .kid();
+    // Swap the key file atomically (a new file renamed over the old one).
+    let staged = w.ws.write_key("example.com/next.pem", &new_key);
+    std::fs::rename(&staged, w.ws.path("example.com/signing.pem")).unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.origin == origin && !e.ok {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("a failed reload");
+    assert!(
+        refused.message.contains(&format!(
+            "signing key {new_kid} of authority example.com is not usable"
+        )),
+        "{}",
+        refused.message
+    );
+    assert_eq!(server.serial(&origin), Some(serial0));
+    let r = w
+        .resolver(server.local_addr(), 1)
+        .lookup(&sii("alice@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Verified, "{:?}", r.rejected);
+    server.shutdown().await.unwrap();
+}

@@ -149,6 +149,18 @@ impl Workspace {
         p
     }
 
+    /// Writes a secret file (a TSIG key) with mode 0600, as `tsig-keygen`
+    /// output must be for mimi-publisher to read it.
+    pub fn write_secret(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.write(rel, text);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        p
+    }
+
     /// Writes a private key file with mode 0600.
     pub fn write_key(&self, rel: &str, key: &SigningKey) -> PathBuf {
         let p = self.path(rel);

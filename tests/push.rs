@@ -69,6 +69,15 @@ fn axfr_zone(
     (mimi, other)
 }
 
+/// The discovery name of `sii` in `zone` (no trailing dot).
+fn discovery_owner(sii: &str, zone: &str) -> String {
+    let label = Sii::parse(sii, None).unwrap().label();
+    mimi_proto::name::discovery_name(&label, &mimi_proto::DomainName::parse(zone).unwrap())
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
+
 fn push(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(bin("mimi-publisher"))
         .arg("push")
@@ -95,7 +104,7 @@ async fn push_into_bind_with_tsig() {
         },
     );
     let key = Key::random("update-key");
-    let key_file = ws.write("update.key", &key.bind_format());
+    let key_file = ws.write_secret("update.key", &key.bind_format());
     let bind = Bind::start(
         &ws.path("servers"),
         &[
@@ -215,7 +224,7 @@ async fn push_into_bind_with_tsig() {
         plan.starts_with("- ") && plan.contains(" IN TXT \"v=mimi1;"),
         "{plan}"
     );
-    let second = run(&[]);
+    let second = run(&["--allow-shrink"]);
     let summary = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{summary}");
     assert!(
@@ -235,7 +244,7 @@ async fn push_into_bind_with_tsig() {
         name: key.name.clone(),
         secret: Key::random("x").secret,
     };
-    let wrong_file = ws.write("wrong.key", &wrong.bind_format());
+    let wrong_file = ws.write_secret("wrong.key", &wrong.bind_format());
     ws.write("z/mappings.csv", MAPPINGS);
     let bad = push(&[
         config.as_os_str(),
@@ -260,7 +269,7 @@ async fn push_into_bind_with_tsig() {
         name: "other-key".into(),
         secret: key.secret.clone(),
     };
-    let unknown_file = ws.write("unknown.key", &unknown.bind_format());
+    let unknown_file = ws.write_secret("unknown.key", &unknown.bind_format());
     let bad = push(&[
         config.as_os_str(),
         "--server".as_ref(),
@@ -398,11 +407,10 @@ async fn large_push_in_batches_ttl_change_and_foreign_ttl_conflict() {
     };
     set_ttl(300);
     // A non-mimi TXT record (TTL 300) at the name of m0000's assertions.
-    let label = Sii::parse("m0000@example.com", None).unwrap().label();
-    let owner = format!("{label}.{}._mimi.example.com", label.shard());
+    let owner = discovery_owner("m0000@example.com", "example.com");
     let zone_file = format!("{ZONE_FILE}{owner}. 300 IN TXT \"hello\"\n");
     let key = Key::random("update-key");
-    let key_file = ws.write("update.key", &key.bind_format());
+    let key_file = ws.write_secret("update.key", &key.bind_format());
     let bind = Bind::start(
         &ws.path("servers"),
         &[BindZone {
@@ -550,7 +558,7 @@ async fn a_rejected_batch_changes_nothing_and_the_error_names_the_applied_ones()
     let record = |owner: String, i: usize| ManagedRecord {
         owner,
         ttl: 60,
-        text: format!("v=mimi1;n={i};{}", "x".repeat(200)),
+        text: format!("v=mimi1;a=example.com;n={i};{}", "x".repeat(200)),
     };
     let mut add: Vec<ManagedRecord> = (0..600)
         .map(|i| record(format!("r{i:03}._mimi.example.com"), i))
@@ -586,7 +594,8 @@ async fn a_rejected_batch_changes_nothing_and_the_error_names_the_applied_ones()
         "{text}"
     );
     // Exactly the records of the earlier messages are there.
-    let current = push::read_current(bind.addr, &origin, Some(&tsig))
+    let managed = push::Managed::new(["example.com".parse().unwrap()]);
+    let current = push::read_current(bind.addr, &origin, Some(&tsig), &managed)
         .await
         .unwrap();
     let there: std::collections::BTreeSet<&str> =
@@ -596,4 +605,157 @@ async fn a_rejected_batch_changes_nothing_and_the_error_names_the_applied_ones()
     for (i, r) in diff.add[..600].iter().enumerate() {
         assert_eq!(there.contains(r.owner.as_str()), i < n, "{}", r.owner);
     }
+}
+
+/// Two publishers push into one zone, each with its own authority: a push
+/// manages only its own authorities' records, so neither removes the
+/// other's (nor a record of a third authority at the same name). A push
+/// that would remove more than 10% of its assertions on the server is
+/// refused unless confirmed with --allow-shrink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_sharing_a_zone_leave_each_other_alone_and_shrinking_needs_confirmation() {
+    let ws = Workspace::new();
+    let provider = Authority::new("example.com");
+    let directory = Authority::new("ma.example.net");
+    // A record of a third authority at alice's discovery name (TTL 1, as
+    // the publishers' records, so there is no TTL conflict).
+    let alice = discovery_owner("alice@example.com", "example.com");
+    let foreign = format!(
+        "{alice}. 1 IN TXT \"v=mimi1;a=third.example;k=aaaaaaaaaaaaaaaa;s=im:alice@third.example;t=1;x=2;sig=x\""
+    );
+    let zone_file = format!("{ZONE_FILE}{foreign}\n");
+    let key = Key::random("update-key");
+    let key_file = ws.write_secret("update.key", &key.bind_format());
+    let bind = Bind::start(
+        &ws.path("servers"),
+        &[BindZone {
+            origin: "example.com",
+            zone_file: &zone_file,
+            transfer: true,
+            update: true,
+        }],
+        &key,
+    )
+    .await;
+    let server = bind.addr.to_string();
+
+    // Publisher A: the provider's home zone. Publisher B: a directory
+    // (distribution role) publishing in the same zone, at the same names.
+    ws.write_key("a/root.pem", &provider.root);
+    ws.write("a/mappings.csv", MAPPINGS);
+    let a = ws.zone(
+        "a/zone.toml",
+        &ZoneSpec {
+            origin: "example.com",
+            role: "home",
+            authority: Some("example.com"),
+            key: Some("root.pem"),
+            mappings: Some("mappings.csv"),
+            ..Default::default()
+        },
+    );
+    ws.write_key("b/root.pem", &directory.root);
+    ws.write(
+        "b/mappings.csv",
+        "alice@example.com,mimi://chat.example.net/u/alice\ndave@other.example,mimi://chat.example.net/u/dave\n",
+    );
+    let b = ws.zone(
+        "b/zone.toml",
+        &ZoneSpec {
+            origin: "example.com",
+            role: "distribution",
+            authority: Some("ma.example.net"),
+            key: Some("root.pem"),
+            mappings: Some("mappings.csv"),
+            ..Default::default()
+        },
+    );
+    let run = |config: &std::path::Path, extra: &[&str]| {
+        let mut c = Command::new(bin("mimi-publisher"));
+        c.arg("push")
+            .arg(config)
+            .args(["--server", &server, "--tsig-key"])
+            .arg(&key_file)
+            .args(extra);
+        c.output().unwrap()
+    };
+    let counts = |v: &serde_json::Value| {
+        (
+            v["added"].as_u64().unwrap(),
+            v["deleted"].as_u64().unwrap(),
+            v["unchanged"].as_u64().unwrap(),
+        )
+    };
+    let by = |mimi: &[String], authority: &str| {
+        mimi.iter()
+            .filter(|l| l.contains(&format!("v=mimi1;a={authority};")))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (mimi0, other0) = axfr(bind.addr, &key_file);
+    assert_eq!(mimi0.len(), 1, "{mimi0:?}");
+
+    assert_eq!(counts(&json_of(&run(&a, &["--json"]))), (3, 0, 0));
+    assert_eq!(counts(&json_of(&run(&b, &["--json"]))), (2, 0, 0));
+    let (mimi1, other1) = axfr(bind.addr, &key_file);
+    assert_eq!(other1, other0);
+    assert_eq!(by(&mimi1, "example.com").len(), 3);
+    assert_eq!(by(&mimi1, "ma.example.net").len(), 2);
+    assert_eq!(by(&mimi1, "third.example"), by(&mimi0, "third.example"));
+    // Alice's name holds all three authorities' records.
+    assert_eq!(
+        mimi1
+            .iter()
+            .filter(|l| l.starts_with(&format!("{alice}. ")))
+            .count(),
+        3,
+        "{mimi1:?}"
+    );
+    // A's second push sees B's and the third authority's records as not its
+    // own: nothing to delete.
+    assert_eq!(counts(&json_of(&run(&a, &["--json"]))), (0, 0, 3));
+    assert_eq!(axfr(bind.addr, &key_file), (mimi1.clone(), other1.clone()));
+
+    // A's mappings cut to one of three: refused, nothing sent, and the
+    // dry run says it would be.
+    ws.write(
+        "a/mappings.csv",
+        "alice@example.com,mimi://chat.example.com/u/alice\n",
+    );
+    let dry = run(&a, &["--dry-run"]);
+    assert!(dry.status.success());
+    let err = String::from_utf8_lossy(&dry.stderr);
+    assert!(err.contains("push would refuse"), "{err}");
+    let refused = run(&a, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("nothing was sent")
+            && err.contains("remove 2 of the 3 managed assertions")
+            && err.contains("--allow-shrink"),
+        "{err}"
+    );
+    assert_eq!(axfr(bind.addr, &key_file), (mimi1.clone(), other1.clone()));
+    // Emptying is refused too (B's records do not count as A's).
+    ws.write("a/mappings.csv", "");
+    assert_eq!(run(&a, &[]).status.code(), Some(1));
+    assert_eq!(axfr(bind.addr, &key_file), (mimi1.clone(), other1.clone()));
+
+    // Confirmed: A's records go; B's and the third authority's stay.
+    ws.write(
+        "a/mappings.csv",
+        "alice@example.com,mimi://chat.example.com/u/alice\n",
+    );
+    assert_eq!(
+        counts(&json_of(&run(&a, &["--allow-shrink", "--json"]))),
+        (0, 2, 1)
+    );
+    let (mimi2, other2) = axfr(bind.addr, &key_file);
+    assert_eq!(other2, other0);
+    assert_eq!(by(&mimi2, "example.com").len(), 1);
+    assert_eq!(by(&mimi2, "ma.example.net"), by(&mimi1, "ma.example.net"));
+    assert_eq!(by(&mimi2, "third.example"), by(&mimi0, "third.example"));
+    // And B's push leaves A's remaining record alone.
+    assert_eq!(counts(&json_of(&run(&b, &["--json"]))), (0, 0, 2));
+    assert_eq!(axfr(bind.addr, &key_file), (mimi2, other2));
 }

@@ -71,7 +71,7 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
     let now = UnixTime::now();
     let old_cert = provider.certify(&old_key, now.minus(86400), 90);
     let tsig = Key::random("transfer-key");
-    ws.write("tsig.key", &tsig.bind_format());
+    ws.write_secret("tsig.key", &tsig.bind_format());
     ws.write_key("example.com/signing.pem", &old_key);
     ws.write("example.com/signing.cert", &format!("{old_cert}\n"));
     ws.write("example.com/mappings.csv", MAPPINGS);

@@ -25,13 +25,13 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use mimi_proto::name::{discovery_name, home_zone};
 use mimi_proto::window::WindowPolicy;
-use mimi_proto::{AuthorityName, Certificate, DomainName, KeyId, Sii, UnixTime, UnsignedAssertion};
+use mimi_proto::{AuthorityName, DomainName, KeyId, Sii, UnixTime, UnsignedAssertion};
 use rayon::prelude::*;
 
 use crate::config::{AuthorityConfig, ZoneConfig, ZoneRole};
 use crate::problem::Problem;
 use crate::zone::{next_serial, BuildCache, Soa, Zone, ZoneRecord};
-use crate::{keys, mappings, presigned};
+use crate::{certs, keys, mappings, presigned};
 
 /// A successful build: the zone and non-fatal problems.
 #[derive(Debug)]
@@ -149,83 +149,22 @@ pub fn build_zone(
             }
         });
 
-    // Certificates.
-    let mut certified_kids = BTreeSet::new();
-    if let Some(auth) = &config.authority {
-        for path in &auth.certificates {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(Problem::in_file(
-                        path,
-                        format!("cannot read certificates: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            for (i, line) in text.lines().enumerate() {
-                let l = line.trim();
-                if l.is_empty() || l.starts_with('#') {
-                    continue;
-                }
-                let cert = match Certificate::parse(l) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        errors.push(Problem::at(
-                            path,
-                            i + 1,
-                            format!("malformed certificate: {e}"),
-                        ));
-                        continue;
-                    }
-                };
-                if cert.authority() != &auth.name {
-                    errors.push(Problem::at(
-                        path,
-                        i + 1,
-                        format!(
-                            "certificate is for authority {}, but this zone's authority is {}",
-                            cert.authority(),
-                            auth.name
-                        ),
-                    ));
-                    continue;
-                }
-                let owner = auth.name.certificate_name();
-                if !owner.is_within(&config.origin) {
-                    errors.push(Problem::at(
-                        path,
-                        i + 1,
-                        format!("certificates are published at {owner}, which is not inside zone {}; publish them in the authority's own zone", config.origin),
-                    ));
-                    continue;
-                }
-                if cert.expires() <= now {
-                    warnings.push(Problem::at(
-                        path,
-                        i + 1,
-                        format!(
-                            "certificate for key {} expired at {}; not published",
-                            cert.kid(),
-                            cert.expires()
-                        ),
-                    ));
-                    continue;
-                }
-                certified_kids.insert(cert.kid().clone());
-                records.push(ZoneRecord::new(owner, ttl, l));
-            }
-        }
-    }
-    if let (Some(k), Some(auth)) = (&key, &config.authority) {
-        let kid = keys::public_key(k).expect("loaded keys are not weak").kid();
-        if !auth.certificates.is_empty() && !certified_kids.contains(&kid) {
-            warnings.push(Problem::in_file(
-                &config.path,
-                format!("signing key {kid} is not certified by any published certificate; resolvers accept its assertions only if it is a pinned root key of {}", auth.name),
-            ));
-        }
-    }
+    // Certificates, and whether the signing key is one clients accept.
+    let signing_pk = key
+        .as_ref()
+        .map(|k| keys::public_key(k).expect("loaded keys are not weak"));
+    let ring = config.authority.as_ref().map(|auth| {
+        let certs = certs::read(
+            config,
+            auth,
+            signing_pk.as_ref(),
+            now,
+            &mut errors,
+            &mut warnings,
+        );
+        records.extend(certs.records);
+        certs.ring
+    });
 
     // Mappings: read, find what changed since the previous build, parse it.
     let signer = match (&key, &config.authority) {
@@ -266,6 +205,15 @@ pub fn build_zone(
                         p.assertion.expires()
                     ),
                 ));
+                continue;
+            }
+            let own = config
+                .authority
+                .as_ref()
+                .zip(ring.as_ref())
+                .map(|(a, r)| (&a.name, r));
+            if let Err(msg) = presigned::check(&p, now, own) {
+                errors.push(Problem::at(path, p.line, msg));
                 continue;
             }
             match owner_for(config, &p.sii) {

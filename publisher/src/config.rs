@@ -19,6 +19,7 @@
 //! name = "example.com"
 //! key = "signing.pem"
 //! certificates = ["signing.cert"]
+//! root_keys = ["<base64url Ed25519 public key>"]   # optional, as clients pin them
 //! validity = "14d"
 //! resign_margin = "4d"
 //!
@@ -117,6 +118,11 @@ pub struct AuthorityConfig {
     pub key: Option<PathBuf>,
     /// Files of certificate records to publish at `_mimi-ma.<name>`.
     pub certificates: Vec<PathBuf>,
+    /// The authority's root public keys, as clients pin them (optional).
+    /// With them a build verifies the published certificates, knows when the
+    /// signing key is itself a root key, and refuses a signing key that
+    /// neither they nor a currently valid certificate vouch for.
+    pub root_keys: Vec<mimi_proto::PublicKey>,
     /// Validity and re-sign margin of assertions.
     pub window: WindowPolicy,
 }
@@ -206,6 +212,8 @@ struct RawAuthority {
     key: Option<PathBuf>,
     #[serde(default)]
     certificates: Vec<PathBuf>,
+    #[serde(default)]
+    root_keys: Vec<String>,
     validity: Option<String>,
     resign_margin: Option<String>,
 }
@@ -345,10 +353,24 @@ impl ZoneConfig {
                 )?;
                 let window = WindowPolicy::new(validity, margin)
                     .map_err(|e| invalid("authority.resign_margin", e.to_string()))?;
+                let root_keys = a
+                    .root_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        mimi_proto::PublicKey::from_base64url(k).map_err(|e| {
+                            invalid(
+                                &format!("authority.root_keys[{i}]"),
+                                format!("{k:?} is not a base64url Ed25519 public key: {e}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(AuthorityConfig {
                     name: an,
                     key: a.key.as_ref().map(resolve),
                     certificates: a.certificates.iter().map(resolve).collect(),
+                    root_keys,
                     window,
                 })
             })

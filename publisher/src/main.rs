@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, Sii, Ssi, UnixTime, UnsignedAssertion, UnsignedCertificate};
+use mimi_publisher::shrink::ShrinkLimit;
 use mimi_publisher::{build, config::parse_duration, keys, presigned, serve, zonefile};
 use serde_json::json;
 
@@ -133,6 +134,10 @@ enum Command {
         /// Print the difference; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Send the difference even if it removes more than 10% of the
+        /// managed assertions on the server (or all of them).
+        #[arg(long)]
+        allow_shrink: bool,
         /// Build as of this time, Unix seconds (default: now).
         #[arg(long)]
         now: Option<u64>,
@@ -340,13 +345,21 @@ fn run(command: Command) -> Result<ExitCode> {
             server,
             tsig_key,
             dry_run,
+            allow_shrink,
             now,
             json,
         } => push_cmd(
             &config,
             server,
             tsig_key.as_deref(),
-            dry_run,
+            PushMode {
+                dry_run,
+                shrink: if allow_shrink {
+                    ShrinkLimit::OFF
+                } else {
+                    ShrinkLimit::default()
+                },
+            },
             now_or(now),
             json,
         ),
@@ -370,19 +383,38 @@ fn run(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// How `push` runs: whether it sends, and how much it may remove.
+struct PushMode {
+    dry_run: bool,
+    shrink: ShrinkLimit,
+}
+
 fn push_cmd(
     config: &Path,
     server: SocketAddr,
     tsig_key: Option<&Path>,
-    dry_run: bool,
+    mode: PushMode,
     now: UnixTime,
     json: bool,
 ) -> Result<ExitCode> {
     use mimi_publisher::push;
+    let PushMode { dry_run, shrink } = mode;
     let key = tsig_key
         .map(mimi_publisher::tsig::TsigKey::load)
         .transpose()?;
-    let built = match build::build_from_path(config, now, None, None) {
+    let built = mimi_publisher::ZoneConfig::load(config)
+        .map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg
+                .strip_prefix(&format!("{}: ", config.display()))
+                .unwrap_or(&msg);
+            build::BuildError::from(mimi_publisher::Problem::in_file(config, msg))
+        })
+        .and_then(|cfg| {
+            let out = build::build_zone(&cfg, now, None, None)?;
+            Ok((cfg, out))
+        });
+    let (cfg, built) = match built {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}: {e}", config.display());
@@ -390,6 +422,24 @@ fn push_cmd(
             return Ok(ExitCode::from(1));
         }
     };
+    // The build read the same files without problems; a file that became
+    // unreadable since then is an error here too.
+    let (managed, problems) = push::Managed::of_config(&cfg);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("nothing was sent to {server}");
+        return Ok(ExitCode::from(1));
+    }
+    tracing::debug!(
+        "managing the records of {}",
+        managed
+            .authorities()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
@@ -405,11 +455,17 @@ fn push_cmd(
         eprintln!("error: {e}");
         Ok(ExitCode::from(1))
     };
-    let current = match rt.block_on(push::read_current(server, &zone.origin, key.as_ref())) {
+    let current = match rt.block_on(push::read_current(
+        server,
+        &zone.origin,
+        key.as_ref(),
+        &managed,
+    )) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     let diff = push::diff(&current, &zone);
+    let shrunk = push::check_shrink(&current, &zone, shrink).err();
     let batches = diff.batches();
     let list = |v: &[push::ManagedRecord]| {
         v.iter()
@@ -426,7 +482,7 @@ fn push_cmd(
         if json {
             println!(
                 "{}",
-                json!({"zone": zone.origin.as_str(), "server": server.to_string(), "dry_run": true, "add": list(&diff.add), "delete": list(&diff.delete), "unchanged": diff.unchanged, "updates": batches, "conflicts": conflicts()})
+                json!({"zone": zone.origin.as_str(), "server": server.to_string(), "dry_run": true, "add": list(&diff.add), "delete": list(&diff.delete), "unchanged": diff.unchanged, "updates": batches, "conflicts": conflicts(), "shrink_refused": shrunk.as_ref().map(|e| e.to_string())})
             );
         } else {
             for r in &diff.delete {
@@ -458,8 +514,25 @@ fn push_cmd(
                     diff.conflicts.len()
                 );
             }
+            if let Some(e) = &shrunk {
+                eprintln!("push would refuse: {e}");
+            }
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = shrunk {
+        let msg = format!(
+            "{server}: nothing was sent: the push would remove {} of the {} managed assertions on the server ({} left), more than {} allows; if this is intended, run push again with --allow-shrink",
+            e.shrink.removed, e.shrink.before, e.shrink.after, e.limit
+        );
+        if json {
+            println!(
+                "{}",
+                json!({"zone": zone.origin.as_str(), "server": server.to_string(), "error": msg, "shrink": {"before": e.shrink.before, "after": e.shrink.after, "removed": e.shrink.removed}})
+            );
+        }
+        eprintln!("error: {msg}");
+        return Ok(ExitCode::from(1));
     }
     match rt.block_on(push::apply(server, &zone.origin, &diff, key.as_ref())) {
         Ok(applied) => {

@@ -5,12 +5,26 @@
 //! record text. A provider collects such lines in a file that its zone
 //! configuration lists under `presigned`; the publisher places each record
 //! at the SII's discovery name. Blank lines and `#` comments are ignored.
+//!
+//! Each line is checked before it is published ([`parse`], then [`check`]):
+//! its grammar (SPEC §4, §5), that an `h=` label is the SII's, the length of
+//! its window, and, when the assertion is by this zone's own authority, its
+//! signature under the key it names. A pre-signed record that every client
+//! rejects is an input error, not something to publish and debug later.
+//! Expired lines are skipped with a warning (a third party that has not yet
+//! sent fresh records is not the zone's fault); lines not yet valid are
+//! published (a third party may hand over its next records early).
 
 use std::path::Path;
 
-use mimi_proto::{Assertion, Sii};
+use mimi_proto::{Assertion, AuthorityName, Sii, UnixTime};
 
+use crate::certs::{KeyRing, KeyStatus};
 use crate::problem::Problem;
+
+/// Longest assertion window accepted, seconds: resolvers' default
+/// `max_assertion_validity` (SPEC §7), which rejects longer ones.
+pub const MAX_ASSERTION_VALIDITY: u64 = 90 * 86400;
 
 /// One pre-signed assertion and where it came from.
 #[derive(Debug, Clone)]
@@ -91,4 +105,49 @@ pub fn parse(text: &str, path: &Path) -> (Vec<Presigned>, Vec<Problem>) {
         });
     }
     (out, problems)
+}
+
+/// Checks a parsed pre-signed line as of `now`: its window is at most
+/// [`MAX_ASSERTION_VALIDITY`] long, and, when it is by `own` (the zone's
+/// authority and the keys a build knows of it), its key is one clients
+/// accept now and its signature verifies. Returns what is wrong.
+pub fn check(
+    p: &Presigned,
+    now: UnixTime,
+    own: Option<(&AuthorityName, &KeyRing)>,
+) -> Result<(), String> {
+    let a = &p.assertion;
+    let length = a.expires().0 - a.not_before().0;
+    if length > MAX_ASSERTION_VALIDITY {
+        return Err(format!(
+            "assertion by {} is valid for {} days, longer than the {} days resolvers accept by default (max_assertion_validity)",
+            a.authority(),
+            length / 86400,
+            MAX_ASSERTION_VALIDITY / 86400
+        ));
+    }
+    let Some((name, ring)) = own.filter(|(name, _)| *name == a.authority()) else {
+        return Ok(());
+    };
+    match ring.lookup(a.kid(), now) {
+        KeyStatus::Known(key) => a.verify(&p.sii.hash(), key).map_err(|e| {
+            format!(
+                "assertion by {name} for {} does not verify under key {}: {e} (signed for another SII, or altered)",
+                p.sii,
+                a.kid()
+            )
+        }),
+        KeyStatus::NotValidNow {
+            not_before,
+            expires,
+        } => Err(format!(
+            "assertion by {name} is signed by key {}, whose certificate is valid from {not_before} to {expires}, not now; clients reject it",
+            a.kid()
+        )),
+        KeyStatus::Unknown => Err(format!(
+            "assertion by {name} is signed by key {}, which is neither a root key of {name} nor covered by a published certificate; clients reject it",
+            a.kid()
+        )),
+        KeyStatus::Unverifiable | KeyStatus::NotChecked => Ok(()),
+    }
 }

@@ -11,10 +11,16 @@
 //!    in between.
 //! 2. [`diff`] compares the *managed* records — TXT records whose text starts
 //!    with `v=mimi1;` at `…._mimi.…` discovery names and `_mimi-ma.…`
-//!    certificate names ([`is_managed`]) — with the built zone. Every other
-//!    record of the zone (SOA, NS, addresses, other TXT, even at the same
-//!    names) is never touched.
-//! 3. [`apply`] sends deletions (class NONE, RFC 2136 §2.5.4: delete exactly
+//!    certificate names, whose `a=` is an authority this configuration
+//!    publishes ([`Managed`]) — with the built zone. Every other record of
+//!    the zone (SOA, NS, addresses, other TXT, mimi records of other
+//!    authorities, even at the same names) is never touched, so several
+//!    publishers, each pushing its own authorities, can share one zone.
+//! 3. Before anything is sent, the [shrink guard](crate::shrink) compares
+//!    the managed assertions on the server with the built zone: a push that
+//!    would remove more than the limit (default 10%, and always when it
+//!    would remove every one) is refused unless confirmed (`--allow-shrink`).
+//! 4. [`apply`] sends deletions (class NONE, RFC 2136 §2.5.4: delete exactly
 //!    this RR) and additions in UPDATE messages over TCP, TSIG-signed, and
 //!    checks each response code.
 //!
@@ -44,12 +50,15 @@ use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use mimi_proto::text::split_txt;
-use mimi_proto::DomainName;
+use mimi_proto::{AuthorityName, DomainName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::ZoneConfig;
+use crate::problem::Problem;
+use crate::shrink::{Shrink, ShrinkLimit, ShrinkRefused};
 use crate::tsig::TsigKey;
-use crate::zone::Zone;
+use crate::zone::{Zone, ZoneRecord};
 
 /// Size budget of one UPDATE message's records (estimated from the record
 /// sizes without name compression, so the real message is smaller): well
@@ -249,12 +258,69 @@ pub enum PushError {
     },
 }
 
-/// Whether a TXT record at `owner` (lowercase, no trailing dot) with `text`
-/// is managed by push: its text starts with `v=mimi1;`, and its owner is a
-/// certificate name `_mimi-ma.…` or a discovery name with a `_mimi` label.
-pub fn is_managed(owner: &str, text: &str) -> bool {
-    text.starts_with("v=mimi1;")
-        && (owner.starts_with("_mimi-ma.") || owner.split('.').any(|l| l == "_mimi"))
+/// The authorities whose records a push manages: the configuration's own
+/// authority and the authorities of its pre-signed files.
+///
+/// Why not every mimi record: a zone may be shared. A provider's own
+/// publisher and, say, a directory operator's may push into the same
+/// primary, each with its own authority, and records at the same discovery
+/// name belong to whichever authority signed them. A push that took every
+/// `v=mimi1;` record for its own would delete the other publisher's records
+/// on every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Managed {
+    authorities: BTreeSet<AuthorityName>,
+}
+
+impl Managed {
+    /// Manages the records of exactly these authorities.
+    pub fn new(authorities: impl IntoIterator<Item = AuthorityName>) -> Self {
+        Managed {
+            authorities: authorities.into_iter().collect(),
+        }
+    }
+
+    /// The authorities `config` publishes: its `[authority]` and every
+    /// authority with a well-formed line in one of its pre-signed files,
+    /// expired lines included (their records are still to be removed from
+    /// the server). Returns the problems of unreadable files too; a build of
+    /// the same configuration reports them as errors.
+    pub fn of_config(config: &ZoneConfig) -> (Self, Vec<Problem>) {
+        let mut authorities: BTreeSet<AuthorityName> =
+            config.authority.iter().map(|a| a.name.clone()).collect();
+        let mut problems = Vec::new();
+        for path in &config.presigned {
+            let (items, p) = crate::presigned::read(path);
+            problems.extend(p);
+            authorities.extend(items.into_iter().map(|i| i.assertion.authority().clone()));
+        }
+        (Managed { authorities }, problems)
+    }
+
+    /// The managed authorities, sorted.
+    pub fn authorities(&self) -> impl Iterator<Item = &AuthorityName> {
+        self.authorities.iter()
+    }
+
+    /// Whether a TXT record at `owner` (lowercase, no trailing dot) with
+    /// `text` is managed: its text starts with `v=mimi1;`, its `a=` is a
+    /// managed authority, and its owner is that authority's certificate name
+    /// `_mimi-ma.<a>` or a discovery name (one with a `_mimi` label).
+    pub fn is_managed(&self, owner: &str, text: &str) -> bool {
+        let Some(body) = text.strip_prefix("v=mimi1;") else {
+            return false;
+        };
+        let Some(a) = body.split(';').find_map(|f| f.strip_prefix("a=")) else {
+            return false;
+        };
+        let Some(authority) = self.authorities.iter().find(|n| n.as_str() == a) else {
+            return false;
+        };
+        match owner.strip_prefix("_mimi-ma.") {
+            Some(rest) => rest == authority.as_str(),
+            None => owner.split('.').any(|l| l == "_mimi"),
+        }
+    }
 }
 
 /// A key's name as in named.conf (no trailing dot).
@@ -337,9 +403,9 @@ fn parse_response(raw: &[u8], id: u16) -> Result<Message, String> {
     Ok(m)
 }
 
-/// Reads the managed records of `origin` at `server` by AXFR over TCP,
-/// signed with `tsig` when given (then every response message's TSIG is
-/// verified: the records read decide what is deleted).
+/// Reads the records of `origin` at `server` that `managed` manages by AXFR
+/// over TCP, signed with `tsig` when given (then every response message's
+/// TSIG is verified: the records read decide what is deleted).
 ///
 /// Errors name the server and the response code; a refused transfer is
 /// explained as an `allow-transfer` problem, NOTAUTH with a TSIG error as
@@ -348,6 +414,7 @@ pub async fn read_current(
     server: SocketAddr,
     origin: &DomainName,
     tsig: Option<&TsigKey>,
+    managed: &Managed,
 ) -> Result<Current, PushError> {
     let net = |what: String| PushError::Network { server, what };
     let id = new_id();
@@ -425,7 +492,7 @@ pub async fn read_current(
                         .collect();
                     let owner = r.name.to_ascii().trim_end_matches('.').to_ascii_lowercase();
                     match String::from_utf8(text) {
-                        Ok(text) if is_managed(&owner, &text) => {
+                        Ok(text) if managed.is_managed(&owner, &text) => {
                             current.managed.push(ManagedRecord {
                                 owner,
                                 ttl: r.ttl,
@@ -479,6 +546,31 @@ pub fn diff(current: &Current, desired: &Zone) -> Diff {
         unchanged: want.intersection(&have).count(),
         conflicts,
     }
+}
+
+/// The shrink guard for a push: refuses a difference that would remove more
+/// than `limit` of the managed assertions now on the server (see
+/// [`crate::shrink`]). Assertions are compared by owner, authority and SSI,
+/// so re-signing and TTL changes remove nothing.
+pub fn check_shrink(
+    current: &Current,
+    desired: &Zone,
+    limit: ShrinkLimit,
+) -> Result<Shrink, ShrinkRefused> {
+    let old: Vec<ZoneRecord> = current
+        .managed
+        .iter()
+        .filter_map(|r| {
+            Some(ZoneRecord::new(
+                DomainName::parse(&r.owner).ok()?,
+                r.ttl,
+                r.text.clone(),
+            ))
+        })
+        .collect();
+    let shrink = Shrink::between(&old, &desired.records);
+    shrink.check(limit)?;
+    Ok(shrink)
 }
 
 fn txt_record(r: &ManagedRecord, class: DNSClass, ttl: u32) -> Result<Record, String> {
@@ -679,15 +771,95 @@ mod tests {
     }
 
     #[test]
-    fn managed_records_are_only_mimi_txt_at_mimi_names() {
-        assert!(is_managed("abc._mimi.example.com", "v=mimi1;a=b"));
-        assert!(is_managed("_mimi-ma.example.com", "v=mimi1;a=b"));
-        assert!(is_managed("x._mimi.9.3.e164.example", "v=mimi1;a=b"));
+    fn managed_records_are_mimi_txt_of_managed_authorities_at_mimi_names() {
+        let m = Managed::new([
+            "example.com".parse().unwrap(),
+            "ma.example".parse().unwrap(),
+        ]);
+        let is_managed = |o, t| m.is_managed(o, t);
+        assert!(is_managed(
+            "abc._mimi.example.com",
+            "v=mimi1;a=example.com;k=x"
+        ));
+        assert!(is_managed(
+            "abc.ab._mimi.example.com",
+            "v=mimi1;a=ma.example;k=x"
+        ));
+        assert!(is_managed(
+            "_mimi-ma.example.com",
+            "v=mimi1;a=example.com;k=x"
+        ));
+        assert!(is_managed(
+            "x._mimi.9.3.e164.example",
+            "v=mimi1;a=example.com"
+        ));
         assert!(!is_managed("abc._mimi.example.com", "v=spf1 -all"));
-        assert!(!is_managed("abc._mimi.example.com", "v=mimi2;a=b"));
-        assert!(!is_managed("www.example.com", "v=mimi1;a=b"));
-        assert!(!is_managed("x_mimi.example.com", "v=mimi1;a=b"));
-        assert!(!is_managed("x._mimi-ma.example.com", "v=mimi1;a=b"));
+        assert!(!is_managed(
+            "abc._mimi.example.com",
+            "v=mimi2;a=example.com"
+        ));
+        assert!(!is_managed("www.example.com", "v=mimi1;a=example.com"));
+        assert!(!is_managed("x_mimi.example.com", "v=mimi1;a=example.com"));
+        assert!(!is_managed(
+            "x._mimi-ma.example.com",
+            "v=mimi1;a=example.com"
+        ));
+        // Other authorities' records, even at the same names, are not ours.
+        assert!(!is_managed(
+            "abc._mimi.example.com",
+            "v=mimi1;a=other.example;k=x"
+        ));
+        assert!(!is_managed(
+            "abc._mimi.example.com",
+            "v=mimi1;a=example.com.evil;k=x"
+        ));
+        assert!(!is_managed("abc._mimi.example.com", "v=mimi1;k=x;s=im:a@b"));
+        assert!(!is_managed(
+            "_mimi-ma.other.example",
+            "v=mimi1;a=other.example"
+        ));
+        // A certificate is managed only at its own authority's name.
+        assert!(!is_managed("_mimi-ma.ma.example", "v=mimi1;a=example.com"));
+        assert!(!Managed::default().is_managed("abc._mimi.example.com", "v=mimi1;a=example.com"));
+    }
+
+    #[test]
+    fn the_shrink_guard_counts_managed_assertions_on_the_server() {
+        let rec = |i: usize| {
+            r(
+                &format!("l{i}.l._mimi.example.com"),
+                300,
+                &format!("v=mimi1;a=example.com;k=x;s=im:u{i}@b.example;t=1;x=2;sig=y"),
+            )
+        };
+        let current = Current {
+            managed: (0..10).map(rec).collect(),
+            other_txt: BTreeMap::new(),
+        };
+        let texts: Vec<(String, u32, String)> =
+            (0..9).map(rec).map(|r| (r.owner, 60, r.text)).collect();
+        let nine = zone(
+            &texts
+                .iter()
+                .map(|(o, t, x)| (o.as_str(), *t, x.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        // 1 of 10 removed (and every TTL changed): allowed at 10%.
+        let s = check_shrink(&current, &nine, ShrinkLimit::default()).unwrap();
+        assert_eq!((s.before, s.after, s.removed), (10, 9, 1));
+        let eight = zone(
+            &texts[..8]
+                .iter()
+                .map(|(o, t, x)| (o.as_str(), *t, x.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let e = check_shrink(&current, &eight, ShrinkLimit::default()).unwrap_err();
+        assert_eq!(e.shrink.removed, 2);
+        assert!(check_shrink(&current, &eight, ShrinkLimit::OFF).is_ok());
+        // Emptying: refused whatever the limit, unless the guard is off.
+        let empty = zone(&[]);
+        assert!(check_shrink(&current, &empty, ShrinkLimit::parse("99%").unwrap()).is_err());
+        assert!(check_shrink(&current, &empty, ShrinkLimit::OFF).is_ok());
     }
 
     #[test]

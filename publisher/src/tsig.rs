@@ -18,6 +18,8 @@ use data_encoding::BASE64;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, TSigner};
 
+use crate::secret::{read_secret, SecretFileError};
+
 /// Fudge (allowed clock difference) for messages we sign, seconds (RFC 8945
 /// recommends 300).
 pub const FUDGE: u16 = 300;
@@ -38,14 +40,10 @@ impl std::fmt::Debug for TsigKey {
 /// Why a TSIG key file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum TsigKeyError {
-    /// I/O.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
+    /// The file cannot be read as a secret: I/O, readable by group or
+    /// others, a symbolic link, not a regular file, too large.
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
     /// Not in `key "name" { algorithm …; secret "…"; };` form.
     #[error("{path}: {why} (expected the format tsig-keygen writes: key \"NAME\" {{ algorithm hmac-sha256; secret \"BASE64\"; }};)")]
     Format {
@@ -57,12 +55,13 @@ pub enum TsigKeyError {
 }
 
 impl TsigKey {
-    /// Reads a key file.
+    /// Reads a key file. It gets the rules of private keys
+    /// ([`read_secret`]): whoever holds the secret can rewrite the zone at
+    /// a primary (push) or transfer it, so a file group or others can read
+    /// is refused, as are symbolic links and anything but a small regular
+    /// file.
     pub fn load(path: &Path) -> Result<Self, TsigKeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TsigKeyError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_secret(path, "TSIG key")?;
         Self::parse(&text).map_err(|why| TsigKeyError::Format {
             path: path.to_owned(),
             why,
@@ -198,6 +197,41 @@ mod tests {
         assert_eq!(k.signer().signer_name(), k.name());
         let one_line = "# comment\nkey transfer-key { algorithm HMAC-SHA256; secret \"kXW841Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=\"; }; // end";
         assert_eq!(TsigKey::parse(one_line).unwrap(), k);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_get_the_private_key_rules() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.key");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(KEY.as_bytes())
+            .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = TsigKey::load(&p).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TsigKeyError::Secret(SecretFileError::Permissions { mode: 0o644, .. })
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(TsigKey::load(&p).unwrap(), TsigKey::parse(KEY).unwrap());
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(matches!(
+            TsigKey::load(&link),
+            Err(TsigKeyError::Secret(SecretFileError::Symlink { .. }))
+        ));
+        assert!(matches!(
+            TsigKey::load(Path::new("/dev/zero")),
+            Err(TsigKeyError::Secret(SecretFileError::NotRegular { .. }))
+        ));
     }
 
     #[test]

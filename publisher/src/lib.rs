@@ -17,6 +17,7 @@
 
 pub mod answer;
 pub mod build;
+pub mod complete;
 pub mod config;
 mod index;
 pub mod keys;
@@ -25,6 +26,7 @@ mod memory;
 pub mod presigned;
 pub mod problem;
 pub mod push;
+pub mod seal;
 pub mod serve;
 pub mod shrink;
 mod state;

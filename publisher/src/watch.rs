@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::ZoneConfig;
-use crate::serve::{log_warnings, prepare, ReloadEvent, ReloadReason, Served};
+use crate::serve::{log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served};
 
 /// The shortest wait before a re-sign: a zone whose `next_resign` is already
 /// due (or nearly) is rebuilt after this long instead of in a tight loop.
@@ -244,6 +244,10 @@ struct Ctx {
     served: Arc<Served>,
     watcher: Arc<Watcher>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// How long a zone's files must be quiet before it is rebuilt.
+    quiet: Duration,
+    /// Whether the shrink guard is off (the operator confirmed).
+    allow_shrink: bool,
 }
 
 /// The running watcher and per-zone workers of a server.
@@ -291,6 +295,7 @@ pub(crate) fn spawn(
     inputs: Vec<Vec<PathBuf>>,
     resign_at: Vec<Option<UnixTime>>,
     debounce: Duration,
+    allow_shrink: bool,
 ) -> Result<Reloader, notify::Error> {
     let triggers: Vec<Arc<Notify>> = inputs.iter().map(|_| Arc::new(Notify::new())).collect();
     let state = Arc::new(Mutex::new(WatchState {
@@ -320,6 +325,8 @@ pub(crate) fn spawn(
         served,
         watcher: watcher.clone(),
         stop: stop_rx,
+        quiet: debounce,
+        allow_shrink,
     });
     let tasks = triggers
         .iter()
@@ -347,6 +354,23 @@ async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Opti
             () = trigger.notified() => ReloadReason::FileChange,
             () = tokio::time::sleep_until(deadline) => ReloadReason::Resign,
         };
+        if reason == ReloadReason::FileChange {
+            // The debouncer delays each event by the debounce time, but a
+            // write spread over longer (a slow `cat`, a key file removed,
+            // then created, then filled) arrives as several batches: wait
+            // until the files have been quiet for that long, so that one
+            // build reads the final files instead of one per batch
+            // reading the intermediate states. (A build that still sees one
+            // is followed by another: every event after a build started
+            // leaves a trigger.)
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = trigger.notified() => continue,
+                    () = tokio::time::sleep(ctx.quiet) => break,
+                }
+            }
+        }
         let delay = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             delay = rebuild(&ctx, idx, reason) => delay,
@@ -367,6 +391,8 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
         let config = config.clone();
         let previous = previous.clone();
         let watcher = ctx.watcher.clone();
+        let state = ctx.served.state();
+        let allow_shrink = ctx.allow_shrink;
         tokio::task::spawn_blocking(move || {
             // Follow the configuration's choice of files even when the build
             // fails, so that creating a missing file is noticed.
@@ -374,12 +400,18 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 watcher.set_inputs(idx, c.input_files());
                 c.authority.map(|a| a.window.margin())
             });
-            (prepare(&config, Some(&previous)), margin.flatten())
+            (
+                prepare(&config, Some(&previous), allow_shrink, state.as_deref()),
+                margin.flatten(),
+            )
         })
     };
     let (result, margin) = match job.await {
         Ok(r) => r,
-        Err(e) => (Err(format!("build task failed: {e}")), None),
+        Err(e) => (
+            Err(PrepareError::Failed(format!("build task failed: {e}"))),
+            None,
+        ),
     };
     let batch = resign_batch(margin);
     let event = |ok, changed, serial, origin, message| ReloadEvent {
@@ -466,7 +498,25 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
             ));
             delay
         }
-        Err(message) => failed(message),
+        Err(PrepareError::Failed(message)) => failed(message),
+        Err(PrepareError::Shrink(refused)) => failed(refused.to_string()),
+        Err(PrepareError::Incomplete(e)) => {
+            for p in e.incomplete() {
+                warn!(
+                    origin = %previous.origin,
+                    serial = previous.soa.serial,
+                    "{p}; waiting for it to be completed, still serving the previous zone"
+                );
+            }
+            ctx.served.announce(event(
+                false,
+                false,
+                previous.soa.serial,
+                previous.origin.clone(),
+                e.to_string(),
+            ));
+            failure_delay(&previous)
+        }
     };
     drop_off_thread(previous);
     delay

@@ -334,10 +334,9 @@ fn run(command: Command) -> Result<ExitCode> {
                         });
                         let shrink = match &against {
                             Some(path) => match read_zone_file(path)? {
-                                Some(old) => Some((
-                                    path,
-                                    Shrink::between(&old.records, &built.zone.records),
-                                )),
+                                Some(old) => {
+                                    Some((path, Shrink::between(&old.records, &built.zone.records)))
+                                }
                                 None => None,
                             },
                             None => None,
@@ -364,7 +363,10 @@ fn run(command: Command) -> Result<ExitCode> {
                             }
                             if let Some(r) = &refused {
                                 println!("error: {}: {r}", c.display());
-                                println!("FAILED: {}: the new zone would be held back", c.display());
+                                println!(
+                                    "FAILED: {}: the new zone would be held back",
+                                    c.display()
+                                );
                             } else {
                                 println!(
                                     "ok: {}: zone {}, {} records",

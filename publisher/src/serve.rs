@@ -665,12 +665,13 @@ fn initial_zone(
 ) -> Result<Initial, ServeError> {
     let kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
     let previous = kept.as_ref().map(|k| k.for_build());
-    let output = build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(
-        |source| ServeError::Build {
-            config: config.to_owned(),
-            source,
-        },
-    )?;
+    let output =
+        build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(|source| {
+            ServeError::Build {
+                config: config.to_owned(),
+                source,
+            }
+        })?;
     drop(previous);
     let BuildOutput {
         mut zone,

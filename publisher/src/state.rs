@@ -114,6 +114,9 @@ impl StateDir {
             dir: dir.clone(),
             source,
         };
+        if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(StateError::NotADirectory { dir });
+        }
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -152,7 +155,9 @@ impl StateDir {
                     Ok(()) => {
                         info!(path = %path.display(), "removed a temporary file left by an interrupted write")
                     }
-                    Err(e) => warn!(path = %path.display(), "cannot remove a stale temporary file: {e}"),
+                    Err(e) => {
+                        warn!(path = %path.display(), "cannot remove a stale temporary file: {e}")
+                    }
                 }
             }
         }

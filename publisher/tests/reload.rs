@@ -385,7 +385,7 @@ async fn a_key_file_written_in_two_steps_ends_with_the_new_key() {
 /// At start an incomplete input is an error naming the file and line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_from_an_incomplete_file_is_an_error() {
-    let (f, _key) = Fixture::new(&lines(0..3).trim_end().to_owned(), "");
+    let (f, _key) = Fixture::new(lines(0..3).trim_end(), "");
     let e = serve::start(f.options()).await.unwrap_err();
     assert!(matches!(e, ServeError::Build { .. }), "{e}");
     let msg = e.to_string();

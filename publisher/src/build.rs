@@ -186,6 +186,10 @@ pub fn build_zone(
                     continue;
                 }
             };
+            if let Err(p) = crate::complete::check(path, &text) {
+                errors.push(p);
+                continue;
+            }
             for (i, line) in text.lines().enumerate() {
                 let l = line.trim();
                 if l.is_empty() || l.starts_with('#') {
@@ -1341,6 +1345,35 @@ mod tests {
             sign_body(&long, &hash, &body, &key).unwrap_err(),
             long.sign(&hash, &key).unwrap_err()
         );
+    }
+
+    #[test]
+    fn inputs_without_a_final_newline_are_incomplete() {
+        let f = Fixture::new("home", "alice@example.com,mimi://a.example/x");
+        let e = f.build(NOW, None).unwrap_err();
+        assert!(e.is_incomplete(), "{e}");
+        assert_eq!(
+            e.problems.len(),
+            1,
+            "the unterminated line is not parsed: {e}"
+        );
+        assert_eq!(e.problems[0].line, Some(1));
+        // Certificates likewise (in the [authority] table).
+        f.write("m.csv", "alice@example.com,mimi://a.example/x\n");
+        let config = std::fs::read_to_string(f.path("zone.toml")).unwrap();
+        f.write(
+            "zone.toml",
+            &format!("{config}certificates = [\"c.txt\"]\n"),
+        );
+        f.write("c.txt", "# none yet");
+        let e = f.build(NOW, None).unwrap_err();
+        assert!(e.is_incomplete(), "{e}");
+        assert!(e.problems[0].file.ends_with("c.txt"), "{e}");
+        // A broken line is not incomplete.
+        f.write("c.txt", "\n");
+        f.write("m.csv", "broken\n");
+        let e = f.build(NOW, None).unwrap_err();
+        assert!(!e.is_incomplete(), "{e}");
     }
 
     #[test]

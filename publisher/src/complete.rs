@@ -1,6 +1,6 @@
 //! Input files that may still be being written.
 //!
-//! A mappings or pre-signed file rewritten in place (`cat new.csv >
+//! A mappings, pre-signed or certificates file rewritten in place (`cat new.csv >
 //! mappings.csv`, an editor saving without a rename, a script that
 //! truncates and writes) is, while the write lasts, a shorter file that
 //! parses: building from it would publish, sign and NOTIFY a zone missing

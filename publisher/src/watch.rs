@@ -16,11 +16,21 @@
 //!   are re-signed before they expire without a restart, and a large zone
 //!   whose windows roll over every second is not rebuilt every second.
 //!
+//! After a file event the worker waits until the zone's files have been
+//! quiet for the debounce time (at most [`MAX_SETTLE`]), so that a write
+//! spread over several event batches (a key file removed, created, then
+//! filled) is built from once, at its end; an event during a rebuild leaves
+//! a trigger, so after any burst the zone is built from the final files.
+//!
 //! A rebuild runs in `spawn_blocking` (signing is CPU-bound). On success
-//! with new content the zone is swapped in; with unchanged content nothing
-//! is swapped; on failure the reason is logged and the previous zone keeps
-//! being served unchanged. When a rebuilt configuration names different
-//! input files, the watches follow.
+//! with new content the zone is kept in the state directory (if any) and
+//! then swapped in; with unchanged content nothing is swapped; on failure
+//! the reason is logged and the previous zone keeps being served unchanged.
+//! Two outcomes are not failures of the input but still keep the previous
+//! zone: an input that does not end with a newline is waited for (see
+//! [`crate::complete`]), and a zone removing more assertions than
+//! `max_shrink` allows is held back (see [`crate::shrink`]). When a
+//! rebuilt configuration names different input files, the watches follow.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -67,6 +77,11 @@ pub fn resign_batch(margin: Option<u64>) -> Duration {
         Duration::from_secs(m / 4).clamp(MIN_RESIGN_DELAY, MAX_RESIGN_BATCH)
     })
 }
+
+/// The longest a rebuild waits for a zone's files to be quiet (for the
+/// debounce time) after a change: files changing without pause are still
+/// rebuilt from this often.
+pub const MAX_SETTLE: Duration = Duration::from_secs(10);
 
 /// The upper bound of [`resign_batch`].
 pub const MAX_RESIGN_BATCH: Duration = Duration::from_secs(60);
@@ -363,11 +378,15 @@ async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Opti
             // reading the intermediate states. (A build that still sees one
             // is followed by another: every event after a build started
             // leaves a trigger.)
+            // A file written to without pause for longer than
+            // MAX_SETTLE is built from anyway (and again when it is quiet).
+            let settled_by = Instant::now() + MAX_SETTLE;
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     () = trigger.notified() => continue,
                     () = tokio::time::sleep(ctx.quiet) => break,
+                    () = tokio::time::sleep_until(settled_by) => break,
                 }
             }
         }

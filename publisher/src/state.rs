@@ -251,6 +251,14 @@ mod tests {
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
         StateDir::open(dir.clone()).unwrap();
+        // Another user's directory (only root can make one to test with).
+        match std::os::unix::fs::chown(&dir, Some(54_321), None) {
+            Ok(()) => {
+                let e = StateDir::open(dir.clone()).unwrap_err();
+                assert!(matches!(e, StateError::Owner { owner: 54_321, .. }), "{e}");
+            }
+            Err(e) => eprintln!("cannot chown as this user ({e}); owner check not exercised"),
+        }
         let file = base.path().join("file");
         std::fs::write(&file, "").unwrap();
         assert!(matches!(

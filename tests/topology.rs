@@ -220,9 +220,14 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
             Ok(n)
         })
     };
-    let step = |what: &'static str| {
+    // The serial before a change is read before the change is made: read
+    // after it, it may already be the new one (the primary reloads as soon
+    // as the file is written, possibly before the writer returns, e.g.
+    // while it fsyncs the key file), and the step would then wait for a
+    // change that has already happened.
+    let serial_now = || async { soa_serial(primary, origin_str()).await.unwrap() };
+    let step = |what: &'static str, before: u32| {
         async move {
-            let before = soa_serial(primary, origin_str()).await.unwrap();
             let s = eventually(Duration::from_secs(10), what, || async {
                 soa_serial(primary, origin_str())
                     .await
@@ -236,15 +241,18 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
     };
     let new_key = mimi_publisher::keys::generate();
     let new_cert = provider.certify(&new_key, now.minus(60), 90);
+    let before = serial_now().await;
     ws.write(
         "example.com/signing.cert",
         &format!("{old_cert}\n{new_cert}\n"),
     );
-    step("the new certificate to be published").await;
+    step("the new certificate to be published", before).await;
+    let before = serial_now().await;
     ws.write_key("example.com/signing.pem", &new_key);
-    step("the assertions to be re-signed with the new key").await;
+    step("the assertions to be re-signed with the new key", before).await;
+    let before = serial_now().await;
     ws.write("example.com/signing.cert", &format!("{new_cert}\n"));
-    step("the old certificate to be removed").await;
+    step("the old certificate to be removed", before).await;
     stop.store(true, Ordering::Relaxed);
     let n = looper.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
     assert!(n >= 10, "only {n} lookups ran during the rotation");

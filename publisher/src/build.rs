@@ -40,6 +40,13 @@ pub struct BuildOutput {
     pub zone: Zone,
     /// Warnings (duplicate mappings, expired pre-signed records skipped…).
     pub warnings: Vec<Problem>,
+    /// The key that seals the zone file written from this zone (derived
+    /// from the signing key; `None` without one), see [`crate::seal`].
+    pub seal: Option<crate::seal::SealKey>,
+    /// The configuration's `max_shrink`: how much of the zone it replaces
+    /// this zone may remove before it needs confirmation (the build itself
+    /// does not compare; installing it does, see [`crate::shrink`]).
+    pub max_shrink: crate::shrink::ShrinkLimit,
 }
 
 /// A failed build: every problem found, each with its file and line.
@@ -61,6 +68,22 @@ impl std::fmt::Display for BuildError {
             write!(f, "\n  … and {} more", n - SHOWN)?;
         }
         Ok(())
+    }
+}
+
+impl BuildError {
+    /// The problems that say an input file is incomplete (does not end
+    /// with a newline, see [`crate::complete`]): a server waits for such a
+    /// file to be completed instead of treating the build as failed.
+    pub fn incomplete(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| crate::complete::is_incomplete(p))
+    }
+
+    /// Whether some input file is incomplete.
+    pub fn is_incomplete(&self) -> bool {
+        self.incomplete().next().is_some()
     }
 }
 
@@ -192,7 +215,21 @@ pub fn build_zone(
 
     // Pre-signed assertions.
     for path in &config.presigned {
-        let (items, problems) = presigned::read(path);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(Problem::in_file(
+                    path,
+                    format!("cannot read pre-signed assertions: {e}"),
+                ));
+                continue;
+            }
+        };
+        if let Err(p) = crate::complete::check(path, &text) {
+            errors.push(p);
+            continue;
+        }
+        let (items, problems) = presigned::parse(&text, path);
         errors.extend(problems);
         for p in items {
             if p.assertion.expires() <= now {
@@ -336,7 +373,13 @@ pub fn build_zone(
             next_serial(prev.soa.serial, floor)
         };
     }
-    Ok(BuildOutput { zone, warnings })
+    let seal = key.as_ref().map(crate::seal::SealKey::from_signing_key);
+    Ok(BuildOutput {
+        zone,
+        warnings,
+        seal,
+        max_shrink: config.max_shrink,
+    })
 }
 
 /// What signing mappings needs besides the configuration.
@@ -448,8 +491,19 @@ fn plan_mappings(
     errors: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
 ) -> Option<Plan> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(Problem::in_file(path, format!("cannot read mappings: {e}")));
+            return None;
+        }
+    };
+    if let Err(p) = crate::complete::check(path, &text) {
+        errors.push(p);
+        return None;
+    }
     let Some(signer) = signer else {
-        let f = mappings::read(path, None);
+        let f = mappings::parse(&text, path, None);
         errors.extend(f.errors);
         warnings.extend(f.warnings);
         for m in f.mappings {
@@ -458,13 +512,6 @@ fn plan_mappings(
             }
         }
         return None;
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(Problem::in_file(path, format!("cannot read mappings: {e}")));
-            return None;
-        }
     };
     let period = signer.auth.window.period();
     let cache = previous.and_then(|p| p.cache.0.as_deref()).filter(|c| {
@@ -1244,6 +1291,35 @@ mod tests {
             sign_body(&long, &hash, &body, &key).unwrap_err(),
             long.sign(&hash, &key).unwrap_err()
         );
+    }
+
+    #[test]
+    fn inputs_without_a_final_newline_are_incomplete() {
+        let f = Fixture::new("home", "alice@example.com,mimi://a.example/x");
+        let e = f.build(NOW, None).unwrap_err();
+        assert!(e.is_incomplete(), "{e}");
+        assert_eq!(
+            e.problems.len(),
+            1,
+            "the unterminated line is not parsed: {e}"
+        );
+        assert_eq!(e.problems[0].line, Some(1));
+        // Certificates likewise (in the [authority] table).
+        f.write("m.csv", "alice@example.com,mimi://a.example/x\n");
+        let config = std::fs::read_to_string(f.path("zone.toml")).unwrap();
+        f.write(
+            "zone.toml",
+            &format!("{config}certificates = [\"c.txt\"]\n"),
+        );
+        f.write("c.txt", "# none yet");
+        let e = f.build(NOW, None).unwrap_err();
+        assert!(e.is_incomplete(), "{e}");
+        assert!(e.problems[0].file.ends_with("c.txt"), "{e}");
+        // A broken line is not incomplete.
+        f.write("c.txt", "\n");
+        f.write("m.csv", "broken\n");
+        let e = f.build(NOW, None).unwrap_err();
+        assert!(!e.is_incomplete(), "{e}");
     }
 
     #[test]

@@ -158,6 +158,12 @@ pub fn read(
                 continue;
             }
         };
+        // A file still being written is not read at all (its last line
+        // may be cut short).
+        if let Err(p) = crate::complete::check(path, &text) {
+            errors.push(p);
+            continue;
+        }
         for (i, line) in text.lines().enumerate() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') {

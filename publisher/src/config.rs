@@ -48,7 +48,7 @@ pub enum ZoneRole {
 }
 
 /// A loaded, checked zone configuration with absolute paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ZoneConfig {
     /// The configuration file itself.
     pub path: PathBuf,
@@ -76,6 +76,10 @@ pub struct ZoneConfig {
     pub presigned: Vec<PathBuf>,
     /// Zone transfer to secondaries and NOTIFY (absent: transfers refused).
     pub transfer: Option<TransferConfig>,
+    /// `max_shrink`: the largest share of the published assertions a new
+    /// zone may remove before it is held back for confirmation (see
+    /// [`crate::shrink`]; default 10%, `"100%"` turns the guard off).
+    pub max_shrink: crate::shrink::ShrinkLimit,
 }
 
 /// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
@@ -176,6 +180,7 @@ struct RawConfig {
     #[serde(default)]
     presigned: Vec<PathBuf>,
     transfer: Option<RawTransfer>,
+    max_shrink: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +433,11 @@ impl ZoneConfig {
                 })
             })
             .transpose()?;
+        let max_shrink = match &raw.max_shrink {
+            None => crate::shrink::ShrinkLimit::default(),
+            Some(v) => crate::shrink::ShrinkLimit::parse(v)
+                .map_err(|e| invalid("max_shrink", e.to_string()))?,
+        };
         Ok(ZoneConfig {
             path: path.to_owned(),
             origin,
@@ -441,6 +451,7 @@ impl ZoneConfig {
             mappings,
             presigned: raw.presigned.iter().map(resolve).collect(),
             transfer,
+            max_shrink,
         })
     }
 

@@ -18,6 +18,7 @@
 pub mod answer;
 pub mod build;
 pub mod certs;
+pub mod complete;
 pub mod config;
 mod index;
 pub mod keys;
@@ -26,6 +27,7 @@ mod memory;
 pub mod presigned;
 pub mod problem;
 pub mod push;
+pub mod seal;
 pub mod secret;
 pub mod serve;
 pub mod shrink;

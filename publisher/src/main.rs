@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, Sii, Ssi, UnixTime, UnsignedAssertion, UnsignedCertificate};
-use mimi_publisher::shrink::ShrinkLimit;
-use mimi_publisher::{build, config::parse_duration, keys, presigned, serve, zonefile};
+use mimi_publisher::shrink::{Shrink, ShrinkLimit};
+use mimi_publisher::{build, config::parse_duration, keys, presigned, seal, serve, zonefile};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -103,6 +103,19 @@ enum Command {
         /// Check as of this time, Unix seconds (default: now).
         #[arg(long)]
         now: Option<u64>,
+        /// Also check the zone against the zone file it would replace (as
+        /// `build --out FILE` does): report a shrink beyond max_shrink. One
+        /// configuration only.
+        #[arg(long, value_name = "FILE", conflicts_with = "state_dir")]
+        out: Option<PathBuf>,
+        /// Also check each zone against the zone a server with this
+        /// `--state-dir` serves (DIR/<origin>.zone): report a shrink beyond
+        /// max_shrink.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Do not report a shrink (what --allow-shrink would install).
+        #[arg(long)]
+        allow_shrink: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -117,6 +130,10 @@ enum Command {
         /// Build as of this time, Unix seconds (default: now).
         #[arg(long)]
         now: Option<u64>,
+        /// Replace an existing --out file even if the new zone removes more
+        /// of its assertions than max_shrink allows (the confirmation).
+        #[arg(long)]
+        allow_shrink: bool,
         /// Machine-readable summary.
         #[arg(long)]
         json: bool,
@@ -157,6 +174,10 @@ enum Command {
         /// a restart reuses its signatures and continues its serial.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Install every rebuilt zone however many assertions it removes
+        /// (the confirmation the shrink guard, max_shrink, asks for).
+        #[arg(long)]
+        allow_shrink: bool,
     },
 }
 
@@ -292,26 +313,80 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { configs, now, json } => {
+        Command::Check {
+            configs,
+            now,
+            out,
+            state_dir,
+            allow_shrink,
+            json,
+        } => {
+            if out.is_some() && configs.len() > 1 {
+                bail!("--out compares one zone; give one configuration (or use --state-dir)");
+            }
             let now = now_or(now);
             let mut ok = true;
             let mut reports = Vec::new();
             for c in &configs {
                 match build::build_from_path(c, now, None, None) {
-                    Ok(out) => {
+                    Ok(built) => {
+                        // What the zone would replace, if asked.
+                        let against = out.clone().or_else(|| {
+                            state_dir
+                                .as_ref()
+                                .map(|d| d.join(format!("{}.zone", built.zone.origin.as_str())))
+                        });
+                        let shrink = match &against {
+                            Some(path) => match read_zone_file(path)? {
+                                Some(old) => {
+                                    Some((path, Shrink::between(&old.records, &built.zone.records)))
+                                }
+                                None => None,
+                            },
+                            None => None,
+                        };
+                        let refused = shrink
+                            .filter(|_| !allow_shrink)
+                            .and_then(|(_, s)| s.check(built.max_shrink).err());
+                        let zone_ok = refused.is_none();
+                        ok &= zone_ok;
                         if !json {
-                            for w in &out.warnings {
+                            for w in &built.warnings {
                                 println!("warning: {w}");
                             }
-                            println!(
-                                "ok: {}: zone {}, {} records",
-                                c.display(),
-                                out.zone.origin,
-                                out.zone.record_count()
-                            );
+                            if let Some((path, s)) = &shrink {
+                                println!(
+                                    "compared with {}: {} assertions there, {} in the new zone, {} of them removed",
+                                    path.display(),
+                                    s.before,
+                                    s.after,
+                                    s.removed
+                                );
+                            } else if let Some(path) = &against {
+                                println!("compared with {}: it does not exist yet", path.display());
+                            }
+                            if let Some(r) = &refused {
+                                println!("error: {}: {r}", c.display());
+                                println!(
+                                    "FAILED: {}: the new zone would be held back",
+                                    c.display()
+                                );
+                            } else {
+                                println!(
+                                    "ok: {}: zone {}, {} records",
+                                    c.display(),
+                                    built.zone.origin,
+                                    built.zone.record_count()
+                                );
+                            }
                         }
-                        reports.push(json!({"config": c, "ok": true, "zone": out.zone.origin.as_str(), "records": out.zone.record_count(),
-                            "problems": [], "warnings": out.warnings.iter().map(problem_json).collect::<Vec<_>>()}));
+                        let shrink_json = shrink.map(|(path, s)| json!({"against": path, "before": s.before, "after": s.after, "removed": s.removed, "refused": refused.is_some()}));
+                        let problems: Vec<_> = refused
+                            .iter()
+                            .map(|r| json!({"file": c, "line": null, "message": r.to_string()}))
+                            .collect();
+                        reports.push(json!({"config": c, "ok": zone_ok, "zone": built.zone.origin.as_str(), "records": built.zone.record_count(),
+                            "problems": problems, "warnings": built.warnings.iter().map(problem_json).collect::<Vec<_>>(), "shrink": shrink_json}));
                     }
                     Err(e) => {
                         ok = false;
@@ -338,8 +413,9 @@ fn run(command: Command) -> Result<ExitCode> {
             config,
             out,
             now,
+            allow_shrink,
             json,
-        } => build_cmd(&config, &out, now_or(now), json),
+        } => build_cmd(&config, &out, now_or(now), allow_shrink, json),
         Command::Push {
             config,
             server,
@@ -367,6 +443,7 @@ fn run(command: Command) -> Result<ExitCode> {
             configs,
             listen,
             state_dir,
+            allow_shrink,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
@@ -374,6 +451,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     configs,
                     listen,
                     state_dir,
+                    allow_shrink,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),
@@ -567,7 +645,26 @@ fn problem_json(p: &mimi_publisher::Problem) -> serde_json::Value {
     json!({"file": p.file, "line": p.line, "message": p.message})
 }
 
-fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<ExitCode> {
+/// The zone in a zone file written by `build` or a state directory
+/// (`None` if there is no file), or why it cannot be read.
+fn read_zone_file(path: &Path) -> Result<Option<mimi_publisher::Zone>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    zonefile::parse(seal::body(&text))
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.line, e.message))
+}
+
+fn build_cmd(
+    config: &Path,
+    out: &Path,
+    now: UnixTime,
+    allow_shrink: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let bar = (std::io::stderr().is_terminal() && !json).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
@@ -585,11 +682,48 @@ fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<Exi
         }
     };
     // The zone file written last time: its records are reused where their
-    // text would be identical (only new or rolled-over mappings are signed).
-    let kept = std::fs::read_to_string(out)
+    // text would be identical (only new or rolled-over mappings are signed),
+    // but only if its seal shows that this key wrote it (see the seal
+    // module): otherwise anyone who can write the file could have us
+    // publish records we never signed.
+    let previous = match std::fs::read_to_string(out) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    let kept = match &previous {
+        Some(t) => match zonefile::parse(seal::body(t)) {
+            Ok(z) => Some(z),
+            Err(e) => {
+                tracing::warn!(
+                    "{}:{}: {}; its records are not reused",
+                    out.display(),
+                    e.line,
+                    e.message
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let seal_key = mimi_publisher::ZoneConfig::load(config)
         .ok()
-        .and_then(|t| zonefile::parse(&t).ok());
-    let result = build::build_from_path(config, now, kept.as_ref(), Some(&progress));
+        .and_then(|c| seal::key_for(&c));
+    let trusted = match (&previous, &seal_key) {
+        (Some(text), Some(key)) => match seal::open(text, key) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}; its records are not reused (all are signed afresh)",
+                    out.display()
+                );
+                false
+            }
+        },
+        _ => false,
+    };
+    let reuse = kept.as_ref().filter(|_| trusted);
+    let result = build::build_from_path(config, now, reuse, Some(&progress));
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -604,15 +738,26 @@ fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<Exi
     for w in &output.warnings {
         tracing::warn!("{w}");
     }
+    if let (Some(old), false) = (&kept, allow_shrink) {
+        if let Err(refused) =
+            Shrink::between(&old.records, &output.zone.records).check(output.max_shrink)
+        {
+            eprintln!("error: {}: {refused}", out.display());
+            eprintln!("nothing was written; {} is unchanged", out.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let seal_key = output.seal;
     let mut zone = output.zone;
     let floor = zone.soa.serial;
     // Keep the serial when the content is unchanged; increase it otherwise.
-    let previous = std::fs::read_to_string(out).ok();
     let mut changed = true;
     if let Some(prev_serial) = previous.as_deref().and_then(zonefile::read_serial) {
         zone.soa.serial = prev_serial;
-        if previous.as_deref() == Some(zonefile::render(&zone).as_str()) {
-            changed = false;
+        let body = previous.as_deref().map(seal::body);
+        if body == Some(zonefile::render(&zone).as_str()) {
+            // Same zone; rewrite it only to (re)seal it.
+            changed = seal_key.is_some() && !trusted;
         } else {
             zone.soa.serial = mimi_publisher::zone::next_serial(prev_serial, floor);
         }
@@ -623,7 +768,12 @@ fn build_cmd(config: &Path, out: &Path, now: UnixTime, json: bool) -> Result<Exi
         );
     }
     if changed {
-        zonefile::write_atomically(out, &zonefile::render(&zone))
+        let text = zonefile::render(&zone);
+        let text = match &seal_key {
+            Some(k) => seal::seal(&text, k),
+            None => text,
+        };
+        zonefile::write_atomically(out, &text)
             .with_context(|| format!("writing {}", out.display()))?;
     }
     let secs = started.elapsed().as_secs_f64();

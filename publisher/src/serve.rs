@@ -38,6 +38,7 @@ use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::config::ZoneConfig;
 use crate::problem::Problem;
+use crate::shrink::{Shrink, ShrinkRefused};
 use crate::state::StateDir;
 use crate::udp::UdpServer;
 use crate::watch::{self, Reloader};
@@ -58,6 +59,11 @@ pub struct ServeOptions {
     /// restart reuses its signatures and continues its serial; `None`
     /// keeps nothing and builds every zone from scratch at start.
     pub state_dir: Option<PathBuf>,
+    /// Install every rebuilt zone, however many assertions it removes: the
+    /// operator's confirmation that turns the shrink guard
+    /// ([`crate::shrink`], `max_shrink` in each zone's configuration) off
+    /// for this server.
+    pub allow_shrink: bool,
 }
 
 impl ServeOptions {
@@ -78,6 +84,7 @@ impl ServeOptions {
             listen: Self::DEFAULT_LISTEN,
             debounce: Self::DEFAULT_DEBOUNCE,
             state_dir: None,
+            allow_shrink: false,
         }
     }
 }
@@ -161,6 +168,30 @@ pub enum ServeError {
     Bind {
         /// The requested address.
         addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// At start, the zone built from the files would remove too much of the
+    /// kept zone, and the kept zone cannot be served instead (its seal does
+    /// not verify).
+    #[error("{}: {source}", config.display())]
+    Shrink {
+        /// The zone's configuration file.
+        config: PathBuf,
+        /// The comparison with the kept zone.
+        source: ShrinkRefused,
+    },
+    /// A built zone cannot be kept in the state directory; it is not
+    /// served, so that a restart cannot go back to an older serial.
+    #[error("cannot keep zone {origin} in {}: {source}", path.display())]
+    Keep {
+        /// The origin.
+        origin: DomainName,
+        /// The file.
+        path: PathBuf,
         /// The cause.
         source: io::Error,
     },
@@ -290,9 +321,6 @@ impl Served {
         match zones_of(&slots) {
             Ok(current) => {
                 let old_current = self.current.swap(Arc::new(current));
-                if let Some(state) = &self.state {
-                    state.save(prepared.zone.clone());
-                }
                 Ok(Retired {
                     _slot: old,
                     _current: old_current,
@@ -303,6 +331,11 @@ impl Served {
                 Err(format!("zone {origin} would be served twice"))
             }
         }
+    }
+
+    /// Where installed zones are kept, if anywhere.
+    pub(crate) fn state(&self) -> Option<Arc<StateDir>> {
+        self.state.clone()
     }
 
     /// Broadcasts a reload event; nobody listening is fine.
@@ -325,27 +358,73 @@ fn zones_of(slots: &[Slot]) -> Result<Vec<Arc<ServedZone>>, (PathBuf, PathBuf, D
     Ok(zones)
 }
 
+/// Why a rebuilt zone is not installed.
+#[derive(Debug)]
+pub(crate) enum PrepareError {
+    /// An input file does not end with a newline: it is probably still
+    /// being written, and its completion will be another file event.
+    Incomplete(BuildError),
+    /// The shrink guard holds the zone back.
+    Shrink(ShrinkRefused),
+    /// The build or the conversion failed, or the zone cannot be kept.
+    Failed(String),
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::Incomplete(e) => e.fmt(f),
+            PrepareError::Shrink(e) => e.fmt(f),
+            PrepareError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Builds the zone at `config` (CPU-bound: call from `spawn_blocking`) and
 /// converts it for serving, unless its content equals `previous`, in which
 /// case the conversion is skipped (`Ok(Err(output))`).
+///
+/// A zone that removes more of `previous`'s assertions than the
+/// configuration's `max_shrink` allows is refused unless `allow_shrink`.
+/// With a state directory, the zone is kept there before this returns, so
+/// that it is on disk before anyone can be served its serial.
 pub(crate) fn prepare(
     config: &Path,
     previous: Option<&Zone>,
-) -> Result<Result<Prepared, BuildOutput>, String> {
+    allow_shrink: bool,
+    state: Option<&StateDir>,
+) -> Result<Result<Prepared, BuildOutput>, PrepareError> {
     let started = Instant::now();
-    let output =
-        build_from_path(config, UnixTime::now(), previous, None).map_err(|e| e.to_string())?;
+    let output = build_from_path(config, UnixTime::now(), previous, None).map_err(|e| {
+        if e.is_incomplete() {
+            PrepareError::Incomplete(e)
+        } else {
+            PrepareError::Failed(e.to_string())
+        }
+    })?;
     if let Some(prev) = previous {
         if prev.soa.serial == output.zone.soa.serial && prev.same_content(&output.zone) {
             return Ok(Err(output));
         }
+        if !allow_shrink {
+            Shrink::between(&prev.records, &output.zone.records)
+                .check(output.max_shrink)
+                .map_err(PrepareError::Shrink)?;
+        }
     }
     let built = started.elapsed();
     let zone = Arc::new(output.zone);
-    let served = Arc::new(
-        ServedZone::new(zone.clone())
-            .map_err(|e| format!("zone {}: cannot be served: {e}", zone.origin))?,
-    );
+    let served = Arc::new(ServedZone::new(zone.clone()).map_err(|e| {
+        PrepareError::Failed(format!("zone {}: cannot be served: {e}", zone.origin))
+    })?);
+    if let Some(state) = state {
+        state.write(&zone, output.seal.as_ref()).map_err(|e| {
+            PrepareError::Failed(format!(
+                "cannot keep the zone in {}: {e}; not installed, so that a restart cannot go back to an older serial",
+                state.path(&zone.origin).display()
+            ))
+        })?;
+    }
     debug!(
         origin = %zone.origin,
         build_ms = built.as_millis() as u64,
@@ -466,7 +545,16 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     if opts.configs.is_empty() {
         return Err(ServeError::NoZones);
     }
-    let state = opts.state_dir.clone().map(|d| Arc::new(StateDir::new(d)));
+    let state = match &opts.state_dir {
+        Some(d) => {
+            let d = d.clone();
+            Some(Arc::new(
+                tokio::task::spawn_blocking(move || StateDir::open(d)).await??,
+            ))
+        }
+        None => None,
+    };
+    let allow_shrink = opts.allow_shrink;
     let builds = opts
         .configs
         .iter()
@@ -477,33 +565,17 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                 let started = Instant::now();
                 let loaded = ZoneConfig::load(&config).ok();
                 let inputs = loaded.as_ref().map(|c| c.input_files()).unwrap_or_default();
-                let kept = state
-                    .as_ref()
-                    .zip(loaded.as_ref())
-                    .and_then(|(s, c)| s.load(&c.origin));
-                let output = build_from_path(&config, UnixTime::now(), kept.as_ref(), None);
-                // A build keeps the serial only for the same content: then
-                // the kept file already holds this zone.
-                let kept_serial = kept.map(|k| k.soa.serial);
-                let output = output.and_then(|o| {
-                    let zone = Arc::new(o.zone);
-                    ServedZone::new(zone.clone())
-                        .map(|served| (zone, o.warnings, Arc::new(served)))
-                        .map_err(|message| BuildError {
-                            problems: vec![Problem::in_file(&config, message)],
-                        })
-                });
-                (config, inputs, output, kept_serial, started.elapsed())
+                let result = initial_zone(&config, loaded.as_ref(), state.as_deref(), allow_shrink);
+                (config, inputs, result, started.elapsed())
             })
         })
         .collect::<Vec<_>>();
     let mut slots = Vec::with_capacity(builds.len());
     let mut inputs = Vec::with_capacity(builds.len());
-    let mut already_kept = Vec::with_capacity(builds.len());
     let mut first_error = None;
     for b in builds {
-        let (config, files, output, kept_serial, elapsed) = b.await?;
-        match output {
+        let (config, files, result, elapsed) = b.await?;
+        match result {
             Ok((zone, warnings, served)) => {
                 log_warnings(&zone.origin, &warnings);
                 info!(
@@ -515,16 +587,15 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                     "zone loaded"
                 );
                 inputs.push(files);
-                already_kept.push(kept_serial == Some(zone.soa.serial));
                 slots.push(Slot {
                     config,
                     zone,
                     served,
                 });
             }
-            Err(source) => {
-                error!(config = %config.display(), "cannot build zone: {source}");
-                first_error.get_or_insert(ServeError::Build { config, source });
+            Err(e) => {
+                error!(config = %config.display(), "cannot start serving the zone: {e}");
+                first_error.get_or_insert(e);
             }
         }
     }
@@ -534,13 +605,6 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     crate::memory::release_free_memory();
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
     let served = Arc::new(Served::new(slots, state.clone())?);
-    if let Some(state) = &state {
-        for (idx, kept) in already_kept.into_iter().enumerate() {
-            if !kept {
-                state.save(served.current(idx).1);
-            }
-        }
-    }
 
     let (udp, tcp) = bind(opts.listen)?;
     let local_addr = udp.local_addr().map_err(|source| ServeError::Bind {
@@ -562,7 +626,13 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
     }
 
-    let reloader = match watch::spawn(served.clone(), inputs, resign_at, opts.debounce) {
+    let reloader = match watch::spawn(
+        served.clone(),
+        inputs,
+        resign_at,
+        opts.debounce,
+        opts.allow_shrink,
+    ) {
         Ok(r) => r,
         Err(e) => {
             let _ = server.shutdown_gracefully().await;
@@ -577,6 +647,79 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         udp: Some(udp),
         reloader,
     })
+}
+
+/// A zone, its warnings and its index.
+type Initial = (Arc<Zone>, Vec<Problem>, Arc<ServedZone>);
+
+/// The first zone served from `config` (CPU-bound): built from the files,
+/// starting from the zone kept in `state`. If the build would remove too
+/// much of a kept zone whose seal verifies, the kept zone is served instead
+/// (as a running server keeps serving its zone); one whose seal does not
+/// cannot be, and that is an error. The zone is kept before it is served.
+fn initial_zone(
+    config: &Path,
+    loaded: Option<&ZoneConfig>,
+    state: Option<&StateDir>,
+    allow_shrink: bool,
+) -> Result<Initial, ServeError> {
+    let kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
+    let previous = kept.as_ref().map(|k| k.for_build());
+    let output =
+        build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(|source| {
+            ServeError::Build {
+                config: config.to_owned(),
+                source,
+            }
+        })?;
+    drop(previous);
+    let BuildOutput {
+        mut zone,
+        warnings,
+        seal,
+        max_shrink,
+    } = output;
+    // A build keeps the serial only for the same content: then the kept
+    // file already holds this zone.
+    let mut already_kept = kept
+        .as_ref()
+        .is_some_and(|k| k.trusted && k.zone.soa.serial == zone.soa.serial);
+    if let Some(k) = kept.filter(|_| !allow_shrink) {
+        if let Err(refused) = Shrink::between(&k.zone.records, &zone.records).check(max_shrink) {
+            if !k.trusted {
+                return Err(ServeError::Shrink {
+                    config: config.to_owned(),
+                    source: refused,
+                });
+            }
+            error!(
+                config = %config.display(),
+                serial = k.zone.soa.serial,
+                "{refused}; serving the kept zone"
+            );
+            let transfer = zone.transfer.take();
+            zone = k.zone;
+            zone.transfer = transfer;
+            already_kept = true;
+        }
+    }
+    let zone = Arc::new(zone);
+    let served = ServedZone::new(zone.clone()).map_err(|message| ServeError::Build {
+        config: config.to_owned(),
+        source: BuildError {
+            problems: vec![Problem::in_file(config, message)],
+        },
+    })?;
+    if let Some(state) = state.filter(|_| !already_kept) {
+        state
+            .write(&zone, seal.as_ref())
+            .map_err(|source| ServeError::Keep {
+                origin: zone.origin.clone(),
+                path: state.path(&zone.origin),
+                source,
+            })?;
+    }
+    Ok((zone, warnings, Arc::new(served)))
 }
 
 /// Serves until `shutdown` completes, then stops gracefully: what the

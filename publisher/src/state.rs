@@ -5,43 +5,163 @@
 //! million) before answering anything, and its first serial is computed
 //! afresh, which can be lower than one its secondaries already hold (they
 //! would then ignore it). With a state directory the server writes each
-//! zone it installs as `DIR/<origin>.zone` (the same text `build` writes)
-//! and, at start, reads it back as the previous zone: records whose text
-//! would be identical are reused instead of signed, and the serial
-//! continues from the one last served.
+//! zone as `DIR/<origin>.zone` (the same text `build` writes, sealed, see
+//! [`crate::seal`]) *before* it installs it, so a server killed at any
+//! moment restarts from a serial at least the one it last served, and at
+//! start reads it back as the previous zone: records whose text would be
+//! identical are reused instead of signed, and the serial continues from
+//! the one last served.
 //!
-//! The directory is as trusted as the signing key: a reused record is
-//! published without its signature being checked again.
+//! Reused records are published without their signatures being checked
+//! again, so only a file whose seal verifies under the zone's current
+//! signing key lends its records; any other kept file (no seal, another
+//! key, changed) lends only its serial. The directory must belong to the
+//! user running the server and be writable by nobody else, and temporary
+//! files left in it by a crash are removed at start.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use mimi_proto::DomainName;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::config::ZoneConfig;
+use crate::seal::SealKey;
 use crate::zone::Zone;
 use crate::zonefile;
 
-/// Where the served zones are kept, and what was last written there.
+/// Why a state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// It cannot be created or read.
+    #[error("state directory {}: {source}", dir.display())]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// It is not a directory.
+    #[error("state directory {} is not a directory", dir.display())]
+    NotADirectory {
+        /// The path.
+        dir: PathBuf,
+    },
+    /// Someone else could replace the kept zones.
+    #[error("state directory {} is writable by group or others (mode {mode:03o}); whoever can write it can make this server publish old records or go back in serial: chmod go-w it", dir.display())]
+    Writable {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It belongs to another user.
+    #[error("state directory {} belongs to uid {owner}, not to the user running the server (uid {uid}); use a directory of your own", dir.display())]
+    Owner {
+        /// The directory.
+        dir: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        uid: u32,
+    },
+}
+
+/// A zone read back from the state directory.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    /// The zone as written.
+    pub(crate) zone: Zone,
+    /// Whether its seal verifies under the current signing key: only then
+    /// may its records be reused or served.
+    pub(crate) trusted: bool,
+}
+
+impl Kept {
+    /// The previous zone for a build: the kept zone if trusted, otherwise
+    /// only its serial (and SOA), without records to reuse.
+    pub(crate) fn for_build(&self) -> std::borrow::Cow<'_, Zone> {
+        if self.trusted {
+            std::borrow::Cow::Borrowed(&self.zone)
+        } else {
+            let z = &self.zone;
+            std::borrow::Cow::Owned(Zone {
+                origin: z.origin.clone(),
+                ttl: z.ttl,
+                soa: z.soa.clone(),
+                ns: z.ns.clone(),
+                glue: z.glue.clone(),
+                records: Vec::new(),
+                next_resign: None,
+                transfer: None,
+                cache: Default::default(),
+            })
+        }
+    }
+}
+
+/// Where the served zones are kept.
 #[derive(Debug)]
 pub(crate) struct StateDir {
     dir: PathBuf,
-    /// Per origin: the newest zone to write, taken by the next writer.
-    pending: Mutex<HashMap<DomainName, Arc<Zone>>>,
-    /// Serialises the writers, so that an older zone never overwrites a
-    /// newer one.
-    writing: Mutex<()>,
 }
 
 impl StateDir {
-    /// The state kept in `dir` (created when first written).
-    pub(crate) fn new(dir: PathBuf) -> Self {
-        StateDir {
-            dir,
-            pending: Mutex::new(HashMap::new()),
-            writing: Mutex::new(()),
+    /// Opens (creating it, mode 0700, if missing) the state directory
+    /// `dir`: refuses one that is not ours or that others may write, and
+    /// removes temporary files a crash left behind.
+    pub(crate) fn open(dir: PathBuf) -> Result<Self, StateError> {
+        let io = |source| StateError::Io {
+            dir: dir.clone(),
+            source,
+        };
+        if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(StateError::NotADirectory { dir });
         }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir).map_err(io)?;
+        let meta = std::fs::metadata(&dir).map_err(io)?;
+        if !meta.is_dir() {
+            return Err(StateError::NotADirectory { dir });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            if meta.uid() != uid {
+                return Err(StateError::Owner {
+                    dir,
+                    owner: meta.uid(),
+                    uid,
+                });
+            }
+            let mode = meta.mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(StateError::Writable { dir, mode });
+            }
+        }
+        for entry in std::fs::read_dir(&dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(zonefile::TEMP_PREFIX) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        info!(path = %path.display(), "removed a temporary file left by an interrupted write")
+                    }
+                    Err(e) => {
+                        warn!(path = %path.display(), "cannot remove a stale temporary file: {e}")
+                    }
+                }
+            }
+        }
+        Ok(StateDir { dir })
     }
 
     /// The file holding the zone for `origin`.
@@ -49,10 +169,11 @@ impl StateDir {
         self.dir.join(format!("{}.zone", origin.as_str()))
     }
 
-    /// The zone last served for `origin`, if one was kept and reads back;
-    /// a file that does not is logged and ignored (the zone is then built
-    /// from scratch, which is always correct).
-    pub(crate) fn load(&self, origin: &DomainName) -> Option<Zone> {
+    /// The zone last kept for `config`'s origin, if one was kept and reads
+    /// back; a file that does not is logged and ignored (the zone is then
+    /// built from scratch, which is always correct).
+    pub(crate) fn load(&self, config: &ZoneConfig) -> Option<Kept> {
+        let origin = &config.origin;
         let path = self.path(origin);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -62,56 +183,87 @@ impl StateDir {
                 return None;
             }
         };
-        match zonefile::parse(&text) {
-            Ok(zone) if zone.origin == *origin => {
-                debug!(path = %path.display(), serial = zone.soa.serial, records = zone.record_count(), "kept zone read");
-                Some(zone)
-            }
+        let zone = match zonefile::parse(crate::seal::body(&text)) {
+            Ok(zone) if zone.origin == *origin => zone,
             Ok(zone) => {
                 warn!(path = %path.display(), "kept zone is for {}, not {origin}; ignored", zone.origin);
-                None
+                return None;
             }
             Err(e) => {
                 warn!(path = %path.display(), "kept zone does not read back ({e}); building from scratch");
-                None
+                return None;
             }
-        }
-    }
-
-    /// Writes `zone` in the background (rendering a large zone takes a
-    /// while). When several zones for one origin queue up, only the newest
-    /// is written.
-    pub(crate) fn save(self: &Arc<Self>, zone: Arc<Zone>) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(zone.origin.clone(), zone.clone());
-        let state = self.clone();
-        let origin = zone.origin.clone();
-        tokio::task::spawn_blocking(move || state.write_pending(&origin));
-    }
-
-    /// Writes the newest pending zone for `origin`, if any is left.
-    fn write_pending(&self, origin: &DomainName) {
-        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(zone) = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(origin)
-        else {
-            return; // an earlier writer took it
         };
-        let path = self.path(origin);
-        if let Err(e) = write(&self.dir, &path, &zone) {
-            warn!(path = %path.display(), "cannot keep the served zone: {e}");
-        } else {
-            debug!(path = %path.display(), serial = zone.soa.serial, "served zone kept");
-        }
+        let trusted = match crate::seal::key_for(config) {
+            None => false,
+            Some(key) => match crate::seal::open(&text, &key) {
+                Ok(_) => true,
+                Err(e) => {
+                    warn!(path = %path.display(), "kept zone: {e}; its records are not reused (only its serial)");
+                    false
+                }
+            },
+        };
+        debug!(path = %path.display(), serial = zone.soa.serial, records = zone.record_count(), trusted, "kept zone read");
+        Some(Kept { zone, trusted })
+    }
+
+    /// Writes `zone` sealed with `seal`, atomically and durably (the file
+    /// and the directory entry are on disk when this returns).
+    pub(crate) fn write(&self, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
+        let path = self.path(&zone.origin);
+        write(&path, zone, seal)?;
+        debug!(path = %path.display(), serial = zone.soa.serial, "served zone kept");
+        Ok(())
     }
 }
 
-fn write(dir: &Path, path: &Path, zone: &Zone) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    zonefile::write_zone_atomically(path, zone)
+fn write(path: &Path, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
+    zonefile::write_sealed_zone_atomically(path, zone, seal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_writable_directories_and_removes_stale_temporaries() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("state");
+        let s = StateDir::open(dir.clone()).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(s);
+        let stale = dir.join(format!("{}abc123", zonefile::TEMP_PREFIX));
+        std::fs::write(&stale, "half a zone").unwrap();
+        let other = dir.join("example.com.zone");
+        std::fs::write(&other, "kept").unwrap();
+        StateDir::open(dir.clone()).unwrap();
+        assert!(!stale.exists());
+        assert!(other.exists());
+        for mode in [0o770, 0o702, 0o777] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = StateDir::open(dir.clone()).unwrap_err();
+            assert!(matches!(e, StateError::Writable { .. }), "{e}");
+            assert!(e.to_string().contains("writable by group or others"), "{e}");
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        StateDir::open(dir.clone()).unwrap();
+        // Another user's directory (only root can make one to test with).
+        match std::os::unix::fs::chown(&dir, Some(54_321), None) {
+            Ok(()) => {
+                let e = StateDir::open(dir.clone()).unwrap_err();
+                assert!(matches!(e, StateError::Owner { owner: 54_321, .. }), "{e}");
+            }
+            Err(e) => eprintln!("cannot chown as this user ({e}); owner check not exercised"),
+        }
+        let file = base.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            StateDir::open(file).unwrap_err(),
+            StateError::NotADirectory { .. }
+        ));
+    }
 }

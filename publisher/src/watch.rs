@@ -16,11 +16,21 @@
 //!   are re-signed before they expire without a restart, and a large zone
 //!   whose windows roll over every second is not rebuilt every second.
 //!
+//! After a file event the worker waits until the zone's files have been
+//! quiet for the debounce time (at most [`MAX_SETTLE`]), so that a write
+//! spread over several event batches (a key file removed, created, then
+//! filled) is built from once, at its end; an event during a rebuild leaves
+//! a trigger, so after any burst the zone is built from the final files.
+//!
 //! A rebuild runs in `spawn_blocking` (signing is CPU-bound). On success
-//! with new content the zone is swapped in; with unchanged content nothing
-//! is swapped; on failure the reason is logged and the previous zone keeps
-//! being served unchanged. When a rebuilt configuration names different
-//! input files, the watches follow.
+//! with new content the zone is kept in the state directory (if any) and
+//! then swapped in; with unchanged content nothing is swapped; on failure
+//! the reason is logged and the previous zone keeps being served unchanged.
+//! Two outcomes are not failures of the input but still keep the previous
+//! zone: an input that does not end with a newline is waited for (see
+//! [`crate::complete`]), and a zone removing more assertions than
+//! `max_shrink` allows is held back (see [`crate::shrink`]). When a
+//! rebuilt configuration names different input files, the watches follow.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -37,7 +47,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::ZoneConfig;
-use crate::serve::{log_warnings, prepare, ReloadEvent, ReloadReason, Served};
+use crate::serve::{log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served};
 
 /// The shortest wait before a re-sign: a zone whose `next_resign` is already
 /// due (or nearly) is rebuilt after this long instead of in a tight loop.
@@ -67,6 +77,11 @@ pub fn resign_batch(margin: Option<u64>) -> Duration {
         Duration::from_secs(m / 4).clamp(MIN_RESIGN_DELAY, MAX_RESIGN_BATCH)
     })
 }
+
+/// The longest a rebuild waits for a zone's files to be quiet (for the
+/// debounce time) after a change: files changing without pause are still
+/// rebuilt from this often.
+pub const MAX_SETTLE: Duration = Duration::from_secs(10);
 
 /// The upper bound of [`resign_batch`].
 pub const MAX_RESIGN_BATCH: Duration = Duration::from_secs(60);
@@ -244,6 +259,10 @@ struct Ctx {
     served: Arc<Served>,
     watcher: Arc<Watcher>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// How long a zone's files must be quiet before it is rebuilt.
+    quiet: Duration,
+    /// Whether the shrink guard is off (the operator confirmed).
+    allow_shrink: bool,
 }
 
 /// The running watcher and per-zone workers of a server.
@@ -291,6 +310,7 @@ pub(crate) fn spawn(
     inputs: Vec<Vec<PathBuf>>,
     resign_at: Vec<Option<UnixTime>>,
     debounce: Duration,
+    allow_shrink: bool,
 ) -> Result<Reloader, notify::Error> {
     let triggers: Vec<Arc<Notify>> = inputs.iter().map(|_| Arc::new(Notify::new())).collect();
     let state = Arc::new(Mutex::new(WatchState {
@@ -320,6 +340,8 @@ pub(crate) fn spawn(
         served,
         watcher: watcher.clone(),
         stop: stop_rx,
+        quiet: debounce,
+        allow_shrink,
     });
     let tasks = triggers
         .iter()
@@ -347,6 +369,27 @@ async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Opti
             () = trigger.notified() => ReloadReason::FileChange,
             () = tokio::time::sleep_until(deadline) => ReloadReason::Resign,
         };
+        if reason == ReloadReason::FileChange {
+            // The debouncer delays each event by the debounce time, but a
+            // write spread over longer (a slow `cat`, a key file removed,
+            // then created, then filled) arrives as several batches: wait
+            // until the files have been quiet for that long, so that one
+            // build reads the final files instead of one per batch
+            // reading the intermediate states. (A build that still sees one
+            // is followed by another: every event after a build started
+            // leaves a trigger.)
+            // A file written to without pause for longer than
+            // MAX_SETTLE is built from anyway (and again when it is quiet).
+            let settled_by = Instant::now() + MAX_SETTLE;
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = trigger.notified() => continue,
+                    () = tokio::time::sleep(ctx.quiet) => break,
+                    () = tokio::time::sleep_until(settled_by) => break,
+                }
+            }
+        }
         let delay = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             delay = rebuild(&ctx, idx, reason) => delay,
@@ -367,6 +410,8 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
         let config = config.clone();
         let previous = previous.clone();
         let watcher = ctx.watcher.clone();
+        let state = ctx.served.state();
+        let allow_shrink = ctx.allow_shrink;
         tokio::task::spawn_blocking(move || {
             // Follow the configuration's choice of files even when the build
             // fails, so that creating a missing file is noticed.
@@ -374,12 +419,18 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 watcher.set_inputs(idx, c.input_files());
                 c.authority.map(|a| a.window.margin())
             });
-            (prepare(&config, Some(&previous)), margin.flatten())
+            (
+                prepare(&config, Some(&previous), allow_shrink, state.as_deref()),
+                margin.flatten(),
+            )
         })
     };
     let (result, margin) = match job.await {
         Ok(r) => r,
-        Err(e) => (Err(format!("build task failed: {e}")), None),
+        Err(e) => (
+            Err(PrepareError::Failed(format!("build task failed: {e}"))),
+            None,
+        ),
     };
     let batch = resign_batch(margin);
     let event = |ok, changed, serial, origin, message| ReloadEvent {
@@ -466,7 +517,25 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
             ));
             delay
         }
-        Err(message) => failed(message),
+        Err(PrepareError::Failed(message)) => failed(message),
+        Err(PrepareError::Shrink(refused)) => failed(refused.to_string()),
+        Err(PrepareError::Incomplete(e)) => {
+            for p in e.incomplete() {
+                warn!(
+                    origin = %previous.origin,
+                    serial = previous.soa.serial,
+                    "{p}; waiting for it to be completed, still serving the previous zone"
+                );
+            }
+            ctx.served.announce(event(
+                false,
+                false,
+                previous.soa.serial,
+                previous.origin.clone(),
+                e.to_string(),
+            ));
+            failure_delay(&previous)
+        }
     };
     drop_off_thread(previous);
     delay

@@ -267,12 +267,27 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// Writes `zone` to `path` atomically (as [`write_atomically`]), rendering
 /// it straight into the file.
 pub fn write_zone_atomically(path: &Path, zone: &Zone) -> std::io::Result<()> {
+    write_sealed_zone_atomically(path, zone, None)
+}
+
+/// Writes `zone` to `path` atomically, followed by its seal under `seal`
+/// (see [`crate::seal`]; `None` writes no seal).
+pub fn write_sealed_zone_atomically(
+    path: &Path,
+    zone: &Zone,
+    seal: Option<&crate::seal::SealKey>,
+) -> std::io::Result<()> {
     write_atomically_with(path, |f| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut w = crate::seal::SealingWriter::new(w, seal);
         render_to(zone, &mut w)?;
-        w.flush()
+        w.finish()?.flush()
     })
 }
+
+/// The prefix of the temporary files [`write_atomically`] writes next to
+/// its target; one left behind by a crash can be removed.
+pub const TEMP_PREFIX: &str = ".mimi-zone-";
 
 fn write_atomically_with(
     path: &Path,
@@ -283,7 +298,7 @@ fn write_atomically_with(
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".mimi-zone-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;
     write(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
@@ -294,6 +309,11 @@ fn write_atomically_with(
             .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
+    // The rename is durable only once the directory is: without this, a
+    // power loss can bring back the old file (or none) after the new one
+    // was served and NOTIFYed.
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

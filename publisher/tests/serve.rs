@@ -79,6 +79,7 @@ fn options(f: &Fixture) -> ServeOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         debounce: Duration::from_millis(200),
         state_dir: None,
+        allow_shrink: false,
     }
 }
 
@@ -338,7 +339,14 @@ async fn reloads_changes_and_keeps_serving_on_errors() {
     let alice_line = "alice@example.com,mimi://chat.example.org/u/alice\n";
     let f = fixture(alice_line);
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = serve::start(options(&f)).await.unwrap();
+        // Removing one of two mappings, and deleting the file, are far
+        // beyond the shrink guard's default: confirm them (the guard has
+        // its own tests in reload.rs).
+        let opts = ServeOptions {
+            allow_shrink: true,
+            ..options(&f)
+        };
+        let server = serve::start(opts).await.unwrap();
         let mut events = server.subscribe();
         let mut client = udp_client(server.local_addr()).await;
         let alice = name_of("alice@example.com", &f.origin);
@@ -443,7 +451,12 @@ async fn follows_a_config_that_switches_files() {
     let other_dir = dir.join("sub");
     std::fs::create_dir(&other_dir).unwrap();
     let other = other_dir.join("other.csv");
-    std::fs::write(&other, "dave@example.com,mimi://chat.example.org/u/dave\n").unwrap();
+    // (alice stays: the switch is not a removal the shrink guard holds back)
+    std::fs::write(
+        &other,
+        "alice@example.com,mimi://chat.example.org/u/alice\ndave@example.com,mimi://chat.example.org/u/dave\n",
+    )
+    .unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let server = serve::start(options(&f)).await.unwrap();
         let mut events = server.subscribe();
@@ -457,7 +470,7 @@ async fn follows_a_config_that_switches_files() {
         // The new file, in a directory not watched before, is now watched.
         std::fs::write(
             &other,
-            "dave@example.com,mimi://chat.example.org/u/dave\nerin@example.com,mimi://chat.example.org/u/erin\n",
+            "alice@example.com,mimi://chat.example.org/u/alice\ndave@example.com,mimi://chat.example.org/u/dave\nerin@example.com,mimi://chat.example.org/u/erin\n",
         )
         .unwrap();
         next_event(&mut events, |e| e.ok && e.changed).await;
@@ -595,11 +608,18 @@ async fn restart_continues_from_the_kept_zone() {
 
         // Say the last serial served before the restart was well above
         // the one a fresh build picks (several changes within a second).
+        // (Sealed again with the key, as the server would have: a kept file
+        // changed by anyone else lends only its serial, see reload.rs.)
         let text = std::fs::read_to_string(&kept).unwrap();
         let ahead = serial + 1000;
+        let seal = mimi_publisher::seal::SealKey::from_signing_key(&f.key);
         std::fs::write(
             &kept,
-            text.replace(&format!("{serial} ; serial"), &format!("{ahead} ; serial")),
+            mimi_publisher::seal::seal(
+                &mimi_publisher::seal::body(&text)
+                    .replace(&format!("{serial} ; serial"), &format!("{ahead} ; serial")),
+                &seal,
+            ),
         )
         .unwrap();
         let server = serve::start(opts.clone()).await.unwrap();
@@ -617,24 +637,29 @@ async fn restart_continues_from_the_kept_zone() {
         // A change goes on from there, and is kept too.
         replace_by_rename(
             &f.mappings,
-            "alice@example.com,mimi://chat.example.org/u/alice\n",
+            "alice@example.com,mimi://chat.example.org/u/alice\nbob@example.com,mimi://chat.example.org/u/bob\ncarol@example.com,mimi://chat.example.org/u/carol\n",
         );
         let zone_serial = |server: &RunningServer| server.serial(&f.origin);
         eventually("the change is served", || async {
-            zone_serial(&server) == Some(ahead + 1)
+            zone_serial(&server).is_some_and(|s| s > ahead)
         })
         .await;
-        eventually("the change is kept", || async {
-            kept_serial() == Some(ahead + 1)
-        })
-        .await;
+        // Kept before it was served.
+        assert_eq!(kept_serial(), zone_serial(&server));
         shutdown_quickly(server).await;
 
         // A kept file that does not read back is ignored: the zone is
         // built from scratch.
         std::fs::write(&kept, "garbage").unwrap();
         let server = serve::start(opts).await.unwrap();
-        assert!(server.serial(&f.origin).unwrap() < ahead);
+        let fresh = mimi_publisher::build_from_path(
+            &f.config,
+            mimi_proto::UnixTime::now(),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(server.serial(&f.origin), Some(fresh.zone.soa.serial));
         shutdown_quickly(server).await;
     })
     .await

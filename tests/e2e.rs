@@ -48,8 +48,11 @@ impl World {
         ws.write_key("example.com/signing.pem", &w.provider_signing);
         ws.write(
             "example.com/signing.cert",
-            &w.provider
-                .certify(&w.provider_signing, w.now.minus(day), 90),
+            &format!(
+                "{}\n",
+                w.provider
+                    .certify(&w.provider_signing, w.now.minus(day), 90)
+            ),
         );
         ws.write("example.com/mappings.csv", EXAMPLE_MAPPINGS);
         let (t, x) = (w.now.minus(day), w.now.plus(13 * day));
@@ -82,7 +85,10 @@ impl World {
         // ma.example.net: the third party's certificate.
         ws.write(
             "ma.example.net/cert",
-            &w.third.certify(&w.third_signing, w.now.minus(day), 90),
+            &format!(
+                "{}\n",
+                w.third.certify(&w.third_signing, w.now.minus(day), 90)
+            ),
         );
         ws.zone(
             "ma.example.net/zone.toml",

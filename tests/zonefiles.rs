@@ -124,7 +124,7 @@ async fn built_zones_pass_bind_knot_and_nsd_checks_and_bind_serves_them() {
     ws.write_key("home/signing.pem", &signing);
     ws.write(
         "home/signing.cert",
-        &provider.certify(&signing, now.minus(3600), 90),
+        &format!("{}\n", provider.certify(&signing, now.minus(3600), 90)),
     );
     let long = format!("mimi://chat.example.com/u/{}", "x".repeat(400));
     ws.write(

@@ -367,7 +367,7 @@ mod tests {
 
     fn read_with(certs: &[String], signing: &SigningKey) -> (Certificates, Vec<Problem>) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("certs"), certs.join("\n")).unwrap();
+        std::fs::write(dir.path().join("certs"), certs.join("\n") + "\n").unwrap();
         let config = ZoneConfig::from_toml(
             "origin = \"example.com\"\nns = [\"ns1.example.com\"]\n[soa]\nmname = \"ns1.example.com\"\nrname = \"h.example.com\"\n[authority]\nname = \"example.com\"\ncertificates = [\"certs\"]\n",
             &dir.path().join("zone.toml"),

@@ -152,6 +152,19 @@ enum Command {
         /// a restart reuses its signatures and continues its serial.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// TCP connections served at once (more are closed on arrival).
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_clients as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_max_clients: u32,
+        /// TCP connections served at once from one IPv4 address or IPv6 /64.
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_per_source as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_max_per_source: u32,
+        /// Close a TCP connection that sends no complete message, or does
+        /// not read its answer, for this long (e.g. 10s, 500ms).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        tcp_idle_timeout: std::time::Duration,
+        /// Close a TCP connection after answering this many messages.
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_queries, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_max_queries: u32,
     },
 }
 
@@ -354,6 +367,10 @@ fn run(command: Command) -> Result<ExitCode> {
             configs,
             listen,
             state_dir,
+            tcp_max_clients,
+            tcp_max_per_source,
+            tcp_idle_timeout,
+            tcp_max_queries,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
@@ -361,6 +378,12 @@ fn run(command: Command) -> Result<ExitCode> {
                     configs,
                     listen,
                     state_dir,
+                    tcp: serve::TcpOptions {
+                        max_clients: tcp_max_clients as usize,
+                        max_per_source: tcp_max_per_source as usize,
+                        idle_timeout: tcp_idle_timeout,
+                        max_queries: tcp_max_queries,
+                    },
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

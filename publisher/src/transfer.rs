@@ -78,7 +78,7 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             info!(%peer, "zone transfer request cannot be decoded: {e}");
             let mut bytes = packet[..12].to_vec();
             bytes[2] = 0x80 | (bytes[2] & 0x79);
-            bytes[3] = u8::from(ResponseCode::FormErr.low());
+            bytes[3] = ResponseCode::FormErr.low();
             bytes[4..12].fill(0);
             return crate::tcp::write_message(out, &bytes, write_timeout).await;
         }
@@ -454,5 +454,65 @@ mod tests {
         assert!(p.allows("2001:db8::5".parse().unwrap()));
         assert!(!p.allows("127.0.0.2".parse().unwrap()));
         assert!(!p.allows("::1".parse().unwrap()));
+    }
+
+    /// A reply from another address, or with another ID, is not the
+    /// secondary's acknowledgement: the NOTIFY is sent again, and the real
+    /// acknowledgement ends the retries.
+    #[tokio::test]
+    async fn notify_waits_for_the_secondarys_own_reply() {
+        let secondary = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let stray = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut zone = (*crate::answer::tests::zone().zone).clone();
+        zone.transfer = Some(std::sync::Arc::new(TransferPolicy {
+            allow: vec![],
+            notify: vec![secondary.local_addr().unwrap()],
+            key: None,
+        }));
+        let notifier = tokio::spawn(async move { notify_secondaries(&zone).await });
+        let bound = Duration::from_secs(10);
+        let mut buf = [0u8; 512];
+        let mut receive = async || {
+            let (n, from) = tokio::time::timeout(bound, secondary.recv_from(&mut buf))
+                .await
+                .expect("a NOTIFY arrives")
+                .unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(m.metadata.op_code, OpCode::Notify);
+            assert_eq!(m.queries[0].name().to_string(), "example.com.");
+            (m, from)
+        };
+        let ack = |request: &Message, id: u16| {
+            let mut m = Message::new(id, MessageType::Response, OpCode::Notify);
+            m.metadata.authoritative = true;
+            m.queries = request.queries.clone();
+            m.to_vec().unwrap()
+        };
+        let (first, from) = receive().await;
+        // A forged acknowledgement from another port, then one with another
+        // ID from the secondary's own address.
+        stray
+            .send_to(&ack(&first, first.metadata.id), from)
+            .await
+            .unwrap();
+        secondary
+            .send_to(&ack(&first, first.metadata.id.wrapping_add(1)), from)
+            .await
+            .unwrap();
+        let (second, from) = receive().await;
+        secondary
+            .send_to(&ack(&second, second.metadata.id), from)
+            .await
+            .unwrap();
+        tokio::time::timeout(bound, notifier)
+            .await
+            .expect("acknowledged NOTIFY ends")
+            .unwrap();
+        // It ended on the acknowledgement, not by giving up after three.
+        let mut rest = [0u8; 512];
+        assert_eq!(
+            secondary.try_recv_from(&mut rest).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 }

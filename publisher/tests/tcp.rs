@@ -1,0 +1,330 @@
+//! The server's TCP path on loopback: connection limits per source and in
+//! total, idle and partial-message timeouts, pipelining, the per-connection
+//! message limit, and one encoder for UDP and TCP as `dig` sees it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use mimi_publisher::serve::{self, RunningServer, ServeOptions, TcpOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+/// Every step finishes well within this, or the test fails.
+const BOUND: Duration = Duration::from_secs(20);
+
+const CONFIG: &str = r#"
+origin = "example.com"
+role = "home"
+ttl = 300
+ns = ["ns1.example.com"]
+mappings = "mappings.csv"
+
+[soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+
+[authority]
+name = "example.com"
+key = "signing.pem"
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zone.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(
+        dir.path().join("mappings.csv"),
+        "alice@example.com,mimi://chat.example.org/u/alice\n",
+    )
+    .unwrap();
+    let key = mimi_publisher::keys::generate();
+    mimi_publisher::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
+    Fixture { _dir: dir, config }
+}
+
+async fn start(f: &Fixture, tcp: TcpOptions) -> RunningServer {
+    serve::start(ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tcp,
+        ..ServeOptions::new(vec![f.config.clone()])
+    })
+    .await
+    .unwrap()
+}
+
+fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    m.set_edns(e);
+    m.to_vec().unwrap()
+}
+
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut f = (message.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(message);
+    f
+}
+
+/// Reads one framed response; `None` if the server closed the connection.
+async fn read_response(stream: &mut TcpStream) -> Option<Message> {
+    let mut len = [0u8; 2];
+    match tokio::time::timeout(BOUND, stream.read_exact(&mut len))
+        .await
+        .expect("the server answers or closes in time")
+    {
+        Ok(_) => {}
+        Err(_) => return None,
+    }
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).await.ok()?;
+    Some(Message::from_vec(&buf).unwrap())
+}
+
+/// Asks one question on `stream`; `None` if the server closed it instead.
+async fn ask(stream: &mut TcpStream, id: u16) -> Option<Message> {
+    if stream
+        .write_all(&framed(&query(id, "example.com.", RecordType::SOA)))
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let m = read_response(stream).await?;
+    assert_eq!(m.metadata.id, id);
+    Some(m)
+}
+
+async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Closes our side and waits for the server to close its side: then the
+/// server has given the connection's slot back.
+async fn close(mut stream: TcpStream) {
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(BOUND, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes");
+}
+
+async fn udp_answers(addr: SocketAddr) -> bool {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&query(77, "example.com.", RecordType::SOA), addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let n = tokio::time::timeout(BOUND, sock.recv(&mut buf))
+        .await
+        .expect("UDP answer")
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap().metadata.response_code == ResponseCode::NoError
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_source_limit_spares_udp_and_other_sources() {
+    let f = fixture();
+    let server = start(
+        &f,
+        TcpOptions {
+            max_clients: 10,
+            max_per_source: 3,
+            ..TcpOptions::DEFAULT
+        },
+    )
+    .await;
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        assert!(ask(&mut s, i).await.is_some(), "connection {i} is served");
+        held.push(s);
+    }
+    // One more from the same source is closed at once.
+    let mut over = connect_from("127.0.0.1", addr).await;
+    assert!(
+        ask(&mut over, 9).await.is_none(),
+        "over the per-source limit"
+    );
+    // UDP is unaffected, and so is another source.
+    assert!(udp_answers(addr).await);
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert!(
+        ask(&mut other, 10).await.is_some(),
+        "another source is served"
+    );
+    // Once the first connections are closed, the source is served again.
+    for s in held {
+        close(s).await;
+    }
+    let mut again = connect_from("127.0.0.1", addr).await;
+    assert!(ask(&mut again, 11).await.is_some(), "served again");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_limit_applies_across_sources() {
+    let f = fixture();
+    let server = start(
+        &f,
+        TcpOptions {
+            max_clients: 2,
+            max_per_source: 2,
+            ..TcpOptions::DEFAULT
+        },
+    )
+    .await;
+    let addr = server.local_addr();
+    let mut a = connect_from("127.0.0.1", addr).await;
+    let mut b = connect_from("127.0.0.2", addr).await;
+    assert!(ask(&mut a, 1).await.is_some());
+    assert!(ask(&mut b, 2).await.is_some());
+    let mut c = connect_from("127.0.0.3", addr).await;
+    assert!(ask(&mut c, 3).await.is_none(), "over the total limit");
+    close(a).await;
+    let mut d = connect_from("127.0.0.3", addr).await;
+    assert!(ask(&mut d, 4).await.is_some(), "a slot was freed");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed() {
+    let f = fixture();
+    let server = start(
+        &f,
+        TcpOptions {
+            idle_timeout: Duration::from_millis(300),
+            max_per_source: 2,
+            ..TcpOptions::DEFAULT
+        },
+    )
+    .await;
+    let addr = server.local_addr();
+    // Silent after connecting.
+    let mut idle = connect_from("127.0.0.1", addr).await;
+    // A length prefix promising 100 octets, then 10 of them.
+    let mut partial = connect_from("127.0.0.1", addr).await;
+    partial.write_all(&[0, 100]).await.unwrap();
+    partial.write_all(&[0; 10]).await.unwrap();
+    for s in [&mut idle, &mut partial] {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(BOUND, s.read(&mut buf))
+            .await
+            .expect("the server closes the connection");
+        assert!(
+            matches!(n, Ok(0) | Err(_)),
+            "closed without an answer: {n:?}"
+        );
+    }
+    // Both slots are free again: two more connections are served.
+    for i in 0..2 {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        assert!(ask(&mut s, i).await.is_some());
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_are_answered_in_order_up_to_the_limit() {
+    let f = fixture();
+    let server = start(
+        &f,
+        TcpOptions {
+            max_queries: 3,
+            ..TcpOptions::DEFAULT
+        },
+    )
+    .await;
+    let mut s = connect_from("127.0.0.1", server.local_addr()).await;
+    let mut burst = Vec::new();
+    for id in 100..105 {
+        burst.extend_from_slice(&framed(&query(id, "example.com.", RecordType::SOA)));
+    }
+    s.write_all(&burst).await.unwrap();
+    for id in 100..103 {
+        let m = read_response(&mut s).await.expect("answered");
+        assert_eq!(m.metadata.id, id, "in order");
+        assert_eq!(m.answers.len(), 1);
+    }
+    assert!(
+        read_response(&mut s).await.is_none(),
+        "closed after three messages"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// dig prints the same answer over UDP and TCP (the encoder is shared);
+/// only the transport and timing lines differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_sees_the_same_answers_over_udp_and_tcp() {
+    let f = fixture();
+    let server = start(&f, TcpOptions::DEFAULT).await;
+    let addr = server.local_addr();
+    let port = addr.port().to_string();
+    let dig = |args: &[&str]| {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "+norec",
+                "+qid=4242",
+                "+nocookie",
+            ])
+            .args(args)
+            .output()
+            .expect("dig is installed (bind9-dnsutils)");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                !l.starts_with(";; Query time")
+                    && !l.starts_with(";; SERVER")
+                    && !l.starts_with(";; WHEN")
+                    && !l.contains("DiG 9")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for shape in [
+        &["example.com", "SOA"][..],
+        &["example.com", "NS"],
+        &["example.com", "ANY"],
+        &["ns1.example.com", "A"],
+        &["_mimi.example.com", "TXT"],
+        &["nope._mimi.example.com", "TXT"],
+        &["example.com", "SOA", "+dnssec"],
+        &["example.com", "SOA", "+edns=1", "+noednsnegotiation"],
+        &["example.com", "SOA", "+cd", "+adflag"],
+        &["example.com", "SOA", "+noedns"],
+        &["example.org", "TXT"],
+    ] {
+        let udp = tokio::task::block_in_place(|| dig(&[shape, &["+notcp"]].concat()));
+        let tcp = tokio::task::block_in_place(|| dig(&[shape, &["+tcp"]].concat()));
+        assert!(udp.contains("status:"), "{shape:?}: {udp}");
+        assert_eq!(udp, tcp, "{shape:?}");
+        if shape.contains(&"+edns=1") {
+            assert!(udp.contains("status: BADVERS"), "{udp}");
+        }
+        if shape.contains(&"+dnssec") {
+            assert!(udp.contains("flags: do;"), "DO copied: {udp}");
+        }
+        if shape.contains(&"ANY") {
+            assert!(udp.contains("ANSWER: 1,"), "minimal ANY: {udp}");
+        }
+    }
+    server.shutdown().await.unwrap();
+}

@@ -328,3 +328,113 @@ async fn dig_sees_the_same_answers_over_udp_and_tcp() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// The server's CPU time so far (user + system), from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Out of file descriptors, the accept loop backs off instead of spinning,
+/// logs the episode once, and serves again once descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_backs_off_and_recovers() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+
+    let f = fixture();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimi-publisher"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--tcp-max-clients", "10000", "--tcp-max-per-source", "10000"])
+        .arg(&f.config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
+    unsafe {
+        cmd.pre_exec(|| {
+            let rl = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("serving over UDP and TCP") {
+                    let at = line.find("127.0.0.1:").unwrap();
+                    let port: String = line[at + 10..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    let _ = addr_tx.send(SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap())));
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = tokio::task::block_in_place(|| addr_rx.recv_timeout(BOUND))
+        .unwrap_or_else(|_| panic!("server starts: {:?}", log.lock().unwrap()));
+    let episodes = |what: &str| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    // Far more connections than the server has descriptors.
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Wait until the server has run out (it logs the episode).
+    let deadline = std::time::Instant::now() + BOUND;
+    while episodes("cannot accept TCP connections") == 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While out of descriptors, the accept loop does not spin: over a
+    // second it uses a small fraction of a core.
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_time(pid) - before;
+    assert!(used < Duration::from_millis(300), "accept loop used {used:?} of CPU in 1 s");
+    assert!(udp_answers(addr).await, "UDP is served meanwhile");
+    // One line for the episode, not one per failed accept.
+    assert_eq!(episodes("cannot accept TCP connections"), 1, "logged once");
+    // Free the descriptors: the server accepts and answers again. (The
+    // closed connections still queued may run it out again briefly: each
+    // episode logs its start and its end once.)
+    drop(held);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert!(ask(&mut s, 1).await.is_some(), "served again");
+    let deadline = std::time::Instant::now() + BOUND;
+    while episodes("accepting TCP connections again") != episodes("cannot accept TCP connections") {
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: signals the child we started, by its pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}

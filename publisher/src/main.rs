@@ -175,13 +175,10 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    // hickory-server logs every query at info, and (with the dnssec feature
-    // we need for TSIG) warns on each DNSSEC-OK query to a zone without
-    // NSEC records: keep it to errors unless RUST_LOG asks otherwise.
+    // hickory-proto (our TSIG and transfer encoding, and the push client)
+    // is chatty at info: keep it to warnings unless RUST_LOG asks otherwise.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{default},hickory_server=error,hickory_proto=warn"
-        ))
+        tracing_subscriber::EnvFilter::new(format!("{default},hickory_proto=warn"))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

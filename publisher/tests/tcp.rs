@@ -32,20 +32,23 @@ name = "example.com"
 key = "signing.pem"
 "#;
 
+const TSIG_KEY: &str = "key \"xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"kXW841Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=\";\n};\n";
+
 struct Fixture {
     _dir: tempfile::TempDir,
     config: PathBuf,
 }
 
 fn fixture() -> Fixture {
+    fixture_with("alice@example.com,mimi://chat.example.org/u/alice\n", "")
+}
+
+fn fixture_with(mappings: &str, extra_config: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("zone.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    std::fs::write(
-        dir.path().join("mappings.csv"),
-        "alice@example.com,mimi://chat.example.org/u/alice\n",
-    )
-    .unwrap();
+    std::fs::write(&config, format!("{CONFIG}{extra_config}")).unwrap();
+    std::fs::write(dir.path().join("mappings.csv"), mappings).unwrap();
+    std::fs::write(dir.path().join("transfer.key"), TSIG_KEY).unwrap();
     let key = mimi_publisher::keys::generate();
     mimi_publisher::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
     Fixture { _dir: dir, config }
@@ -353,7 +356,12 @@ async fn running_out_of_descriptors_backs_off_and_recovers() {
     let f = fixture();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimi-publisher"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--tcp-max-clients", "10000", "--tcp-max-per-source", "10000"])
+        .args([
+            "--tcp-max-clients",
+            "10000",
+            "--tcp-max-per-source",
+            "10000",
+        ])
         .arg(&f.config)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -411,7 +419,11 @@ async fn running_out_of_descriptors_backs_off_and_recovers() {
     // Wait until the server has run out (it logs the episode).
     let deadline = std::time::Instant::now() + BOUND;
     while episodes("cannot accept TCP connections") == 0 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            log.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // While out of descriptors, the accept loop does not spin: over a
@@ -419,7 +431,10 @@ async fn running_out_of_descriptors_backs_off_and_recovers() {
     let before = cpu_time(pid);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let used = cpu_time(pid) - before;
-    assert!(used < Duration::from_millis(300), "accept loop used {used:?} of CPU in 1 s");
+    assert!(
+        used < Duration::from_millis(300),
+        "accept loop used {used:?} of CPU in 1 s"
+    );
     assert!(udp_answers(addr).await, "UDP is served meanwhile");
     // One line for the episode, not one per failed accept.
     assert_eq!(episodes("cannot accept TCP connections"), 1, "logged once");
@@ -431,10 +446,84 @@ async fn running_out_of_descriptors_backs_off_and_recovers() {
     assert!(ask(&mut s, 1).await.is_some(), "served again");
     let deadline = std::time::Instant::now() + BOUND;
     while episodes("accepting TCP connections again") != episodes("cannot accept TCP connections") {
-        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            log.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SAFETY: signals the child we started, by its pid.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
+}
+
+/// A zone of many messages is transferred over the new TCP path with a
+/// TSIG signature on every message, chained (dig verifies each); transfer
+/// requests and queries share a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_multi_message_transfer_on_the_tcp_path() {
+    let mappings: String = (0..1500)
+        .map(|i| format!("user{i}@example.com,mimi://chat.example.org/u/user{i}\n"))
+        .collect();
+    let f = fixture_with(
+        &mappings,
+        "\n[transfer]\nallow = [\"127.0.0.1\"]\ntsig_key = \"transfer.key\"\n",
+    );
+    let server = start(&f, TcpOptions::DEFAULT).await;
+    let port = server.local_addr().port().to_string();
+    let dig = |key: &str| {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "example.com",
+                "AXFR",
+                "+tries=1",
+                "+time=5",
+            ])
+            .args(["-y", key])
+            .output()
+            .expect("dig is installed (bind9-dnsutils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = tokio::task::block_in_place(|| {
+        dig("hmac-sha256:xfr:kXW841Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=")
+    });
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with(";; XFR size"))
+        .unwrap_or_else(|| panic!("transfer failed:\n{text}"));
+    // SOA, NS, 1,500 assertions, SOA.
+    assert!(summary.contains("XFR size: 1503 records"), "{summary}");
+    let messages: usize = summary
+        .split("messages ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(messages >= 5, "{summary}");
+    assert!(!text.contains("failure"), "{text}");
+    // A wrong secret is refused (NOTAUTH), the zone is not sent.
+    let wrong = tokio::task::block_in_place(|| {
+        dig("hmac-sha256:xfr:AAAA41Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=")
+    });
+    assert!(!wrong.contains("XFR size"), "{wrong}");
+    // Query, unsigned AXFR (refused: the zone requires TSIG), query, on one
+    // connection, pipelined.
+    let mut s = connect_from("127.0.0.1", server.local_addr()).await;
+    let mut burst = framed(&query(1, "example.com.", RecordType::SOA));
+    burst.extend(framed(&query(2, "example.com.", RecordType::AXFR)));
+    burst.extend(framed(&query(3, "example.com.", RecordType::NS)));
+    s.write_all(&burst).await.unwrap();
+    for (id, rcode) in [
+        (1, ResponseCode::NoError),
+        (2, ResponseCode::Refused),
+        (3, ResponseCode::NoError),
+    ] {
+        let m = read_response(&mut s).await.expect("answered");
+        assert_eq!((m.metadata.id, m.metadata.response_code), (id, rcode));
+    }
+    server.shutdown().await.unwrap();
 }

@@ -123,9 +123,8 @@ impl ServedZone {
     }
 
     /// What the zone holds for `qtype` at `qname` (lowercase, no trailing
-    /// dot, inside the zone). The decision is made here once; the TCP path
-    /// turns it into hickory records ([`ServedZone::records`]) and the UDP
-    /// fast path into wire bytes ([`crate::wire`]).
+    /// dot, inside the zone). The decision is made here once, and
+    /// [`crate::wire`] turns it into the same bytes for UDP and TCP.
     ///
     /// `ANY` gets one RRset (RFC 8482 §4.2): the TXT records if the name
     /// has any, else the SOA at the apex, else the first glue type.

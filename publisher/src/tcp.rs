@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::serve::Served;
@@ -179,8 +179,10 @@ impl TcpServer {
         TcpServer { stop, task }
     }
 
-    /// Stops accepting, closes every connection and waits for the accept
-    /// loop to end (the listening socket is closed when this returns).
+    /// Stops accepting, closes every connection and waits for all of them
+    /// (the listening socket and every connection are closed when this
+    /// returns). Dropping the server without calling this also stops it,
+    /// without waiting.
     pub(crate) async fn stop(self) -> Result<(), tokio::task::JoinError> {
         let _ = self.stop.send(true);
         self.task.await
@@ -213,11 +215,14 @@ async fn accept_loop(
     });
     let mut backoff: Option<Duration> = None;
     let mut refused = 0u64;
+    let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => break,
             r = listener.accept() => r,
         };
+        // Forget the connections that have ended.
+        while connections.try_join_next().is_some() {}
         match accepted {
             Ok((stream, peer)) => {
                 if backoff.take().is_some() {
@@ -225,9 +230,7 @@ async fn accept_loop(
                 }
                 match limiter.admit(peer.ip()) {
                     Ok(permit) => {
-                        let served = served.clone();
-                        let stop = stop.clone();
-                        tokio::spawn(connection(stream, peer, permit, served, opts, stop));
+                        connections.spawn(connection(stream, peer, permit, served.clone(), opts));
                     }
                     Err(full) => {
                         refused += 1;
@@ -260,24 +263,21 @@ async fn accept_loop(
             }
         }
     }
+    drop(listener);
+    connections.shutdown().await;
 }
 
-/// Serves one connection until the client closes it, a limit closes it,
-/// or the server stops.
+/// Serves one connection until the client closes it or a limit closes it
+/// (or the server stops, which aborts it).
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     permit: Permit,
     served: Arc<Served>,
     opts: TcpOptions,
-    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let result = tokio::select! {
-        r = converse(&mut stream, peer, &served, opts) => r,
-        _ = stop.changed() => Ok(()),
-    };
-    if let Err(e) = result {
+    if let Err(e) = converse(&mut stream, peer, &served, opts).await {
         debug!(%peer, "TCP connection closed: {e}");
     }
     // The slot is free before the client sees the close, so that it can

@@ -527,3 +527,25 @@ async fn signed_multi_message_transfer_on_the_tcp_path() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// Shutting down closes open connections and the listener before it
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_open_connections() {
+    let f = fixture();
+    let server = start(&f, TcpOptions::DEFAULT).await;
+    let addr = server.local_addr();
+    let mut s = connect_from("127.0.0.1", addr).await;
+    assert!(ask(&mut s, 1).await.is_some());
+    tokio::time::timeout(BOUND, server.shutdown())
+        .await
+        .expect("shutdown in time")
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(BOUND, s.read(&mut buf)).await.unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "closed: {n:?}");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}

@@ -223,14 +223,14 @@ fn read_plain(packet: &[u8], scratch: &mut Scratch) -> Read {
         let Some(&len) = packet.get(pos) else {
             return Read::Other;
         };
-        // Compression pointers, reserved label types and over-long names
-        // go to the full reader.
-        if len > 63 || pos - HEADER_LEN + 1 + len as usize + 1 > MAX_NAME {
-            return Read::Other;
-        }
         pos += 1;
         if len == 0 {
             break;
+        }
+        // Compression pointers, reserved label types and names over 255
+        // octets (this label and the root must fit) go to the full reader.
+        if len > 63 || pos - HEADER_LEN + len as usize + 1 > MAX_NAME {
+            return Read::Other;
         }
         let Some(label) = packet.get(pos..pos + len as usize) else {
             return Read::Other;

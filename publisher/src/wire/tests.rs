@@ -359,6 +359,15 @@ fn malformed_queries_get_formerr_like_nsd() {
     ok[3 * 64] = 61;
     ok.drain(3 * 64 + 62..3 * 64 + 64);
     let p = packet(&[&header(0x0100, [1, 0, 0, 0]), &ok]);
+    let mut scratch = Scratch::default();
+    assert!(
+        matches!(read_plain(&p, &mut scratch), Read::Query(_)),
+        "fast path"
+    );
+    assert_eq!(
+        bytes(&zones, &p, Transport::Udp),
+        full_bytes(&zones, &p, Transport::Udp)
+    );
     let r = decode(&bytes(&zones, &p, Transport::Udp).unwrap());
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);
     assert_eq!(r.queries.len(), 1);
@@ -404,6 +413,28 @@ fn full_reader_shapes_answer_like_the_common_shape() {
             "{what}"
         );
     }
+    // A compressed question name: `aaa` and a pointer to offset 5 of the
+    // header, which reads as a one-octet binary label (QDCOUNT's low octet
+    // is its length, ANCOUNT's high octet its content) and the root. The
+    // answer repeats the question uncompressed: the bytes are those of the
+    // uncompressed query.
+    let compressed = packet(&[
+        &header(0x0100, [1, 0, 0, 0]),
+        &[3, b'a', b'a', b'a', 0xc0, 5, 0, 16, 0, 1],
+    ]);
+    let uncompressed = packet(&[
+        &header(0x0100, [1, 0, 0, 0]),
+        &[3, b'a', b'a', b'a', 1, 0, 0, 0, 16, 0, 1],
+    ]);
+    let mut scratch = Scratch::default();
+    assert!(matches!(
+        read_full(&compressed, &mut scratch),
+        Read::Query(_)
+    ));
+    assert_eq!(scratch.qname(), "aaa.\\#00");
+    let a = bytes(&zones, &compressed, Transport::Udp).unwrap();
+    assert_eq!(a, bytes(&zones, &uncompressed, Transport::Udp).unwrap());
+    assert_eq!(decode(&a).metadata.response_code, ResponseCode::Refused);
     // A TSIG that is not last.
     let misplaced = packet(&[&header(0x0100, [1, 0, 0, 2]), &q, &tsig, &opt(&[0], 0, &[])]);
     let r = bytes(&zones, &misplaced, Transport::Udp).unwrap();

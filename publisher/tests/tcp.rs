@@ -549,3 +549,52 @@ async fn shutdown_closes_open_connections() {
         "no longer listening"
     );
 }
+
+/// `serve` raises its soft open-file limit to the hard limit at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_raises_the_open_file_limit() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+
+    let f = fixture();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimi-publisher"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg(&f.config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
+    unsafe {
+        cmd.pre_exec(|| {
+            let rl = libc::rlimit {
+                rlim_cur: 100,
+                rlim_max: 2000,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let started = tokio::task::block_in_place(|| {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("serving over UDP and TCP"))
+    });
+    assert!(started, "server starts");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    // SAFETY: signals the child we started, by its pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((fields[3], fields[4]), ("2000", "2000"), "{line}");
+}

@@ -15,20 +15,20 @@
 //!   deny the whole subtree);
 //! * negative answers carry the SOA with the negative-caching TTL
 //!   (RFC 2308);
-//! * UDP answers too large for the client's buffer are truncated (TC) by
-//!   the encoder, and the client retries over TCP.
+//! * `ANY` is answered minimally (RFC 8482 §4.2): one RRset of the name
+//!   (TXT where there are TXT records, else the SOA at the apex, else the
+//!   first address RRset of a name server), as NSD does;
+//! * the answer is encoded by [`crate::wire`], the same bytes for UDP and
+//!   TCP; UDP answers too large for the client's buffer are truncated (TC)
+//!   and the client retries over TCP.
 //!
 //! Serving straight from the [`Zone`] also means a reload has nothing to
 //! convert, and the zone is held in memory once.
 
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{NS, SOA, TXT};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use mimi_proto::text::split_txt;
+use hickory_proto::rr::rdata::{NS, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use mimi_proto::DomainName;
 
 use crate::index::OwnerIndex;
@@ -93,17 +93,7 @@ impl ServedZone {
             }
         }
         let index = OwnerIndex::new(&zone);
-        let mut negative_soa = soa.clone();
-        negative_soa.ttl = zone.ttl.min(zone.soa.minimum);
-        let wire = WireRecords {
-            soa: wire_record(&soa)?,
-            negative_soa: wire_record(&negative_soa)?,
-            ns: ns.iter().map(wire_record).collect::<Result<_, _>>()?,
-            glue: glue
-                .iter()
-                .map(|(_, r)| wire_record(r))
-                .collect::<Result<_, _>>()?,
-        };
+        let wire = WireRecords::new(&zone);
         Ok(ServedZone {
             zone,
             soa,
@@ -133,11 +123,25 @@ impl ServedZone {
     }
 
     /// What the zone holds for `qtype` at `qname` (lowercase, no trailing
-    /// dot, inside the zone). The decision is made here once; the TCP path
-    /// turns it into hickory records ([`ServedZone::records`]) and the UDP
-    /// fast path into wire bytes ([`crate::wire`]).
+    /// dot, inside the zone). The decision is made here once, and
+    /// [`crate::wire`] turns it into the same bytes for UDP and TCP.
+    ///
+    /// `ANY` gets one RRset (RFC 8482 §4.2): the TXT records if the name
+    /// has any, else the SOA at the apex, else the first glue type.
     pub(crate) fn resolve(&self, qname: &str, qtype: RecordType) -> Resolved<'_> {
-        let any = qtype == RecordType::ANY;
+        let txt = self.records_at(qname);
+        let qtype = if qtype != RecordType::ANY {
+            qtype
+        } else if !txt.is_empty() {
+            RecordType::TXT
+        } else if qname == self.zone.origin.as_str() {
+            RecordType::SOA
+        } else {
+            self.glue
+                .iter()
+                .find(|(host, _)| host == qname)
+                .map_or(RecordType::TXT, |(_, rec)| rec.record_type())
+        };
         let mut r = Resolved {
             exists: false,
             soa: false,
@@ -147,21 +151,20 @@ impl ServedZone {
         };
         if qname == self.zone.origin.as_str() {
             r.exists = true;
-            r.soa = any || qtype == RecordType::SOA;
-            r.ns = any || qtype == RecordType::NS;
+            r.soa = qtype == RecordType::SOA;
+            r.ns = qtype == RecordType::NS;
         }
         for (i, (host, rec)) in self.glue.iter().enumerate() {
             if host == qname {
                 r.exists = true;
-                if any || rec.record_type() == qtype {
+                if rec.record_type() == qtype {
                     r.glue.push(i);
                 }
             }
         }
-        let txt = self.records_at(qname);
         if !txt.is_empty() {
             r.exists = true;
-            if any || qtype == RecordType::TXT {
+            if qtype == RecordType::TXT {
                 r.txt = txt;
             }
         }
@@ -171,45 +174,9 @@ impl ServedZone {
         r
     }
 
-    /// `resolved` as hickory records for the answer and additional sections;
-    /// `name` is the query name as asked, the owner of the TXT answers.
-    pub(crate) fn records(
-        &self,
-        resolved: &Resolved<'_>,
-        name: &Name,
-    ) -> (Vec<Record>, Vec<Record>) {
-        let mut answers = Vec::new();
-        let mut additionals = Vec::new();
-        if resolved.soa {
-            answers.push(self.soa.clone());
-        }
-        if resolved.ns {
-            answers.extend(self.ns.iter().cloned());
-            additionals.extend(self.glue.iter().map(|(_, r)| r.clone()));
-        }
-        answers.extend(resolved.glue.iter().map(|&i| self.glue[i].1.clone()));
-        for r in resolved.txt {
-            let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
-            answers.push(Record::from_rdata(
-                name.clone(),
-                r.ttl,
-                RData::TXT(TXT::from_bytes(strings)),
-            ));
-        }
-        (answers, additionals)
-    }
-
-    /// The apex records in wire form, for the UDP fast path.
+    /// The apex records in wire form, for [`crate::wire`].
     pub(crate) fn wire(&self) -> &WireRecords {
         &self.wire
-    }
-
-    /// The SOA for the authority section of a negative answer, with the
-    /// negative-caching TTL: min(SOA TTL, SOA minimum) (RFC 2308 §5).
-    pub(crate) fn negative_soa(&self) -> Record {
-        let mut soa = self.soa.clone();
-        soa.ttl = self.zone.ttl.min(self.zone.soa.minimum);
-        soa
     }
 }
 
@@ -236,30 +203,141 @@ impl Resolved<'_> {
     }
 }
 
-/// The apex records pre-encoded in DNS wire form (uncompressed names), so
-/// that the UDP fast path copies bytes instead of encoding records.
+/// One record pre-encoded in wire form, with two-octet holes where a
+/// compression pointer to the zone apex goes: the apex is a suffix of the
+/// question of every in-zone query, so each answer fills the holes with a
+/// pointer into its own question ([`Template::write`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    bytes: Vec<u8>,
+    apex_pointers: Vec<usize>,
+}
+
+impl Template {
+    /// A record of `rtype` owned by `owner`, with RDATA written by `rdata`.
+    fn record(
+        apex: &str,
+        owner: &str,
+        rtype: RecordType,
+        ttl: u32,
+        rdata: impl FnOnce(&mut Template),
+    ) -> Self {
+        let mut t = Template {
+            bytes: Vec::with_capacity(64),
+            apex_pointers: Vec::new(),
+        };
+        t.name(apex, owner);
+        t.bytes.extend_from_slice(&u16::from(rtype).to_be_bytes());
+        t.bytes.extend_from_slice(&1u16.to_be_bytes());
+        t.bytes.extend_from_slice(&ttl.to_be_bytes());
+        let rdlen_at = t.bytes.len();
+        t.bytes.extend_from_slice(&[0, 0]);
+        rdata(&mut t);
+        let rdlen = (t.bytes.len() - rdlen_at - 2) as u16;
+        t.bytes[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        t
+    }
+
+    /// Appends `name` (lowercase, no trailing dot): its labels up to the
+    /// apex and a pointer hole for the apex, or all labels if it is not in
+    /// the zone.
+    fn name(&mut self, apex: &str, name: &str) {
+        let prefix = if name == apex {
+            Some("")
+        } else {
+            name.strip_suffix(apex)
+                .and_then(|p| p.strip_suffix('.'))
+                .filter(|p| !p.is_empty())
+        };
+        let labels = prefix.unwrap_or(name);
+        for label in labels.split('.').filter(|l| !l.is_empty()) {
+            self.bytes.push(label.len() as u8);
+            self.bytes.extend_from_slice(label.as_bytes());
+        }
+        if prefix.is_some() {
+            self.apex_pointers.push(self.bytes.len());
+            self.bytes.extend_from_slice(&[0, 0]);
+        } else {
+            self.bytes.push(0);
+        }
+    }
+
+    /// Appends the record with its holes filled by `apex_pointer` (a
+    /// compression pointer to the apex's labels in the message).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, apex_pointer: [u8; 2]) {
+        let start = out.len();
+        out.extend_from_slice(&self.bytes);
+        for &p in &self.apex_pointers {
+            out[start + p..start + p + 2].copy_from_slice(&apex_pointer);
+        }
+    }
+}
+
+/// The apex records pre-encoded (see [`Template`]), so that answering
+/// copies bytes instead of encoding records.
 #[derive(Debug)]
 pub(crate) struct WireRecords {
     /// The SOA with the zone's TTL.
-    pub(crate) soa: Vec<u8>,
-    /// The SOA with the negative-caching TTL, for the authority section.
-    pub(crate) negative_soa: Vec<u8>,
+    pub(crate) soa: Template,
+    /// The SOA with the negative-caching TTL, min(SOA TTL, SOA minimum)
+    /// (RFC 2308 §5), for the authority section of negative answers.
+    pub(crate) negative_soa: Template,
     /// The NS records.
-    pub(crate) ns: Vec<Vec<u8>>,
+    pub(crate) ns: Vec<Template>,
     /// The glue records, in the order of the zone's glue.
-    pub(crate) glue: Vec<Vec<u8>>,
+    pub(crate) glue: Vec<Template>,
 }
 
-/// One record in wire form with uncompressed names.
-fn wire_record(record: &Record) -> Result<Vec<u8>, String> {
-    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-    let mut buf = Vec::new();
-    let mut encoder = BinEncoder::new(&mut buf);
-    encoder.set_name_encoding(NameEncoding::Uncompressed);
-    record
-        .emit(&mut encoder)
-        .map_err(|e| format!("cannot encode {}: {e}", record.name))?;
-    Ok(buf)
+impl WireRecords {
+    fn new(zone: &Zone) -> Self {
+        let apex = zone.origin.as_str();
+        let soa = |ttl| {
+            Template::record(apex, apex, RecordType::SOA, ttl, |t| {
+                t.name(apex, zone.soa.mname.as_str());
+                t.name(apex, zone.soa.rname.as_str());
+                for v in [
+                    zone.soa.serial,
+                    timer(zone.soa.refresh) as u32,
+                    timer(zone.soa.retry) as u32,
+                    timer(zone.soa.expire) as u32,
+                    zone.soa.minimum,
+                ] {
+                    t.bytes.extend_from_slice(&v.to_be_bytes());
+                }
+            })
+        };
+        let ns = zone
+            .ns
+            .iter()
+            .map(|n| {
+                Template::record(apex, apex, RecordType::NS, zone.ttl, |t| {
+                    t.name(apex, n.as_str())
+                })
+            })
+            .collect();
+        let mut glue = Vec::new();
+        for (host, ips) in &zone.glue {
+            for ip in ips {
+                let (rtype, octets): (_, Vec<u8>) = match ip {
+                    std::net::IpAddr::V4(v4) => (RecordType::A, v4.octets().to_vec()),
+                    std::net::IpAddr::V6(v6) => (RecordType::AAAA, v6.octets().to_vec()),
+                };
+                glue.push(Template::record(
+                    apex,
+                    host.as_str(),
+                    rtype,
+                    zone.ttl,
+                    |t| t.bytes.extend_from_slice(&octets),
+                ));
+            }
+        }
+        WireRecords {
+            soa: soa(zone.ttl),
+            negative_soa: soa(zone.ttl.min(zone.soa.minimum)),
+            ns,
+            glue,
+        }
+    }
 }
 
 fn timer(secs: u32) -> i32 {
@@ -281,118 +359,6 @@ pub fn zone_for<'a>(zones: &'a [Arc<ServedZone>], qname: &str) -> Option<&'a Arc
         .max_by_key(|z| z.origin().as_str().len())
 }
 
-/// A query name as the zone index spells it: lowercase, no trailing dot.
-/// Labels that are not printable ASCII cannot be in a zone; they are kept
-/// (escaped) so that such a name simply matches nothing.
-pub fn normalize(name: &hickory_proto::rr::LowerName) -> String {
-    let name: Name = name.clone().into();
-    let mut s = String::with_capacity(name.len());
-    for label in name.iter() {
-        if !s.is_empty() {
-            s.push('.');
-        }
-        match std::str::from_utf8(label) {
-            Ok(l)
-                if l.bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'.' && b != b'\\') =>
-            {
-                s.push_str(&l.to_ascii_lowercase())
-            }
-            _ => s.push_str(&format!("\\#{}", data_encoding::HEXLOWER.encode(label))),
-        }
-    }
-    s
-}
-
-/// Answers one request (anything but a zone transfer) from `zones`.
-pub async fn respond<R: ResponseHandler>(
-    request: &Request,
-    zones: &[Arc<ServedZone>],
-    mut response_handle: R,
-) -> ResponseInfo {
-    let edns = request.edns.as_ref().map(|req| {
-        let mut e = Edns::new();
-        e.set_max_payload(req.max_payload().max(512));
-        e.set_version(0);
-        e
-    });
-    let mut metadata = Metadata::response_from_request(&request.metadata);
-    metadata.recursion_available = false;
-    let queries = request.queries.queries();
-    let rcode_only = |rcode: ResponseCode| {
-        let mut m = metadata;
-        m.response_code = rcode;
-        m
-    };
-    if request.metadata.message_type != MessageType::Query {
-        return serve_failed(request);
-    }
-    let outcome = if request.metadata.op_code != OpCode::Query {
-        Err(ResponseCode::NotImp)
-    } else if queries.len() != 1 {
-        Err(ResponseCode::FormErr)
-    } else if queries[0].query_class() != DNSClass::IN {
-        Err(ResponseCode::Refused)
-    } else {
-        let q = &queries[0];
-        let qname = normalize(q.name());
-        match zone_for(zones, &qname) {
-            None => Err(ResponseCode::Refused),
-            Some(zone) => {
-                let resolved = zone.resolve(&qname, q.query_type());
-                let (answers, additionals) = zone.records(&resolved, &q.name().clone().into());
-                Ok((zone, resolved.exists, answers, additionals))
-            }
-        }
-    };
-    let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-    let sent = match outcome {
-        Err(rcode) => {
-            let response = builder.build(
-                rcode_only(rcode),
-                std::iter::empty(),
-                std::iter::empty(),
-                std::iter::empty(),
-                std::iter::empty(),
-            );
-            response_handle.send_response(response).await
-        }
-        Ok((zone, exists, answers, additionals)) => {
-            metadata.authoritative = true;
-            let negative = answers.is_empty();
-            metadata.response_code = if exists {
-                ResponseCode::NoError
-            } else {
-                ResponseCode::NXDomain
-            };
-            let soa = negative.then(|| zone.negative_soa());
-            let response = builder.build(
-                metadata,
-                answers.iter(),
-                std::iter::empty(),
-                soa.iter(),
-                additionals.iter(),
-            );
-            response_handle.send_response(response).await
-        }
-    };
-    sent.unwrap_or_else(|_| serve_failed(request))
-}
-
-/// The ResponseInfo of a request that could not be answered.
-pub(crate) fn serve_failed(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
-    metadata.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    })
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -400,19 +366,22 @@ pub(crate) mod tests {
 
     struct Looked {
         exists: bool,
-        answers: Vec<Record>,
-        additionals: Vec<Record>,
+        answers: usize,
+        additionals: usize,
     }
 
     impl ServedZone {
-        fn lookup(&self, qname: &str, name: &Name, qtype: RecordType) -> Looked {
-            let resolved = self.resolve(qname, qtype);
-            let (answers, additionals) = self.records(&resolved, name);
-            assert_eq!(resolved.is_negative(), answers.is_empty());
+        fn lookup(&self, qname: &str, _name: &Name, qtype: RecordType) -> Looked {
+            let r = self.resolve(qname, qtype);
+            let answers = usize::from(r.soa)
+                + if r.ns { self.ns.len() } else { 0 }
+                + r.glue.len()
+                + r.txt.len();
+            assert_eq!(r.is_negative(), answers == 0);
             Looked {
-                exists: resolved.exists,
+                exists: r.exists,
                 answers,
-                additionals,
+                additionals: if r.ns { self.glue.len() } else { 0 },
             }
         }
     }
@@ -426,6 +395,7 @@ pub(crate) mod tests {
             rec("bbb._mimi.example.com", "v=mimi1;z"),
             rec("_mimi-ma.example.com", "v=mimi1;c"),
             rec("ccc._mimi.9.3.e164.example.com", "v=mimi1;t"),
+            rec("abcd.ab._mimi.example.com", "v=mimi1;s"),
         ];
         // Three records of 300 octets at one name: more than 512 octets,
         // less than 1232.
@@ -463,16 +433,15 @@ pub(crate) mod tests {
         let z = zone();
         let a = z.lookup("aaa._mimi.example.com", &Name::root(), RecordType::TXT);
         assert!(a.exists);
-        assert_eq!(a.answers.len(), 2);
+        assert_eq!(a.answers, 2);
         assert_eq!(
             z.lookup("bbb._mimi.example.com", &Name::root(), RecordType::TXT)
-                .answers
-                .len(),
+                .answers,
             1
         );
         // NODATA: name exists, other type.
         let n = z.lookup("bbb._mimi.example.com", &Name::root(), RecordType::A);
-        assert!(n.exists && n.answers.is_empty());
+        assert!(n.exists && n.answers == 0);
         // Empty non-terminals exist.
         for ent in [
             "_mimi.example.com",
@@ -482,7 +451,7 @@ pub(crate) mod tests {
             "_mimi.9.3.e164.example.com",
         ] {
             let e = z.lookup(ent, &Name::root(), RecordType::TXT);
-            assert!(e.exists && e.answers.is_empty(), "{ent}");
+            assert!(e.exists && e.answers == 0, "{ent}");
         }
         // NXDOMAIN.
         for nx in [
@@ -496,23 +465,37 @@ pub(crate) mod tests {
         // Apex and glue.
         assert_eq!(
             z.lookup("example.com", &Name::root(), RecordType::SOA)
-                .answers
-                .len(),
+                .answers,
             1
         );
         let ns = z.lookup("example.com", &Name::root(), RecordType::NS);
-        assert_eq!((ns.answers.len(), ns.additionals.len()), (1, 1));
+        assert_eq!((ns.answers, ns.additionals), (1, 1));
         assert_eq!(
             z.lookup("ns1.example.com", &Name::root(), RecordType::A)
-                .answers
-                .len(),
+                .answers,
             1
         );
         assert!(
             z.lookup("ns1.example.com", &Name::root(), RecordType::AAAA)
                 .exists
         );
-        assert_eq!(z.negative_soa().ttl, 60);
+    }
+
+    #[test]
+    fn any_gets_one_rrset() {
+        let z = zone();
+        let any = |q: &str| z.lookup(q, &Name::root(), RecordType::ANY);
+        // TXT at a discovery name.
+        assert_eq!(any("aaa._mimi.example.com").answers, 2);
+        // The SOA alone at the apex (not SOA and NS).
+        let apex = z.resolve("example.com", RecordType::ANY);
+        assert!(apex.soa && !apex.ns && apex.txt.is_empty());
+        // The address RRset at a name server.
+        assert_eq!(any("ns1.example.com").answers, 1);
+        // NODATA at an empty non-terminal, NXDOMAIN elsewhere.
+        let ent = any("_mimi.example.com");
+        assert!(ent.exists && ent.answers == 0);
+        assert!(!any("zzz._mimi.example.com").exists);
     }
 
     #[test]
@@ -523,7 +506,5 @@ pub(crate) mod tests {
         assert!(zone_for(&zones, "example.com").is_some());
         assert!(zone_for(&zones, "xexample.com").is_none());
         assert!(zone_for(&zones, "com").is_none());
-        let q = hickory_proto::rr::LowerName::from(Name::from_ascii("AbC.Example.COM.").unwrap());
-        assert_eq!(normalize(&q), "abc.example.com");
     }
 }

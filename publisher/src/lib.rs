@@ -6,7 +6,7 @@
 //! ```text
 //!  zone.toml ──► config ──┐
 //!  mappings  ──► mappings ├─► build ──► Zone ──► zonefile (RFC 1035 text)
-//!  presigned ──► presigned│                 └──► serve (UDP: udp + wire; TCP: hickory-server; hot reload)
+//!  presigned ──► presigned│                 └──► serve (UDP: udp + wire; TCP: tcp + wire; hot reload)
 //!  keys      ──► keys ────┘                        ▲
 //!                                        watch ────┘ (notify + re-sign timer)
 //! ```
@@ -32,6 +32,7 @@ pub mod secret;
 pub mod serve;
 pub mod shrink;
 mod state;
+pub mod tcp;
 pub mod transfer;
 pub mod tsig;
 mod udp;

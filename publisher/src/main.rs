@@ -178,6 +178,19 @@ enum Command {
         /// (the confirmation the shrink guard, max_shrink, asks for).
         #[arg(long)]
         allow_shrink: bool,
+        /// TCP connections served at once (more are closed on arrival).
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_clients as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_max_clients: u32,
+        /// TCP connections served at once from one IPv4 address or IPv6 /64.
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_per_source as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_max_per_source: u32,
+        /// Close a TCP connection that sends no complete message, or does
+        /// not read its answer, for this long (e.g. 10s, 500ms).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        tcp_idle_timeout: std::time::Duration,
+        /// Close a TCP connection after answering this many messages.
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_queries, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_max_queries: u32,
     },
 }
 
@@ -188,13 +201,10 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    // hickory-server logs every query at info, and (with the dnssec feature
-    // we need for TSIG) warns on each DNSSEC-OK query to a zone without
-    // NSEC records: keep it to errors unless RUST_LOG asks otherwise.
+    // hickory-proto (our TSIG and transfer encoding, and the push client)
+    // is chatty at info: keep it to warnings unless RUST_LOG asks otherwise.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{default},hickory_server=error,hickory_proto=warn"
-        ))
+        tracing_subscriber::EnvFilter::new(format!("{default},hickory_proto=warn"))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -444,6 +454,10 @@ fn run(command: Command) -> Result<ExitCode> {
             listen,
             state_dir,
             allow_shrink,
+            tcp_max_clients,
+            tcp_max_per_source,
+            tcp_idle_timeout,
+            tcp_max_queries,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
@@ -452,6 +466,12 @@ fn run(command: Command) -> Result<ExitCode> {
                     listen,
                     state_dir,
                     allow_shrink,
+                    tcp: serve::TcpOptions {
+                        max_clients: tcp_max_clients as usize,
+                        max_per_source: tcp_max_per_source as usize,
+                        idle_timeout: tcp_idle_timeout,
+                        max_queries: tcp_max_queries,
+                    },
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

@@ -9,10 +9,9 @@
 //! the swap (SPEC §9: "nothing stops being served").
 //!
 //! UDP, nearly all the traffic, is served by plain threads that answer at
-//! the byte level (modules `udp` and `wire`). TCP goes through
-//! hickory's [`Server`], which owns its request handler, so a small
-//! [`RequestHandler`] in front reads the same zone list and answers with
-//! [`crate::answer`], or [`crate::transfer`] for zone transfers.
+//! the byte level (modules `udp` and `wire`). TCP is served by our own
+//! bounded accept loop ([`crate::tcp`]) with the same encoder, and
+//! [`crate::transfer`] for zone transfers.
 //!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
 //! re-sign timers of [`crate::watch`]; [`run`] does the same and serves until
@@ -27,9 +26,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::Server;
 use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
 use tracing::{debug, error, info, warn};
@@ -40,6 +36,8 @@ use crate::config::ZoneConfig;
 use crate::problem::Problem;
 use crate::shrink::{Shrink, ShrinkRefused};
 use crate::state::StateDir;
+pub use crate::tcp::TcpOptions;
+use crate::tcp::TcpServer;
 use crate::udp::UdpServer;
 use crate::watch::{self, Reloader};
 use crate::zone::Zone;
@@ -64,6 +62,9 @@ pub struct ServeOptions {
     /// ([`crate::shrink`], `max_shrink` in each zone's configuration) off
     /// for this server.
     pub allow_shrink: bool,
+    /// Limits of the TCP server: connections in total and per source, idle
+    /// timeout, messages per connection.
+    pub tcp: TcpOptions,
 }
 
 impl ServeOptions {
@@ -85,6 +86,7 @@ impl ServeOptions {
             debounce: Self::DEFAULT_DEBOUNCE,
             state_dir: None,
             allow_shrink: false,
+            tcp: TcpOptions::DEFAULT,
         }
     }
 }
@@ -198,9 +200,6 @@ pub enum ServeError {
     /// The input files cannot be watched.
     #[error("cannot watch input files: {0}")]
     Watch(#[from] notify::Error),
-    /// The server's socket tasks ended with an error.
-    #[error("DNS server failed: {0}")]
-    Server(String),
     /// An internal task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -446,37 +445,11 @@ pub(crate) fn log_warnings(origin: &DomainName, warnings: &[Problem]) {
     }
 }
 
-/// Answers every request from the zones current at its arrival.
-struct SwapHandler(Arc<Served>);
-
-#[async_trait::async_trait]
-impl RequestHandler for SwapHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
-        // `load_full` (an Arc clone) rather than a guard: the guard is not
-        // meant to be held across an await.
-        let zones = self.0.current.load_full();
-        if crate::transfer::is_transfer(request) {
-            let zone = request
-                .queries
-                .queries()
-                .first()
-                .map(|q| crate::answer::normalize(q.name()))
-                .and_then(|qname| zones.iter().find(|z| z.origin().as_str() == qname).cloned());
-            return crate::transfer::answer(request, zone.as_deref(), response_handle).await;
-        }
-        crate::answer::respond(request, &zones, response_handle).await
-    }
-}
-
 /// A server that is running: its address, its zones, and the way to stop it.
 pub struct RunningServer {
     local_addr: SocketAddr,
     served: Arc<Served>,
-    server: Server<SwapHandler>,
+    tcp: Option<TcpServer>,
     udp: Option<UdpServer>,
     reloader: Reloader,
 }
@@ -525,10 +498,9 @@ impl RunningServer {
         if let Some(udp) = self.udp.take() {
             tokio::task::spawn_blocking(move || udp.stop()).await?;
         }
-        self.server
-            .shutdown_gracefully()
-            .await
-            .map_err(|e| ServeError::Server(e.to_string()))?;
+        if let Some(tcp) = self.tcp.take() {
+            tcp.stop().await?;
+        }
         info!(addr = %self.local_addr, "server stopped");
         Ok(())
     }
@@ -606,6 +578,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
     let served = Arc::new(Served::new(slots, state.clone())?);
 
+    crate::tcp::raise_open_file_limit();
     let (udp, tcp) = bind(opts.listen)?;
     let local_addr = udp.local_addr().map_err(|source| ServeError::Bind {
         addr: opts.listen,
@@ -617,8 +590,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             source,
         }
     })?;
-    let mut server = Server::new(SwapHandler(served.clone()));
-    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp);
     info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
     // Secondaries may hold an older serial from before this start.
     for idx in 0..served.len() {
@@ -635,7 +607,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     ) {
         Ok(r) => r,
         Err(e) => {
-            let _ = server.shutdown_gracefully().await;
+            let _ = tcp.stop().await;
             let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
             return Err(e.into());
         }
@@ -643,7 +615,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     Ok(RunningServer {
         local_addr,
         served,
-        server,
+        tcp: Some(tcp),
         udp: Some(udp),
         reloader,
     })
@@ -765,14 +737,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Idle TCP connections are closed after this long.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection. hickory writes a connection's
-/// queued responses only after the request handler returns, so a zone
-/// transfer ([`crate::transfer`]) must fit here entirely: 65,536 messages of
-/// up to 60 KiB hold zones far beyond 10 million records. The queue only
-/// takes memory for messages actually queued.
-const TCP_RESPONSE_BUFFER: usize = 65_536;
 /// The UDP receive buffer asked of the kernel: large enough to absorb query
 /// bursts while a reload takes CPU.
 const UDP_RECV_BUFFER: usize = 1 << 20;

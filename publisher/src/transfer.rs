@@ -15,6 +15,7 @@
 //! be signed with it. Everything else gets REFUSED (or NOTAUTH for a bad
 //! signature), and transfers over UDP are refused.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -22,14 +23,11 @@ use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseC
 use hickory_proto::rr::rdata::tsig::{make_tsig_record, TSIG};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponseBuilder, UpdateRequest};
 use mimi_proto::text::split_txt;
+use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
-use crate::answer::{serve_failed, ServedZone};
+use crate::answer::ServedZone;
 use crate::tsig::TsigKey;
 use crate::zone::Zone;
 
@@ -59,75 +57,100 @@ impl TransferPolicy {
 /// enough that a million-record zone is about 5,000 messages.
 const MESSAGE_BUDGET: usize = 60 * 1024;
 
-/// Whether a request is a zone transfer that this module answers.
-pub fn is_transfer(request: &Request) -> bool {
-    request.metadata.message_type == MessageType::Query
-        && request.metadata.op_code == OpCode::Query
-        && request
-            .queries
-            .queries()
-            .first()
-            .is_some_and(|q| matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR))
-}
-
-/// Answers a zone-transfer request for `zone` (the served zone whose origin
-/// is the query name, if any).
-pub async fn answer<R: ResponseHandler>(
-    request: &Request,
+/// Answers the zone-transfer request `packet` (AXFR or IXFR, class IN,
+/// as classified by [`crate::wire`]) that `peer` sent over TCP, for
+/// `served` (the served zone whose origin is the query name, if any).
+///
+/// Each message is written to `out` as soon as it is encoded and signed,
+/// each write bounded by `write_timeout`, so that a transfer holds one
+/// message in memory, never the zone. An error is an I/O failure of the
+/// connection, which the caller then closes; refusals are answers.
+pub(crate) async fn serve<W: AsyncWrite + Unpin>(
+    packet: &[u8],
+    peer: SocketAddr,
     served: Option<&ServedZone>,
-    mut response_handle: R,
-) -> ResponseInfo {
-    let src = request.src();
-    let qtype = request.queries.queries().first().map(|q| q.query_type());
+    out: &mut W,
+    write_timeout: Duration,
+) -> io::Result<()> {
+    let request = match Message::from_vec(packet) {
+        Ok(m) => m,
+        Err(e) => {
+            info!(%peer, "zone transfer request cannot be decoded: {e}");
+            let mut bytes = packet[..12].to_vec();
+            bytes[2] = 0x80 | (bytes[2] & 0x79);
+            bytes[3] = ResponseCode::FormErr.low();
+            bytes[4..12].fill(0);
+            return crate::tcp::write_message(out, &bytes, write_timeout).await;
+        }
+    };
+    let qtype = request.queries.first().map(|q| q.query_type());
     let refuse = |why: &str| {
-        info!(%src, ?qtype, "zone transfer refused: {why}");
+        info!(%peer, ?qtype, "zone transfer refused: {why}");
         ResponseCode::Refused
     };
     let decision = (|| {
-        if request.protocol() != Protocol::Tcp {
-            return Err(refuse("transfers are only served over TCP"));
-        }
         let served = served.ok_or_else(|| refuse("not the apex of a served zone"))?;
         let policy = served
             .zone
             .transfer
             .as_deref()
             .ok_or_else(|| refuse("the zone has no [transfer] section"))?;
-        if !policy.allows(src.ip()) {
+        if !policy.allows(peer.ip()) {
             return Err(refuse("peer address not in transfer.allow"));
         }
         let signer = match &policy.key {
             None => None,
-            Some(key) => Some(verify_request(request, key)?),
+            Some(key) => Some(verify_request(&request, packet, peer, key)?),
         };
         Ok((served, signer))
     })();
     let (served, signer) = match decision {
         Ok(d) => d,
-        Err(rcode) => return error_response(request, rcode, &mut response_handle).await,
+        Err(rcode) => {
+            let mut response = response_to(&request);
+            response.metadata.response_code = rcode;
+            let bytes = response
+                .to_vec()
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            return crate::tcp::write_message(out, &bytes, write_timeout).await;
+        }
     };
     let zone = &*served.zone;
-    match stream_zone(request, served, signer, &mut response_handle).await {
-        Ok(info) => {
-            info!(%src, origin = %zone.origin, serial = zone.soa.serial, records = zone.records.len(), "zone transferred");
-            info
+    match stream_zone(&request, served, signer, out, write_timeout).await {
+        Ok(messages) => {
+            info!(%peer, origin = %zone.origin, serial = zone.soa.serial, records = zone.records.len(), messages, "zone transferred");
+            Ok(())
         }
         Err(e) => {
-            warn!(%src, origin = %zone.origin, "zone transfer failed: {e}");
-            serve_failed(request)
+            warn!(%peer, origin = %zone.origin, "zone transfer failed: {e}");
+            Err(e)
         }
     }
 }
 
-/// A verified request's signer, MAC and time, to sign the response stream.
+/// The response skeleton for `request`: same ID and question, QR set, RD
+/// copied.
+fn response_to(request: &Message) -> Message {
+    let mut response = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+    response.metadata = Metadata::response_from_request(&request.metadata);
+    response.metadata.recursion_available = false;
+    response.queries = request.queries.clone();
+    response
+}
+
+/// A verified request's signer and MAC, to sign the response stream.
 struct RequestSignature {
     signer: TSigner,
     mac: Vec<u8>,
 }
 
-fn verify_request(request: &Request, key: &TsigKey) -> Result<RequestSignature, ResponseCode> {
-    let src = request.src();
-    let Some(tsig) = UpdateRequest::signature(&**request) else {
+fn verify_request(
+    request: &Message,
+    packet: &[u8],
+    src: SocketAddr,
+    key: &TsigKey,
+) -> Result<RequestSignature, ResponseCode> {
+    let Some(tsig) = request.signature() else {
         info!(%src, "zone transfer refused: the zone requires TSIG and the request is unsigned");
         return Err(ResponseCode::Refused);
     };
@@ -136,7 +159,7 @@ fn verify_request(request: &Request, key: &TsigKey) -> Result<RequestSignature, 
         return Err(ResponseCode::NotAuth);
     }
     let signer = key.signer();
-    match signer.verify_message_byte(request.as_slice(), None, true) {
+    match signer.verify_message_byte(packet, None, true) {
         Ok((mac, _time, window)) => {
             let now = now_secs();
             if !window.contains(&now) {
@@ -156,127 +179,115 @@ fn now_secs() -> u64 {
     mimi_proto::UnixTime::now().0
 }
 
-async fn error_response<R: ResponseHandler>(
-    request: &Request,
-    rcode: ResponseCode,
-    response_handle: &mut R,
-) -> ResponseInfo {
-    let response =
-        MessageResponseBuilder::new(&request.queries, None).error_msg(&request.metadata, rcode);
-    match response_handle.send_response(response).await {
-        Ok(info) => info,
-        Err(_) => serve_failed(request),
-    }
-}
-
-/// The zone as DNS records in transfer order: SOA, NS, glue, TXT…, SOA.
-/// The apex records are the ones the zone answers queries with.
-fn zone_records(served: &ServedZone) -> Result<Vec<Record>, String> {
-    let zone = &served.zone;
+/// The zone as DNS records in transfer order: SOA, NS, glue, TXT…, SOA,
+/// made one at a time. The apex records are the ones the zone answers
+/// queries with.
+fn zone_records(served: &ServedZone) -> impl Iterator<Item = Result<Record, String>> + '_ {
     let (soa, apex) = served.apex_records();
-    let mut all = Vec::with_capacity(zone.ns.len() + zone.records.len() + 4);
-    all.push(soa.clone());
-    all.extend(apex.cloned());
-    for group in zone.records.chunk_by(|a, b| a.owner == b.owner) {
-        let owner = Name::from_ascii(group[0].owner.fqdn())
-            .map_err(|e| format!("{}: {e}", group[0].owner))?;
-        for r in group {
-            let strings: Vec<&[u8]> = split_txt(&r.text).into_iter().map(str::as_bytes).collect();
-            all.push(Record::from_rdata(
-                owner.clone(),
-                r.ttl,
-                RData::TXT(TXT::from_bytes(strings)),
-            ));
-        }
-    }
-    all.push(soa.clone());
-    Ok(all)
+    let txt = served
+        .zone
+        .records
+        .chunk_by(|a, b| a.owner == b.owner)
+        .flat_map(|group| {
+            let owner = Name::from_ascii(group[0].owner.fqdn())
+                .map_err(|e| format!("{}: {e}", group[0].owner));
+            group.iter().map(move |r| {
+                let strings: Vec<&[u8]> =
+                    split_txt(&r.text).into_iter().map(str::as_bytes).collect();
+                owner.clone().map(|owner| {
+                    Record::from_rdata(owner, r.ttl, RData::TXT(TXT::from_bytes(strings)))
+                })
+            })
+        });
+    std::iter::once(Ok(soa.clone()))
+        .chain(apex.cloned().map(Ok))
+        .chain(txt)
+        .chain(std::iter::once(Ok(soa.clone())))
 }
 
-async fn stream_zone<R: ResponseHandler>(
-    request: &Request,
+/// Signs and writes one transfer message after another.
+struct Stream<'a, W> {
+    request: &'a Message,
+    signature: Option<RequestSignature>,
+    previous_mac: Option<Vec<u8>>,
+    time: u64,
+    out: &'a mut W,
+    write_timeout: Duration,
+    messages: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Stream<'_, W> {
+    async fn send(&mut self, records: Vec<Record>) -> io::Result<()> {
+        let mut message = response_to(self.request);
+        message.metadata.authoritative = true;
+        message.metadata.response_code = ResponseCode::NoError;
+        message.answers = records;
+        let encode = |m: &Message| {
+            m.to_vec()
+                .map_err(|e| io::Error::other(format!("encoding a transfer message: {e}")))
+        };
+        if let Some(sig) = &self.signature {
+            // The bytes to be signed: this message without its TSIG.
+            let tbs = encode(&message)?;
+            let id = self.request.metadata.id;
+            let record = match &self.previous_mac {
+                None => TSigResponseContext::new(
+                    id,
+                    self.time,
+                    sig.signer.clone(),
+                    sig.mac.clone(),
+                    None,
+                )
+                .sign(&tbs)
+                .map_err(|e| io::Error::other(format!("signing a transfer message: {e}")))?,
+                Some(prev) => Box::new(
+                    sign_subsequent(&sig.signer, id, self.time, prev, &tbs)
+                        .map_err(io::Error::other)?,
+                ),
+            };
+            self.previous_mac = Some(record.data.mac.clone());
+            message.set_signature(record);
+        }
+        let bytes = encode(&message)?;
+        crate::tcp::write_message(self.out, &bytes, self.write_timeout).await?;
+        self.messages += 1;
+        Ok(())
+    }
+}
+
+/// Streams the zone as messages of at most about [`MESSAGE_BUDGET`]
+/// octets; returns how many were sent.
+async fn stream_zone<W: AsyncWrite + Unpin>(
+    request: &Message,
     served: &ServedZone,
     signature: Option<RequestSignature>,
-    response_handle: &mut R,
-) -> Result<ResponseInfo, String> {
-    let all = zone_records(served)?;
-    // Cut into messages by an estimate of their encoded size.
-    let mut chunks: Vec<&[Record]> = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, r) in all.iter().enumerate() {
-        let estimate = r.name.len() + 16 + rdata_len(&r.data);
-        if i > start && size + estimate > MESSAGE_BUDGET {
-            chunks.push(&all[start..i]);
-            start = i;
+    out: &mut W,
+    write_timeout: Duration,
+) -> io::Result<usize> {
+    let mut stream = Stream {
+        request,
+        signature,
+        previous_mac: None,
+        time: now_secs(),
+        out,
+        write_timeout,
+        messages: 0,
+    };
+    let mut chunk = Vec::new();
+    let mut size = 0;
+    for record in zone_records(served) {
+        let record = record.map_err(io::Error::other)?;
+        // Cut by an estimate of the encoded size.
+        let estimate = record.name.len() + 16 + rdata_len(&record.data);
+        if !chunk.is_empty() && size + estimate > MESSAGE_BUDGET {
+            stream.send(std::mem::take(&mut chunk)).await?;
             size = 0;
         }
         size += estimate;
+        chunk.push(record);
     }
-    chunks.push(&all[start..]);
-
-    let mut metadata = Metadata::response_from_request(&request.metadata);
-    metadata.authoritative = true;
-    metadata.response_code = ResponseCode::NoError;
-    let time = now_secs();
-    let mut previous_mac: Option<Vec<u8>> = None;
-    let mut info = None;
-    for chunk in chunks {
-        let signature_record = match &signature {
-            None => None,
-            Some(sig) => {
-                // The bytes to be signed: this message without its TSIG.
-                let mut tbs = Vec::with_capacity(MESSAGE_BUDGET);
-                let unsigned = MessageResponseBuilder::new(&request.queries, None).build(
-                    metadata,
-                    chunk.iter(),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                );
-                unsigned
-                    .destructive_emit(&mut BinEncoder::new(&mut tbs))
-                    .map_err(|e| format!("encoding a transfer message: {e}"))?;
-                let record = match &previous_mac {
-                    None => TSigResponseContext::new(
-                        request.metadata.id,
-                        time,
-                        sig.signer.clone(),
-                        sig.mac.clone(),
-                        None,
-                    )
-                    .sign(&tbs)
-                    .map_err(|e| format!("signing a transfer message: {e}"))?,
-                    Some(prev) => Box::new(sign_subsequent(
-                        &sig.signer,
-                        request.metadata.id,
-                        time,
-                        prev,
-                        &tbs,
-                    )?),
-                };
-                previous_mac = Some(record.data.mac.clone());
-                Some(record)
-            }
-        };
-        // hickory's TCP connection task writes queued messages only after
-        // the handler returns, so the whole transfer is queued first; the
-        // server's per-connection queue (TCP_RESPONSE_BUFFER in serve.rs)
-        // is sized for that.
-        let mut response = MessageResponseBuilder::new(&request.queries, None).build(
-            metadata,
-            chunk.iter(),
-            std::iter::empty(),
-            std::iter::empty(),
-            std::iter::empty(),
-        );
-        if let Some(r) = signature_record {
-            response.set_signature(r);
-        }
-        info = Some(response_handle.send_response(response).await.map_err(|e| {
-            format!("sending a transfer message: {e} (the zone needs more messages than one TCP connection can queue)")
-        })?);
-    }
-    Ok(info.expect("at least one message"))
+    stream.send(chunk).await?;
+    Ok(stream.messages)
 }
 
 /// RFC 8945 §5.3.1: a later message of a multi-message response is signed
@@ -371,10 +382,10 @@ async fn notify_once(
     q.set_query_class(DNSClass::IN);
     msg.add_query(q);
     let bytes = match signer {
-        None => msg.to_bytes().map_err(|e| e.to_string())?,
+        None => msg.to_vec().map_err(|e| e.to_string())?,
         Some(s) => {
             msg.finalize(s, now_secs()).map_err(|e| e.to_string())?;
-            msg.to_bytes().map_err(|e| e.to_string())?
+            msg.to_vec().map_err(|e| e.to_string())?
         }
     };
     let bind: SocketAddr = if target.is_ipv4() {
@@ -387,17 +398,36 @@ async fn notify_once(
     let sock = tokio::net::UdpSocket::bind(bind)
         .await
         .map_err(|e| e.to_string())?;
-    sock.send_to(&bytes, target)
-        .await
-        .map_err(|e| e.to_string())?;
+    // A connected socket receives only datagrams from the secondary's
+    // address and port; the ID check below drops stale or forged replies
+    // from there. Neither stops the wait for the real reply.
+    sock.connect(target).await.map_err(|e| e.to_string())?;
+    sock.send(&bytes).await.map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let resp = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
-    Ok(resp.metadata.response_code)
+    let deadline = tokio::time::Instant::now() + NOTIFY_TIMEOUT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .map_err(|_| "timed out".to_string())?;
+        let n = n.map_err(|e| e.to_string())?;
+        match Message::from_vec(&buf[..n]) {
+            Ok(resp)
+                if resp.metadata.id == msg.metadata.id
+                    && resp.metadata.message_type == MessageType::Response
+                    && resp.metadata.op_code == OpCode::Notify =>
+            {
+                return Ok(resp.metadata.response_code);
+            }
+            Ok(resp) => {
+                debug!(%target, id = resp.metadata.id, "ignoring a datagram that is not the reply to our NOTIFY")
+            }
+            Err(e) => debug!(%target, "ignoring an undecodable datagram: {e}"),
+        }
+    }
 }
+
+/// How long one NOTIFY attempt waits for its reply.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn rand_id() -> u16 {
     let mut b = [0u8; 2];
@@ -424,5 +454,65 @@ mod tests {
         assert!(p.allows("2001:db8::5".parse().unwrap()));
         assert!(!p.allows("127.0.0.2".parse().unwrap()));
         assert!(!p.allows("::1".parse().unwrap()));
+    }
+
+    /// A reply from another address, or with another ID, is not the
+    /// secondary's acknowledgement: the NOTIFY is sent again, and the real
+    /// acknowledgement ends the retries.
+    #[tokio::test]
+    async fn notify_waits_for_the_secondarys_own_reply() {
+        let secondary = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let stray = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut zone = (*crate::answer::tests::zone().zone).clone();
+        zone.transfer = Some(std::sync::Arc::new(TransferPolicy {
+            allow: vec![],
+            notify: vec![secondary.local_addr().unwrap()],
+            key: None,
+        }));
+        let notifier = tokio::spawn(async move { notify_secondaries(&zone).await });
+        let bound = Duration::from_secs(10);
+        let mut buf = [0u8; 512];
+        let mut receive = async || {
+            let (n, from) = tokio::time::timeout(bound, secondary.recv_from(&mut buf))
+                .await
+                .expect("a NOTIFY arrives")
+                .unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(m.metadata.op_code, OpCode::Notify);
+            assert_eq!(m.queries[0].name().to_string(), "example.com.");
+            (m, from)
+        };
+        let ack = |request: &Message, id: u16| {
+            let mut m = Message::new(id, MessageType::Response, OpCode::Notify);
+            m.metadata.authoritative = true;
+            m.queries = request.queries.clone();
+            m.to_vec().unwrap()
+        };
+        let (first, from) = receive().await;
+        // A forged acknowledgement from another port, then one with another
+        // ID from the secondary's own address.
+        stray
+            .send_to(&ack(&first, first.metadata.id), from)
+            .await
+            .unwrap();
+        secondary
+            .send_to(&ack(&first, first.metadata.id.wrapping_add(1)), from)
+            .await
+            .unwrap();
+        let (second, from) = receive().await;
+        secondary
+            .send_to(&ack(&second, second.metadata.id), from)
+            .await
+            .unwrap();
+        tokio::time::timeout(bound, notifier)
+            .await
+            .expect("acknowledged NOTIFY ends")
+            .unwrap();
+        // It ended on the acknowledgement, not by giving up after three.
+        let mut rest = [0u8; 512];
+        assert_eq!(
+            secondary.try_recv_from(&mut rest).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 }

@@ -88,7 +88,7 @@ impl Drop for UdpServer {
 fn serve(socket: &UdpSocket, zones: &ZoneList, stop: &AtomicBool) {
     let mut packet = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(4096);
-    let mut scratch = String::with_capacity(256);
+    let mut scratch = crate::wire::Scratch::default();
     let mut errors = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let (len, peer) = match socket.recv_from(&mut packet) {

@@ -1,30 +1,44 @@
-//! Answering UDP queries at the byte level: the server's fast path.
+//! Reading DNS queries and writing their answers at the byte level: the
+//! one answer encoder of the server, for UDP and TCP alike.
 //!
 //! Almost every query a discovery zone receives is the same shape: one
 //! question, class IN, maybe an EDNS OPT record, answered by a few TXT
-//! records or a negative answer. Going through hickory-server for each one
-//! means decoding a `Message` (a heap `Name` per question), building
-//! `Record`s (a heap TXT per answer), encoding them with name compression
-//! tables, and a task wake-up per request: measured at 12–21 µs of server
-//! CPU per query against NSD's 7–10 µs. This module reads such a query in
-//! place and writes the answer straight from the [`ServedZone`]: the
-//! question is copied from the query, TXT answers point at it (`0xC00C`),
-//! and the apex records (SOA, NS, glue) are copied from forms encoded once
-//! per zone load.
+//! records or a negative answer. Going through hickory for each one means
+//! decoding a `Message` (a heap `Name` per question), building `Record`s
+//! (a heap TXT per answer) and encoding them with name compression tables:
+//! measured at 12–21 µs of server CPU per query against NSD's 7–10 µs.
+//! This module reads a query in place and writes the answer straight from
+//! the [`ServedZone`]: the question is copied from the query, TXT answers
+//! point at it (`0xC00C`), and the apex records (SOA, NS, glue) are copied
+//! from forms encoded once per zone load, their names compressed against
+//! the zone apex inside the question ([`crate::answer::Template`]).
 //!
-//! What is decided is not duplicated: [`ServedZone::resolve`] says what
-//! the zone holds for a name and type, for this path and for the TCP path
-//! alike. Queries of any other shape (several questions, compressed or
-//! binary question names, TSIG, unknown opcodes, malformed packets) go to
-//! [`answer_other`], which decodes them with hickory-proto and encodes the
-//! same decision with hickory's records.
+//! Two readers produce the same [`Query`]: [`read_plain`] takes the common
+//! shape (uncompressed printable question name, at most one OPT) in one
+//! pass; [`read_full`] takes everything else (compressed question names,
+//! binary labels, TSIG, several additional records) and rejects what is
+//! malformed. One writer ([`write_answer`]) turns a [`Query`] and the one
+//! decision of [`ServedZone::resolve`] into bytes; the transport only sets
+//! the size limit (the client's EDNS size, at least 512 and at most 1232,
+//! with TC beyond it, on UDP; 65,535 on TCP). Zone transfers are recognised
+//! here and handed to [`crate::transfer`] by the TCP path.
+//!
+//! Nothing in a header drives an allocation: counts are only loop bounds
+//! over the bytes actually present, and the only buffers are the caller's,
+//! reused from query to query. What is rejected, and how, follows NSD 4.6
+//! (checked with the same packets, see `docs/PROTOCOL.md`): FORMERR with the
+//! header only (RD kept) for a question count other than one, answer or
+//! authority records in a query (authority is allowed for IXFR), a second
+//! OPT, an OPT not owned by the root, EDNS options overrunning their record,
+//! additional records other than OPT and TSIG, a TSIG not last, question
+//! names over 255 octets, and truncated records; NOTIMP with the header only
+//! for opcodes other than QUERY; bytes after the last record are ignored.
 
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::answer::{normalize, zone_for, Resolved, ServedZone};
+use crate::answer::{zone_for, Resolved, ServedZone};
 
 /// The UDP payload size we advertise and the most we send when a client
 /// advertises more: 1232 octets fit any path's MTU without fragmentation
@@ -33,20 +47,62 @@ use crate::answer::{normalize, zone_for, Resolved, ServedZone};
 pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
 /// The most a client without EDNS accepts (RFC 1035 §4.2.1).
 const PLAIN_UDP_PAYLOAD: u16 = 512;
+/// The largest DNS message over TCP (its length prefix is 16 bits).
+pub(crate) const MAX_TCP_MESSAGE: usize = 65_535;
+/// The longest domain name in wire form, root label included (RFC 1035
+/// §2.3.4).
+const MAX_NAME: usize = 255;
 
 const QR: u16 = 0x8000;
+const OPCODE_MASK: u16 = 0x7800;
 const AA: u16 = 0x0400;
 const TC: u16 = 0x0200;
 const RD: u16 = 0x0100;
 const CD: u16 = 0x0010;
 const TYPE_OPT: u16 = 41;
 const TYPE_TXT: u16 = 16;
+const TYPE_TSIG: u16 = 250;
+const TYPE_IXFR: u16 = 251;
+const TYPE_AXFR: u16 = 252;
 const CLASS_IN: u16 = 1;
 const HEADER_LEN: usize = 12;
+const RCODE_FORMERR: u16 = 1;
+const RCODE_NXDOMAIN: u16 = 3;
+const RCODE_NOTIMP: u16 = 4;
+const RCODE_REFUSED: u16 = 5;
 /// BADVERS (16): 1 in the OPT record's extended RCODE, 0 in the header.
 const BADVERS_HIGH: u8 = 1;
 /// DO bit in the OPT record's flags (RFC 3225).
 const EDNS_DO: u16 = 0x8000;
+
+/// The transport a query came over: it sets the answer's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// The client's EDNS size (512 without EDNS, at most 1232); TC beyond.
+    Udp,
+    /// 65,535 octets.
+    Tcp,
+}
+
+/// Buffers reused from query to query by one serving thread or
+/// connection, so that answering allocates nothing once they have grown.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// The query name as the zone index spells it: lowercase, no trailing
+    /// dot; labels that are not printable ASCII as `\#` and hex, so that
+    /// they match nothing.
+    qname: String,
+    /// The question in wire form with an uncompressed name: what the
+    /// answer repeats.
+    question: Vec<u8>,
+}
+
+impl Scratch {
+    /// The last query's name, normalised (see the field).
+    pub(crate) fn qname(&self) -> &str {
+        &self.qname
+    }
+}
 
 /// The EDNS OPT record of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,38 +112,99 @@ struct QueryEdns {
     dnssec_ok: bool,
 }
 
-/// A query of the common shape, read in place.
+/// A well-formed query; its question is in the [`Scratch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PlainQuery {
+struct Query {
     id: u16,
     flags: u16,
-    /// Where the question ends (the question is `packet[12..question_end]`).
-    question_end: usize,
+    /// The question name's length in wire form (uncompressed).
+    name_len: usize,
     qtype: u16,
     qclass: u16,
     edns: Option<QueryEdns>,
 }
 
-/// What [`read_plain`] made of a packet.
+/// What a reader made of a packet.
 #[derive(Debug, PartialEq, Eq)]
 enum Read {
-    /// A query of the common shape; the name is in the caller's buffer.
-    Plain(PlainQuery),
+    /// A query; the question is in the scratch buffers.
+    Query(Query),
     /// Not a query (a response, or too short to have a header): no answer,
     /// so that the server cannot be used to reflect packets.
     Drop,
-    /// Some other shape: decode it in full.
+    /// Answered with the header only and this RCODE.
+    Reject { id: u16, flags: u16, rcode: u16 },
+    /// Not the common shape: [`read_full`] decides ([`read_plain`] only).
     Other,
+}
+
+/// What [`answer`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Nothing to send.
+    None,
+    /// The answer is in the output buffer.
+    Reply,
+    /// A zone transfer request (TCP, class IN): [`crate::transfer`]
+    /// answers it; the query name is in the [`Scratch`].
+    Transfer,
 }
 
 fn u16_at(packet: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]))
 }
 
+/// Whether the options of an OPT record fill its RDATA exactly (RFC 6891
+/// §6.1.2: each is code, length, data).
+fn options_well_formed(rdata: &[u8]) -> bool {
+    let mut at = 0;
+    while at < rdata.len() {
+        let Some(len) = u16_at(rdata, at + 2) else {
+            return false;
+        };
+        at += 4 + len as usize;
+    }
+    at == rdata.len()
+}
+
+/// Reads the OPT record at `pos` whose owner (the root, one zero octet) is
+/// already checked; returns it and where it ends, or `None` if it is
+/// truncated or its options are malformed.
+fn read_opt(packet: &[u8], pos: usize) -> Option<(QueryEdns, usize)> {
+    let payload = u16_at(packet, pos + 2)?;
+    let version = *packet.get(pos + 5)?;
+    let eflags = u16_at(packet, pos + 6)?;
+    let rdlen = u16_at(packet, pos + 8)? as usize;
+    let rdata = packet.get(pos + 10..pos + 10 + rdlen)?;
+    options_well_formed(rdata).then_some((
+        QueryEdns {
+            payload,
+            version,
+            dnssec_ok: eflags & EDNS_DO != 0,
+        },
+        pos + 10 + rdlen,
+    ))
+}
+
+/// Appends a label to the normalised query name.
+fn push_label(qname: &mut String, label: &[u8]) {
+    if !qname.is_empty() {
+        qname.push('.');
+    }
+    if label
+        .iter()
+        .all(|&b| b.is_ascii_graphic() && b != b'.' && b != b'\\')
+    {
+        qname.extend(label.iter().map(|b| b.to_ascii_lowercase() as char));
+    } else {
+        qname.push_str("\\#");
+        qname.push_str(&data_encoding::HEXLOWER.encode(label));
+    }
+}
+
 /// Reads a query with one question whose name is uncompressed printable
-/// ASCII, and at most an OPT record besides; the lowercase name, without the
-/// trailing dot, goes to `qname` (the spelling of the zone index).
-fn read_plain(packet: &[u8], qname: &mut String) -> Read {
+/// ASCII, and at most an OPT record besides, in one pass.
+fn read_plain(packet: &[u8], scratch: &mut Scratch) -> Read {
     if packet.len() < HEADER_LEN {
         return Read::Drop;
     }
@@ -96,12 +213,11 @@ fn read_plain(packet: &[u8], qname: &mut String) -> Read {
     if flags & QR != 0 {
         return Read::Drop;
     }
-    let opcode = (flags >> 11) & 0xf;
     let (qd, an, ns, ar) = (word(4), word(6), word(8), word(10));
-    if opcode != 0 || qd != 1 || an != 0 || ns != 0 || ar > 1 {
+    if flags & OPCODE_MASK != 0 || qd != 1 || an != 0 || ns != 0 || ar > 1 {
         return Read::Other;
     }
-    qname.clear();
+    scratch.qname.clear();
     let mut pos = HEADER_LEN;
     loop {
         let Some(&len) = packet.get(pos) else {
@@ -111,82 +227,239 @@ fn read_plain(packet: &[u8], qname: &mut String) -> Read {
         if len == 0 {
             break;
         }
-        // Compression pointers (and the reserved label types) are rare in
-        // questions: the full decoder handles them.
-        if len > 63 || pos - HEADER_LEN > 255 {
+        // Compression pointers, reserved label types and names over 255
+        // octets (this label and the root must fit) go to the full reader.
+        if len > 63 || pos - HEADER_LEN + len as usize + 1 > MAX_NAME {
             return Read::Other;
         }
         let Some(label) = packet.get(pos..pos + len as usize) else {
             return Read::Other;
         };
-        if !qname.is_empty() {
-            qname.push('.');
+        if !label
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'.' && b != b'\\')
+        {
+            return Read::Other;
         }
-        for &b in label {
-            if !b.is_ascii_graphic() || b == b'.' || b == b'\\' {
-                return Read::Other;
-            }
-            qname.push(b.to_ascii_lowercase() as char);
+        if !scratch.qname.is_empty() {
+            scratch.qname.push('.');
         }
+        scratch
+            .qname
+            .extend(label.iter().map(|b| b.to_ascii_lowercase() as char));
         pos += len as usize;
     }
+    let name_len = pos - HEADER_LEN;
     let (Some(qtype), Some(qclass)) = (u16_at(packet, pos), u16_at(packet, pos + 2)) else {
         return Read::Other;
     };
     pos += 4;
-    let question_end = pos;
+    scratch.question.clear();
+    scratch.question.extend_from_slice(&packet[HEADER_LEN..pos]);
     let mut edns = None;
     if ar == 1 {
-        // An OPT record: root owner, type 41, class = payload size, TTL =
-        // extended RCODE, version, flags; then its options, ignored.
         if packet.get(pos) != Some(&0) || u16_at(packet, pos + 1) != Some(TYPE_OPT) {
             return Read::Other;
         }
-        let (Some(payload), Some(version), Some(eflags), Some(rdlen)) = (
-            u16_at(packet, pos + 3),
-            packet.get(pos + 6),
-            u16_at(packet, pos + 7),
-            u16_at(packet, pos + 9),
-        ) else {
+        let Some((e, end)) = read_opt(packet, pos + 1) else {
             return Read::Other;
         };
-        pos += 11 + rdlen as usize;
-        edns = Some(QueryEdns {
-            payload,
-            version: *version,
-            dnssec_ok: eflags & EDNS_DO != 0,
-        });
+        edns = Some(e);
+        pos = end;
     }
     if pos != packet.len() {
         return Read::Other;
     }
-    Read::Plain(PlainQuery {
+    Read::Query(Query {
         id,
         flags,
-        question_end,
+        name_len,
         qtype,
         qclass,
         edns,
     })
 }
 
-/// Writes the answer to the UDP query `packet` into `out` (cleared first),
-/// using `scratch` for the query name; returns whether there is an answer
-/// to send.
+/// Reads the question name at `start`, following compression pointers
+/// (each must point before itself, so there are no loops), into the
+/// scratch buffers; returns where the name ends in the packet, or `None`
+/// if it is malformed or longer than 255 octets.
+fn read_question_name(packet: &[u8], start: usize, scratch: &mut Scratch) -> Option<usize> {
+    scratch.qname.clear();
+    scratch.question.clear();
+    let mut pos = start;
+    let mut end = None;
+    loop {
+        let len = *packet.get(pos)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => {
+                scratch.question.push(0);
+                return Some(end.unwrap_or(pos + 1));
+            }
+            0x00 => {
+                let label = packet.get(pos + 1..pos + 1 + len as usize)?;
+                if scratch.question.len() + 1 + label.len() + 1 > MAX_NAME {
+                    return None;
+                }
+                scratch.question.push(len);
+                scratch.question.extend_from_slice(label);
+                push_label(&mut scratch.qname, label);
+                pos += 1 + len as usize;
+            }
+            0xc0 => {
+                let target = usize::from(u16_at(packet, pos)? & 0x3fff);
+                if target >= pos {
+                    return None;
+                }
+                end.get_or_insert(pos + 2);
+                pos = target;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Skips a record's owner name (labels ending in the root or a pointer);
+/// returns where it ends and whether it is the root.
+fn skip_name(packet: &[u8], mut pos: usize) -> Option<(usize, bool)> {
+    let start = pos;
+    loop {
+        let len = *packet.get(pos)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some((pos + 1, pos == start)),
+            0x00 => pos += 1 + len as usize,
+            0xc0 => {
+                packet.get(pos + 1)?;
+                return Some((pos + 2, false));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Reads any query, or rejects it.
+fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
+    if packet.len() < HEADER_LEN {
+        return Read::Drop;
+    }
+    let word = |at| u16::from_be_bytes([packet[at], packet[at + 1]]);
+    let (id, flags) = (word(0), word(2));
+    if flags & QR != 0 {
+        return Read::Drop;
+    }
+    let reject = |rcode| Read::Reject { id, flags, rcode };
+    if flags & OPCODE_MASK != 0 {
+        return reject(RCODE_NOTIMP);
+    }
+    let (qd, an, ns, ar) = (word(4), word(6), word(8), word(10));
+    if qd != 1 || an != 0 {
+        return reject(RCODE_FORMERR);
+    }
+    let Some(mut pos) = read_question_name(packet, HEADER_LEN, scratch) else {
+        return reject(RCODE_FORMERR);
+    };
+    let name_len = scratch.question.len();
+    let (Some(qtype), Some(qclass)) = (u16_at(packet, pos), u16_at(packet, pos + 2)) else {
+        return reject(RCODE_FORMERR);
+    };
+    scratch.question.extend_from_slice(&packet[pos..pos + 4]);
+    pos += 4;
+    // An IXFR request carries the client's SOA in the authority section
+    // (RFC 1995 §3); no other query has authority records.
+    if ns != 0 && qtype != TYPE_IXFR {
+        return reject(RCODE_FORMERR);
+    }
+    let mut edns = None;
+    for i in 0..u32::from(ns) + u32::from(ar) {
+        let additional = i >= u32::from(ns);
+        let Some((owner_end, root)) = skip_name(packet, pos) else {
+            return reject(RCODE_FORMERR);
+        };
+        let (Some(rtype), Some(rdlen)) = (u16_at(packet, owner_end), u16_at(packet, owner_end + 8))
+        else {
+            return reject(RCODE_FORMERR);
+        };
+        let end = owner_end + 10 + rdlen as usize;
+        if end > packet.len() {
+            return reject(RCODE_FORMERR);
+        }
+        match rtype {
+            _ if !additional => {}
+            TYPE_OPT if root && edns.is_none() => match read_opt(packet, owner_end) {
+                Some((e, _)) => edns = Some(e),
+                None => return reject(RCODE_FORMERR),
+            },
+            // RFC 8945 §5.1: the TSIG is the last record. Its signature
+            // matters for transfers only, which verify it themselves.
+            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => {}
+            _ => return reject(RCODE_FORMERR),
+        }
+        pos = end;
+    }
+    Read::Query(Query {
+        id,
+        flags,
+        name_len,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+/// Writes the answer to the query `packet`, which arrived over
+/// `transport`, into `out` (cleared first), using `scratch` for the
+/// question.
+pub(crate) fn answer(
+    zones: &[Arc<ServedZone>],
+    packet: &[u8],
+    transport: Transport,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Answer {
+    let read = match read_plain(packet, scratch) {
+        Read::Other => read_full(packet, scratch),
+        read => read,
+    };
+    respond(zones, read, transport, out, scratch)
+}
+
+/// [`answer`] for a UDP query; returns whether there is an answer to send.
 pub(crate) fn answer_udp(
     zones: &[Arc<ServedZone>],
     packet: &[u8],
     out: &mut Vec<u8>,
-    scratch: &mut String,
+    scratch: &mut Scratch,
 ) -> bool {
+    answer(zones, packet, Transport::Udp, out, scratch) == Answer::Reply
+}
+
+fn respond(
+    zones: &[Arc<ServedZone>],
+    read: Read,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    scratch: &Scratch,
+) -> Answer {
     out.clear();
-    match read_plain(packet, scratch) {
-        Read::Plain(query) => {
-            write_plain(zones, &query, packet, scratch, out);
-            true
+    match read {
+        Read::Drop | Read::Other => Answer::None,
+        Read::Reject { id, flags, rcode } => {
+            out.extend_from_slice(&[0; HEADER_LEN]);
+            write_header(out, id, QR | (flags & (OPCODE_MASK | RD)) | rcode, [0; 4]);
+            Answer::Reply
         }
-        Read::Drop => false,
-        Read::Other => answer_other(zones, packet, out),
+        Read::Query(q)
+            if transport == Transport::Tcp
+                && matches!(q.qtype, TYPE_AXFR | TYPE_IXFR)
+                && q.qclass == CLASS_IN
+                && q.edns.is_none_or(|e| e.version == 0) =>
+        {
+            Answer::Transfer
+        }
+        Read::Query(q) => {
+            write_answer(zones, &q, scratch, transport, out);
+            Answer::Reply
+        }
     }
 }
 
@@ -196,8 +469,9 @@ fn response_flags(query_flags: u16) -> u16 {
     QR | (query_flags & (RD | CD))
 }
 
-/// Appends our OPT record (RFC 6891 §6.1.2): our payload size, the high
-/// bits of the RCODE, version 0, the DO bit copied (RFC 3225 §3).
+/// Appends our OPT record (RFC 6891 §6.1.2): our payload size (never the
+/// client's), the high bits of the RCODE, version 0, the DO bit copied
+/// (RFC 3225 §3).
 fn push_opt(out: &mut Vec<u8>, rcode_high: u8, dnssec_ok: bool) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
@@ -234,22 +508,26 @@ fn write_header(out: &mut [u8], id: u16, flags: u16, counts: [u16; 4]) {
     }
 }
 
-/// Writes the answer to a [`PlainQuery`].
-fn write_plain(
+/// Writes the answer to a well-formed query.
+fn write_answer(
     zones: &[Arc<ServedZone>],
-    query: &PlainQuery,
-    packet: &[u8],
-    qname: &str,
+    query: &Query,
+    scratch: &Scratch,
+    transport: Transport,
     out: &mut Vec<u8>,
 ) {
-    let limit = query.edns.map_or(PLAIN_UDP_PAYLOAD, |e| {
-        e.payload.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
-    }) as usize;
+    let limit = match transport {
+        Transport::Udp => query.edns.map_or(PLAIN_UDP_PAYLOAD, |e| {
+            e.payload.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
+        }) as usize,
+        Transport::Tcp => MAX_TCP_MESSAGE,
+    };
     let flags = response_flags(query.flags);
     let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
     let ar_opt = u16::from(query.edns.is_some());
     out.extend_from_slice(&[0; HEADER_LEN]);
-    out.extend_from_slice(&packet[HEADER_LEN..query.question_end]);
+    out.extend_from_slice(&scratch.question);
+    let question_end = out.len();
     let rcode_only = |out: &mut Vec<u8>, rcode: u16, high: u8| {
         if query.edns.is_some() {
             push_opt(out, high, dnssec_ok);
@@ -259,29 +537,29 @@ fn write_plain(
     if query.edns.is_some_and(|e| e.version != 0) {
         return rcode_only(out, 0, BADVERS_HIGH);
     }
-    let qtype = RecordType::from(query.qtype);
-    if query.qclass != CLASS_IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        // Other classes are not served; transfers run over TCP only.
-        return rcode_only(out, u16::from(ResponseCode::Refused.low()), 0);
+    // Other classes are not served; transfers run over TCP only.
+    if query.qclass != CLASS_IN || matches!(query.qtype, TYPE_AXFR | TYPE_IXFR) {
+        return rcode_only(out, RCODE_REFUSED, 0);
     }
+    let qname = scratch.qname.as_str();
     let Some(zone) = zone_for(zones, qname) else {
-        return rcode_only(out, u16::from(ResponseCode::Refused.low()), 0);
+        return rcode_only(out, RCODE_REFUSED, 0);
     };
-    let resolved = zone.resolve(qname, qtype);
-    let (an, ns, ar) = write_sections(zone, &resolved, out);
-    let rcode = if resolved.exists {
-        ResponseCode::NoError
-    } else {
-        ResponseCode::NXDomain
-    };
-    let flags = flags | AA | u16::from(rcode.low());
+    let resolved = zone.resolve(qname, RecordType::from(query.qtype));
+    // The apex is the question name's suffix: its labels start this far
+    // into the message.
+    let apex_at = HEADER_LEN + query.name_len - (zone.origin().as_str().len() + 2);
+    let apex_pointer = (0xc000 | apex_at as u16).to_be_bytes();
+    let (an, ns, ar) = write_sections(zone, &resolved, apex_pointer, out);
+    let rcode = if resolved.exists { 0 } else { RCODE_NXDOMAIN };
+    let flags = flags | AA | rcode;
     if query.edns.is_some() {
         push_opt(out, 0, dnssec_ok);
     }
     if out.len() > limit {
         // Too large for the client: TC with the question only, and the
         // client asks again over TCP (RFC 7766 §5).
-        out.truncate(query.question_end);
+        out.truncate(question_end);
         if query.edns.is_some() {
             push_opt(out, 0, dnssec_ok);
         }
@@ -296,136 +574,42 @@ fn write_plain(
 fn write_sections(
     zone: &ServedZone,
     resolved: &Resolved<'_>,
+    apex: [u8; 2],
     out: &mut Vec<u8>,
 ) -> (u16, u16, u16) {
     let wire = zone.wire();
     let mut an = 0u16;
     if resolved.soa {
-        out.extend_from_slice(&wire.soa);
+        wire.soa.write(out, apex);
         an += 1;
     }
     if resolved.ns {
         for r in &wire.ns {
-            out.extend_from_slice(r);
+            r.write(out, apex);
             an += 1;
         }
     }
     for &i in &resolved.glue {
-        out.extend_from_slice(&wire.glue[i]);
+        wire.glue[i].write(out, apex);
         an += 1;
     }
     for r in resolved.txt {
         push_txt(out, r.ttl, &r.text);
-        an += 1;
+        an = an.saturating_add(1);
     }
     let mut ns = 0u16;
     if resolved.is_negative() {
-        out.extend_from_slice(&wire.negative_soa);
+        wire.negative_soa.write(out, apex);
         ns += 1;
     }
     let mut ar = 0u16;
     if resolved.ns {
         for r in &wire.glue {
-            out.extend_from_slice(r);
+            r.write(out, apex);
             ar += 1;
         }
     }
     (an, ns, ar)
-}
-
-/// Answers a query of any other shape by decoding it in full with
-/// hickory-proto; returns whether there is an answer to send.
-pub(crate) fn answer_other(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
-        return false;
-    }
-    let request = match Message::from_vec(packet) {
-        Ok(m) => m,
-        Err(_) => {
-            // The header is readable: FORMERR, header only.
-            let flags = u16::from_be_bytes([packet[2], packet[3]]);
-            out.extend_from_slice(&[0; HEADER_LEN]);
-            let rcode = u16::from(ResponseCode::FormErr.low());
-            let id = u16::from_be_bytes([packet[0], packet[1]]);
-            write_header(
-                out,
-                id,
-                response_flags(flags) | (flags & 0x7800) | rcode,
-                [0; 4],
-            );
-            return true;
-        }
-    };
-    let mut response = Message::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
-    response.metadata.recursion_desired = request.metadata.recursion_desired;
-    response.metadata.checking_disabled = request.metadata.checking_disabled;
-    response.queries = request.queries.clone();
-    let limit = request.edns.as_ref().map_or(PLAIN_UDP_PAYLOAD, |e| {
-        e.max_payload().clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
-    });
-    if let Some(req) = &request.edns {
-        let mut edns = Edns::new();
-        edns.set_max_payload(MAX_UDP_PAYLOAD);
-        edns.set_version(0);
-        edns.set_dnssec_ok(req.flags().dnssec_ok);
-        response.edns = Some(edns);
-    }
-    let rcode = if request.metadata.op_code != OpCode::Query {
-        Some(ResponseCode::NotImp)
-    } else if request.queries.len() != 1 {
-        Some(ResponseCode::FormErr)
-    } else if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
-        Some(ResponseCode::BADVERS)
-    } else {
-        let q = &request.queries[0];
-        let qname = normalize(&q.name().into());
-        match zone_for(zones, &qname) {
-            _ if q.query_class() != DNSClass::IN => Some(ResponseCode::Refused),
-            _ if matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR) => {
-                Some(ResponseCode::Refused)
-            }
-            None => Some(ResponseCode::Refused),
-            Some(zone) => {
-                let resolved = zone.resolve(&qname, q.query_type());
-                let (answers, additionals) = zone.records(&resolved, q.name());
-                response.metadata.authoritative = true;
-                response.metadata.response_code = if resolved.exists {
-                    ResponseCode::NoError
-                } else {
-                    ResponseCode::NXDomain
-                };
-                if resolved.is_negative() {
-                    response.authorities.push(zone.negative_soa());
-                }
-                response.answers = answers;
-                response.additionals = additionals;
-                None
-            }
-        }
-    };
-    if let Some(rcode) = rcode {
-        response.metadata.response_code = rcode;
-    }
-    let Ok(mut bytes) = response.to_vec() else {
-        return false;
-    };
-    if bytes.len() > limit as usize {
-        response.answers.clear();
-        response.authorities.clear();
-        response.additionals.clear();
-        response.metadata.truncation = true;
-        let Ok(truncated) = response.to_vec() else {
-            return false;
-        };
-        bytes = truncated;
-    }
-    out.extend_from_slice(&bytes);
-    true
 }
 
 #[cfg(test)]

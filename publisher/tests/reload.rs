@@ -85,7 +85,7 @@ impl Fixture {
             listen: "127.0.0.1:0".parse().unwrap(),
             debounce: Duration::from_millis(100),
             state_dir: None,
-            allow_shrink: false,
+            ..ServeOptions::default()
         }
     }
 

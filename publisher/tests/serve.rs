@@ -78,8 +78,7 @@ fn options(f: &Fixture) -> ServeOptions {
         configs: vec![f.config.clone()],
         listen: "127.0.0.1:0".parse().unwrap(),
         debounce: Duration::from_millis(200),
-        state_dir: None,
-        allow_shrink: false,
+        ..ServeOptions::default()
     }
 }
 

@@ -191,6 +191,10 @@ enum Command {
         /// Close a TCP connection after answering this many messages.
         #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.max_queries, value_parser = clap::value_parser!(u32).range(1..))]
         tcp_max_queries: u32,
+        /// Close a TCP connection after it has been open this long (checked
+        /// between messages; a transfer under way is finished).
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        tcp_max_lifetime: std::time::Duration,
     },
 }
 
@@ -458,6 +462,7 @@ fn run(command: Command) -> Result<ExitCode> {
             tcp_max_per_source,
             tcp_idle_timeout,
             tcp_max_queries,
+            tcp_max_lifetime,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
@@ -471,6 +476,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         max_per_source: tcp_max_per_source as usize,
                         idle_timeout: tcp_idle_timeout,
                         max_queries: tcp_max_queries,
+                        max_lifetime: tcp_max_lifetime,
                     },
                     ..Default::default()
                 },

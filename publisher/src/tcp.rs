@@ -11,8 +11,11 @@
 //! * A connection is closed when a whole message has not arrived within
 //!   [`TcpOptions::idle_timeout`] (a client sending half a message and
 //!   stalling included), when an answer cannot be written within it (a
-//!   client that does not read), and after
-//!   [`TcpOptions::max_queries`] messages.
+//!   client that does not read), after [`TcpOptions::max_queries`]
+//!   messages, and once it has been open for [`TcpOptions::max_lifetime`]
+//!   (checked between messages, so a zone transfer under way is not cut):
+//!   a client that asks one question just before each idle timeout cannot
+//!   hold a slot for hours.
 //! * A message is read into a buffer of exactly its length, which the
 //!   16-bit length prefix bounds at 65,535 octets.
 //! * Pipelined queries are answered in order, each by the encoder UDP uses
@@ -52,17 +55,21 @@ pub struct TcpOptions {
     /// Messages answered on one connection before it is closed (a zone
     /// transfer counts as one).
     pub max_queries: u32,
+    /// How long a connection may stay open; no new message is read after
+    /// that (one being answered, a transfer included, is finished).
+    pub max_lifetime: Duration,
 }
 
 impl TcpOptions {
     /// The defaults: 100 connections, as NSD's `tcp-count`; 10 per source;
     /// 10 s idle, as Knot's `tcp-idle-timeout`; 1,000 messages per
-    /// connection.
+    /// connection; 120 s of life, as NSD's `tcp-timeout`.
     pub const DEFAULT: TcpOptions = TcpOptions {
         max_clients: 100,
         max_per_source: 10,
         idle_timeout: Duration::from_secs(10),
         max_queries: 1000,
+        max_lifetime: Duration::from_secs(120),
     };
 }
 
@@ -296,10 +303,17 @@ async fn converse(
     let mut packet = Vec::new();
     let mut out = Vec::with_capacity(4096);
     let mut scratch = Scratch::default();
+    let end_of_life = tokio::time::Instant::now() + opts.max_lifetime;
     for _ in 0..opts.max_queries {
-        match tokio::time::timeout(opts.idle_timeout, read_message(stream, &mut packet)).await {
+        let now = tokio::time::Instant::now();
+        if now >= end_of_life {
+            debug!(%peer, "TCP connection reached its maximum lifetime; closing");
+            return Ok(());
+        }
+        let wait = opts.idle_timeout.min(end_of_life - now);
+        match tokio::time::timeout(wait, read_message(stream, &mut packet)).await {
             Err(_) => {
-                debug!(%peer, "TCP connection idle too long; closing");
+                debug!(%peer, "TCP connection idle too long (or at the end of its lifetime); closing");
                 return Ok(());
             }
             Ok(Ok(false)) => return Ok(()),

@@ -48,7 +48,10 @@ fn fixture_with(mappings: &str, extra_config: &str) -> Fixture {
     let config = dir.path().join("zone.toml");
     std::fs::write(&config, format!("{CONFIG}{extra_config}")).unwrap();
     std::fs::write(dir.path().join("mappings.csv"), mappings).unwrap();
-    std::fs::write(dir.path().join("transfer.key"), TSIG_KEY).unwrap();
+    let tsig = dir.path().join("transfer.key");
+    std::fs::write(&tsig, TSIG_KEY).unwrap();
+    // Key files are refused when others can read them.
+    std::fs::set_permissions(&tsig, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let key = mimi_publisher::keys::generate();
     mimi_publisher::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
     Fixture { _dir: dir, config }
@@ -237,6 +240,51 @@ async fn idle_and_half_sent_connections_are_closed() {
         let mut s = connect_from("127.0.0.1", addr).await;
         assert!(ask(&mut s, i).await.is_some());
     }
+    server.shutdown().await.unwrap();
+}
+
+/// A client that keeps a connection busy (one query well within each idle
+/// timeout) is still closed once the connection reaches its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_connections_end_at_their_lifetime() {
+    let f = fixture();
+    let server = start(
+        &f,
+        TcpOptions {
+            idle_timeout: Duration::from_secs(30),
+            max_lifetime: Duration::from_millis(400),
+            ..TcpOptions::DEFAULT
+        },
+    )
+    .await;
+    let mut s = connect_from("127.0.0.1", server.local_addr()).await;
+    let started = std::time::Instant::now();
+    let mut answered = 0u32;
+    let closed = loop {
+        // Bounded: at 20 queries a second, 400 ms of life is ~8 answers;
+        // 200 without the lifetime would take 10 s (under the idle timeout).
+        if answered == 200 {
+            break false;
+        }
+        s.write_all(&framed(&query(
+            answered as u16,
+            "example.com.",
+            RecordType::SOA,
+        )))
+        .await
+        .ok();
+        match read_response(&mut s).await {
+            Some(_) => answered += 1,
+            None => break true,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(closed, "the server closed the busy connection");
+    assert!(answered >= 1, "it was served before");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before its lifetime"
+    );
     server.shutdown().await.unwrap();
 }
 

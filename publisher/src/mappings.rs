@@ -105,6 +105,59 @@ pub(crate) fn parse_line(
 mod tests {
     use super::*;
 
+    /// `vectors/ssi.json` through the mappings reader: valid SSIs are kept
+    /// as they are (and keep the vector's provider host); the `invalid` ones
+    /// are either percent-encoded into a valid SSI (characters that are not
+    /// URI characters) or refused with the line number, never published as
+    /// given.
+    #[test]
+    fn ssi_vectors_are_kept_encoded_or_refused() {
+        let dir = std::env::var("MIMI_VECTORS_DIR").map_or_else(
+            |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+            std::path::PathBuf::from,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("ssi.json")).unwrap()).unwrap();
+        let path = Path::new("m.csv");
+        for case in v["provider_hosts"].as_array().unwrap() {
+            let ssi = case["ssi"].as_str().unwrap();
+            let m = parse_line(&format!("alice@example.com,{ssi}"), 1, path, None)
+                .unwrap_or_else(|e| panic!("{ssi}: {e}"));
+            assert_eq!(m.ssi.as_str(), ssi);
+            let host = m.ssi.provider_host().map(|h| h.as_str().to_owned());
+            assert_eq!(host.as_deref(), case["provider_host"].as_str(), "{ssi}");
+        }
+        let mut encoded = 0;
+        for case in v["invalid"].as_array().unwrap() {
+            let ssi = case["ssi"].as_str().unwrap();
+            assert!(mimi_proto::Ssi::parse(ssi).is_err(), "{ssi}");
+            match parse_line(&format!("alice@example.com,{ssi}"), 7, path, None) {
+                Ok(m) => {
+                    encoded += 1;
+                    assert_ne!(m.ssi.as_str(), ssi);
+                    assert!(m.ssi.as_str().contains('%'), "{ssi} -> {}", m.ssi);
+                    mimi_proto::Ssi::parse(m.ssi.as_str()).unwrap();
+                }
+                Err(e) => assert!(e.to_string().starts_with("m.csv:7: SSI: "), "{e}"),
+            }
+        }
+        // Backslash, |, braces and the double quote are encoded.
+        assert_eq!(encoded, 4);
+        let m = parse_line(
+            "alice@example.com,https://evil.example\\@chat.example.org/",
+            1,
+            path,
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.ssi.as_str(), "https://evil.example%5C@chat.example.org/");
+        assert_eq!(
+            m.ssi.provider_host().unwrap().as_str(),
+            "chat.example.org",
+            "the encoded form is what ssi.json says"
+        );
+    }
+
     #[test]
     fn parses_comments_blank_duplicates_and_errors() {
         let text = "# users\n\nAlice@Example.com , mimi://chat.example.com/u/alice\n+1 415 555 0123,im:bob@talk.example.net\nalice@example.com,mimi://chat.example.com/u/alice\nbroken line\nx@localhost,mimi://a/b\nc@example.com,\nd@example.com,not a uri\n";

@@ -864,3 +864,53 @@ fn min_authorities_counts_root_keys_not_names() {
     assert_eq!(ok.verified.len(), 1, "{:?}", ok.rejected);
     assert_eq!(apart.independent_count([&name(CHAT), &name(alias)]), 2);
 }
+
+/// SPEC §5 and `vectors/ssi.json`: the scope check sees exactly the vector's
+/// provider host. An authority scoped to `chat.example.org` is believed for
+/// an SSI only when its provider host is `chat.example.org`, so
+/// `xmpp:alice@evil.example/x@chat.example.org` and its kind are rejected;
+/// an SSI without a provider host needs an `ssi_scope` of `*`.
+#[test]
+fn ssi_vectors_drive_the_scope_check() {
+    let fx = Fx::new();
+    let path = vectors_dir().join("ssi.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let scoped = |hosts: Vec<HostPattern>| {
+        let mut t = TrustStore::new(Policy::default());
+        t.add(
+            TrustedAuthority::new(
+                name(CHAT),
+                vec![pk(&fx.provider)],
+                vec![SiiPattern::Any],
+                hosts,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        t
+    };
+    let chat_only = scoped(vec![HostPattern::parse("chat.example.org").unwrap()]);
+    let anything = scoped(vec![HostPattern::Any]);
+    let (t, x) = (fx.now.0 - DAY, fx.now.0 + DAY);
+    let cases = v["provider_hosts"].as_array().unwrap();
+    assert!(cases.len() >= 18);
+    for case in cases {
+        let ssi = case["ssi"].as_str().unwrap();
+        let host = case["provider_host"].as_str();
+        let rec = fx.sign(&fx.provider, CHAT, ALICE, ssi, t, x);
+        let out = fx.run(&chat_only, ALICE, vec![rec.clone()], vec![]);
+        let admitted = host == Some("chat.example.org");
+        assert_eq!(
+            out.verified.len(),
+            usize::from(admitted),
+            "{ssi}: {:?}",
+            out.rejected
+        );
+        if !admitted {
+            let reason = only_reason(&out);
+            assert!(reason.contains("ssi_scope"), "{ssi}: {reason}");
+        }
+        let out = fx.run(&anything, ALICE, vec![rec], vec![]);
+        assert_eq!(out.verified.len(), 1, "{ssi} under *: {:?}", out.rejected);
+    }
+}

@@ -25,6 +25,7 @@ mod memory;
 pub mod presigned;
 pub mod problem;
 pub mod push;
+pub mod rrl;
 pub mod serve;
 pub mod shrink;
 mod state;

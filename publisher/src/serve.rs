@@ -38,6 +38,7 @@ use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::config::ZoneConfig;
 use crate::problem::Problem;
+use crate::rrl::{Limiter, RrlConfig, RrlStats};
 use crate::state::StateDir;
 use crate::udp::UdpServer;
 use crate::watch::{self, Reloader};
@@ -58,6 +59,11 @@ pub struct ServeOptions {
     /// restart reuses its signatures and continues its serial; `None`
     /// keeps nothing and builds every zone from scratch at start.
     pub state_dir: Option<PathBuf>,
+    /// Response rate limiting of UDP answers ([`crate::rrl`]); TCP is never
+    /// limited. [`ServeOptions::new`] uses NSD's defaults (200 answers/s per
+    /// /24 or /56 and kind of answer, slip 2), [`RrlConfig::OFF`] turns it
+    /// off.
+    pub rrl: RrlConfig,
 }
 
 impl ServeOptions {
@@ -78,6 +84,7 @@ impl ServeOptions {
             listen: Self::DEFAULT_LISTEN,
             debounce: Self::DEFAULT_DEBOUNCE,
             state_dir: None,
+            rrl: RrlConfig::default(),
         }
     }
 }
@@ -399,6 +406,7 @@ pub struct RunningServer {
     served: Arc<Served>,
     server: Server<SwapHandler>,
     udp: Option<UdpServer>,
+    rrl: Option<Arc<Limiter>>,
     reloader: Reloader,
 }
 
@@ -428,6 +436,12 @@ impl RunningServer {
         self.served.find(origin)
     }
 
+    /// What response rate limiting has done so far, or `None` when it is
+    /// off: for monitoring, and for tests to check what clients saw.
+    pub fn rrl_stats(&self) -> Option<RrlStats> {
+        self.rrl.as_ref().map(|l| l.stats())
+    }
+
     /// Receives a [`ReloadEvent`] for every rebuild from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
         self.served.events.subscribe()
@@ -445,6 +459,9 @@ impl RunningServer {
         self.reloader.stop().await;
         if let Some(udp) = self.udp.take() {
             tokio::task::spawn_blocking(move || udp.stop()).await?;
+        }
+        if let Some(rrl) = &self.rrl {
+            rrl.log_totals();
         }
         self.server
             .shutdown_gracefully()
@@ -547,12 +564,25 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         addr: opts.listen,
         source,
     })?;
-    let udp = UdpServer::spawn(udp, served.clone(), udp_threads()).map_err(|source| {
-        ServeError::Bind {
-            addr: opts.listen,
-            source,
-        }
-    })?;
+    let rrl = Limiter::new(&opts.rrl).map(Arc::new);
+    match opts.rrl.rate() {
+        Some(rate) => info!(
+            rate,
+            slip = opts.rrl.slip(),
+            ipv4_prefix = opts.rrl.ipv4_prefix(),
+            ipv6_prefix = opts.rrl.ipv6_prefix(),
+            buckets = opts.rrl.table_size(),
+            "UDP response rate limiting on"
+        ),
+        None => info!("UDP response rate limiting off"),
+    }
+    let udp =
+        UdpServer::spawn(udp, served.clone(), udp_threads(), rrl.clone()).map_err(|source| {
+            ServeError::Bind {
+                addr: opts.listen,
+                source,
+            }
+        })?;
     let mut server = Server::new(SwapHandler(served.clone()));
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
     info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
@@ -575,6 +605,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         served,
         server,
         udp: Some(udp),
+        rrl,
         reloader,
     })
 }

@@ -79,6 +79,7 @@ fn options(f: &Fixture) -> ServeOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         debounce: Duration::from_millis(200),
         state_dir: None,
+        ..ServeOptions::default()
     }
 }
 

@@ -203,7 +203,7 @@ impl Default for RrlConfig {
 /// What the limiter has done since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RrlStats {
-    /// Answers over the rate (slipped + dropped).
+    /// Answers over the rate: `slipped + dropped`.
     pub limited: u64,
     /// Limited answers sent truncated (TC) instead.
     pub slipped: u64,
@@ -250,12 +250,14 @@ pub(crate) struct Limiter {
     slip: u64,
     ipv4_prefix: u8,
     ipv6_prefix: u8,
+    /// Limited answers, for choosing which slip.
     limited: AtomicU64,
     slipped: AtomicU64,
+    dropped: AtomicU64,
     /// When (ns) the next log line may be written, and what the last one
     /// reported.
     next_log: AtomicU64,
-    logged_limited: AtomicU64,
+    logged_dropped: AtomicU64,
     logged_slipped: AtomicU64,
     clock: Clock,
 }
@@ -286,8 +288,9 @@ impl Limiter {
             ipv6_prefix: config.ipv6_prefix,
             limited: AtomicU64::new(0),
             slipped: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             next_log: AtomicU64::new(0),
-            logged_limited: AtomicU64::new(0),
+            logged_dropped: AtomicU64::new(0),
             logged_slipped: AtomicU64::new(0),
             clock: Clock::new(),
         })
@@ -314,10 +317,13 @@ impl Limiter {
             return Verdict::Send;
         }
         let n = self.limited.fetch_add(1, Ordering::Relaxed) + 1;
+        // Slipped and dropped answers are counted apart (not derived from
+        // `limited`), so that each count is exact whenever it is read.
         let verdict = if self.slip != 0 && n % self.slip == 0 {
             self.slipped.fetch_add(1, Ordering::Relaxed);
             Verdict::Slip
         } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             Verdict::Drop
         };
         self.maybe_log(now, source);
@@ -386,12 +392,16 @@ impl Limiter {
             return;
         }
         let stats = self.stats();
-        let limited = stats.limited - self.logged_limited.swap(stats.limited, Ordering::Relaxed);
-        let slipped = stats.slipped - self.logged_slipped.swap(stats.slipped, Ordering::Relaxed);
+        let slipped = stats
+            .slipped
+            .saturating_sub(self.logged_slipped.swap(stats.slipped, Ordering::Relaxed));
+        let dropped = stats
+            .dropped
+            .saturating_sub(self.logged_dropped.swap(stats.dropped, Ordering::Relaxed));
         info!(
-            limited,
+            limited = slipped + dropped,
             slipped,
-            dropped = limited.saturating_sub(slipped),
+            dropped,
             network = %self.network_of(source),
             "UDP answers over the rate limit (counts since the last report; network: the latest limited)"
         );
@@ -409,14 +419,15 @@ impl Limiter {
         }
     }
 
-    /// The counts so far.
+    /// The counts so far. Each of `slipped` and `dropped` is exact when
+    /// read (a dropped answer is counted before it is not sent).
     pub(crate) fn stats(&self) -> RrlStats {
         let slipped = self.slipped.load(Ordering::Relaxed);
-        let limited = self.limited.load(Ordering::Relaxed).max(slipped);
+        let dropped = self.dropped.load(Ordering::Relaxed);
         RrlStats {
-            limited,
+            limited: slipped + dropped,
             slipped,
-            dropped: limited - slipped,
+            dropped,
         }
     }
 

@@ -69,9 +69,9 @@ if ((${#need[@]})); then
 fi
 echo "== cargo build --release"
 if ((rrl_only)); then
-  cargo build --release --quiet --bin mimi-publisher -p mimi-publisher
+  cargo build --release --quiet --bin mimi-publisher --example rrl_cost -p mimi-publisher
 else
-  cargo build --release --quiet --bins --example ed25519_rate -p mimi-publisher -p mimi-resolver
+  cargo build --release --quiet --bins --example ed25519_rate --example rrl_cost -p mimi-publisher -p mimi-resolver
 fi
 pub=$root/target/release/mimi-publisher
 res=$root/target/release/mimi-resolve
@@ -107,6 +107,12 @@ echo "== raw Ed25519 signing rate, all cores"
 ((rrl_only)) || for r in $(seq "$runs"); do
   v=$(timeout 60 "$root/target/release/examples/ed25519_rate" 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["signatures_per_second"])')
   echo "  $v signatures/s"; record 0 raw_sign_rate "$v"
+done
+
+echo "== response rate limiter on its own, all cores (100,000 answers from one source, never limited)"
+for r in $(seq "$runs"); do
+  v=$(timeout 60 "$root/target/release/examples/rrl_cost" 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["ns_per_answer"])')
+  echo "  $v ns CPU per answer"; record 0 rrl_ns_per_answer "$v"
 done
 
 # dnsperf_run OUT PORT QUERYFILE [extra options]: one bounded dnsperf run.

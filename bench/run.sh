@@ -177,7 +177,7 @@ measure_rrl() {
     [[ -d $d/state ]] && cp -r "$d/state" "$d/rrl-$mode-state"
     port=$(free_port)
     "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --state-dir "$d/rrl-$mode-state" \
-      --rrl-rate "$([[ $mode == on ]] && echo 1000000000 || echo 0)" 2>"$d/rrl-$mode.log" & pid=$!
+      --rrl-rate "$([[ $mode == on ]] && echo 1000000000 || echo 0)" ${RRL_BENCH_FLAGS:-} 2>"$d/rrl-$mode.log" & pid=$!
     pids+=("$pid"); mport[$mode]=$port; mpid[$mode]=$pid
     load=$(wait_soa "$port" "$pid")
     echo "  limiter $mode: answering after ${load}s"
@@ -190,7 +190,9 @@ measure_rrl() {
   record "$n" rrl_target_qps "$target" mimi-publisher
   echo "  capacity (limiter off, unpaced): ${cap:-?} q/s; runs paced at $target q/s"
   for r in $(seq "$runs"); do
-    for mode in off on; do
+    # Alternate which goes first, so that drift in the machine's load
+    # favours neither.
+    for mode in $( ((r % 2)) && echo off on || echo on off); do
       c0=$(cpu_ticks "${mpid[$mode]}")
       dnsperf_run "$d/rrl.txt" "${mport[$mode]}" "$d/queries.txt" -Q "$target"
       c1=$(cpu_ticks "${mpid[$mode]}")

@@ -20,8 +20,9 @@
 //!   negative answers) is then held to one rate, as NSD does by charging
 //!   them to the zone.
 //! * **Table.** The buckets are a fixed array of [`RrlConfig::table_size`]
-//!   64-bit atomics, allocated once (zeroed pages: memory is only touched
-//!   for buckets in use). Keys are hashed with a per-process random seed;
+//!   64-bit atomics (8 MiB by default), allocated once as zeroed memory
+//!   that the kernel commits as buckets are first used (in 2 MiB huge
+//!   pages on Linux). Keys are hashed with a per-process random seed;
 //!   keys that collide simply share a bucket. A flood of spoofed sources
 //!   therefore cannot make the table grow, and cannot aim collisions at a
 //!   chosen victim's bucket without knowing the seed.
@@ -46,6 +47,9 @@
 //! The limiter judges the encoded response (the header's RCODE and answer
 //! count, the question), so it needs nothing from the encoder but its
 //! output; dropped answers have cost their encoding, about a microsecond.
+//! On the answers it lets through it costs about 150 ns each
+//! (`publisher/examples/rrl_cost.rs`), most of it the one random memory
+//! access to the bucket; the server spends about 8 µs per UDP query.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

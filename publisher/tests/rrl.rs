@@ -318,7 +318,11 @@ async fn ask_tcp(addr: SocketAddr, name: &str, n: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slipped_answers_are_truncated_and_dig_retries_them_over_tcp() {
     let f = fixture();
-    let server = start(&f, RrlConfig::new(1, 1, 24, 56, 1 << 16).unwrap()).await;
+    let server = start(
+        &f,
+        RrlConfig::new(1, 1, 24, 56, RrlConfig::DEFAULT_TABLE_SIZE).unwrap(),
+    )
+    .await;
     let addr = server.local_addr();
     let name = alice();
     tokio::time::timeout(TEST_TIMEOUT, async {

@@ -45,6 +45,56 @@ def verdict(ok):
     return "—" if ok is None else ("met" if ok else "**not met**")
 
 
+def rrl_target(n):
+    """The limiter-cost target row: the end-to-end difference, and the
+    limiter's own cost as a share of the CPU per query (which decides:
+    it is not disturbed by other load on the machine)."""
+    off, on = med(n, "rrl_cpu_us", "off"), med(n, "rrl_cpu_us", "on")
+    e2e = None if off is None or on is None or not off else (on - off) / off
+    alone = med(0, "rrl_ns_per_answer")
+    share = None if alone is None or not off else alone / 1000 / off
+    text = (f"end to end {'—' if e2e is None else f'{e2e:+.1%}'}; limiter alone "
+            f"{'—' if share is None else f'{share:.1%}'}")
+    ok = share < 0.05 if share is not None else (None if e2e is None else e2e < 0.05)
+    return text, ok
+
+
+def rrl_section(n):
+    """The cost of response rate limiting at N = n (bench/run.sh measure_rrl)."""
+    off, on = med(n, "rrl_cpu_us", "off"), med(n, "rrl_cpu_us", "on")
+    if off is None and on is None:
+        return None
+    w("")
+    w("### Response rate limiting: cost on the UDP path")
+    w("")
+    w("Two servers on the same zone, measured alternately at the same paced load "
+      f"({fmt(med(n, 'rrl_target_qps', 'mimi-publisher'))} q/s, 80% of the unpaced capacity with the limiter off): "
+      "`--rrl-rate 0` (off) and `--rrl-rate 1000000000` (on, at a rate dnsperf's single source never reaches, "
+      "so every answer is classified, hashed and charged to its bucket, and none is limited).")
+    w("")
+    w("| limiter | server CPU/query | q/s | lost | runs |")
+    w("|---|---:|---:|---:|---:|")
+    for mode in ("off", "on"):
+        w(f"| {mode} | {fmt(med(n, 'rrl_cpu_us', mode), 3)} µs | {fmt(med(n, 'rrl_qps', mode))} | "
+          f"{fmt(med(n, 'rrl_lost_pct', mode), 2)}% | {runs(n, 'rrl_cpu_us', mode)} |")
+    cost = None if off is None or on is None or not off else (on - off) / off
+    w("")
+    spread = {m: vals.get((n, "rrl_cpu_us", m), []) for m in ("off", "on")}
+    ranges = ", ".join(f"{m} {min(v):.3f}–{max(v):.3f} µs" for m, v in spread.items() if v)
+    w(f"Cost of the limiter: **{'—' if cost is None else f'{cost:+.1%}'}** CPU per query (medians; range over runs: {ranges}).")
+    alone = med(0, "rrl_ns_per_answer")
+    if alone is not None and off:
+        w("")
+        w(f"The limiter on its own (`publisher/examples/rrl_cost.rs`: `Limiter::filter` on every core over 100,000")
+        w(f"server-shaped answers, thread CPU time, median of {runs(0, 'rrl_ns_per_answer')}): **{alone:,.0f} ns per answer**, "
+          f"{alone / 1000 / off:.1%} of the {off:.3f} µs the server spends per query with it off. This figure is not")
+        w("disturbed by other load on the machine, which the end-to-end difference above is.")
+    if med(n, "rrl_limited", "mimi-publisher"):
+        w("")
+        w("**The 'on' server limited some answers: the measurement includes limiting, not only accounting.**")
+    return cost
+
+
 SERVERS = ("mimi-publisher", "nsd", "knot")
 SIGNERS = ("kzonesign", "dnssec-signzone", "ldns-signzone")
 sizes = sorted({k[0] for k in vals if k[0]})
@@ -78,6 +128,23 @@ if total:
     w(f"whole run: {total / 60:.1f} minutes")
 w("```")
 w("")
+if meta.get("rrl_only"):
+    w("")
+    w("Only the cost of UDP response rate limiting was measured (`--rrl-only`): see")
+    w("`publisher/src/rrl.rs` and docs/PROTOCOL.md for the design; CPU per query is the server")
+    w("process's utime + stime over a run ÷ answered queries.")
+    w("")
+    w("| N | target | measured | |")
+    w("|---:|---|---:|---|")
+    for n in sizes:
+        text, ok = rrl_target(n)
+        w(f"| {n:,} | Rate limiter costs < 5% CPU per query | {text} | {verdict(ok)} |")
+    for n in sizes:
+        w("")
+        w(f"## N = {n:,} mappings")
+        rrl_section(n)
+    print("\n".join(out))
+    sys.exit(0)
 w(f"Raw Ed25519 signing rate on all cores (ed25519-dalek with rayon, messages shaped like "
   f"assertion signing inputs; `publisher/examples/ed25519_rate.rs`): **{fmt(raw)} signatures/s** "
   f"(median of {runs(0, 'raw_sign_rate')}).")
@@ -89,8 +156,9 @@ w("mimi-publisher build zone.toml --out zone.zone --json     # under /usr/bin/ti
 w("dnssec-signzone -S -K . -d . -o example.com -n $(nproc) -f bind.signed zone.zone  # ED25519 ZSK + KSK")
 w("ldns-signzone -f ldns.signed zone.zone Kexample.com.+015+…        # ED25519 key from ldns-keygen")
 w("kzonesign -c knot-sign.conf -o out/ example.com                   # policy: algorithm ed25519, signing-threads $(nproc)")
-w("mimi-publisher serve zone.toml --listen 127.0.0.1:PORT --state-dir state   # builds (signs) at start; keeps the served zone in state/")
-w("mimi-publisher serve zone.toml --listen 127.0.0.1:PORT --state-dir state   # restart: reuses the kept zone's signatures")
+w("mimi-publisher serve zone.toml --listen 127.0.0.1:PORT --state-dir state --rrl-rate 0   # builds (signs) at start; keeps the served zone in state/")
+w("mimi-publisher serve zone.toml --listen 127.0.0.1:PORT --state-dir state --rrl-rate 0   # restart: reuses the kept zone's signatures")
+w("mimi-publisher serve zone.toml --listen 127.0.0.1:PORT --state-dir copy --rrl-rate 0|1000000000   # rate limiting cost, off vs on")
 w("nsd -d -c nsd.conf        # zone file from build; rrl-ratelimit: 0, server-count: $(nproc), receive-buffer-size: 4 MiB")
 w("knotd -c knot.conf        # zone file from build; udp-workers: $(nproc), journal-content: none")
 w("dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l SECS -t 1 -c 8 -T 2 -q 500             # capacity")
@@ -164,6 +232,8 @@ for n in sizes:
     w("`server-count` processes forked from one parent: their RSS counts shared pages once per process,")
     w("PSS does not.")
     w("")
+    rrl_section(n)
+    w("")
     w("### Resolve and update")
     w("")
     bt = med(n, "batch_verified_rate", "mimi-resolve")
@@ -198,6 +268,7 @@ for n in sizes:
          None if None in (pss["mimi-publisher"], pss["nsd"]) else pss["mimi-publisher"] <= pss["nsd"]),
         ("Batch resolve ≥ 0.5× dnsperf's q/s", ratio(bt, dq), None if bt is None or not dq else bt / dq >= 0.5),
         ("One-mapping update served ≤ 1 s", f"{fmt(up)} ms", None if up is None else up <= 1000),
+        ("Rate limiter costs < 5% CPU per query", *rrl_target(n)),
     ]))
 
 w("")

@@ -6,6 +6,8 @@
 #   bench/run.sh                      # N = 100,000 and 1,000,000, 3 runs each (~25 min on 2 cores)
 #   bench/run.sh --size 200000 --runs 5
 #   bench/run.sh --quick              # N = 10,000, 1 run, short dnsperf runs: checks the harness (~2 min)
+#   bench/run.sh --rrl-only           # only the cost of response rate limiting: server CPU/query with
+#                                     # the limiter off and on (N = 100,000, 5 runs each; ~3 min)
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -21,13 +23,15 @@ sizes=()
 runs=3
 dnsperf_secs=10
 quick=0
+rrl_only=0
 while (($#)); do
   case "$1" in
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --rrl-only) rrl_only=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,31 +39,37 @@ if ((quick)); then
   ((${#sizes[@]})) || sizes=(10000)
   runs=1; dnsperf_secs=3
 fi
+if ((rrl_only)); then
+  ((${#sizes[@]})) || sizes=(100000)
+  ((quick)) || { runs=5; dnsperf_secs=10; }
+fi
 ((${#sizes[@]})) || sizes=(100000 1000000)
-invocation="bench/run.sh$( ((quick)) && echo " --quick")$(for s in "${sizes[@]}"; do printf ' --size %s' "$s"; done) --runs $runs --dnsperf-seconds $dnsperf_secs"
+invocation="bench/run.sh$( ((quick)) && echo " --quick")$( ((rrl_only)) && echo " --rrl-only")$(for s in "${sizes[@]}"; do printf ' --size %s' "$s"; done) --runs $runs --dnsperf-seconds $dnsperf_secs"
 started=$EPOCHREALTIME
 
 # --- what it needs ---------------------------------------------------------
 export PATH="$PATH:/usr/sbin:/sbin"
 need=()
-for pair in dnsperf:dnsperf nsd:nsd knotd:knot kzonesign:knot-dnssecutils dnssec-signzone:bind9-utils \
-            dnssec-keygen:bind9-utils ldns-signzone:ldnsutils ldns-keygen:ldnsutils dig:bind9-dnsutils \
-            named:bind9; do
+tools="dnsperf:dnsperf nsd:nsd knotd:knot kzonesign:knot-dnssecutils dnssec-signzone:bind9-utils
+       dnssec-keygen:bind9-utils ldns-signzone:ldnsutils ldns-keygen:ldnsutils dig:bind9-dnsutils named:bind9"
+((rrl_only)) && tools="dnsperf:dnsperf dig:bind9-dnsutils"
+for pair in $tools; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 [[ -x /usr/bin/time ]] || need+=(time)
 if ((${#need[@]})); then
-  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
   echo "== installing $(printf '%s\n' "${need[@]}" | sort -u | xargs)"
-  $sudo apt-get update -qq
+  # Without starting the packages' system services (see the script): the
+  # benchmark runs its own servers and never touches the machine's.
   # shellcheck disable=SC2046
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
-  # Debian starts the freshly installed daemons: stop them (by their pid files' owners, if running).
-  for svc in named knot nsd; do $sudo systemctl stop "$svc" 2>/dev/null || true; done
+  "$root/tests/install-packages.sh" $(printf '%s\n' "${need[@]}" | sort -u)
 fi
 echo "== cargo build --release"
-cargo build --release --quiet --bins --example ed25519_rate -p mimi-publisher -p mimi-resolver
+if ((rrl_only)); then
+  cargo build --release --quiet --bin mimi-publisher --example rrl_cost -p mimi-publisher
+else
+  cargo build --release --quiet --bins --example ed25519_rate --example rrl_cost -p mimi-publisher -p mimi-resolver
+fi
 pub=$root/target/release/mimi-publisher
 res=$root/target/release/mimi-resolve
 
@@ -91,9 +101,15 @@ echo "== machine"
 } | tee "$work/machine.txt"
 
 echo "== raw Ed25519 signing rate, all cores"
-for r in $(seq "$runs"); do
+((rrl_only)) || for r in $(seq "$runs"); do
   v=$(timeout 60 "$root/target/release/examples/ed25519_rate" 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["signatures_per_second"])')
   echo "  $v signatures/s"; record 0 raw_sign_rate "$v"
+done
+
+echo "== response rate limiter on its own, all cores (100,000 answers from one source, never limited)"
+for r in $(seq "$runs"); do
+  v=$(timeout 60 "$root/target/release/examples/rrl_cost" 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["ns_per_answer"])')
+  echo "  $v ns CPU per answer"; record 0 rrl_ns_per_answer "$v"
 done
 
 # dnsperf_run OUT PORT QUERYFILE [extra options]: one bounded dnsperf run.
@@ -140,6 +156,58 @@ measure_server() {
   echo "    -Q $lat_rate -v: p99 latency ${p99} ms ($(dnsperf_stat qps < "$d/latency.txt") q/s, lost $(dnsperf_stat lost < "$d/latency.txt")%)"
   record "$n" p99_ms "$p99" "$server"; record "$n" latency_qps "$lat_rate" "$server"
   rm -f "$d/latency.txt"
+}
+
+# measure_rrl N: the cost of response rate limiting. Two mimi-publisher
+# servers on the same zone, one with the limiter off (--rrl-rate 0), one on
+# at a rate no single source reaches (--rrl-rate 1000000000: every answer
+# goes through the accounting, none is limited), measured alternately at
+# the same paced load (80% of the off server's unpaced capacity), $runs
+# runs each: server CPU per answered query. They start from the zone the
+# main serve run kept, if there is one (no second signing of every mapping).
+measure_rrl() {
+  local n=$1 d=$work/$1 mode port pid load cap target r c0 c1 qps lost answered us
+  local -A mport mpid
+  echo "== N = $n: response rate limiting cost (--rrl-rate 0 vs --rrl-rate 1000000000, alternating, ${dnsperf_secs}s per run)"
+  for mode in off on; do
+    rm -rf "$d/rrl-$mode-state"
+    [[ -d $d/state ]] && cp -r "$d/state" "$d/rrl-$mode-state"
+    port=$(free_port)
+    "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --state-dir "$d/rrl-$mode-state" \
+      --rrl-rate "$([[ $mode == on ]] && echo 1000000000 || echo 0)" ${RRL_BENCH_FLAGS:-} 2>"$d/rrl-$mode.log" & pid=$!
+    pids+=("$pid"); mport[$mode]=$port; mpid[$mode]=$pid
+    load=$(wait_soa "$port" "$pid")
+    echo "  limiter $mode: answering after ${load}s"
+  done
+  grep -q "rate limiting on" "$d/rrl-on.log" || { echo "the 'on' server did not report rate limiting on" >&2; return 1; }
+  sleep 1
+  dnsperf_run "$d/rrl-cap.txt" "${mport[off]}" "$d/queries.txt"
+  cap=$(dnsperf_stat qps < "$d/rrl-cap.txt")
+  target=$(calc "int(float('${cap:-0}') * 0.8)")
+  record "$n" rrl_target_qps "$target" mimi-publisher
+  echo "  capacity (limiter off, unpaced): ${cap:-?} q/s; runs paced at $target q/s"
+  for r in $(seq "$runs"); do
+    # Alternate which goes first, so that drift in the machine's load
+    # favours neither.
+    for mode in $( ((r % 2)) && echo off on || echo on off); do
+      c0=$(cpu_ticks "${mpid[$mode]}")
+      dnsperf_run "$d/rrl.txt" "${mport[$mode]}" "$d/queries.txt" -Q "$target"
+      c1=$(cpu_ticks "${mpid[$mode]}")
+      qps=$(dnsperf_stat qps < "$d/rrl.txt"); lost=$(dnsperf_stat lost < "$d/rrl.txt")
+      answered=$(dnsperf_stat completed < "$d/rrl.txt")
+      us=$(calc "round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / max(${answered:-0}, 1), 3)")
+      echo "    limiter $mode: ${qps:-?} q/s, lost ${lost:-?}%, ${us} µs server CPU/query"
+      record "$n" rrl_cpu_us "$us" "$mode"; record "$n" rrl_qps "$qps" "$mode"; record "$n" rrl_lost_pct "$lost" "$mode"
+    done
+  done
+  if grep -q "over the rate limit" "$d/rrl-on.log"; then
+    echo "  the 'on' server limited some answers: its rate is not high enough for this measurement" >&2
+    record "$n" rrl_limited 1 mimi-publisher
+  else
+    record "$n" rrl_limited 0 mimi-publisher
+  fi
+  for mode in off on; do stop "${mpid[$mode]}"; done
+  rm -rf "$d/rrl-off-state" "$d/rrl-on-state"
 }
 
 # resolve_and_update N PORT: `mimi-resolve batch` against the mimi server on
@@ -226,6 +294,14 @@ sii_scope = ["mailto:*@example.com"]
 ssi_scope = ["chat.example.com"]
 TOML
 
+  if ((rrl_only)); then
+    echo "== N = $n: build (once, for the query list)"
+    timeout 1800 "$pub" build "$d/zone.toml" --out "$d/zone.zone" --json > /dev/null
+    python3 bench/gen.py queries "$d/zone.zone" "$(( n < 100000 ? 100000 : (n > 1000000 ? 1000000 : n) ))" "$d/queries.txt"
+    measure_rrl "$n"
+    rm -rf "$d/queries.txt"
+    continue
+  fi
   echo "== N = $n: build (mimi-publisher build, fresh output each run: every mapping signed)"
   for r in $(seq "$runs"); do
     rm -f "$d/zone.zone"
@@ -288,7 +364,7 @@ CONF
     port=$(free_port)
     case $server in
       mimi-publisher)
-        "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --state-dir "$d/state" 2>"$d/mimi.log" & pid=$! ;;
+        "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --state-dir "$d/state" --rrl-rate 0 2>"$d/mimi.log" & pid=$! ;;
       nsd)
         mkdir -p "$d/nsd"; cp "$d/zone.zone" "$d/nsd/example.com.zone"
         cat > "$d/nsd/nsd.conf" <<CONF
@@ -336,9 +412,10 @@ CONF
     [[ $server == mimi-publisher ]] && resolve_and_update "$n" "$port"
     stop "$pid"
     if [[ $server == mimi-publisher ]]; then
+      measure_rrl "$n"
       # A restart from the zone the server kept: its signatures are reused.
       port=$(free_port)
-      "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --state-dir "$d/state" 2>>"$d/mimi.log" & pid=$!
+      "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --state-dir "$d/state" --rrl-rate 0 2>>"$d/mimi.log" & pid=$!
       pids+=("$pid")
       load=$(wait_soa "$port" "$pid")
       record "$n" restart_load_seconds "$load" mimi-publisher
@@ -350,13 +427,16 @@ CONF
 done
 
 record 0 total_seconds "$(since "$started")"
-python3 - "$work/machine.txt" "$invocation" "$quick" "$results" > docs/benchmarks.jsonl <<'PY'
+# --rrl-only writes its own files, leaving the full benchmark's alone.
+out=docs/benchmarks.jsonl; md=docs/BENCHMARKS.md
+((rrl_only)) && { out=docs/benchmarks-rrl.jsonl; md=docs/BENCHMARKS-rrl.md; }
+python3 - "$work/machine.txt" "$invocation" "$quick" "$rrl_only" "$results" > "$out" <<'PY'
 import json, sys
-machine, invocation, quick, results = sys.argv[1:]
+machine, invocation, quick, rrl_only, results = sys.argv[1:]
 load_end = " ".join(open("/proc/loadavg").read().split()[:3])
 print(json.dumps({"meta": {"machine": open(machine).read().strip() + "\nload average at end: " + load_end,
-                           "invocation": invocation, "quick": quick == "1"}}))
+                           "invocation": invocation, "quick": quick == "1", "rrl_only": rrl_only == "1"}}))
 print(open(results).read(), end="")
 PY
-python3 bench/report.py docs/benchmarks.jsonl > docs/BENCHMARKS.md
-echo "== wrote docs/BENCHMARKS.md and docs/benchmarks.jsonl in $(calc "round($(since "$started") / 60, 1)") minutes"
+python3 bench/report.py "$out" > "$md"
+echo "== wrote $md and $out in $(calc "round($(since "$started") / 60, 1)") minutes"

@@ -27,6 +27,7 @@ mod memory;
 pub mod presigned;
 pub mod problem;
 pub mod push;
+pub mod rrl;
 pub mod seal;
 pub mod secret;
 pub mod serve;

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, Sii, Ssi, UnixTime, UnsignedAssertion, UnsignedCertificate};
+use mimi_publisher::rrl::RrlConfig;
 use mimi_publisher::shrink::{Shrink, ShrinkLimit};
 use mimi_publisher::{build, config::parse_duration, keys, presigned, seal, serve, zonefile};
 use serde_json::json;
@@ -195,7 +196,51 @@ enum Command {
         /// between messages; a transfer under way is finished).
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         tcp_max_lifetime: std::time::Duration,
+        #[command(flatten)]
+        rrl: RrlArgs,
     },
+}
+
+/// Response rate limiting of UDP answers (NSD's defaults). TCP is never
+/// limited.
+#[derive(clap::Args)]
+struct RrlArgs {
+    /// UDP answers per second per source network and kind of answer
+    /// (burst: one second's worth); 0 turns rate limiting off.
+    #[arg(long, value_name = "N", default_value_t = RrlConfig::DEFAULT_RATE,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(RrlConfig::MAX_RATE)))]
+    rrl_rate: u32,
+    /// Every Nth answer over the rate is sent truncated (TC, so that real
+    /// clients retry over TCP) instead of dropped; 0 drops them all.
+    #[arg(long, value_name = "N", default_value_t = RrlConfig::DEFAULT_SLIP,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(RrlConfig::MAX_SLIP)))]
+    rrl_slip: u32,
+    /// IPv4 sources sharing this many leading bits share a rate.
+    #[arg(long, value_name = "BITS", default_value_t = RrlConfig::DEFAULT_IPV4_PREFIX,
+          value_parser = clap::value_parser!(u8).range(0..=32))]
+    rrl_ipv4_prefix: u8,
+    /// IPv6 sources sharing this many leading bits share a rate.
+    #[arg(long, value_name = "BITS", default_value_t = RrlConfig::DEFAULT_IPV6_PREFIX,
+          value_parser = clap::value_parser!(u8).range(0..=128))]
+    rrl_ipv6_prefix: u8,
+    /// Rate-limit buckets (8 octets each, rounded up to a power of two);
+    /// sources hashing to the same bucket share it.
+    #[arg(long, value_name = "N", default_value_t = RrlConfig::DEFAULT_TABLE_SIZE as u64,
+          value_parser = clap::value_parser!(u64).range(1..=RrlConfig::MAX_TABLE_SIZE as u64))]
+    rrl_table_size: u64,
+}
+
+impl RrlArgs {
+    fn config(&self) -> Result<RrlConfig> {
+        RrlConfig::new(
+            self.rrl_rate,
+            self.rrl_slip,
+            self.rrl_ipv4_prefix,
+            self.rrl_ipv6_prefix,
+            usize::try_from(self.rrl_table_size).context("--rrl-table-size")?,
+        )
+        .context("rate limiting options")
+    }
 }
 
 fn main() -> ExitCode {
@@ -463,7 +508,9 @@ fn run(command: Command) -> Result<ExitCode> {
             tcp_idle_timeout,
             tcp_max_queries,
             tcp_max_lifetime,
+            rrl,
         } => {
+            let rrl = rrl.config()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
                 serve::ServeOptions {
@@ -478,6 +525,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         max_queries: tcp_max_queries,
                         max_lifetime: tcp_max_lifetime,
                     },
+                    rrl,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

@@ -34,6 +34,7 @@ use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::config::ZoneConfig;
 use crate::problem::Problem;
+use crate::rrl::{Limiter, RrlConfig, RrlStats};
 use crate::shrink::{Shrink, ShrinkRefused};
 use crate::state::StateDir;
 pub use crate::tcp::TcpOptions;
@@ -65,6 +66,11 @@ pub struct ServeOptions {
     /// Limits of the TCP server: connections in total and per source, idle
     /// timeout, messages per connection.
     pub tcp: TcpOptions,
+    /// Response rate limiting of UDP answers ([`crate::rrl`]); TCP is never
+    /// limited. [`ServeOptions::new`] uses NSD's defaults (200 answers/s per
+    /// /24 or /56 and kind of answer, slip 2), [`RrlConfig::OFF`] turns it
+    /// off.
+    pub rrl: RrlConfig,
 }
 
 impl ServeOptions {
@@ -87,6 +93,7 @@ impl ServeOptions {
             state_dir: None,
             allow_shrink: false,
             tcp: TcpOptions::DEFAULT,
+            rrl: RrlConfig::default(),
         }
     }
 }
@@ -451,6 +458,7 @@ pub struct RunningServer {
     served: Arc<Served>,
     tcp: Option<TcpServer>,
     udp: Option<UdpServer>,
+    rrl: Option<Arc<Limiter>>,
     reloader: Reloader,
 }
 
@@ -480,6 +488,12 @@ impl RunningServer {
         self.served.find(origin)
     }
 
+    /// What response rate limiting has done so far, or `None` when it is
+    /// off: for monitoring, and for tests to check what clients saw.
+    pub fn rrl_stats(&self) -> Option<RrlStats> {
+        self.rrl.as_ref().map(|l| l.stats())
+    }
+
     /// Receives a [`ReloadEvent`] for every rebuild from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
         self.served.events.subscribe()
@@ -497,6 +511,9 @@ impl RunningServer {
         self.reloader.stop().await;
         if let Some(udp) = self.udp.take() {
             tokio::task::spawn_blocking(move || udp.stop()).await?;
+        }
+        if let Some(rrl) = &self.rrl {
+            rrl.log_totals();
         }
         if let Some(tcp) = self.tcp.take() {
             tcp.stop().await?;
@@ -584,12 +601,25 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         addr: opts.listen,
         source,
     })?;
-    let udp = UdpServer::spawn(udp, served.clone(), udp_threads()).map_err(|source| {
-        ServeError::Bind {
-            addr: opts.listen,
-            source,
-        }
-    })?;
+    let rrl = Limiter::new(&opts.rrl).map(Arc::new);
+    match opts.rrl.rate() {
+        Some(rate) => info!(
+            rate,
+            slip = opts.rrl.slip(),
+            ipv4_prefix = opts.rrl.ipv4_prefix(),
+            ipv6_prefix = opts.rrl.ipv6_prefix(),
+            buckets = opts.rrl.table_size(),
+            "UDP response rate limiting on"
+        ),
+        None => info!("UDP response rate limiting off"),
+    }
+    let udp =
+        UdpServer::spawn(udp, served.clone(), udp_threads(), rrl.clone()).map_err(|source| {
+            ServeError::Bind {
+                addr: opts.listen,
+                source,
+            }
+        })?;
     let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp);
     info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
     // Secondaries may hold an older serial from before this start.
@@ -617,6 +647,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         served,
         tcp: Some(tcp),
         udp: Some(udp),
+        rrl,
         reloader,
     })
 }

@@ -10,6 +10,9 @@
 //! state is the served zone list, read through an [`ArcSwap`] guard (no
 //! lock, no reference count traffic on the hot path).
 //!
+//! Answers can be rate limited per source network ([`crate::rrl`]): the
+//! limiter looks at each encoded answer just before it is sent.
+//!
 //! The threads stop when [`UdpServer::stop`] is called: each wakes at
 //! least every [`POLL`] to look at the stop flag.
 
@@ -24,6 +27,7 @@ use arc_swap::ArcSwap;
 use tracing::{debug, warn};
 
 use crate::answer::ServedZone;
+use crate::rrl::Limiter;
 use crate::serve::Served;
 
 /// How often a blocked thread looks at the stop flag.
@@ -48,6 +52,7 @@ impl UdpServer {
         socket: UdpSocket,
         served: Arc<Served>,
         threads: usize,
+        rrl: Option<Arc<Limiter>>,
     ) -> io::Result<Self> {
         socket.set_nonblocking(false)?;
         socket.set_read_timeout(Some(POLL))?;
@@ -57,10 +62,11 @@ impl UdpServer {
             let socket = socket.try_clone()?;
             let served = served.clone();
             let stop = stop.clone();
+            let rrl = rrl.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("mimi-udp-{i}"))
-                    .spawn(move || serve(&socket, served.zone_list(), &stop))?,
+                    .spawn(move || serve(&socket, served.zone_list(), rrl.as_deref(), &stop))?,
             );
         }
         Ok(UdpServer {
@@ -85,7 +91,7 @@ impl Drop for UdpServer {
 }
 
 /// One thread's loop.
-fn serve(socket: &UdpSocket, zones: &ZoneList, stop: &AtomicBool) {
+fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &AtomicBool) {
     let mut packet = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(4096);
     let mut scratch = crate::wire::Scratch::default();
@@ -116,7 +122,8 @@ fn serve(socket: &UdpSocket, zones: &ZoneList, stop: &AtomicBool) {
             let current = zones.load();
             crate::wire::answer_udp(&current, &packet[..len], &mut out, &mut scratch)
         };
-        if answered {
+        // Response rate limiting (crate::rrl) judges the encoded answer.
+        if answered && rrl.is_none_or(|rrl| rrl.filter(peer.ip(), &mut out)) {
             if let Err(e) = socket.send_to(&out, peer) {
                 debug!(%peer, "UDP send failed: {e}");
             }

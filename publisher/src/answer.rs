@@ -18,7 +18,7 @@
 //! * `ANY` is answered minimally (RFC 8482 §4.2): one RRset of the name
 //!   (TXT where there are TXT records, else the SOA at the apex, else the
 //!   first address RRset of a name server), as NSD does;
-//! * the answer is encoded by [`crate::wire`], the same bytes for UDP and
+//! * the answer is encoded by `crate::wire`, the same bytes for UDP and
 //!   TCP; UDP answers too large for the client's buffer are truncated (TC)
 //!   and the client retries over TCP.
 //!
@@ -124,7 +124,7 @@ impl ServedZone {
 
     /// What the zone holds for `qtype` at `qname` (lowercase, no trailing
     /// dot, inside the zone). The decision is made here once, and
-    /// [`crate::wire`] turns it into the same bytes for UDP and TCP.
+    /// `crate::wire` turns it into the same bytes for UDP and TCP.
     ///
     /// `ANY` gets one RRset (RFC 8482 §4.2): the TXT records if the name
     /// has any, else the SOA at the apex, else the first glue type.
@@ -174,7 +174,7 @@ impl ServedZone {
         r
     }
 
-    /// The apex records in wire form, for [`crate::wire`].
+    /// The apex records in wire form, for `crate::wire`.
     pub(crate) fn wire(&self) -> &WireRecords {
         &self.wire
     }

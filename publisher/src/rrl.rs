@@ -9,11 +9,11 @@
 //!
 //! The design follows NSD's `rrl.c` (`rrl-ratelimit` 200, `rrl-slip` 2,
 //! `rrl-ipv4-prefix-length` 24, `rrl-ipv6-prefix-length` 56) and Knot's
-//! `rrl` module, built for the UDP fast path ([`crate::udp`]):
+//! `rrl` module, built for the UDP fast path (`crate::udp`):
 //!
 //! * **Key.** A response is charged to a bucket chosen by the source
 //!   network (the source address cut to [`RrlConfig::ipv4_prefix`] or
-//!   [`RrlConfig::ipv6_prefix`] bits), its [`Class`], and, for answers and
+//!   [`RrlConfig::ipv6_prefix`] bits), its `Class`, and, for answers and
 //!   NODATA, the question's name (case-folded) and type. NXDOMAIN and error
 //!   responses are charged per network and class only, whatever the name:
 //!   a flood of random names (the usual way to get many distinct

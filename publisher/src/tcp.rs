@@ -19,12 +19,12 @@
 //! * A message is read into a buffer of exactly its length, which the
 //!   16-bit length prefix bounds at 65,535 octets.
 //! * Pipelined queries are answered in order, each by the encoder UDP uses
-//!   ([`crate::wire`], with the TCP size limit); zone transfers go to
+//!   (`crate::wire`, with the TCP size limit); zone transfers go to
 //!   [`crate::transfer`], which writes each message as it is made.
 //! * When accepting fails for lack of file descriptors (EMFILE, ENFILE) or
 //!   memory, the loop waits, 10 ms doubling to 1 s, instead of spinning on
 //!   a listener that stays readable; it logs once when the episode starts
-//!   and once when it ends. [`raise_open_file_limit`] makes that rare.
+//!   and once when it ends. `raise_open_file_limit` makes that rare.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -58,7 +58,7 @@ impl TransferPolicy {
 const MESSAGE_BUDGET: usize = 60 * 1024;
 
 /// Answers the zone-transfer request `packet` (AXFR or IXFR, class IN,
-/// as classified by [`crate::wire`]) that `peer` sent over TCP, for
+/// as classified by `crate::wire`) that `peer` sent over TCP, for
 /// `served` (the served zone whose origin is the query name, if any).
 ///
 /// Each message is written to `out` as soon as it is encoded and signed,

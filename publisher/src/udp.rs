@@ -1,7 +1,7 @@
 //! Serving DNS over UDP on plain threads.
 //!
 //! A UDP query is a few hundred octets in and out, answered from memory in
-//! about a microsecond ([`crate::wire`]); the rest is system calls. An async
+//! about a microsecond (`crate::wire`); the rest is system calls. An async
 //! runtime adds a task, a channel hop and a wake-up per query, which
 //! dominated hickory-server's profile. Here each thread blocks in
 //! `recv_from` on a shared socket (the kernel hands each datagram to one

@@ -1,0 +1,103 @@
+//! SII canonicalization (SPEC §1–§3).
+//!
+//! Input: one byte choosing the default region (none, IT, US, DE, GB, JP),
+//! then the SII text. Properties of every accepted SII:
+//!
+//! * the canonical form is `mailto:` or `tel:+`, and re-parses (without a
+//!   region) to itself: canonicalization is idempotent;
+//! * its label is 52 characters, parses back as a label, and is the label
+//!   of the hash of the canonical text;
+//! * its home discovery name, when it has one, is
+//!   `<label>.<shard>._mimi.<zone>` with the shard the label's first two
+//!   characters;
+//! * a `tel:` SII has at most 15 digits, an email's local part at most 64
+//!   octets.
+
+use mimi_proto::name::{discovery_name, home_zone};
+use mimi_proto::{DomainName, Label, Region, Sii, SiiHash};
+
+const REGIONS: [Option<&str>; 6] = [
+    None,
+    Some("IT"),
+    Some("US"),
+    Some("DE"),
+    Some("GB"),
+    Some("JP"),
+];
+
+/// The target body.
+pub fn run(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let Some(input) = crate::text(rest) else {
+        return;
+    };
+    let region: Option<Region> =
+        REGIONS[sel as usize % REGIONS.len()].map(|r| r.parse().expect("known region"));
+    let Ok(sii) = Sii::parse(input, region) else {
+        return;
+    };
+    check(&sii);
+}
+
+/// Checks the properties of one accepted SII.
+pub fn check(sii: &Sii) {
+    let canonical = sii.as_str();
+    let again = Sii::parse(canonical, None)
+        .unwrap_or_else(|e| panic!("canonical {canonical:?} does not re-parse: {e}"));
+    assert_eq!(&again, sii, "canonicalization is not idempotent");
+    assert_eq!(again.as_str(), canonical);
+    match sii {
+        Sii::Email { domain, .. } => {
+            let rest = canonical
+                .strip_prefix("mailto:")
+                .expect("email SII starts with mailto:");
+            let (local, d) = rest.rsplit_once('@').expect("canonical email has '@'");
+            assert_eq!(d, domain.as_str(), "domain part");
+            assert!(!local.is_empty() && local.len() <= 64, "local part length");
+            assert_eq!(local.to_lowercase(), local, "local part is lowercase");
+            assert_eq!(
+                DomainName::parse(d)
+                    .expect("canonical domain re-parses")
+                    .as_str(),
+                d
+            );
+        }
+        Sii::Tel { country_code, .. } => {
+            let digits = canonical
+                .strip_prefix("tel:+")
+                .expect("tel SII starts with tel:+");
+            assert!(
+                !digits.is_empty()
+                    && digits.len() <= 15
+                    && digits.bytes().all(|b| b.is_ascii_digit()),
+                "E.164 digits: {digits:?}"
+            );
+            assert!(
+                digits.starts_with(&country_code.to_string()),
+                "{digits} starts with its country code {country_code}"
+            );
+        }
+    }
+    let label = sii.label();
+    assert_eq!(label.as_str().len(), Label::LEN);
+    assert_eq!(Label::parse(label.as_str()).as_ref(), Ok(&label));
+    assert_eq!(SiiHash::of_canonical(canonical).label(), label);
+    assert_eq!(label.shard(), &label.as_str()[..2]);
+    let tel_root = DomainName::parse("e164.mimi.example").expect("name");
+    if let Some(zone) = home_zone(sii, Some(&tel_root)) {
+        // A name too long for DNS is an error, never a panic.
+        if let Ok(name) = discovery_name(&label, &zone) {
+            assert_eq!(
+                name.as_str(),
+                format!(
+                    "{}.{}._mimi.{}",
+                    label.as_str(),
+                    label.shard(),
+                    zone.as_str()
+                )
+            );
+        }
+    }
+}

@@ -36,19 +36,23 @@ for t in "${targets[@]}"; do
     mkdir -p "$out/new" "$out/min"
     echo "== $t: fuzzing for ${secs}s (log: $out/log)"
     rc=0
+    rm -f "$out"/crash-* "$out"/timeout-* "$out"/oom-* "$out"/leak-*
+    # Fork mode with one job: a finding is saved and fuzzing goes on, so
+    # every target gets its full time.
     nice -n "${FUZZ_NICE:-10}" "$bin" "$out/new" "$corpus" \
+        -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-4096}" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" \
+        -rss_limit_mb=2048 -artifact_prefix="$out/" \
         >"$out/log" 2>&1 || rc=$?
-    last=$(grep -E '^#[0-9]+' "$out/log" | tail -1 || true)
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log" | tail -1)
-    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out/log" | tail -1)
-    echo "$t: rc=$rc execs=${execs:-?} exec/s=${speed:-?} last: $last"
-    if [ "$rc" -ne 0 ]; then
+    # Fork mode's status lines: "#EXECS: cov: C ft: F corp: N exec/s: S
+    # oom/timeout/crash: O/T/C time: Ts".
+    last=$(grep -E '^#[0-9]+: cov' "$out/log" | tail -1 || true)
+    echo "$t: rc=$rc last: $last"
+    findings=$(find "$out" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
+    if [ "$findings" -gt 0 ]; then
         status=1
-        echo "$t: FINDING, see $out/ (crash-*, timeout-*, oom-*) and $out/log"
-        grep -E 'panicked|ERROR|SUMMARY' "$out/log" | head -5 || true
-        continue
+        echo "$t: $findings FINDING(S) in $out/ (crash-*, timeout-*, oom-*); first panics:"
+        grep -E 'panicked at|^assertion|FORGERY' "$out/log" | sort | uniq -c | head -10 || true
     fi
     if [ "${FUZZ_NO_MERGE:-0}" != 1 ]; then
         # Seeds (seed-*) and regression inputs (regress-*) always stay;

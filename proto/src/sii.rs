@@ -240,6 +240,20 @@ fn parse_tel(original: &str, number: &str, region: Option<Region>) -> Result<Sii
     if e164.len() - 1 > 15 {
         return Err(bad("longer than 15 digits"));
     }
+    // The canonical form must read back as itself, or a resolver given the
+    // E.164 form computes another hash than a publisher given the national
+    // form. The phonenumber crate does not always agree with itself here
+    // (found by fuzzing: `7848077` in region US gives +17847848077, which
+    // reads back as +17848077), so such numbers are input errors.
+    let again = phonenumber::parse(None, &e164)
+        .map(|p| format!("+{}{}", p.code().value(), p.national()))
+        .ok();
+    if again.as_deref() != Some(e164.as_str()) {
+        return Err(bad(&format!(
+            "ambiguous: its E.164 form {e164} reads back as {}",
+            again.as_deref().unwrap_or("no number")
+        )));
+    }
     Ok(Sii::Tel {
         canonical: format!("tel:{e164}"),
         country_code: code,
@@ -381,5 +395,35 @@ mod tests {
             Err(SiiError::BadTelephoneNumber { .. })
         ));
         assert!("zz".parse::<Region>().is_err());
+    }
+
+    /// Found by fuzzing (fuzz target `sii`): national numbers whose E.164
+    /// form the telephone library reads back as another number. Each is
+    /// either an input error or canonical in a form that reads back as
+    /// itself.
+    #[test]
+    fn canonical_telephone_numbers_read_back_as_themselves() {
+        for (region, input) in [
+            ("DE", "00091850116"),
+            ("US", "7848077"),
+            ("US", "868703 8"),
+            ("DE", "0000661241"),
+            ("GB", "(0090000661392447777"),
+            ("DE", "000901218"),
+            ("JP", "000000176328222"),
+        ] {
+            let region: Region = region.parse().unwrap();
+            if let Ok(sii) = Sii::parse(input, Some(region)) {
+                assert_eq!(
+                    Sii::parse(sii.as_str(), None).as_ref(),
+                    Ok(&sii),
+                    "{input} in {region:?}"
+                );
+            }
+        }
+        assert!(matches!(
+            Sii::parse("7848077", Some("US".parse().unwrap())),
+            Err(SiiError::BadTelephoneNumber { .. })
+        ));
     }
 }

@@ -123,6 +123,8 @@ pub fn percent_ambiguous(sii: &Sii) -> bool {
         .map_or("", |(l, _)| l);
     let b = local.as_bytes();
     (0..b.len()).any(|i| {
-        b[i] == b'%' && b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        b[i] == b'%'
+            && b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
     })
 }

@@ -17,7 +17,7 @@
 //!   checks are exercised, not just signature checks.
 //!
 //! The trust store is [`crate::fixtures::trust_store`]. Property: every
-//! SSI that [`mimi_resolver::verify`] returns is re-derived here, by an
+//! SSI that [`mimi_resolver::verify()`] returns is re-derived here, by an
 //! independent check written from the SPEC, from records of at least
 //! `min_authorities` distinct trusted authorities, each one signed by a
 //! pinned root key or by a key certified by one, inside the authority's

@@ -59,7 +59,7 @@ for t in "${targets[@]}"; do
         # fuzzer finds are kept only where they add coverage.
         find "$corpus" -maxdepth 1 -type f \( -name 'seed-*' -o -name 'regress-*' \) \
             -exec cp {} "$out/min/" \;
-        nice -n "${FUZZ_NICE:-10}" "$bin" -merge=1 -max_len="${FUZZ_MAX_LEN:-4096}" \
+        nice -n "${FUZZ_NICE:-10}" "$bin" -set_cover_merge=1 -use_counters=0 -max_len="${FUZZ_MAX_LEN:-4096}" \
             "$out/min" "$corpus" "$out/new" >"$out/merge.log" 2>&1
         find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'regress-*' -delete
         find "$out/min" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'regress-*' \

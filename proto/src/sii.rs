@@ -78,6 +78,10 @@ pub enum SiiError {
     /// The region code is not a known region.
     #[error("unknown region {0:?} (want an ISO 3166 two-letter code such as IT)")]
     UnknownRegion(String),
+    /// Text that should be a canonical SII (`mailto:…`, `tel:+…`, as
+    /// `mimi-publisher sign` prints it) is not one.
+    #[error("{0:?} is not a canonical SII (mailto:local@domain in lowercase or tel:+digits, as mimi-publisher sign prints it)")]
+    NotCanonical(String),
 }
 
 const LOCAL_FORBIDDEN: &[char] = &['"', '(', ')', ',', ':', ';', '<', '>', '[', '\\', ']', '@'];
@@ -116,6 +120,31 @@ impl Sii {
             return parse_email(input, &decoded);
         }
         parse_email(input, input)
+    }
+
+    /// Reads back a canonical SII exactly as [`Sii::as_str`] wrote it, as
+    /// pre-signed files carry it: the text must already be canonical, and
+    /// nothing in it is percent-decoded.
+    ///
+    /// Why not [`Sii::parse`]: SPEC §1 percent-decodes after `mailto:`, but
+    /// a canonical local part may hold a literal `%` (from a bare address
+    /// such as `a%2Bb@example.com`, canonical `mailto:a%2bb@example.com`).
+    /// Parsing that text as input would decode it into another SII
+    /// (`a+b@…`) with another label, and a pre-signed record would be
+    /// published at the wrong name. Reading canonical text literally makes
+    /// every canonical form a fixed point.
+    pub fn parse_canonical(text: &str) -> Result<Sii, SiiError> {
+        let sii = if let Some(addr) = text.strip_prefix("mailto:") {
+            parse_email(text, addr)?
+        } else if text.starts_with("tel:+") {
+            Sii::parse(text, None)?
+        } else {
+            return Err(SiiError::NotCanonical(text.to_owned()));
+        };
+        if sii.as_str() != text {
+            return Err(SiiError::NotCanonical(text.to_owned()));
+        }
+        Ok(sii)
     }
 
     /// The canonical text (`mailto:…` or `tel:+…`).
@@ -240,6 +269,20 @@ fn parse_tel(original: &str, number: &str, region: Option<Region>) -> Result<Sii
     if e164.len() - 1 > 15 {
         return Err(bad("longer than 15 digits"));
     }
+    // The canonical form must read back as itself, or a resolver given the
+    // E.164 form computes another hash than a publisher given the national
+    // form. The phonenumber crate does not always agree with itself here
+    // (found by fuzzing: `7848077` in region US gives +17847848077, which
+    // reads back as +17848077), so such numbers are input errors.
+    let again = phonenumber::parse(None, &e164)
+        .map(|p| format!("+{}{}", p.code().value(), p.national()))
+        .ok();
+    if again.as_deref() != Some(e164.as_str()) {
+        return Err(bad(&format!(
+            "ambiguous: its E.164 form {e164} reads back as {}",
+            again.as_deref().unwrap_or("no number")
+        )));
+    }
     Ok(Sii::Tel {
         canonical: format!("tel:{e164}"),
         country_code: code,
@@ -350,6 +393,34 @@ mod tests {
     }
 
     #[test]
+    fn canonical_text_reads_back_as_itself() {
+        // A literal '%' in a bare local part stays literal (SPEC §1 decodes
+        // only after mailto:); its canonical text must read back as the
+        // same SII, not as the decoded one (fuzz finding sii-1).
+        let bare = Sii::parse("mb%2Behat@example.org", None).unwrap();
+        assert_eq!(bare.as_str(), "mailto:mb%2behat@example.org");
+        assert_eq!(Sii::parse_canonical(bare.as_str()).unwrap(), bare);
+        assert_ne!(Sii::parse(bare.as_str(), None).unwrap(), bare);
+        for input in [
+            "Alice@Example.COM",
+            "+39 06 1234 5678",
+            "Åsa@Bücher.example",
+        ] {
+            let sii = Sii::parse(input, None).unwrap();
+            assert_eq!(Sii::parse_canonical(sii.as_str()).unwrap(), sii);
+        }
+        for bad in [
+            "alice@example.com",
+            "mailto:Alice@example.com",
+            "tel:+39 06 1234",
+            "MAILTO:a@example.com",
+            "",
+        ] {
+            assert!(Sii::parse_canonical(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn nfc_before_lowercase() {
         // "A" + combining ring above composes to "Å", then lowercases to "å".
         assert_eq!(canon("A\u{30a}sa@example.com"), "mailto:åsa@example.com");
@@ -381,5 +452,35 @@ mod tests {
             Err(SiiError::BadTelephoneNumber { .. })
         ));
         assert!("zz".parse::<Region>().is_err());
+    }
+
+    /// Found by fuzzing (fuzz target `sii`): national numbers whose E.164
+    /// form the telephone library reads back as another number. Each is
+    /// either an input error or canonical in a form that reads back as
+    /// itself.
+    #[test]
+    fn canonical_telephone_numbers_read_back_as_themselves() {
+        for (region, input) in [
+            ("DE", "00091850116"),
+            ("US", "7848077"),
+            ("US", "868703 8"),
+            ("DE", "0000661241"),
+            ("GB", "(0090000661392447777"),
+            ("DE", "000901218"),
+            ("JP", "000000176328222"),
+        ] {
+            let region: Region = region.parse().unwrap();
+            if let Ok(sii) = Sii::parse(input, Some(region)) {
+                assert_eq!(
+                    Sii::parse(sii.as_str(), None).as_ref(),
+                    Ok(&sii),
+                    "{input} in {region:?}"
+                );
+            }
+        }
+        assert!(matches!(
+            Sii::parse("7848077", Some("US".parse().unwrap())),
+            Err(SiiError::BadTelephoneNumber { .. })
+        ));
     }
 }

@@ -46,3 +46,27 @@ pub use build::{build_from_path, build_zone, BuildError, BuildOutput};
 pub use config::{ConfigError, ZoneConfig, ZoneRole};
 pub use problem::Problem;
 pub use zone::{Soa, Zone, ZoneRecord};
+
+/// Entry points for the fuzz targets in `fuzz/` (the `udp` target compares
+/// the UDP fast path with the full decoder, which are internal). Not an
+/// API: thin wrappers that follow whatever the server calls.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::Arc;
+
+    use crate::answer::ServedZone;
+
+    /// The UDP fast path exactly as the server's receive loop calls it:
+    /// writes the answer to `packet` into `out`; false means no answer.
+    pub fn answer_udp(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
+        let mut scratch = crate::wire::Scratch::default();
+        crate::wire::answer_udp(zones, packet, out, &mut scratch)
+    }
+
+    /// The full reader that the one-pass reader falls back to for other
+    /// query shapes, applied to any packet, answering over UDP.
+    pub fn answer_full(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
+        crate::wire::answer_with_full_reader(zones, packet, crate::wire::Transport::Udp, out)
+            == crate::wire::Answer::Reply
+    }
+}

@@ -74,7 +74,10 @@ pub fn parse(text: &str, path: &Path) -> (Vec<Presigned>, Vec<Problem>) {
             ));
             continue;
         };
-        let sii = match Sii::parse(sii, None) {
+        // Canonical text (what `sign` prints) is read literally, so that a
+        // literal '%' in a local part is not decoded into another SII; any
+        // other form is read as input (SPEC §1).
+        let sii = match Sii::parse_canonical(sii).or_else(|_| Sii::parse(sii, None)) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(Problem::at(path, line, format!("SII: {e}")));
@@ -149,5 +152,43 @@ pub fn check(
             a.kid()
         )),
         KeyStatus::Unverifiable | KeyStatus::NotChecked => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mimi_proto::{AuthorityName, Ssi, UnixTime, UnsignedAssertion};
+
+    /// Fuzz finding sii-1: the canonical SII of a bare address with a
+    /// literal '%' (`mailto:mb%2behat@example.org`) must read back as that
+    /// SII, not be percent-decoded into `mb+ehat@…`, or the record would be
+    /// published at another SII's name.
+    #[test]
+    fn canonical_siis_are_read_literally() {
+        let sii = Sii::parse("mb%2Behat@example.org", None).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let assertion = UnsignedAssertion {
+            authority: AuthorityName::parse("ma.example.net").unwrap(),
+            ssi: Ssi::parse("im:mb@chat.example.org").unwrap(),
+            not_before: UnixTime(1_000),
+            expires: UnixTime(2_000),
+            include_label: true,
+            extensions: vec![],
+        }
+        .sign(&sii.hash(), &key)
+        .unwrap();
+        let line = format_line(&sii, &assertion);
+        let (items, problems) = parse(&format!("{line}\n"), Path::new("p"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(items[0].sii, sii);
+        assert_eq!(items[0].sii.label(), sii.label());
+        // Other forms are still read as input.
+        let (items, problems) = parse(
+            &format!("mailto:MB%252Behat@Example.ORG {}\n", assertion.text()),
+            Path::new("p"),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(items[0].sii, sii);
     }
 }

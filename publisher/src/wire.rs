@@ -423,6 +423,20 @@ pub(crate) fn answer(
     respond(zones, read, transport, out, scratch)
 }
 
+/// [`answer`] with the full reader only, whatever the query's shape: the
+/// fuzz target compares it with [`answer`], whose one-pass reader must
+/// agree with it on every shape both read.
+pub(crate) fn answer_with_full_reader(
+    zones: &[Arc<ServedZone>],
+    packet: &[u8],
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Answer {
+    let mut scratch = Scratch::default();
+    let read = read_full(packet, &mut scratch);
+    respond(zones, read, transport, out, &scratch)
+}
+
 /// [`answer`] for a UDP query; returns whether there is an answer to send.
 pub(crate) fn answer_udp(
     zones: &[Arc<ServedZone>],

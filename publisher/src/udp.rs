@@ -90,12 +90,35 @@ impl Drop for UdpServer {
     }
 }
 
+/// Runs the answering of one datagram so that a panic in it (a bug: no
+/// packet should cause one, and the fuzz target `udp` looks for them) costs
+/// that one answer, not the thread: with one thread per core, a packet that
+/// panics every thread it reaches would otherwise stop UDP service. The
+/// answer buffers are rebuilt by the next call, so nothing half-written
+/// survives. Returns whether there is an answer to send.
+fn guarded(panics: &mut u64, answer: impl FnOnce() -> bool) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(answer)) {
+        Ok(answered) => answered,
+        Err(_) => {
+            *panics += 1;
+            if panics.is_power_of_two() {
+                tracing::error!(
+                    panics = *panics,
+                    "answering a UDP query panicked (a bug, please report it); the query is dropped and the server goes on"
+                );
+            }
+            false
+        }
+    }
+}
+
 /// One thread's loop.
 fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &AtomicBool) {
     let mut packet = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(4096);
     let mut scratch = crate::wire::Scratch::default();
     let mut errors = 0u64;
+    let mut panics = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let (len, peer) = match socket.recv_from(&mut packet) {
             Ok(r) => r,
@@ -118,15 +141,35 @@ fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &Ato
                 continue;
             }
         };
-        let answered = {
+        let answered = guarded(&mut panics, || {
             let current = zones.load();
             crate::wire::answer_udp(&current, &packet[..len], &mut out, &mut scratch)
-        };
+        });
         // Response rate limiting (crate::rrl) judges the encoded answer.
         if answered && rrl.is_none_or(|rrl| rrl.filter(peer.ip(), &mut out)) {
             if let Err(e) = socket.send_to(&out, peer) {
                 debug!(%peer, "UDP send failed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_answer_is_dropped_and_counted() {
+        let mut panics = 0;
+        assert!(guarded(&mut panics, || true));
+        assert!(!guarded(&mut panics, || false));
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let answered = guarded(&mut panics, || panic!("a bug"));
+        std::panic::set_hook(hook);
+        assert!(!answered);
+        assert_eq!(panics, 1);
+        // The thread goes on answering.
+        assert!(guarded(&mut panics, || true));
     }
 }

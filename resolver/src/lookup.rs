@@ -125,13 +125,8 @@ pub fn discovery_names(
     distribution_zones: &[DomainName],
 ) -> Vec<DomainName> {
     let label = sii.label();
-    let homes = if home_lookup {
-        home_zones(sii, tel_roots)
-    } else {
-        Vec::new()
-    };
     let mut names: Vec<DomainName> = Vec::new();
-    for zone in homes.iter().chain(distribution_zones) {
+    for zone in &zones_consulted(sii, home_lookup, tel_roots, distribution_zones) {
         // A name over 253 octets cannot be asked for; `unqueryable_zones`
         // reports those zones.
         let Ok(n) = discovery_name(&label, zone) else {
@@ -154,17 +149,27 @@ pub fn unqueryable_zones(
     distribution_zones: &[DomainName],
 ) -> Vec<DomainName> {
     let label = sii.label();
-    let homes = if home_lookup {
+    zones_consulted(sii, home_lookup, tel_roots, distribution_zones)
+        .into_iter()
+        .filter(|zone| discovery_name(&label, zone).is_err())
+        .collect()
+}
+
+/// The home zone(s) of `sii` (unless `home_lookup` is off), then the
+/// distribution zones: every zone a lookup consults.
+fn zones_consulted(
+    sii: &Sii,
+    home_lookup: bool,
+    tel_roots: &[DomainName],
+    distribution_zones: &[DomainName],
+) -> Vec<DomainName> {
+    let mut zones = if home_lookup {
         home_zones(sii, tel_roots)
     } else {
         Vec::new()
     };
-    homes
-        .iter()
-        .chain(distribution_zones)
-        .filter(|zone| discovery_name(&label, zone).is_err())
-        .cloned()
-        .collect()
+    zones.extend_from_slice(distribution_zones);
+    zones
 }
 
 struct CachedCertificates {
@@ -563,6 +568,36 @@ mod tests {
 
     fn fqdns(names: &[DomainName]) -> Vec<String> {
         names.iter().map(|n| n.fqdn()).collect()
+    }
+
+    /// An SII on a very long domain has no discovery name there (it would
+    /// exceed 253 octets): that zone is not queried, and a lookup says why.
+    #[tokio::test]
+    async fn zones_whose_discovery_name_would_not_fit_are_not_queried() {
+        let long = format!(
+            "{}.{}.{}.example",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63)
+        );
+        let sii = Sii::parse(&format!("alice@{long}"), None).unwrap();
+        let dist = [d("dir.chat.example.org")];
+        assert_eq!(
+            discovery_names(&sii, true, &[], &dist),
+            vec![discovery_name(&sii.label(), &dist[0]).unwrap()]
+        );
+        assert_eq!(unqueryable_zones(&sii, true, &[], &dist), vec![d(&long)]);
+        assert!(discovery_names(&sii, true, &[], &[]).is_empty());
+        let mut o = ResolverOptions::new(TrustStore::new(Policy::default()));
+        o.name_servers = NameServers::Explicit(vec![SocketAddr::from(([127, 0, 0, 1], 9))]);
+        let r = Resolver::new(o).unwrap();
+        match r.lookup(&sii).await {
+            Err(LookupError::Dns(msgs)) => {
+                assert_eq!(msgs.len(), 1, "{msgs:?}");
+                assert!(msgs[0].contains("longer than 253 octets"), "{msgs:?}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

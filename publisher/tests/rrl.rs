@@ -10,6 +10,8 @@
 //! on answers is derived from the token bucket and the measured elapsed
 //! time.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,21 +29,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a settle may take before the test fails (a lost packet).
 const SETTLE_BOUND: Duration = Duration::from_secs(10);
 
-const CONFIG: &str = r#"
-origin = "example.com"
-role = "home"
-ttl = 300
-ns = ["ns1.example.com"]
-mappings = "mappings.csv"
-
-[soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[authority]
-name = "example.com"
-key = "signing.pem"
-"#;
+use common::CONFIG;
 
 struct Fixture {
     _dir: tempfile::TempDir,

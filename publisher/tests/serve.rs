@@ -2,6 +2,8 @@
 //! TCP, long records, REFUSED outside the zones, hot reload of changed,
 //! replaced, deleted and broken inputs, and clean shutdown.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -40,21 +42,7 @@ struct Fixture {
     origin: DomainName,
 }
 
-const CONFIG: &str = r#"
-origin = "example.com"
-role = "home"
-ttl = 300
-ns = ["ns1.example.com"]
-mappings = "mappings.csv"
-
-[soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[authority]
-name = "example.com"
-key = "signing.pem"
-"#;
+use common::CONFIG;
 
 fn fixture(mappings: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! total, idle and partial-message timeouts, pipelining, the per-connection
 //! message limit, and one encoder for UDP and TCP as `dig` sees it.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,21 +18,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 /// Every step finishes well within this, or the test fails.
 const BOUND: Duration = Duration::from_secs(20);
 
-const CONFIG: &str = r#"
-origin = "example.com"
-role = "home"
-ttl = 300
-ns = ["ns1.example.com"]
-mappings = "mappings.csv"
-
-[soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[authority]
-name = "example.com"
-key = "signing.pem"
-"#;
+use common::CONFIG;
 
 const TSIG_KEY: &str = "key \"xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"kXW841Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=\";\n};\n";
 

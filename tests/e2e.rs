@@ -34,9 +34,9 @@ impl World {
         let w = World {
             ws: Workspace::new(),
             provider: Authority::new("example.com"),
-            provider_signing: mimi_publisher::keys::generate(),
+            provider_signing: mimi_publisher::input::keys::generate(),
             third: Authority::new("ma.example.net"),
-            third_signing: mimi_publisher::keys::generate(),
+            third_signing: mimi_publisher::input::keys::generate(),
             dir: Authority::new("chat.example.org"),
             rogue: Authority::new("rogue.example"),
             now: UnixTime::now(),
@@ -489,7 +489,7 @@ async fn signing_key_rotation_with_two_certificates_never_fails_a_lookup() {
     let old_cert = w
         .provider
         .certify(&w.provider_signing, w.now.minus(day), 90);
-    let new_key = mimi_publisher::keys::generate();
+    let new_key = mimi_publisher::input::keys::generate();
     let new_cert = w.provider.certify(&new_key, w.now.minus(60), 90);
     let new_kid = mimi_proto::PublicKey::from_verifying_key(new_key.verifying_key())
         .unwrap()
@@ -740,7 +740,7 @@ fn build_is_deterministic_and_check_locates_problems() {
     // Rebuilding unchanged input keeps the file and serial.
     assert!(build(&out_a).status.success());
     assert_eq!(a, std::fs::read_to_string(&out_a).unwrap());
-    let serial = |t: &str| mimi_publisher::zonefile::read_serial(t).unwrap();
+    let serial = |t: &str| mimi_publisher::zone::zonefile::read_serial(t).unwrap();
     // A change increases the serial.
     w.ws.write(
         "example.com/mappings.csv",
@@ -778,7 +778,7 @@ async fn signing_with_an_uncertified_key_keeps_the_old_zone_served() {
     let mut events = server.subscribe();
     let origin = DomainName::parse("example.com").unwrap();
     let serial0 = server.serial(&origin).unwrap();
-    let new_key = mimi_publisher::keys::generate();
+    let new_key = mimi_publisher::input::keys::generate();
     let new_kid = mimi_proto::PublicKey::from_verifying_key(new_key.verifying_key())
         .unwrap()
         .kid();

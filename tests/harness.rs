@@ -29,7 +29,7 @@ impl Authority {
     pub fn new(name: &str) -> Self {
         Authority {
             name: AuthorityName::parse(name).unwrap(),
-            root: mimi_publisher::keys::generate(),
+            root: mimi_publisher::input::keys::generate(),
         }
     }
 
@@ -166,7 +166,7 @@ impl Workspace {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         let _ = std::fs::remove_file(&p);
-        mimi_publisher::keys::write_signing_key(&p, key).unwrap();
+        mimi_publisher::input::keys::write_signing_key(&p, key).unwrap();
         p
     }
 

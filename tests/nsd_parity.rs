@@ -152,7 +152,7 @@ async fn answers_like_nsd_on_the_same_zone() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("example.com.zone"),
-        mimi_publisher::zonefile::render(&zone),
+        mimi_publisher::zone::zonefile::render(&zone),
     )
     .unwrap();
     let port = free_port();

@@ -539,10 +539,10 @@ async fn large_push_in_batches_ttl_change_and_foreign_ttl_conflict() {
 /// changes nothing, the earlier ones stay applied, and the error says which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_batch_changes_nothing_and_the_error_names_the_applied_ones() {
-    use mimi_publisher::push::{self, Diff, ManagedRecord, PushError};
+    use mimi_publisher::transfer::push::{self, Diff, ManagedRecord, PushError};
     let ws = Workspace::new();
     let key = Key::random("update-key");
-    let tsig = mimi_publisher::tsig::TsigKey::parse(&key.bind_format()).unwrap();
+    let tsig = mimi_publisher::input::tsig::TsigKey::parse(&key.bind_format()).unwrap();
     let bind = Bind::start(
         &ws.path("servers"),
         &[BindZone {

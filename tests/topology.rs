@@ -67,7 +67,7 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
     let dir = ws.path("servers");
     std::fs::create_dir_all(&dir).unwrap();
     let provider = Authority::new("example.com");
-    let old_key = mimi_publisher::keys::generate();
+    let old_key = mimi_publisher::input::keys::generate();
     let now = UnixTime::now();
     let old_cert = provider.certify(&old_key, now.minus(86400), 90);
     let tsig = Key::random("transfer-key");
@@ -239,7 +239,7 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
     };
-    let new_key = mimi_publisher::keys::generate();
+    let new_key = mimi_publisher::input::keys::generate();
     let new_cert = provider.certify(&new_key, now.minus(60), 90);
     let before = serial_now().await;
     ws.write(

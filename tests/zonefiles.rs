@@ -115,9 +115,9 @@ async fn built_zones_pass_bind_knot_and_nsd_checks_and_bind_serves_them() {
     let ws = Workspace::new();
     let now = UnixTime::now();
     let provider = Authority::new("example.com");
-    let signing = mimi_publisher::keys::generate();
+    let signing = mimi_publisher::input::keys::generate();
     let third = Authority::new("ma.example.net");
-    let third_signing = mimi_publisher::keys::generate();
+    let third_signing = mimi_publisher::input::keys::generate();
 
     // A home zone: certificate, assertions, pre-signed records, a long SSI
     // (several character-strings) and one with `"` and `\` in it.

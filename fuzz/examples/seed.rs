@@ -206,10 +206,10 @@ fn main() {
     write(&corpus.join("udp"), &udp);
 
     // zonefile: the served zones rendered, a minimal zone, and damage.
-    let rendered = mimi_publisher::zonefile::render(&zone);
+    let rendered = mimi_publisher::zone::zonefile::render(&zone);
     let mut zonefile = vec![
         rendered.clone().into_bytes(),
-        mimi_publisher::zonefile::render(&e164).into_bytes(),
+        mimi_publisher::zone::zonefile::render(&e164).into_bytes(),
     ];
     let minimal = "$ORIGIN a.example.\na.example. 60 IN SOA ns.a.example. h.a.example. (\n\t1 ; serial\n\t1 1 1 1 )\n";
     zonefile.push(minimal.as_bytes().to_vec());

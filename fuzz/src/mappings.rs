@@ -1,4 +1,4 @@
-//! The mappings file reader (`publisher/src/mappings.rs`).
+//! The mappings file reader (`publisher/src/input/mappings.rs`).
 //!
 //! Input: one byte choosing the default region (none or IT), then the file
 //! text. Properties: every line that is not blank or a comment yields
@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use mimi_proto::Region;
-use mimi_publisher::mappings;
+use mimi_publisher::input::mappings;
 
 /// The target body.
 pub fn run(data: &[u8]) {

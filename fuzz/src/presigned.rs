@@ -1,4 +1,4 @@
-//! The pre-signed assertions file reader (`publisher/src/presigned.rs`).
+//! The pre-signed assertions file reader (`publisher/src/input/presigned.rs`).
 //!
 //! Input: the file text. Properties: every line that is not blank or a
 //! comment yields exactly one assertion or one problem naming that line;
@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use mimi_publisher::presigned;
+use mimi_publisher::input::presigned;
 
 /// The target body.
 pub fn run(data: &[u8]) {

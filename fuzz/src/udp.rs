@@ -1,4 +1,4 @@
-//! The UDP fast path (`publisher/src/wire.rs`) on a fixed served zone.
+//! The UDP fast path (`publisher/src/serve/wire.rs`) on a fixed served zone.
 //!
 //! Input: one UDP datagram. Properties:
 //!
@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use hickory_proto::op::{Message, MessageType};
 use mimi_proto::{DomainName, Sii};
-use mimi_publisher::answer::ServedZone;
+use mimi_publisher::zone::served::ServedZone;
 use mimi_publisher::{Soa, Zone, ZoneRecord};
 
 /// The served zones: `example.com` and `e164.mimi.example`, shaped like

@@ -1,4 +1,4 @@
-//! The zone-file reader (`publisher/src/zonefile.rs`), which reads back the
+//! The zone-file reader (`publisher/src/zone/zonefile.rs`), which reads back the
 //! kept zone at restart and for incremental builds.
 //!
 //! Input: any text. Properties: [`zonefile::parse`] never panics; what it
@@ -7,7 +7,7 @@
 //! the rendered text is the zone's; every error names a line that exists
 //! (or 0 for the whole file).
 
-use mimi_publisher::zonefile;
+use mimi_publisher::zone::zonefile;
 
 /// The target body.
 pub fn run(data: &[u8]) {

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use mimi_publisher::rrl::{Limiter, RrlConfig};
+use mimi_publisher::serve::rrl::{Limiter, RrlConfig};
 
 /// The calling thread's CPU time.
 fn thread_cpu() -> Duration {

@@ -12,9 +12,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, Sii, Ssi, UnixTime, UnsignedAssertion, UnsignedCertificate};
-use mimi_publisher::rrl::RrlConfig;
-use mimi_publisher::shrink::{Shrink, ShrinkLimit};
-use mimi_publisher::{build, config::parse_duration, keys, presigned, seal, serve, zonefile};
+use mimi_publisher::serve::rrl::RrlConfig;
+use mimi_publisher::zone::shrink::{Shrink, ShrinkLimit};
+use mimi_publisher::{
+    build, input::config::parse_duration, input::keys, input::presigned, serve, zone::seal,
+    zone::zonefile,
+};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -549,10 +552,10 @@ fn push_cmd(
     now: UnixTime,
     json: bool,
 ) -> Result<ExitCode> {
-    use mimi_publisher::push;
+    use mimi_publisher::transfer::push;
     let PushMode { dry_run, shrink } = mode;
     let key = tsig_key
-        .map(mimi_publisher::tsig::TsigKey::load)
+        .map(mimi_publisher::input::tsig::TsigKey::load)
         .transpose()?;
     let built = mimi_publisher::ZoneConfig::load(config)
         .map_err(|e| {

@@ -64,9 +64,9 @@ impl Fixture {
         std::fs::write(&config, config_text(extra_config)).unwrap();
         let mappings_path = dir.path().join("mappings.csv");
         std::fs::write(&mappings_path, mappings).unwrap();
-        let key = mimi_publisher::keys::generate();
+        let key = mimi_publisher::input::keys::generate();
         let key_path = dir.path().join("signing.pem");
-        mimi_publisher::keys::write_signing_key(&key_path, &key).unwrap();
+        mimi_publisher::input::keys::write_signing_key(&key_path, &key).unwrap();
         (
             Fixture {
                 dir,
@@ -149,7 +149,7 @@ fn owners(range: std::ops::Range<usize>, origin: &DomainName) -> HashMap<String,
 /// How many of the zone's assertions verify under `key` (each against the
 /// SII its owner name is for), and how many there are.
 fn verifying(zone: &Zone, siis: &HashMap<String, Sii>, key: &SigningKey) -> (usize, usize) {
-    let pk: PublicKey = mimi_publisher::keys::public_key(key).unwrap();
+    let pk: PublicKey = mimi_publisher::input::keys::public_key(key).unwrap();
     let mut ok = 0;
     let mut all = 0;
     for r in &zone.records {
@@ -313,8 +313,8 @@ async fn a_key_file_removed_and_recreated_ends_with_the_new_key() {
             verifying(&server.zone(&f.origin).unwrap(), &siis, &old_key),
             (10, 10)
         );
-        let new_key = mimi_publisher::keys::generate();
-        mimi_publisher::keys::write_signing_key(&f.key_path, &new_key).unwrap();
+        let new_key = mimi_publisher::input::keys::generate();
+        mimi_publisher::input::keys::write_signing_key(&f.key_path, &new_key).unwrap();
         let e = next_event(&mut events, "new key", |e| e.ok && e.changed).await;
         assert_eq!(server.serial(&f.origin), Some(e.serial));
         assert_eq!(
@@ -325,9 +325,9 @@ async fn a_key_file_removed_and_recreated_ends_with_the_new_key() {
         // At once, as the harness does: remove and create in a burst.
         // Whatever rebuilds the burst causes, the last one reads the
         // final file.
-        let newer_key = mimi_publisher::keys::generate();
+        let newer_key = mimi_publisher::input::keys::generate();
         std::fs::remove_file(&f.key_path).unwrap();
-        mimi_publisher::keys::write_signing_key(&f.key_path, &newer_key).unwrap();
+        mimi_publisher::input::keys::write_signing_key(&f.key_path, &newer_key).unwrap();
         let zone_is_newer = |server: &RunningServer| {
             verifying(&server.zone(&f.origin).unwrap(), &siis, &newer_key) == (10, 10)
         };
@@ -351,9 +351,9 @@ async fn a_key_file_written_in_two_steps_ends_with_the_new_key() {
         let server = serve::start(f.options()).await.unwrap();
         let mut events = server.subscribe();
         let serial0 = server.serial(&f.origin).unwrap();
-        let new_key = mimi_publisher::keys::generate();
+        let new_key = mimi_publisher::input::keys::generate();
         let scratch = f.dir.path().join("scratch.pem");
-        mimi_publisher::keys::write_signing_key(&scratch, &new_key).unwrap();
+        mimi_publisher::input::keys::write_signing_key(&scratch, &new_key).unwrap();
         let pem = std::fs::read(&scratch).unwrap();
         let (first, rest) = pem.split_at(pem.len() / 2);
 
@@ -406,8 +406,9 @@ async fn the_kept_zone_is_written_before_it_is_served() {
             ..f.options()
         };
         let server = serve::start(opts).await.unwrap();
-        let kept_serial =
-            || mimi_publisher::zonefile::read_serial(&std::fs::read_to_string(f.kept()).unwrap());
+        let kept_serial = || {
+            mimi_publisher::zone::zonefile::read_serial(&std::fs::read_to_string(f.kept()).unwrap())
+        };
         assert_eq!(kept_serial(), server.serial(&f.origin));
         let mut events = server.subscribe();
         for n in 11..16 {
@@ -483,7 +484,7 @@ async fn a_restart_does_not_install_a_shrunken_zone_unconfirmed() {
         shutdown(server).await;
         // A kept zone that is not ours cannot stand in: an error.
         let text = std::fs::read_to_string(f.kept()).unwrap();
-        std::fs::write(f.kept(), mimi_publisher::seal::body(&text)).unwrap();
+        std::fs::write(f.kept(), mimi_publisher::zone::seal::body(&text)).unwrap();
         let e = serve::start(opts.clone()).await.unwrap_err();
         assert!(matches!(e, ServeError::Shrink { .. }), "{e}");
         assert!(e.to_string().contains("would remove 8 of the 10"), "{e}");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use mimi_proto::name::discovery_name;
 use mimi_proto::{DomainName, Sii};
-use mimi_publisher::rrl::{RrlConfig, RrlStats};
+use mimi_publisher::serve::rrl::{RrlConfig, RrlStats};
 use mimi_publisher::serve::{self, RunningServer, ServeOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -45,8 +45,8 @@ fn fixture() -> Fixture {
         "alice@example.com,mimi://chat.example.org/u/alice\n",
     )
     .unwrap();
-    let key = mimi_publisher::keys::generate();
-    mimi_publisher::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
+    let key = mimi_publisher::input::keys::generate();
+    mimi_publisher::input::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
     Fixture { _dir: dir, config }
 }
 

@@ -50,8 +50,8 @@ fn fixture(mappings: &str) -> Fixture {
     std::fs::write(&config, CONFIG).unwrap();
     let mappings_path = dir.path().join("mappings.csv");
     std::fs::write(&mappings_path, mappings).unwrap();
-    let key = mimi_publisher::keys::generate();
-    mimi_publisher::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
+    let key = mimi_publisher::input::keys::generate();
+    mimi_publisher::input::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
     Fixture {
         _dir: dir,
         config,
@@ -142,7 +142,7 @@ fn check_assertion(f: &Fixture, text: &str, sii_input: &str, ssi: &str) {
     let a = Assertion::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
     assert_eq!(a.ssi().as_str(), ssi);
     assert_eq!(a.authority().as_str(), "example.com");
-    let pk = mimi_publisher::keys::public_key(&f.key).unwrap();
+    let pk = mimi_publisher::input::keys::public_key(&f.key).unwrap();
     a.verify(&sii(sii_input).hash(), &pk).unwrap();
 }
 
@@ -585,7 +585,7 @@ async fn restart_continues_from_the_kept_zone() {
         let kept_serial = || {
             std::fs::read_to_string(&kept)
                 .ok()
-                .and_then(|t| mimi_publisher::zonefile::read_serial(&t))
+                .and_then(|t| mimi_publisher::zone::zonefile::read_serial(&t))
         };
         eventually("the served zone is kept", || async {
             kept_serial() == Some(serial)
@@ -599,11 +599,11 @@ async fn restart_continues_from_the_kept_zone() {
         // changed by anyone else lends only its serial, see reload.rs.)
         let text = std::fs::read_to_string(&kept).unwrap();
         let ahead = serial + 1000;
-        let seal = mimi_publisher::seal::SealKey::from_signing_key(&f.key);
+        let seal = mimi_publisher::zone::seal::SealKey::from_signing_key(&f.key);
         std::fs::write(
             &kept,
-            mimi_publisher::seal::seal(
-                &mimi_publisher::seal::body(&text)
+            mimi_publisher::zone::seal::seal(
+                &mimi_publisher::zone::seal::body(&text)
                     .replace(&format!("{serial} ; serial"), &format!("{ahead} ; serial")),
                 &seal,
             ),

@@ -40,8 +40,8 @@ fn fixture_with(mappings: &str, extra_config: &str) -> Fixture {
     std::fs::write(&tsig, TSIG_KEY).unwrap();
     // Key files are refused when others can read them.
     std::fs::set_permissions(&tsig, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let key = mimi_publisher::keys::generate();
-    mimi_publisher::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
+    let key = mimi_publisher::input::keys::generate();
+    mimi_publisher::input::keys::write_signing_key(&dir.path().join("signing.pem"), &key).unwrap();
     Fixture { _dir: dir, config }
 }
 

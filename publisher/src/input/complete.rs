@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use crate::problem::Problem;
+use crate::input::problem::Problem;
 
 /// The message of the problem reported for an incomplete file.
 pub const INCOMPLETE: &str =

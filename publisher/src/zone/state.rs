@@ -6,7 +6,7 @@
 //! afresh, which can be lower than one its secondaries already hold (they
 //! would then ignore it). With a state directory the server writes each
 //! zone as `DIR/<origin>.zone` (the same text `build` writes, sealed, see
-//! [`crate::seal`]) *before* it installs it, so a server killed at any
+//! [`crate::zone::seal`]) *before* it installs it, so a server killed at any
 //! moment restarts from a serial at least the one it last served, and at
 //! start reads it back as the previous zone: records whose text would be
 //! identical are reused instead of signed, and the serial continues from
@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use mimi_proto::DomainName;
 use tracing::{debug, info, warn};
 
-use crate::config::ZoneConfig;
-use crate::seal::SealKey;
+use crate::input::config::ZoneConfig;
+use crate::zone::seal::SealKey;
+use crate::zone::zonefile;
 use crate::zone::Zone;
-use crate::zonefile;
 
 /// Why a state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +183,7 @@ impl StateDir {
                 return None;
             }
         };
-        let zone = match zonefile::parse(crate::seal::body(&text)) {
+        let zone = match zonefile::parse(crate::zone::seal::body(&text)) {
             Ok(zone) if zone.origin == *origin => zone,
             Ok(zone) => {
                 warn!(path = %path.display(), "kept zone is for {}, not {origin}; ignored", zone.origin);
@@ -194,9 +194,9 @@ impl StateDir {
                 return None;
             }
         };
-        let trusted = match crate::seal::key_for(config) {
+        let trusted = match crate::zone::seal::key_for(config) {
             None => false,
-            Some(key) => match crate::seal::open(&text, &key) {
+            Some(key) => match crate::zone::seal::open(&text, &key) {
                 Ok(_) => true,
                 Err(e) => {
                     warn!(path = %path.display(), "kept zone: {e}; its records are not reused (only its serial)");

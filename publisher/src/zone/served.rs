@@ -18,7 +18,7 @@
 //! * `ANY` is answered minimally (RFC 8482 §4.2): one RRset of the name
 //!   (TXT where there are TXT records, else the SOA at the apex, else the
 //!   first address RRset of a name server), as NSD does;
-//! * the answer is encoded by `crate::wire`, the same bytes for UDP and
+//! * the answer is encoded by `crate::serve::wire`, the same bytes for UDP and
 //!   TCP; UDP answers too large for the client's buffer are truncated (TC)
 //!   and the client retries over TCP.
 //!
@@ -31,7 +31,7 @@ use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use mimi_proto::DomainName;
 
-use crate::index::OwnerIndex;
+use crate::zone::index::OwnerIndex;
 use crate::zone::Zone;
 
 /// A zone ready to answer queries: the zone and what is precomputed from it.
@@ -88,7 +88,7 @@ impl ServedZone {
             for ip in ips {
                 glue.push((
                     host.as_str().to_owned(),
-                    Record::from_rdata(name.clone(), zone.ttl, crate::transfer::glue_rdata(*ip)),
+                    Record::from_rdata(name.clone(), zone.ttl, glue_rdata(*ip)),
                 ));
             }
         }
@@ -124,7 +124,7 @@ impl ServedZone {
 
     /// What the zone holds for `qtype` at `qname` (lowercase, no trailing
     /// dot, inside the zone). The decision is made here once, and
-    /// `crate::wire` turns it into the same bytes for UDP and TCP.
+    /// `crate::serve::wire` turns it into the same bytes for UDP and TCP.
     ///
     /// `ANY` gets one RRset (RFC 8482 §4.2): the TXT records if the name
     /// has any, else the SOA at the apex, else the first glue type.
@@ -174,7 +174,7 @@ impl ServedZone {
         r
     }
 
-    /// The apex records in wire form, for `crate::wire`.
+    /// The apex records in wire form, for `crate::serve::wire`.
     pub(crate) fn wire(&self) -> &WireRecords {
         &self.wire
     }
@@ -337,6 +337,14 @@ impl WireRecords {
             ns,
             glue,
         }
+    }
+}
+
+/// The A or AAAA record data of an address.
+pub fn glue_rdata(ip: std::net::IpAddr) -> RData {
+    match ip {
+        std::net::IpAddr::V4(v4) => RData::A(v4.into()),
+        std::net::IpAddr::V6(v6) => RData::AAAA(v6.into()),
     }
 }
 

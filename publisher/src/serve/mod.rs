@@ -1,7 +1,7 @@
 //! The authoritative DNS server: serves built zones over UDP and TCP and
 //! swaps in rebuilt zones without dropping a query.
 //!
-//! The served zones are held in an [`ArcSwap`]: every query is answered
+//! The served zones are held in an [`ArcSwap`](arc_swap::ArcSwap): every query is answered
 //! from whichever zones are current when it arrives, and a reload builds and
 //! indexes a complete new zone off the serving path and `store()`s the new
 //! list in one atomic step. A query therefore sees either the old zone or
@@ -10,43 +10,51 @@
 //!
 //! UDP, nearly all the traffic, is served by plain threads that answer at
 //! the byte level (modules `udp` and `wire`). TCP is served by our own
-//! bounded accept loop ([`crate::tcp`]) with the same encoder, and
+//! bounded accept loop ([`crate::serve::tcp`]) with the same encoder, and
 //! [`crate::transfer`] for zone transfers.
 //!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
-//! re-sign timers of [`crate::watch`]; [`run`] does the same and serves until
+//! re-sign timers of [`crate::serve::watch`]; [`run`] does the same and serves until
 //! a shutdown future completes, which is what the binary uses.
 
-use std::collections::BTreeMap;
+pub(crate) mod installed;
+pub(crate) mod memory;
+pub mod rrl;
+pub mod tcp;
+pub(crate) mod udp;
+pub mod watch;
+pub(crate) mod wire;
+
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
 use tracing::{debug, error, info, warn};
 
-use crate::answer::ServedZone;
 use crate::build::{build_from_path, BuildError, BuildOutput};
-use crate::config::ZoneConfig;
-use crate::problem::Problem;
-use crate::rrl::{Limiter, RrlConfig, RrlStats};
-use crate::shrink::{Shrink, ShrinkRefused};
-use crate::state::StateDir;
-pub use crate::tcp::TcpOptions;
-use crate::tcp::TcpServer;
-use crate::udp::UdpServer;
-use crate::watch::{self, Reloader};
+use crate::input::config::ZoneConfig;
+use crate::input::problem::Problem;
+use crate::serve::rrl::{Limiter, RrlConfig, RrlStats};
+pub use crate::serve::tcp::TcpOptions;
+use crate::serve::tcp::TcpServer;
+use crate::serve::udp::UdpServer;
+use crate::serve::watch::Reloader;
+use crate::zone::served::ServedZone;
+use crate::zone::shrink::{Shrink, ShrinkRefused};
+use crate::zone::state::StateDir;
 use crate::zone::Zone;
+use installed::{log_warnings, Served, Slot};
+pub use installed::{ReloadEvent, ReloadReason};
 
 /// What to serve and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
-    /// One zone configuration file per zone (see [`crate::config`]).
+    /// One zone configuration file per zone (see [`crate::input::config`]).
     pub configs: Vec<PathBuf>,
     /// Address for both UDP and TCP. Port 0 picks a free port, the same for
     /// both protocols (see [`RunningServer::local_addr`]).
@@ -60,13 +68,13 @@ pub struct ServeOptions {
     pub state_dir: Option<PathBuf>,
     /// Install every rebuilt zone, however many assertions it removes: the
     /// operator's confirmation that turns the shrink guard
-    /// ([`crate::shrink`], `max_shrink` in each zone's configuration) off
+    /// ([`crate::zone::shrink`], `max_shrink` in each zone's configuration) off
     /// for this server.
     pub allow_shrink: bool,
     /// Limits of the TCP server: connections in total and per source, idle
     /// timeout, messages per connection.
     pub tcp: TcpOptions,
-    /// Response rate limiting of UDP answers ([`crate::rrl`]); TCP is never
+    /// Response rate limiting of UDP answers ([`crate::serve::rrl`]); TCP is never
     /// limited. [`ServeOptions::new`] uses NSD's defaults (200 answers/s per
     /// /24 or /56 and kind of answer, slip 2), [`RrlConfig::OFF`] turns it
     /// off.
@@ -103,40 +111,6 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self::new(Vec::new())
     }
-}
-
-/// Why a zone was rebuilt while serving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadReason {
-    /// One of the zone's input files changed (or a reload was requested).
-    FileChange,
-    /// The re-sign timer fired: some record's validity window rolls over.
-    Resign,
-}
-
-/// The outcome of one rebuild of a served zone, broadcast to
-/// [`RunningServer::subscribe`] receivers (tests, monitoring).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadEvent {
-    /// The zone's origin (the one served before the rebuild if the rebuild
-    /// failed before the new configuration could be read).
-    pub origin: DomainName,
-    /// The zone's configuration file.
-    pub config: PathBuf,
-    /// The serial served after this event: the new one on success, the
-    /// unchanged old one on failure.
-    pub serial: u32,
-    /// Whether the rebuild succeeded. On failure the previous zone is still
-    /// served, unchanged.
-    pub ok: bool,
-    /// Whether a new zone was swapped in (`false` for failures and for
-    /// rebuilds whose content did not change).
-    pub changed: bool,
-    /// What triggered the rebuild.
-    pub reason: ReloadReason,
-    /// On failure every problem, one `file:line: message` per line; on
-    /// success a short summary.
-    pub message: String,
 }
 
 /// A failure to start or run the server.
@@ -182,7 +156,7 @@ pub enum ServeError {
     },
     /// The state directory cannot be used.
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::zone::state::StateError),
     /// At start, the zone built from the files would remove too much of the
     /// kept zone, and the kept zone cannot be served instead (its seal does
     /// not verify).
@@ -210,246 +184,6 @@ pub enum ServeError {
     /// An internal task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-/// One served zone: what it was built from, its content, and the index
-/// answering for it.
-pub(crate) struct Slot {
-    pub(crate) config: PathBuf,
-    pub(crate) zone: Arc<Zone>,
-    served: Arc<ServedZone>,
-}
-
-/// The state shared by the request handler, the reloaders and
-/// [`RunningServer`]: the zones being served and their slots.
-pub(crate) struct Served {
-    current: ArcSwap<Vec<Arc<ServedZone>>>,
-    slots: Mutex<Vec<Slot>>,
-    events: broadcast::Sender<ReloadEvent>,
-    /// Where installed zones are kept, if anywhere.
-    state: Option<Arc<StateDir>>,
-}
-
-/// A replaced zone and zone list, to be dropped where blocking is fine.
-pub(crate) struct Retired {
-    _slot: Slot,
-    _current: Arc<Vec<Arc<ServedZone>>>,
-}
-
-/// A zone ready to be installed: built and indexed off the serving path.
-pub(crate) struct Prepared {
-    pub(crate) zone: Arc<Zone>,
-    pub(crate) warnings: Vec<Problem>,
-    served: Arc<ServedZone>,
-    pub(crate) elapsed: Duration,
-}
-
-impl Served {
-    fn new(slots: Vec<Slot>, state: Option<Arc<StateDir>>) -> Result<Self, ServeError> {
-        let (events, _) = broadcast::channel(256);
-        let current =
-            zones_of(&slots).map_err(|(first, second, origin)| ServeError::DuplicateOrigin {
-                origin,
-                first,
-                second,
-            })?;
-        Ok(Served {
-            current: ArcSwap::from_pointee(current),
-            slots: Mutex::new(slots),
-            events,
-            state,
-        })
-    }
-
-    /// The zones being served, for the UDP threads.
-    pub(crate) fn zone_list(&self) -> &ArcSwap<Vec<Arc<ServedZone>>> {
-        &self.current
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Number of zones.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// The zone currently served in slot `idx`, and its configuration file.
-    pub(crate) fn current(&self, idx: usize) -> (PathBuf, Arc<Zone>) {
-        let slots = self.lock();
-        (slots[idx].config.clone(), slots[idx].zone.clone())
-    }
-
-    fn find(&self, origin: &DomainName) -> Option<Arc<Zone>> {
-        self.lock()
-            .iter()
-            .find(|s| s.zone.origin == *origin)
-            .map(|s| s.zone.clone())
-    }
-
-    /// Records a rebuild that produced the content already served (only
-    /// `next_resign` may differ): no swap.
-    /// Returns the replaced zone, to be dropped off the async threads.
-    pub(crate) fn keep(&self, idx: usize, zone: Zone) -> Arc<Zone> {
-        std::mem::replace(&mut self.lock()[idx].zone, Arc::new(zone))
-    }
-
-    /// Puts a rebuilt zone into slot `idx` and swaps in a new zone list with
-    /// every zone. Fails, changing nothing, if the new origin is already
-    /// served by another slot.
-    ///
-    /// Returns what was replaced: freeing a large zone takes time, which the
-    /// caller should spend off the async threads.
-    pub(crate) fn install(&self, idx: usize, prepared: &Prepared) -> Result<Retired, String> {
-        let mut slots = self.lock();
-        let zone = &prepared.zone;
-        if let Some(other) = slots
-            .iter()
-            .enumerate()
-            .find(|(i, s)| *i != idx && s.zone.origin == zone.origin)
-        {
-            return Err(format!(
-                "zone {} is already served from {}",
-                zone.origin,
-                other.1.config.display()
-            ));
-        }
-        let config = slots[idx].config.clone();
-        let old = std::mem::replace(
-            &mut slots[idx],
-            Slot {
-                config,
-                zone: prepared.zone.clone(),
-                served: prepared.served.clone(),
-            },
-        );
-        match zones_of(&slots) {
-            Ok(current) => {
-                let old_current = self.current.swap(Arc::new(current));
-                Ok(Retired {
-                    _slot: old,
-                    _current: old_current,
-                })
-            }
-            Err((_, _, origin)) => {
-                slots[idx] = old;
-                Err(format!("zone {origin} would be served twice"))
-            }
-        }
-    }
-
-    /// Where installed zones are kept, if anywhere.
-    pub(crate) fn state(&self) -> Option<Arc<StateDir>> {
-        self.state.clone()
-    }
-
-    /// Broadcasts a reload event; nobody listening is fine.
-    pub(crate) fn announce(&self, event: ReloadEvent) {
-        let _ = self.events.send(event);
-    }
-}
-
-/// The zones of every slot, or the two configurations that claim the same
-/// origin.
-fn zones_of(slots: &[Slot]) -> Result<Vec<Arc<ServedZone>>, (PathBuf, PathBuf, DomainName)> {
-    let mut seen: BTreeMap<&DomainName, &Path> = BTreeMap::new();
-    let mut zones = Vec::with_capacity(slots.len());
-    for s in slots {
-        if let Some(first) = seen.insert(&s.zone.origin, &s.config) {
-            return Err((first.to_owned(), s.config.clone(), s.zone.origin.clone()));
-        }
-        zones.push(s.served.clone());
-    }
-    Ok(zones)
-}
-
-/// Why a rebuilt zone is not installed.
-#[derive(Debug)]
-pub(crate) enum PrepareError {
-    /// An input file does not end with a newline: it is probably still
-    /// being written, and its completion will be another file event.
-    Incomplete(BuildError),
-    /// The shrink guard holds the zone back.
-    Shrink(ShrinkRefused),
-    /// The build or the conversion failed, or the zone cannot be kept.
-    Failed(String),
-}
-
-impl std::fmt::Display for PrepareError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PrepareError::Incomplete(e) => e.fmt(f),
-            PrepareError::Shrink(e) => e.fmt(f),
-            PrepareError::Failed(e) => f.write_str(e),
-        }
-    }
-}
-
-/// Builds the zone at `config` (CPU-bound: call from `spawn_blocking`) and
-/// converts it for serving, unless its content equals `previous`, in which
-/// case the conversion is skipped (`Ok(Err(output))`).
-///
-/// A zone that removes more of `previous`'s assertions than the
-/// configuration's `max_shrink` allows is refused unless `allow_shrink`.
-/// With a state directory, the zone is kept there before this returns, so
-/// that it is on disk before anyone can be served its serial.
-pub(crate) fn prepare(
-    config: &Path,
-    previous: Option<&Zone>,
-    allow_shrink: bool,
-    state: Option<&StateDir>,
-) -> Result<Result<Prepared, BuildOutput>, PrepareError> {
-    let started = Instant::now();
-    let output = build_from_path(config, UnixTime::now(), previous, None).map_err(|e| {
-        if e.is_incomplete() {
-            PrepareError::Incomplete(e)
-        } else {
-            PrepareError::Failed(e.to_string())
-        }
-    })?;
-    if let Some(prev) = previous {
-        if prev.soa.serial == output.zone.soa.serial && prev.same_content(&output.zone) {
-            return Ok(Err(output));
-        }
-        if !allow_shrink {
-            Shrink::between(&prev.records, &output.zone.records)
-                .check(output.max_shrink)
-                .map_err(PrepareError::Shrink)?;
-        }
-    }
-    let built = started.elapsed();
-    let zone = Arc::new(output.zone);
-    let served = Arc::new(ServedZone::new(zone.clone()).map_err(|e| {
-        PrepareError::Failed(format!("zone {}: cannot be served: {e}", zone.origin))
-    })?);
-    if let Some(state) = state {
-        state.write(&zone, output.seal.as_ref()).map_err(|e| {
-            PrepareError::Failed(format!(
-                "cannot keep the zone in {}: {e}; not installed, so that a restart cannot go back to an older serial",
-                state.path(&zone.origin).display()
-            ))
-        })?;
-    }
-    debug!(
-        origin = %zone.origin,
-        build_ms = built.as_millis() as u64,
-        convert_ms = (started.elapsed() - built).as_millis() as u64,
-        "zone prepared"
-    );
-    Ok(Ok(Prepared {
-        zone,
-        warnings: output.warnings,
-        served,
-        elapsed: started.elapsed(),
-    }))
-}
-
-/// Logs the warnings of a successful build.
-pub(crate) fn log_warnings(origin: &DomainName, warnings: &[Problem]) {
-    for w in warnings {
-        warn!(origin = %origin, "{w}");
-    }
 }
 
 /// A server that is running: its address, its zones, and the way to stop it.
@@ -591,11 +325,17 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    crate::memory::release_free_memory();
+    crate::serve::memory::release_free_memory();
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
-    let served = Arc::new(Served::new(slots, state.clone())?);
+    let served = Arc::new(Served::new(slots, state.clone()).map_err(
+        |(first, second, origin)| ServeError::DuplicateOrigin {
+            origin,
+            first,
+            second,
+        },
+    )?);
 
-    crate::tcp::raise_open_file_limit();
+    crate::serve::tcp::raise_open_file_limit();
     let (udp, tcp) = bind(opts.listen)?;
     let local_addr = udp.local_addr().map_err(|source| ServeError::Bind {
         addr: opts.listen,

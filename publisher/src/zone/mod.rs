@@ -1,6 +1,13 @@
 //! A built zone: the complete, signed content that is written to a zone file
 //! or served.
 
+pub(crate) mod index;
+pub mod seal;
+pub mod served;
+pub mod shrink;
+pub(crate) mod state;
+pub mod zonefile;
+
 use mimi_proto::{DomainName, UnixTime};
 
 /// SOA timers and names (RFC 1035 §3.3.13).
@@ -152,7 +159,7 @@ pub struct Zone {
     /// Who may transfer this zone and whom to NOTIFY; `None` refuses every
     /// transfer. Not part of the zone's DNS content, but a change of it is
     /// a change of what is served.
-    pub transfer: Option<std::sync::Arc<crate::transfer::TransferPolicy>>,
+    pub transfer: Option<std::sync::Arc<crate::input::config::TransferPolicy>>,
     /// What the build that made this zone keeps for the next build of the
     /// same configuration (see [`crate::build`]); not part of the content,
     /// ignored by comparisons. `Default::default()` when building a zone by
@@ -161,9 +168,21 @@ pub struct Zone {
 }
 
 /// State a build leaves in its zone for the next build: lets a rebuild
-/// parse and sign only what changed. Opaque; always compares equal.
+/// parse and sign only what changed. Opaque to the zone (only
+/// [`crate::build`] knows what is inside), so the model does not depend on
+/// the builder; always compares equal.
 #[derive(Clone, Default)]
-pub struct BuildCache(pub(crate) Option<std::sync::Arc<crate::build::MappingsCache>>);
+pub struct BuildCache(pub(crate) Option<std::sync::Arc<dyn BuildMemory>>);
+
+/// What the zone layer needs from a builder's memory ([`BuildCache`]): the
+/// rest stays the builder's own, reached through [`BuildMemory::as_any`].
+pub(crate) trait BuildMemory: std::any::Any + Send + Sync {
+    /// The parent names of every owner in the zone built with this memory,
+    /// so that indexing need not read every owner again.
+    fn owner_parents(&self) -> &[String];
+    /// The memory itself, for the builder to downcast.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
 
 impl PartialEq for BuildCache {
     fn eq(&self, _: &Self) -> bool {

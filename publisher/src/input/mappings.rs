@@ -11,7 +11,7 @@ use std::path::Path;
 use mimi_proto::{Region, Sii, Ssi};
 use rayon::prelude::*;
 
-use crate::problem::Problem;
+use crate::input::problem::Problem;
 
 /// One mapping and the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,10 +28,10 @@ use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, DomainName, KeyId, Sii, UnixTime, UnsignedAssertion};
 use rayon::prelude::*;
 
-use crate::config::{AuthorityConfig, ZoneConfig, ZoneRole};
-use crate::problem::Problem;
+use crate::input::config::{AuthorityConfig, ZoneConfig, ZoneRole};
+use crate::input::problem::Problem;
+use crate::input::{certs, keys, mappings, presigned};
 use crate::zone::{next_serial, BuildCache, Soa, Zone, ZoneRecord};
-use crate::{certs, keys, mappings, presigned};
 
 /// A successful build: the zone and non-fatal problems.
 #[derive(Debug)]
@@ -41,12 +41,12 @@ pub struct BuildOutput {
     /// Warnings (duplicate mappings, expired pre-signed records skipped…).
     pub warnings: Vec<Problem>,
     /// The key that seals the zone file written from this zone (derived
-    /// from the signing key; `None` without one), see [`crate::seal`].
-    pub seal: Option<crate::seal::SealKey>,
+    /// from the signing key; `None` without one), see [`crate::zone::seal`].
+    pub seal: Option<crate::zone::seal::SealKey>,
     /// The configuration's `max_shrink`: how much of the zone it replaces
     /// this zone may remove before it needs confirmation (the build itself
-    /// does not compare; installing it does, see [`crate::shrink`]).
-    pub max_shrink: crate::shrink::ShrinkLimit,
+    /// does not compare; installing it does, see [`crate::zone::shrink`]).
+    pub max_shrink: crate::zone::shrink::ShrinkLimit,
 }
 
 /// A failed build: every problem found, each with its file and line.
@@ -73,12 +73,12 @@ impl std::fmt::Display for BuildError {
 
 impl BuildError {
     /// The problems that say an input file is incomplete (does not end
-    /// with a newline, see [`crate::complete`]): a server waits for such a
+    /// with a newline, see [`crate::input::complete`]): a server waits for such a
     /// file to be completed instead of treating the build as failed.
     pub fn incomplete(&self) -> impl Iterator<Item = &Problem> {
         self.problems
             .iter()
-            .filter(|p| crate::complete::is_incomplete(p))
+            .filter(|p| crate::input::complete::is_incomplete(p))
     }
 
     /// Whether some input file is incomplete.
@@ -185,7 +185,12 @@ pub fn build_zone(
             &mut errors,
             &mut warnings,
         );
-        records.extend(certs.records);
+        records.extend(
+            certs
+                .records
+                .into_iter()
+                .map(|(owner, text)| ZoneRecord::new(owner, ttl, text)),
+        );
         certs.ring
     });
 
@@ -225,7 +230,7 @@ pub fn build_zone(
                 continue;
             }
         };
-        if let Err(p) = crate::complete::check(path, &text) {
+        if let Err(p) = crate::input::complete::check(path, &text) {
             errors.push(p);
             continue;
         }
@@ -264,7 +269,7 @@ pub fn build_zone(
     let transfer = config.transfer.as_ref().and_then(|t| {
         let key = match &t.tsig_key {
             None => None,
-            Some(p) => match crate::tsig::TsigKey::load(p) {
+            Some(p) => match crate::input::tsig::TsigKey::load(p) {
                 Ok(k) => Some(k),
                 Err(e) => {
                     errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
@@ -272,7 +277,7 @@ pub fn build_zone(
                 }
             },
         };
-        Some(std::sync::Arc::new(crate::transfer::TransferPolicy {
+        Some(std::sync::Arc::new(crate::input::config::TransferPolicy {
             allow: t.allow.clone(),
             notify: t.notify.clone(),
             key,
@@ -373,7 +378,9 @@ pub fn build_zone(
             next_serial(prev.soa.serial, floor)
         };
     }
-    let seal = key.as_ref().map(crate::seal::SealKey::from_signing_key);
+    let seal = key
+        .as_ref()
+        .map(crate::zone::seal::SealKey::from_signing_key);
     Ok(BuildOutput {
         zone,
         warnings,
@@ -459,10 +466,12 @@ pub(crate) struct MappingsCache {
     owner_parents: Vec<String>,
 }
 
-impl MappingsCache {
-    /// The parent names of every owner in the zone built with this cache.
-    pub(crate) fn owner_parents(&self) -> &[String] {
+impl crate::zone::BuildMemory for MappingsCache {
+    fn owner_parents(&self) -> &[String] {
         &self.owner_parents
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -498,7 +507,7 @@ fn plan_mappings(
             return None;
         }
     };
-    if let Err(p) = crate::complete::check(path, &text) {
+    if let Err(p) = crate::input::complete::check(path, &text) {
         errors.push(p);
         return None;
     }
@@ -514,12 +523,15 @@ fn plan_mappings(
         return None;
     };
     let period = signer.auth.window.period();
-    let cache = previous.and_then(|p| p.cache.0.as_deref()).filter(|c| {
-        c.now <= signer.now
-            && signer.now.0 >= period
-            && previous.is_some_and(|p| p.records.len() == c.records)
-            && c.params == CacheParams::of(config, path, signer)
-    });
+    let cache = previous
+        .and_then(|p| p.cache.0.as_deref())
+        .and_then(|c| c.as_any().downcast_ref::<MappingsCache>())
+        .filter(|c| {
+            c.now <= signer.now
+                && signer.now.0 >= period
+                && previous.is_some_and(|p| p.records.len() == c.records)
+                && c.params == CacheParams::of(config, path, signer)
+        });
     let (kept, lines, parents) = match cache {
         Some(c) => {
             let prev_records = previous.map_or(&[][..], |p| &p.records[..]);
@@ -1073,7 +1085,10 @@ mod tests {
         let f = Fixture::new("home", "alice@example.com,mimi://a.example/x\n");
         let a = f.build(NOW, None).unwrap().zone;
         let b = f.build(NOW + 10, None).unwrap().zone;
-        assert_eq!(crate::zonefile::render(&a), crate::zonefile::render(&b));
+        assert_eq!(
+            crate::zone::zonefile::render(&a),
+            crate::zone::zonefile::render(&b)
+        );
         // Same content with a previous zone: serial kept.
         let c = f.build(NOW + 20, Some(&a)).unwrap().zone;
         assert_eq!(c.soa.serial, a.soa.serial);
@@ -1132,16 +1147,16 @@ mod tests {
                 let mut bare = inc.zone.clone();
                 bare.cache = BuildCache::default();
                 assert_eq!(
-                    crate::index::OwnerIndex::new(&inc.zone).empty_non_terminals(),
-                    crate::index::OwnerIndex::new(&bare).empty_non_terminals()
+                    crate::zone::index::OwnerIndex::new(&inc.zone).empty_non_terminals(),
+                    crate::zone::index::OwnerIndex::new(&bare).empty_non_terminals()
                 );
                 assert_eq!(inc.zone.next_resign, full.zone.next_resign);
                 assert_eq!(msgs(&inc.warnings), msgs(&full.warnings));
                 let mut z = full.zone.clone();
                 z.soa.serial = inc.zone.soa.serial;
                 assert_eq!(
-                    crate::zonefile::render(&inc.zone),
-                    crate::zonefile::render(&z)
+                    crate::zone::zonefile::render(&inc.zone),
+                    crate::zone::zonefile::render(&z)
                 );
                 if !inc.zone.same_content(prev) {
                     assert!(inc.zone.soa.serial != prev.soa.serial);
@@ -1231,7 +1246,12 @@ mod tests {
         let lines = lines_of(100);
         let f = Fixture::new("home", &(lines.join("\n") + "\n"));
         let z = f.build(NOW, None).unwrap().zone;
-        let cache = z.cache.0.as_deref().unwrap();
+        let cache = z
+            .cache
+            .0
+            .as_deref()
+            .and_then(|c| c.as_any().downcast_ref::<MappingsCache>())
+            .unwrap();
         let mut edited = lines.clone();
         edited[49] = "x@example.com,mimi://chat.example.com/u/x".into();
         edited.push("y@example.com,mimi://chat.example.com/u/y".into());

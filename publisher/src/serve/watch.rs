@@ -28,8 +28,8 @@
 //! the reason is logged and the previous zone keeps being served unchanged.
 //! Two outcomes are not failures of the input but still keep the previous
 //! zone: an input that does not end with a newline is waited for (see
-//! [`crate::complete`]), and a zone removing more assertions than
-//! `max_shrink` allows is held back (see [`crate::shrink`]). When a
+//! [`crate::input::complete`]), and a zone removing more assertions than
+//! `max_shrink` allows is held back (see [`crate::zone::shrink`]). When a
 //! rebuilt configuration names different input files, the watches follow.
 
 use std::collections::BTreeSet;
@@ -46,8 +46,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::ZoneConfig;
-use crate::serve::{log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served};
+use crate::input::config::ZoneConfig;
+use crate::serve::installed::{
+    log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served,
+};
 
 /// The shortest wait before a re-sign: a zone whose `next_resign` is already
 /// due (or nearly) is rebuilt after this long instead of in a tight loop.
@@ -547,7 +549,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
 fn drop_off_thread<T: Send + 'static>(value: T) {
     drop(tokio::task::spawn_blocking(move || {
         drop(value);
-        crate::memory::release_free_memory();
+        crate::serve::memory::release_free_memory();
     }));
 }
 

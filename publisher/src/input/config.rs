@@ -78,8 +78,8 @@ pub struct ZoneConfig {
     pub transfer: Option<TransferConfig>,
     /// `max_shrink`: the largest share of the published assertions a new
     /// zone may remove before it is held back for confirmation (see
-    /// [`crate::shrink`]; default 10%, `"100%"` turns the guard off).
-    pub max_shrink: crate::shrink::ShrinkLimit,
+    /// [`crate::zone::shrink`]; default 10%, `"100%"` turns the guard off).
+    pub max_shrink: crate::input::shrink_limit::ShrinkLimit,
 }
 
 /// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
@@ -434,8 +434,8 @@ impl ZoneConfig {
             })
             .transpose()?;
         let max_shrink = match &raw.max_shrink {
-            None => crate::shrink::ShrinkLimit::default(),
-            Some(v) => crate::shrink::ShrinkLimit::parse(v)
+            None => crate::input::shrink_limit::ShrinkLimit::default(),
+            Some(v) => crate::input::shrink_limit::ShrinkLimit::parse(v)
                 .map_err(|e| invalid("max_shrink", e.to_string()))?,
         };
         Ok(ZoneConfig {
@@ -470,6 +470,28 @@ impl ZoneConfig {
             v.extend(t.tsig_key.iter().cloned());
         }
         v
+    }
+}
+
+/// Who may transfer a zone, and whom to NOTIFY of its new serials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferPolicy {
+    /// Peers allowed to transfer (address prefixes).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Secondaries to NOTIFY.
+    pub notify: Vec<std::net::SocketAddr>,
+    /// TSIG key required on transfers and used to sign responses and NOTIFYs.
+    pub key: Option<crate::input::tsig::TsigKey>,
+}
+
+impl TransferPolicy {
+    /// Whether `ip` is in the allow list (IPv4-mapped IPv6 counts as IPv4).
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
     }
 }
 

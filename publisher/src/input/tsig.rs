@@ -18,7 +18,7 @@ use data_encoding::BASE64;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, TSigner};
 
-use crate::secret::{read_secret, SecretFileError};
+use crate::input::secret::{read_secret, SecretFileError};
 
 /// Fudge (allowed clock difference) for messages we sign, seconds (RFC 8945
 /// recommends 300).

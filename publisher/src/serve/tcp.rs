@@ -19,7 +19,7 @@
 //! * A message is read into a buffer of exactly its length, which the
 //!   16-bit length prefix bounds at 65,535 octets.
 //! * Pipelined queries are answered in order, each by the encoder UDP uses
-//!   (`crate::wire`, with the TCP size limit); zone transfers go to
+//!   (`crate::serve::wire`, with the TCP size limit); zone transfers go to
 //!   [`crate::transfer`], which writes each message as it is made.
 //! * When accepting fails for lack of file descriptors (EMFILE, ENFILE) or
 //!   memory, the loop waits, 10 ms doubling to 1 s, instead of spinning on
@@ -33,14 +33,14 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
-use crate::serve::Served;
-use crate::wire::{self, Answer, Scratch, Transport};
+use crate::serve::installed::Served;
+use crate::serve::wire::{self, Answer, Scratch, Transport};
 
 /// Limits of the TCP server (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +322,9 @@ async fn converse(
         }
         let zones = served.zone_list().load_full();
         match wire::answer(&zones, &packet, Transport::Tcp, &mut out, &mut scratch) {
-            Answer::Reply => write_message(stream, &out, opts.idle_timeout).await?,
+            Answer::Reply => {
+                crate::transfer::framing::write_message(stream, &out, opts.idle_timeout).await?
+            }
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),
             Answer::Transfer => {
@@ -356,27 +358,6 @@ async fn read_message<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut Vec<u8>) -
     buf.resize(usize::from(u16::from_be_bytes(len)), 0);
     stream.read_exact(buf).await?;
     Ok(true)
-}
-
-/// Writes `message` with its length prefix in one write (RFC 7766 §8),
-/// within `timeout`.
-pub(crate) async fn write_message<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    message: &[u8],
-    timeout: Duration,
-) -> io::Result<()> {
-    let len = u16::try_from(message.len()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "DNS message over 65,535 octets",
-        )
-    })?;
-    let mut frame = Vec::with_capacity(message.len() + 2);
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(message);
-    tokio::time::timeout(timeout, out.write_all(&frame))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client does not read"))?
 }
 
 /// Raises the soft limit on open files to the hard limit, so that the

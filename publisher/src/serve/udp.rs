@@ -1,7 +1,7 @@
 //! Serving DNS over UDP on plain threads.
 //!
 //! A UDP query is a few hundred octets in and out, answered from memory in
-//! about a microsecond (`crate::wire`); the rest is system calls. An async
+//! about a microsecond (`crate::serve::wire`); the rest is system calls. An async
 //! runtime adds a task, a channel hop and a wake-up per query, which
 //! dominated hickory-server's profile. Here each thread blocks in
 //! `recv_from` on a shared socket (the kernel hands each datagram to one
@@ -10,7 +10,7 @@
 //! state is the served zone list, read through an [`ArcSwap`] guard (no
 //! lock, no reference count traffic on the hot path).
 //!
-//! Answers can be rate limited per source network ([`crate::rrl`]): the
+//! Answers can be rate limited per source network ([`crate::serve::rrl`]): the
 //! limiter looks at each encoded answer just before it is sent.
 //!
 //! The threads stop when [`UdpServer::stop`] is called: each wakes at
@@ -26,9 +26,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tracing::{debug, warn};
 
-use crate::answer::ServedZone;
-use crate::rrl::Limiter;
-use crate::serve::Served;
+use crate::serve::installed::Served;
+use crate::serve::rrl::Limiter;
+use crate::zone::served::ServedZone;
 
 /// How often a blocked thread looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
@@ -116,7 +116,7 @@ fn guarded(panics: &mut u64, answer: impl FnOnce() -> bool) -> bool {
 fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &AtomicBool) {
     let mut packet = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(4096);
-    let mut scratch = crate::wire::Scratch::default();
+    let mut scratch = crate::serve::wire::Scratch::default();
     let mut errors = 0u64;
     let mut panics = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -143,9 +143,9 @@ fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &Ato
         };
         let answered = guarded(&mut panics, || {
             let current = zones.load();
-            crate::wire::answer_udp(&current, &packet[..len], &mut out, &mut scratch)
+            crate::serve::wire::answer_udp(&current, &packet[..len], &mut out, &mut scratch)
         });
-        // Response rate limiting (crate::rrl) judges the encoded answer.
+        // Response rate limiting (crate::serve::rrl) judges the encoded answer.
         if answered && rrl.is_none_or(|rrl| rrl.filter(peer.ip(), &mut out)) {
             if let Err(e) = socket.send_to(&out, peer) {
                 debug!(%peer, "UDP send failed: {e}");

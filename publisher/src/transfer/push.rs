@@ -16,7 +16,7 @@
 //!    the zone (SOA, NS, addresses, other TXT, mimi records of other
 //!    authorities, even at the same names) is never touched, so several
 //!    publishers, each pushing its own authorities, can share one zone.
-//! 3. Before anything is sent, the [shrink guard](crate::shrink) compares
+//! 3. Before anything is sent, the [shrink guard](crate::zone::shrink) compares
 //!    the managed assertions on the server with the built zone: a push that
 //!    would remove more than the limit (default 10%, and always when it
 //!    would remove every one) is refused unless confirmed (`--allow-shrink`).
@@ -54,10 +54,10 @@ use mimi_proto::{AuthorityName, DomainName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::ZoneConfig;
-use crate::problem::Problem;
-use crate::shrink::{Shrink, ShrinkLimit, ShrinkRefused};
-use crate::tsig::TsigKey;
+use crate::input::config::ZoneConfig;
+use crate::input::problem::Problem;
+use crate::input::tsig::TsigKey;
+use crate::zone::shrink::{Shrink, ShrinkLimit, ShrinkRefused};
 use crate::zone::{Zone, ZoneRecord};
 
 /// Size budget of one UPDATE message's records (estimated from the record
@@ -290,7 +290,7 @@ impl Managed {
             config.authority.iter().map(|a| a.name.clone()).collect();
         let mut problems = Vec::new();
         for path in &config.presigned {
-            let (items, p) = crate::presigned::read(path);
+            let (items, p) = crate::input::presigned::read(path);
             problems.extend(p);
             authorities.extend(items.into_iter().map(|i| i.assertion.authority().clone()));
         }
@@ -550,7 +550,7 @@ pub fn diff(current: &Current, desired: &Zone) -> Diff {
 
 /// The shrink guard for a push: refuses a difference that would remove more
 /// than `limit` of the managed assertions now on the server (see
-/// [`crate::shrink`]). Assertions are compared by owner, authority and SSI,
+/// [`crate::zone::shrink`]). Assertions are compared by owner, authority and SSI,
 /// so re-signing and TTL changes remove nothing.
 pub fn check_shrink(
     current: &Current,

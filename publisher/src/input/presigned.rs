@@ -19,8 +19,8 @@ use std::path::Path;
 
 use mimi_proto::{Assertion, AuthorityName, Sii, UnixTime};
 
-use crate::certs::{KeyRing, KeyStatus};
-use crate::problem::Problem;
+use crate::input::certs::{KeyRing, KeyStatus};
+use crate::input::problem::Problem;
 
 /// Longest assertion window accepted, seconds: resolvers' default
 /// `max_assertion_validity` (SPEC §7), which rejects longer ones.

@@ -9,7 +9,7 @@
 //! read; a v2 file whose public key is not the private key's is refused.
 //!
 //! Private keys are written with mode 0600, and a private key file that
-//! group or others can read is refused ([`crate::secret::read_secret`]): a
+//! group or others can read is refused ([`crate::input::secret::read_secret`]): a
 //! signing key that leaked lets anyone assert mappings in the authority's
 //! name until it expires.
 
@@ -21,7 +21,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::SigningKey;
 use mimi_proto::PublicKey;
 
-use crate::secret::{read_secret, SecretFileError};
+use crate::input::secret::{read_secret, SecretFileError};
 
 /// Why a key file could not be read or written.
 #[derive(Debug, thiserror::Error)]

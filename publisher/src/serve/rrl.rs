@@ -9,7 +9,7 @@
 //!
 //! The design follows NSD's `rrl.c` (`rrl-ratelimit` 200, `rrl-slip` 2,
 //! `rrl-ipv4-prefix-length` 24, `rrl-ipv6-prefix-length` 56) and Knot's
-//! `rrl` module, built for the UDP fast path (`crate::udp`):
+//! `rrl` module, built for the UDP fast path (`crate::serve::udp`):
 //!
 //! * **Key.** A response is charged to a bucket chosen by the source
 //!   network (the source address cut to [`RrlConfig::ipv4_prefix`] or

@@ -4,10 +4,10 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::*;
-use crate::answer::ServedZone;
+use crate::zone::served::ServedZone;
 
 fn zones() -> Vec<Arc<ServedZone>> {
-    vec![Arc::new(crate::answer::tests::zone())]
+    vec![Arc::new(crate::zone::served::tests::zone())]
 }
 
 fn query(name: &str, qtype: RecordType, edns: Option<(u16, u8, bool)>) -> Message {

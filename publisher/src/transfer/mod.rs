@@ -15,8 +15,11 @@
 //! be signed with it. Everything else gets REFUSED (or NOTAUTH for a bad
 //! signature), and transfers over UDP are refused.
 
+pub(crate) mod framing;
+pub mod push;
+
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
@@ -27,38 +30,18 @@ use mimi_proto::text::split_txt;
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
-use crate::answer::ServedZone;
-use crate::tsig::TsigKey;
+use crate::input::tsig::TsigKey;
+use crate::zone::served::ServedZone;
 use crate::zone::Zone;
 
-/// Who may transfer a zone, and whom to NOTIFY of its new serials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferPolicy {
-    /// Peers allowed to transfer (address prefixes).
-    pub allow: Vec<ipnet::IpNet>,
-    /// Secondaries to NOTIFY.
-    pub notify: Vec<SocketAddr>,
-    /// TSIG key required on transfers and used to sign responses and NOTIFYs.
-    pub key: Option<TsigKey>,
-}
-
-impl TransferPolicy {
-    /// Whether `ip` is in the allow list (IPv4-mapped IPv6 counts as IPv4).
-    pub fn allows(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.allow.iter().any(|net| net.contains(&ip))
-    }
-}
+pub use crate::input::config::TransferPolicy;
 
 /// Target size of one transfer message: below the 64 KiB TCP limit, large
 /// enough that a million-record zone is about 5,000 messages.
 const MESSAGE_BUDGET: usize = 60 * 1024;
 
 /// Answers the zone-transfer request `packet` (AXFR or IXFR, class IN,
-/// as classified by `crate::wire`) that `peer` sent over TCP, for
+/// as classified by `crate::serve::wire`) that `peer` sent over TCP, for
 /// `served` (the served zone whose origin is the query name, if any).
 ///
 /// Each message is written to `out` as soon as it is encoded and signed,
@@ -80,7 +63,7 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             bytes[2] = 0x80 | (bytes[2] & 0x79);
             bytes[3] = ResponseCode::FormErr.low();
             bytes[4..12].fill(0);
-            return crate::tcp::write_message(out, &bytes, write_timeout).await;
+            return framing::write_message(out, &bytes, write_timeout).await;
         }
     };
     let qtype = request.queries.first().map(|q| q.query_type());
@@ -112,7 +95,7 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             let bytes = response
                 .to_vec()
                 .map_err(|e| io::Error::other(e.to_string()))?;
-            return crate::tcp::write_message(out, &bytes, write_timeout).await;
+            return framing::write_message(out, &bytes, write_timeout).await;
         }
     };
     let zone = &*served.zone;
@@ -249,7 +232,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
             message.set_signature(record);
         }
         let bytes = encode(&message)?;
-        crate::tcp::write_message(self.out, &bytes, self.write_timeout).await?;
+        framing::write_message(self.out, &bytes, self.write_timeout).await?;
         self.messages += 1;
         Ok(())
     }
@@ -318,14 +301,6 @@ fn sign_subsequent(
         Vec::new(),
     );
     Ok(make_tsig_record(signer.signer_name().clone(), tsig))
-}
-
-/// The A or AAAA record data of an address.
-pub fn glue_rdata(ip: IpAddr) -> RData {
-    match ip {
-        IpAddr::V4(v4) => RData::A(v4.into()),
-        IpAddr::V6(v6) => RData::AAAA(v6.into()),
-    }
 }
 
 fn rdata_len(data: &RData) -> usize {
@@ -463,7 +438,7 @@ mod tests {
     async fn notify_waits_for_the_secondarys_own_reply() {
         let secondary = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let stray = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut zone = (*crate::answer::tests::zone().zone).clone();
+        let mut zone = (*crate::zone::served::tests::zone().zone).clone();
         zone.transfer = Some(std::sync::Arc::new(TransferPolicy {
             allow: vec![],
             notify: vec![secondary.local_addr().unwrap()],

@@ -55,9 +55,9 @@ impl SealKey {
 /// The seal key of the zones built from `config`: that of its signing key,
 /// if it has one and the key loads (`None` otherwise: nothing signed, so
 /// nothing to reuse).
-pub fn key_for(config: &crate::config::ZoneConfig) -> Option<SealKey> {
+pub fn key_for(config: &crate::input::config::ZoneConfig) -> Option<SealKey> {
     let path = config.authority.as_ref()?.key.as_ref()?;
-    crate::keys::load_signing_key(path)
+    crate::input::keys::load_signing_key(path)
         .ok()
         .map(|k| SealKey::from_signing_key(&k))
 }
@@ -215,7 +215,7 @@ mod tests {
         let mut mac = Hmac::new(&key);
         mac.update(b"what do ya want for nothing?");
         let got: String = mac.finish().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(got, include_str!("../tests/data/hmac-32x01.hex").trim());
+        assert_eq!(got, include_str!("../../tests/data/hmac-32x01.hex").trim());
     }
 
     #[test]

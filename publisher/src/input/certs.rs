@@ -30,9 +30,8 @@ use std::path::Path;
 
 use mimi_proto::{Certificate, KeyId, PublicKey, UnixTime};
 
-use crate::config::{AuthorityConfig, ZoneConfig};
-use crate::problem::Problem;
-use crate::zone::ZoneRecord;
+use crate::input::config::{AuthorityConfig, ZoneConfig};
+use crate::input::problem::Problem;
 
 /// Longest certificate window a build accepts, seconds: resolvers' default
 /// `max_key_validity` (SPEC §7), which rejects longer ones.
@@ -116,8 +115,9 @@ impl KeyRing {
 /// The certificates a build publishes and the keys it learnt.
 #[derive(Debug, Default)]
 pub struct Certificates {
-    /// Records at `_mimi-ma.<authority>`.
-    pub records: Vec<ZoneRecord>,
+    /// Certificate record texts and their owner, `_mimi-ma.<authority>`
+    /// (the builder publishes them with the zone's TTL).
+    pub records: Vec<(mimi_proto::DomainName, String)>,
     /// The authority's known keys.
     pub ring: KeyRing,
 }
@@ -160,7 +160,7 @@ pub fn read(
         };
         // A file still being written is not read at all (its last line
         // may be cut short).
-        if let Err(p) = crate::complete::check(path, &text) {
+        if let Err(p) = crate::input::complete::check(path, &text) {
             errors.push(p);
             continue;
         }
@@ -288,8 +288,7 @@ pub fn read(
             }
             Some(Known { window: None, .. }) => {}
         }
-        out.records
-            .push(ZoneRecord::new(owner.clone(), config.ttl, cert.text()));
+        out.records.push((owner.clone(), cert.text().to_owned()));
     }
     if let Some(pk) = signing {
         check_signing_key(config, auth, pk, now, &out.ring, errors);

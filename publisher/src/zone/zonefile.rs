@@ -271,15 +271,15 @@ pub fn write_zone_atomically(path: &Path, zone: &Zone) -> std::io::Result<()> {
 }
 
 /// Writes `zone` to `path` atomically, followed by its seal under `seal`
-/// (see [`crate::seal`]; `None` writes no seal).
+/// (see [`crate::zone::seal`]; `None` writes no seal).
 pub fn write_sealed_zone_atomically(
     path: &Path,
     zone: &Zone,
-    seal: Option<&crate::seal::SealKey>,
+    seal: Option<&crate::zone::seal::SealKey>,
 ) -> std::io::Result<()> {
     write_atomically_with(path, |f| {
         let w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let mut w = crate::seal::SealingWriter::new(w, seal);
+        let mut w = crate::zone::seal::SealingWriter::new(w, seal);
         render_to(zone, &mut w)?;
         w.finish()?.flush()
     })

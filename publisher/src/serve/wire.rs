@@ -11,7 +11,7 @@
 //! the [`ServedZone`]: the question is copied from the query, TXT answers
 //! point at it (`0xC00C`), and the apex records (SOA, NS, glue) are copied
 //! from forms encoded once per zone load, their names compressed against
-//! the zone apex inside the question ([`crate::answer::Template`]).
+//! the zone apex inside the question ([`crate::zone::served::Template`]).
 //!
 //! Two readers produce the same [`Query`]: [`read_plain`] takes the common
 //! shape (uncompressed printable question name, at most one OPT) in one
@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::RecordType;
 
-use crate::answer::{zone_for, Resolved, ServedZone};
+use crate::zone::served::{zone_for, Resolved, ServedZone};
 
 /// The UDP payload size we advertise and the most we send when a client
 /// advertises more: 1232 octets fit any path's MTU without fragmentation

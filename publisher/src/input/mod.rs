@@ -1,0 +1,16 @@
+//! Everything read from an operator's files, parsed into typed values:
+//! zone configuration, mappings, pre-signed assertions, keys, TSIG keys and
+//! certificates. Nothing here builds or serves a zone; a value from this
+//! layer is valid once constructed, and a bad file is a [`problem::Problem`]
+//! naming the file and line.
+
+pub mod certs;
+pub mod complete;
+pub mod config;
+pub mod keys;
+pub mod mappings;
+pub mod presigned;
+pub mod problem;
+pub mod secret;
+pub mod shrink_limit;
+pub mod tsig;

@@ -281,6 +281,7 @@ pub fn build_zone(
             allow: t.allow.clone(),
             notify: t.notify.clone(),
             key,
+            journal: t.journal,
         }))
     });
 

@@ -423,6 +423,7 @@ mod tests {
             ],
             notify: vec![],
             key: None,
+            journal: Default::default(),
         };
         assert!(p.allows("127.0.0.1".parse().unwrap()));
         assert!(p.allows("::ffff:127.0.0.1".parse().unwrap()));
@@ -443,6 +444,7 @@ mod tests {
             allow: vec![],
             notify: vec![secondary.local_addr().unwrap()],
             key: None,
+            journal: Default::default(),
         }));
         let notifier = tokio::spawn(async move { notify_secondaries(&zone).await });
         let bound = Duration::from_secs(10);

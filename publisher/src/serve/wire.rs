@@ -21,7 +21,8 @@
 //! decision of [`ServedZone::resolve`] into bytes; the transport only sets
 //! the size limit (the client's EDNS size, at least 512 and at most 1232,
 //! with TC beyond it, on UDP; 65,535 on TCP). Zone transfers are recognised
-//! here and handed to [`crate::transfer`] by the TCP path.
+//! here and handed to [`crate::transfer`] by the TCP path (and IXFR by the
+//! UDP path too).
 //!
 //! Nothing in a header drives an allocation: counts are only loop bounds
 //! over the bytes actually present, and the only buffers are the caller's,
@@ -145,8 +146,9 @@ pub(crate) enum Answer {
     None,
     /// The answer is in the output buffer.
     Reply,
-    /// A zone transfer request (TCP, class IN): [`crate::transfer`]
-    /// answers it; the query name is in the [`Scratch`].
+    /// A zone transfer request (class IN; AXFR over TCP only, IXFR over
+    /// both): [`crate::transfer`] answers it; the query name is in the
+    /// [`Scratch`].
     Transfer,
 }
 
@@ -463,8 +465,7 @@ fn respond(
             Answer::Reply
         }
         Read::Query(q)
-            if transport == Transport::Tcp
-                && matches!(q.qtype, TYPE_AXFR | TYPE_IXFR)
+            if (q.qtype == TYPE_IXFR || (transport == Transport::Tcp && q.qtype == TYPE_AXFR))
                 && q.qclass == CLASS_IN
                 && q.edns.is_none_or(|e| e.version == 0) =>
         {
@@ -551,7 +552,8 @@ fn write_answer(
     if query.edns.is_some_and(|e| e.version != 0) {
         return rcode_only(out, 0, BADVERS_HIGH);
     }
-    // Other classes are not served; transfers run over TCP only.
+    // Other classes are not served; AXFR runs over TCP only (IXFR over
+    // UDP is answered by crate::transfer::ixfr).
     if query.qclass != CLASS_IN || matches!(query.qtype, TYPE_AXFR | TYPE_IXFR) {
         return rcode_only(out, RCODE_REFUSED, 0);
     }

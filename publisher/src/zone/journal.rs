@@ -238,6 +238,20 @@ impl Journal {
         (next, outcome)
     }
 
+    /// The journal of a served zone after `new` replaced `old` (`None`:
+    /// no zone before), bounded by `new`'s `[transfer]` limits. A zone
+    /// without transfers keeps no history.
+    pub fn follow(&self, old: Option<&Zone>, new: &Zone, now: UnixTime) -> (Journal, Outcome) {
+        match (old, new.transfer.as_deref()) {
+            (_, None) => (
+                Journal::default(),
+                Outcome::Reset("the zone has no [transfer] section"),
+            ),
+            (None, _) => (Journal::default(), Outcome::Reset("no previous zone")),
+            (Some(old), Some(policy)) => self.advance(old, new, policy.journal, now),
+        }
+    }
+
     /// Drops the oldest deltas while more than `max_records` are held or
     /// they are older than `limits.max_age`; returns how many were dropped.
     fn trim(&mut self, max_records: usize, limits: JournalLimits, now: UnixTime) -> usize {

@@ -21,10 +21,11 @@
 
 use std::path::{Path, PathBuf};
 
-use mimi_proto::DomainName;
+use mimi_proto::{DomainName, UnixTime};
 use tracing::{debug, info, warn};
 
 use crate::input::config::ZoneConfig;
+use crate::zone::journal::{self, Journal, JournalLimits, Outcome};
 use crate::zone::seal::SealKey;
 use crate::zone::zonefile;
 use crate::zone::Zone;
@@ -206,6 +207,109 @@ impl StateDir {
         };
         debug!(path = %path.display(), serial = zone.soa.serial, records = zone.record_count(), trusted, "kept zone read");
         Some(Kept { zone, trusted })
+    }
+
+    /// The file holding the IXFR journal for `origin` (see
+    /// [`crate::zone::journal`]).
+    pub(crate) fn journal_path(&self, origin: &DomainName) -> PathBuf {
+        self.dir.join(format!("{}.journal", origin.as_str()))
+    }
+
+    /// The journal kept with `kept`, if that zone is trusted (its seal
+    /// verifies under `seal`) and the journal's last serial is the kept
+    /// zone's: any other journal is logged, removed, and replaced by an
+    /// empty one (IXFR from older serials then gets the whole zone). A
+    /// damaged tail is cut off the file and logged.
+    pub(crate) fn load_journal(
+        &self,
+        kept: &Kept,
+        seal: Option<&SealKey>,
+        limits: JournalLimits,
+    ) -> Journal {
+        let origin = &kept.zone.origin;
+        let path = self.journal_path(origin);
+        if !path.exists() {
+            return Journal::default();
+        }
+        let Some(key) = seal.filter(|_| kept.trusted) else {
+            info!(path = %path.display(), "journal not used: the kept zone is not sealed under the current key; removed");
+            self.remove_journal(origin);
+            return Journal::default();
+        };
+        let loaded = match journal::read_file(&path, key) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("{e}; removed, IXFR from older serials gets the whole zone");
+                self.remove_journal(origin);
+                return Journal::default();
+            }
+        };
+        if let Some((at, why)) = &loaded.dropped_tail {
+            warn!(path = %path.display(), offset = at, "journal: {why}; the entries from there on are dropped");
+            if let Err(e) = journal::truncate_file(&path, *at) {
+                warn!(path = %path.display(), "cannot cut the damaged journal tail ({e}); removed");
+                self.remove_journal(origin);
+                return Journal::default();
+            }
+        }
+        let serial = kept.zone.soa.serial;
+        if loaded.journal.last_serial().is_some_and(|s| s != serial) {
+            warn!(path = %path.display(), journal_serial = loaded.journal.last_serial(), serial, "journal does not end at the kept zone's serial; removed");
+            self.remove_journal(origin);
+            return Journal::default();
+        }
+        let before = loaded.journal.deltas().len();
+        let journal = loaded
+            .journal
+            .trimmed(kept.zone.records.len(), limits, UnixTime::now());
+        if journal.deltas().len() != before {
+            if let Err(e) = journal::write_file(&path, &journal, key) {
+                warn!(path = %path.display(), "cannot rewrite the trimmed journal ({e}); removed");
+                self.remove_journal(origin);
+                return Journal::default();
+            }
+        }
+        info!(path = %path.display(), deltas = journal.deltas().len(), first_serial = journal.first_serial(), serial, "journal read back");
+        journal
+    }
+
+    /// Keeps on disk what [`Journal::advance`] did: appends the new delta,
+    /// rewrites the file, or removes it. Without a seal key nothing is
+    /// kept (a journal is only trusted under the zone's key). Durable when
+    /// this returns.
+    pub(crate) fn keep_journal(
+        &self,
+        origin: &DomainName,
+        journal: &Journal,
+        outcome: &Outcome,
+        seal: Option<&SealKey>,
+    ) -> std::io::Result<()> {
+        let path = self.journal_path(origin);
+        let Some(key) = seal else {
+            self.remove_journal(origin);
+            return Ok(());
+        };
+        match outcome {
+            Outcome::Appended(delta) if path.exists() => journal::append_file(&path, delta, key),
+            Outcome::Reset(_) => {
+                self.remove_journal(origin);
+                Ok(())
+            }
+            _ if journal.deltas().is_empty() => {
+                self.remove_journal(origin);
+                Ok(())
+            }
+            _ => journal::write_file(&path, journal, key),
+        }
+    }
+
+    fn remove_journal(&self, origin: &DomainName) {
+        let path = self.journal_path(origin);
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!(path = %path.display(), "journal removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %path.display(), "cannot remove the journal: {e}"),
+        }
     }
 
     /// Writes `zone` sealed with `seal`, atomically and durably (the file

@@ -107,6 +107,43 @@ fn fast_full_udp_and_tcp_give_the_same_bytes() {
                         matches!(read_plain(&packet, &mut scratch), Read::Query(_)),
                         "{what} takes the fast path"
                     );
+                    if qtype == RecordType::IXFR && e.is_none_or(|e| e.1 == 0) {
+                        // IXFR over UDP goes to crate::transfer::ixfr.
+                        assert_eq!(
+                            answer(
+                                &zones,
+                                &packet,
+                                Transport::Udp,
+                                &mut Vec::new(),
+                                &mut scratch
+                            ),
+                            Answer::Transfer,
+                            "{what}"
+                        );
+                        assert_eq!(
+                            answer_with_full_reader(
+                                &zones,
+                                &packet,
+                                Transport::Udp,
+                                &mut Vec::new()
+                            ),
+                            Answer::Transfer,
+                            "{what}"
+                        );
+                        assert_eq!(
+                            answer(
+                                &zones,
+                                &packet,
+                                Transport::Tcp,
+                                &mut Vec::new(),
+                                &mut scratch
+                            ),
+                            Answer::Transfer,
+                            "{what}"
+                        );
+                        compared += 1;
+                        continue;
+                    }
                     let udp = bytes(&zones, &packet, Transport::Udp).unwrap();
                     let udp_full = full_bytes(&zones, &packet, Transport::Udp).unwrap();
                     assert_eq!(udp, udp_full, "{what}: UDP fast and full");

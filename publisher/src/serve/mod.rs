@@ -407,7 +407,14 @@ fn initial_zone(
     state: Option<&StateDir>,
     allow_shrink: bool,
 ) -> Result<Initial, ServeError> {
-    let kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
+    let mut kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
+    // A zone file does not hold the transfer policy: give the kept zone
+    // the configured one, so that unchanged content keeps its serial
+    // across a restart (a new serial would cost every secondary a
+    // transfer of nothing).
+    if let (Some(k), Some(t)) = (kept.as_mut(), loaded.and_then(|c| c.transfer.as_ref())) {
+        k.zone.transfer = crate::build::transfer_policy(t).ok();
+    }
     let previous = kept.as_ref().map(|k| k.for_build());
     let output =
         build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(|source| {

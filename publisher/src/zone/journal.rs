@@ -644,27 +644,32 @@ mod tests {
     #[test]
     fn other_changes_reset_and_bounds_trim() {
         let a = rec("a.example.com", "1");
-        let z1 = zone(1, &[a.clone()]);
+        let z1 = zone(1, std::slice::from_ref(&a));
         let z2 = zone(2, &[rec("a.example.com", "2")]);
         let (j, _) = Journal::default().advance(&z1, &z2, LIMITS, NOW);
-        let mut z3 = zone(3, &[a.clone()]);
+        let mut z3 = zone(3, std::slice::from_ref(&a));
         z3.soa.refresh += 1;
         let (j3, o) = j.advance(&z2, &z3, LIMITS, NOW);
         assert_eq!(o, Outcome::Reset("the SOA changed (other than its serial)"));
         assert_eq!(j3, Journal::default());
-        let mut z3 = zone(3, &[a.clone()]);
+        let mut z3 = zone(3, std::slice::from_ref(&a));
         z3.ns.push(DomainName::parse("ns2.example.com").unwrap());
         assert!(matches!(
             j.advance(&z2, &z3, LIMITS, NOW).1,
             Outcome::Reset(_)
         ));
-        let z0 = zone(1, &[a.clone()]);
+        let z0 = zone(1, std::slice::from_ref(&a));
         assert_eq!(
             j.advance(&z2, &z0, LIMITS, NOW).1,
             Outcome::Reset("the serial did not increase")
         );
         // A journal that does not end at the old zone starts again.
-        let (j5, o) = j.advance(&zone(4, &[]), &zone(5, &[a.clone()]), LIMITS, NOW);
+        let (j5, o) = j.advance(
+            &zone(4, &[]),
+            &zone(5, std::slice::from_ref(&a)),
+            LIMITS,
+            NOW,
+        );
         assert_eq!(o, Outcome::Rewritten { dropped: 1 });
         assert_eq!(j5.first_serial(), Some(4));
         // Record bound: each delta here holds 2 records; keep at most 4.
@@ -694,7 +699,7 @@ mod tests {
         );
         // Age bound.
         let (j, _) = Journal::default().advance(&z1, &z2, LIMITS, UnixTime(NOW.0 - 8 * 86_400));
-        let (j, _) = j.advance(&z2, &zone(3, &[a.clone()]), LIMITS, NOW);
+        let (j, _) = j.advance(&z2, &zone(3, std::slice::from_ref(&a)), LIMITS, NOW);
         assert_eq!(j.first_serial(), Some(2));
         let short = JournalLimits {
             max_age: Duration::from_secs(60),

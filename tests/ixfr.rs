@@ -368,7 +368,7 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
 
     // A journal bound below one change keeps nothing: the next transfer
     // is the whole zone (AXFR-style IXFR), which both apply.
-    let config = zone_config("journal_max_records = 1");
+    zone_config("journal_max_records = 1");
     let s4 = new_serial(addr, s3).await;
     for (name, a) in secondaries {
         at_serial!(name, a, s4, knot, nsd, publisher);

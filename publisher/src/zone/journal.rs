@@ -252,14 +252,27 @@ impl Journal {
         }
     }
 
-    /// Drops the oldest deltas while more than `max_records` are held or
-    /// they are older than `limits.max_age`; returns how many were dropped.
+    /// Drops the oldest deltas once more than `max_records` are held or
+    /// the oldest is older than `limits.max_age`; returns how many were
+    /// dropped.
+    ///
+    /// Dropping goes on down to three quarters of both bounds, so that a
+    /// journal at its bound is trimmed (and its file rewritten) once per
+    /// quarter of the bound's worth of changes, not on every change: the
+    /// cost of rewriting stays proportional to the changes journaled.
     fn trim(&mut self, max_records: usize, limits: JournalLimits, now: UnixTime) -> usize {
-        let oldest_kept = now.0.saturating_sub(limits.max_age.as_secs());
+        let max_age = limits.max_age.as_secs();
+        let too_old = |d: &Delta, age: u64| d.at.0 < now.0.saturating_sub(age);
+        let over =
+            self.records > max_records || self.deltas.first().is_some_and(|d| too_old(d, max_age));
+        if !over {
+            return 0;
+        }
+        let (low_records, low_age) = (max_records - max_records / 4, max_age - max_age / 4);
         let mut n = 0;
         let mut records = self.records;
         for d in &self.deltas {
-            if records > max_records || d.at.0 < oldest_kept {
+            if records > low_records || too_old(d, low_age) {
                 records -= d.len();
                 n += 1;
             } else {
@@ -672,21 +685,31 @@ mod tests {
         );
         assert_eq!(o, Outcome::Rewritten { dropped: 1 });
         assert_eq!(j5.first_serial(), Some(4));
-        // Record bound: each delta here holds 2 records; keep at most 4.
+        // Record bound: each delta here holds 2 records; at most 8, and
+        // once over, trimmed to 6.
         let tight = JournalLimits {
-            max_records: Some(4),
+            max_records: Some(8),
             ..LIMITS
         };
         let mut j = Journal::default();
         let mut prev = z1.clone();
+        let mut rewrites = 0;
         for s in 2..=5 {
             let next = zone(s, &[rec("a.example.com", &s.to_string())]);
-            let (nj, _) = j.advance(&prev, &next, tight, NOW);
+            let (nj, o) = j.advance(&prev, &next, tight, NOW);
+            rewrites += usize::from(matches!(o, Outcome::Rewritten { dropped: 1.. }));
             j = nj;
             prev = next;
         }
-        assert_eq!((j.first_serial(), j.records()), (Some(3), 4));
+        assert_eq!((j.first_serial(), j.records(), rewrites), (Some(1), 8, 0));
+        let next = zone(6, &[rec("a.example.com", "6")]);
+        let (j, o) = j.advance(&prev, &next, tight, NOW);
+        assert_eq!(o, Outcome::Rewritten { dropped: 2 });
+        assert_eq!((j.first_serial(), j.records()), (Some(3), 6));
         assert!(j.condense(2).is_none() && j.condense(3).is_some());
+        // The next change appends again.
+        let (_, o) = j.advance(&next, &zone(7, &[rec("a.example.com", "7")]), tight, NOW);
+        assert!(matches!(o, Outcome::Appended(_)), "{o:?}");
         // A delta larger than the bound leaves nothing.
         let none = JournalLimits {
             max_records: Some(1),

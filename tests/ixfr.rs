@@ -143,6 +143,62 @@ zone:
     )
 }
 
+/// BIND as an IXFR secondary (`request-ixfr` is its default); 127.0.0.1
+/// may transfer the zone from it.
+/// Started after the primary answers: a `named` whose first refresh finds
+/// no primary waits for its retry timer (minutes), even when NOTIFYed.
+fn bind(dir: &Path, port: u16, primary: SocketAddr, key: &Key) -> (Daemon, SocketAddr) {
+    let named = require("named", "bind9");
+    let d = dir.join("bind");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+}};
+controls {{ }};
+logging {{
+    channel out {{ stderr; severity info; print-category yes; }};
+    category default {{ out; }};
+    category xfer-in {{ out; }};
+    category notify {{ out; }};
+}};
+key "{key}" {{
+    algorithm hmac-sha256;
+    secret "{secret}";
+}};
+zone "{ZONE}" {{
+    type secondary;
+    file "{d}/{ZONE}.zone";
+    primaries {{ {pip} port {pport} key "{key}"; }};
+    allow-notify {{ {pip}; }};
+    allow-transfer {{ 127.0.0.1; }};
+    request-ixfr yes;
+}};
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+    );
+    let path = d.join("named.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(named);
+    cmd.arg("-g").arg("-c").arg(&path);
+    (
+        Daemon::spawn("named", cmd, d.join("named.log")),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
 /// The primary: `mimi-publisher serve` on `addr`, with `state` as its
 /// state directory if given, logging to `log`.
 fn primary(config: &Path, addr: SocketAddr, state: Option<&Path>, log: PathBuf) -> Daemon {
@@ -252,14 +308,15 @@ fn count(haystack: &str, needle: &str) -> usize {
 /// Waits until the secondary `$name` at `$addr` serves `$serial`, or
 /// fails with every log.
 macro_rules! at_serial {
-    ($name:expr, $addr:expr, $serial:expr, $knot:expr, $nsd:expr, $primary:expr) => {
+    ($name:expr, $addr:expr, $serial:expr, $knot:expr, $nsd:expr, $bind:expr, $primary:expr) => {
         if !reaches($addr, $serial).await {
             panic!(
-                "{} did not reach serial {}\n--- knot:\n{}\n--- nsd:\n{}\n--- primary:\n{}",
+                "{} did not reach serial {}\n--- knot:\n{}\n--- nsd:\n{}\n--- bind:\n{}\n--- primary:\n{}",
                 $name,
                 $serial,
                 $knot.log(),
                 $nsd.log(),
+                $bind.log(),
                 plain(&$primary.log())
             );
         }
@@ -282,9 +339,10 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (mut knot, knot_addr) = knot(&dir, addr, &tsig);
     let (mut nsd, nsd_addr) = nsd(&dir, addr, &tsig);
+    let bind_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let zone_config = |extra: &str| {
         let transfer = format!(
-            "allow = [\"127.0.0.1\"]\nnotify = [\"{knot_addr}\", \"{nsd_addr}\"]\ntsig_key = \"../tsig.key\"\n{extra}"
+            "allow = [\"127.0.0.1\"]\nnotify = [\"{knot_addr}\", \"{nsd_addr}\", \"{bind_addr}\"]\ntsig_key = \"../tsig.key\"\n{extra}"
         );
         ws.zone(
             "example.com/zone.toml",
@@ -301,7 +359,7 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     };
     let config = zone_config("");
     let mut publisher = primary(&config, addr, Some(&state), ws.path("primary-1.log"));
-    let secondaries = [("knot", knot_addr), ("nsd", nsd_addr)];
+    let secondaries = [("knot", knot_addr), ("nsd", nsd_addr), ("bind", bind_addr)];
     // Every secondary ends with exactly the primary's zone.
     let same_content = |serial: u32| {
         let want = dump(addr, Some(&tsig));
@@ -314,8 +372,9 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
         want.1
     };
     let s1 = eventually(LIMIT, "the primary to answer", || soa_serial(addr, ZONE)).await;
+    let (mut named, _) = bind(&dir, bind_addr.port(), addr, &tsig);
     for (name, a) in secondaries {
-        at_serial!(name, a, s1, knot, nsd, publisher);
+        at_serial!(name, a, s1, knot, nsd, named, publisher);
     }
     let first = same_content(s1);
     assert_eq!(first.iter().filter(|r| r.contains(" TXT ")).count(), 200);
@@ -324,13 +383,13 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     ws.write("example.com/mappings.csv", &mappings(1..201));
     let s2 = new_serial(addr, s1).await;
     for (name, a) in secondaries {
-        at_serial!(name, a, s2, knot, nsd, publisher);
+        at_serial!(name, a, s2, knot, nsd, named, publisher);
     }
     same_content(s2);
     let log = plain(&publisher.log());
     assert_eq!(
         count(&log, "zone transferred incrementally"),
-        2,
+        3,
         "both secondaries transferred incrementally:\n{log}"
     );
     assert!(log.contains("removed=1 added=1"), "{log}");
@@ -360,29 +419,29 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     ws.write("example.com/mappings.csv", &mappings(2..202));
     let s3 = new_serial(addr, s2).await;
     for (name, a) in secondaries {
-        at_serial!(name, a, s3, knot, nsd, publisher);
+        at_serial!(name, a, s3, knot, nsd, named, publisher);
     }
     same_content(s3);
     let log = plain(&publisher.log());
-    assert_eq!(count(&log, "zone transferred incrementally"), 2, "{log}");
+    assert_eq!(count(&log, "zone transferred incrementally"), 3, "{log}");
 
     // A journal bound below one change keeps nothing: the next transfer
     // is the whole zone (AXFR-style IXFR), which both apply.
     zone_config("journal_max_records = 1");
     let s4 = new_serial(addr, s3).await;
     for (name, a) in secondaries {
-        at_serial!(name, a, s4, knot, nsd, publisher);
+        at_serial!(name, a, s4, knot, nsd, named, publisher);
     }
     ws.write("example.com/mappings.csv", &mappings(3..203));
     let s5 = new_serial(addr, s4).await;
     for (name, a) in secondaries {
-        at_serial!(name, a, s5, knot, nsd, publisher);
+        at_serial!(name, a, s5, knot, nsd, named, publisher);
     }
     same_content(s5);
     let log = plain(&publisher.log());
     assert_eq!(
         count(&log, "zone transferred whole (fallback)"),
-        2,
+        3,
         "both fell back to the whole zone:\n{log}"
     );
     assert!(knot.log().contains("AXFR-style IXFR"), "{}", knot.log());
@@ -410,13 +469,13 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     let mut publisher = primary(&config, addr, Some(&state), ws.path("primary-3.log"));
     let s6 = new_serial(addr, s5).await;
     for (name, a) in secondaries {
-        at_serial!(name, a, s6, knot, nsd, publisher);
+        at_serial!(name, a, s6, knot, nsd, named, publisher);
     }
     same_content(s6);
     let log = plain(&publisher.log());
-    assert_eq!(count(&log, "zone transferred whole (fallback)"), 2, "{log}");
+    assert_eq!(count(&log, "zone transferred whole (fallback)"), 3, "{log}");
     assert_eq!(count(&log, "zone transferred incrementally"), 0, "{log}");
-    for d in [&mut knot, &mut nsd] {
+    for d in [&mut knot, &mut nsd, &mut named] {
         d.assert_running();
     }
     publisher.stop();

@@ -315,7 +315,8 @@ async fn udp_ixfr_rcode(server: &RunningServer, serial: u32) -> ResponseCode {
 }
 
 /// A zone with a TSIG key answers signed IXFR with signed messages that dig
-/// verifies, over TCP and UDP, and refuses unsigned ones.
+/// verifies, over TCP and UDP, and refuses unsigned ones; a signed SOA
+/// query (a secondary's refresh check) gets a signed answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsig_signed_ixfr_verifies_and_unsigned_is_refused() {
     let f = Fixture::new(0..30, "tsig_key = \"transfer.key\"\n");
@@ -346,6 +347,34 @@ async fn tsig_signed_ixfr_verifies_and_unsigned_is_refused() {
         assert!(!unsigned.contains(" TXT "), "{transport}: {unsigned}");
     }
     assert_eq!(udp_ixfr_rcode(&server, s1).await, ResponseCode::Refused);
+    // The SOA query of a secondary's refresh check, signed, gets a signed
+    // answer (BIND refuses an unsigned one and never transfers).
+    for transport in ["+tcp", "+notcp"] {
+        let text = dig(&server, &[transport, "-y", &key, "SOA"]);
+        assert!(
+            text.contains("status: NOERROR") && text.contains(" TSIG "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("expected a TSIG") && !text.contains("failure"),
+            "{text}"
+        );
+        let wrong = dig(
+            &server,
+            &[
+                transport,
+                "-y",
+                "hmac-sha256:xfr:AAAA41Sbu0aZFtjM/0NLeCiBM/jbq9bvxoQXun9bHro=",
+                "SOA",
+            ],
+        );
+        assert!(
+            wrong.contains("Couldn't verify")
+                || wrong.contains("expected a TSIG")
+                || wrong.contains("failure"),
+            "{wrong}"
+        );
+    }
     // A large signed incremental answer over TCP spans several messages,
     // each signed (dig verifies the chain).
     let s3 = f.change(&server, 1..1031).await;

@@ -123,6 +123,9 @@ struct Query {
     qtype: u16,
     qclass: u16,
     edns: Option<QueryEdns>,
+    /// The query carries a TSIG record (verified, if at all, by
+    /// [`crate::transfer`]).
+    signed: bool,
 }
 
 /// What a reader made of a packet.
@@ -279,6 +282,7 @@ fn read_plain(packet: &[u8], scratch: &mut Scratch) -> Read {
         qtype,
         qclass,
         edns,
+        signed: false,
     })
 }
 
@@ -372,6 +376,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
         return reject(RCODE_FORMERR);
     }
     let mut edns = None;
+    let mut signed = false;
     for i in 0..u32::from(ns) + u32::from(ar) {
         let additional = i >= u32::from(ns);
         let Some((owner_end, root)) = skip_name(packet, pos) else {
@@ -393,7 +398,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
             },
             // RFC 8945 §5.1: the TSIG is the last record. Its signature
             // matters for transfers only, which verify it themselves.
-            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => {}
+            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => signed = true,
             _ => return reject(RCODE_FORMERR),
         }
         pos = end;
@@ -405,6 +410,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
         qtype,
         qclass,
         edns,
+        signed,
     })
 }
 
@@ -422,7 +428,7 @@ pub(crate) fn answer(
         Read::Other => read_full(packet, scratch),
         read => read,
     };
-    respond(zones, read, transport, out, scratch)
+    respond(zones, packet, read, transport, out, scratch)
 }
 
 /// [`answer`] with the full reader only, whatever the query's shape: the
@@ -436,7 +442,7 @@ pub(crate) fn answer_with_full_reader(
 ) -> Answer {
     let mut scratch = Scratch::default();
     let read = read_full(packet, &mut scratch);
-    respond(zones, read, transport, out, &scratch)
+    respond(zones, packet, read, transport, out, &scratch)
 }
 
 /// [`answer`] for a UDP query; returns whether there is an answer to send.
@@ -451,6 +457,7 @@ pub(crate) fn answer_udp(
 
 fn respond(
     zones: &[Arc<ServedZone>],
+    packet: &[u8],
     read: Read,
     transport: Transport,
     out: &mut Vec<u8>,
@@ -473,6 +480,10 @@ fn respond(
         }
         Read::Query(q) => {
             write_answer(zones, &q, scratch, transport, out);
+            if q.signed {
+                let zone = zone_for(zones, &scratch.qname);
+                crate::transfer::signed_query::sign_answer(zone.map(|z| &**z), packet, out);
+            }
             Answer::Reply
         }
     }

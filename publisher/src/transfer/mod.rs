@@ -18,6 +18,7 @@
 pub(crate) mod framing;
 pub(crate) mod ixfr;
 pub mod push;
+pub(crate) mod signed_query;
 
 use std::io;
 use std::net::SocketAddr;

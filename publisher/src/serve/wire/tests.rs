@@ -37,7 +37,7 @@ fn full_bytes(zones: &[Arc<ServedZone>], packet: &[u8], transport: Transport) ->
     let mut out = Vec::new();
     let mut scratch = Scratch::default();
     let read = read_full(packet, &mut scratch);
-    (respond(zones, read, transport, &mut out, &scratch) == Answer::Reply).then_some(out)
+    (respond(zones, packet, read, transport, &mut out, &scratch) == Answer::Reply).then_some(out)
 }
 
 fn decode(bytes: &[u8]) -> Message {

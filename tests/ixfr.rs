@@ -1,5 +1,5 @@
-//! Incremental zone transfer with the secondaries operators run: Knot DNS
-//! and NSD, configured for IXFR, follow `mimi-publisher serve` (a real
+//! Incremental zone transfer with the secondaries operators run: Knot DNS,
+//! NSD and BIND, configured for IXFR, follow `mimi-publisher serve` (a real
 //! process, with `--state-dir`) through changes by IXFR, end with exactly
 //! the primary's content, and fall back to AXFR when the journal was
 //! trimmed and when the primary restarts without usable state.
@@ -300,6 +300,23 @@ fn nsd_update_sizes(log: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The record counts BIND logs for each transfer it received
+/// ("Transfer completed: M messages, N records"): 6 for an incremental
+/// answer with one record replaced (four SOAs), the whole zone otherwise.
+fn bind_transfer_sizes(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("Transfer completed:"))
+        .filter_map(|l| {
+            l.split(" messages, ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 /// Occurrences of `needle` in `haystack`.
 fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
@@ -324,7 +341,7 @@ macro_rules! at_serial {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
+async fn knot_nsd_and_bind_follow_by_ixfr_and_fall_back_to_axfr() {
     let ws = Workspace::new();
     let dir = ws.path("servers");
     std::fs::create_dir_all(&dir).unwrap();
@@ -390,7 +407,7 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     assert_eq!(
         count(&log, "zone transferred incrementally"),
         3,
-        "both secondaries transferred incrementally:\n{log}"
+        "every secondary transferred incrementally:\n{log}"
     );
     assert!(log.contains("removed=1 added=1"), "{log}");
     let knot_log = knot.log();
@@ -406,6 +423,12 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
         sizes.len() == 2 && sizes[1] * 10 < sizes[0],
         "nsd did not pull incrementally ({sizes:?}):\n{}",
         nsd.log()
+    );
+    assert_eq!(
+        bind_transfer_sizes(&named.log()),
+        [204, 6],
+        "{}",
+        named.log()
     );
 
     // A restart with the state directory keeps the serial and the journal;
@@ -442,7 +465,7 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
     assert_eq!(
         count(&log, "zone transferred whole (fallback)"),
         3,
-        "both fell back to the whole zone:\n{log}"
+        "every secondary fell back to the whole zone:\n{log}"
     );
     assert!(knot.log().contains("AXFR-style IXFR"), "{}", knot.log());
     let sizes = nsd_update_sizes(&nsd.log());
@@ -450,6 +473,7 @@ async fn knot_and_nsd_follow_by_ixfr_and_fall_back_to_axfr() {
         sizes.last().is_some_and(|l| *l * 2 > sizes[0]),
         "nsd got the whole zone ({sizes:?})"
     );
+    assert_eq!(bind_transfer_sizes(&named.log()).last(), Some(&204));
 
     // A restart whose state cannot be trusted (here: the signing key was
     // replaced while the primary was down, so the kept zone's seal no

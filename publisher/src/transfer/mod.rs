@@ -6,14 +6,17 @@
 //! module answers transfers itself, streaming the zone as a sequence of
 //! messages (RFC 5936 §2.2), each TSIG-signed when the zone has a key
 //! (RFC 8945 §5.3.1: the first message's MAC covers the request's MAC, each
-//! later one the previous MAC). IXFR requests get the full zone in AXFR form,
-//! which RFC 1995 §4 allows when no incremental history is kept; we keep
-//! none.
+//! later one the previous MAC). IXFR requests are answered from the zone's
+//! journal (`ixfr`, [`crate::zone::journal`]): the difference from the
+//! secondary's serial, or the full zone in AXFR form when that serial is
+//! not journaled (RFC 1995 §4).
 //!
 //! Access is decided here too: the peer's address must be in the zone's
 //! `transfer.allow` list and, when the zone has a TSIG key, the request must
 //! be signed with it. Everything else gets REFUSED (or NOTAUTH for a bad
-//! signature), and transfers over UDP are refused.
+//! signature). Over UDP only IXFR is answered (one message, see `ixfr`);
+//! AXFR over UDP is refused. Ordinary queries signed with the zone's key
+//! get signed answers (`signed_query`).
 
 pub(crate) mod framing;
 pub(crate) mod ixfr;

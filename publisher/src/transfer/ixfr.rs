@@ -188,6 +188,15 @@ fn incremental<'a>(
         .chain(std::iter::once(Ok(soa.clone())))
 }
 
+/// The octets of record text in `diff`: a lower bound of its encoded size.
+fn text_len(diff: &Condensed) -> usize {
+    diff.removed
+        .iter()
+        .chain(&diff.added)
+        .map(|r| r.text.len())
+        .sum()
+}
+
 /// Answers the IXFR `packet` that `peer` sent over UDP, for `served` (the
 /// served zone whose origin is the query name, if any), into `out`; false
 /// means no answer. The answer is at most the client's EDNS size (512
@@ -236,6 +245,9 @@ pub(crate) fn answer_udp(
         super::Signer::new(&request, signature).message(records, edns.clone())
     };
     let reply = match &plan {
+        // Not encoded at all when its text alone is over the limit, so
+        // that a large difference costs a UDP query nothing.
+        Plan::Incremental { diff, .. } if text_len(diff) > limit => None,
         Plan::Incremental { from, diff } => {
             let records: Result<Vec<_>, _> = incremental(soa, *from, diff).collect();
             match records.map(|r| encode(r, signature.clone())) {

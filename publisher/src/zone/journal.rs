@@ -291,6 +291,38 @@ impl Journal {
         self
     }
 
+    /// This journal with its records replaced by the equal ones of
+    /// `records` (a zone's sorted records) where there are any, so that a
+    /// journal read back from disk shares its strings with the zone
+    /// instead of holding a second copy.
+    pub fn sharing(self, records: &[ZoneRecord]) -> Journal {
+        let share = |list: &[ZoneRecord]| -> Vec<ZoneRecord> {
+            list.iter()
+                .map(|r| match records.binary_search(r) {
+                    Ok(i) => records[i].clone(),
+                    Err(_) => r.clone(),
+                })
+                .collect()
+        };
+        let deltas = self
+            .deltas
+            .iter()
+            .map(|d| {
+                Arc::new(Delta {
+                    from: d.from,
+                    to: d.to,
+                    at: d.at,
+                    removed: share(&d.removed),
+                    added: share(&d.added),
+                })
+            })
+            .collect();
+        Journal {
+            deltas,
+            records: self.records,
+        }
+    }
+
     /// The net difference from serial `from` to the last serial (RFC 1995
     /// §5 condensation: a record added and removed again in between
     /// appears in neither list), or `None` if `from` is not journaled.
@@ -779,6 +811,25 @@ mod tests {
         let loaded = read_file(&path, &key()).unwrap();
         assert_eq!(loaded.dropped_tail, None);
         assert_eq!(loaded.journal, j);
+        // Read back, the records still in the zone share its strings.
+        let current = zone(
+            13,
+            &[
+                rec("a.example.com", "13"),
+                rec("b.example.com", &"long ".repeat(100)),
+                rec("c.example.com", "ü"),
+            ],
+        );
+        let shared = loaded.journal.sharing(&current.records);
+        assert_eq!(shared, j);
+        let last = shared.deltas().last().unwrap();
+        assert!(!last.added.is_empty());
+        for r in &last.added {
+            assert!(
+                current.records.iter().any(|z| z.same(r)),
+                "{r:?} not shared"
+            );
+        }
         // Another key verifies nothing.
         let other = SealKey::from_signing_key(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]));
         let l = read_file(&path, &other).unwrap();

@@ -261,7 +261,8 @@ impl StateDir {
         let before = loaded.journal.deltas().len();
         let journal = loaded
             .journal
-            .trimmed(kept.zone.records.len(), limits, UnixTime::now());
+            .trimmed(kept.zone.records.len(), limits, UnixTime::now())
+            .sharing(&kept.zone.records);
         if journal.deltas().len() != before {
             if let Err(e) = journal::write_file(&path, &journal, key) {
                 warn!(path = %path.display(), "cannot rewrite the trimmed journal ({e}); removed");

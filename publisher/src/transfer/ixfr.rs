@@ -85,7 +85,7 @@ impl Plan {
         if journal.last_serial() != Some(serial) {
             return Plan::Full {
                 client: Some(client),
-                why: "no journal is kept for this zone (or it was reset)",
+                why: "the journal holds no change (none since the server started without state, a reset, or the bounds dropped them all)",
             };
         }
         match journal.condense(client) {

@@ -577,6 +577,29 @@ rname = "hostmaster.example.com"
     }
 
     #[test]
+    fn journal_bounds() {
+        let t = |extra: &str| {
+            ZoneConfig::from_toml(
+                &format!("{MIN}[transfer]\nallow = [\"127.0.0.1\"]\n{extra}"),
+                Path::new("z.toml"),
+            )
+        };
+        let c = t("").unwrap();
+        assert_eq!(c.transfer.unwrap().journal, JournalLimits::DEFAULT);
+        let c = t("journal_max_records = 5000\njournal_max_age = \"2d\"\n").unwrap();
+        let j = c.transfer.unwrap().journal;
+        assert_eq!(
+            (j.max_records, j.max_age.as_secs()),
+            (Some(5000), 2 * 86_400)
+        );
+        assert_eq!(j.max_records_for(1_000_000), 5000);
+        let e = t("journal_max_age = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("transfer.journal_max_age"), "{e}");
+        let e = t("journal_max_records = -1\n").unwrap_err();
+        assert!(e.to_string().contains("journal_max_records"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let e =
             ZoneConfig::from_toml(&format!("{MIN}bogus = 1\n"), Path::new("z.toml")).unwrap_err();

@@ -262,7 +262,7 @@ async fn ixfr_over_tcp_from_journaled_current_newer_and_unknown_serials() {
 }
 
 /// Over UDP an incremental answer is sent when it fits the client's size,
-/// otherwise the SOA alone (RFC 1995 §2).
+/// otherwise the SOA alone (RFC 1995 §2); the allow list applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ixfr_over_udp_fits_or_gets_the_soa_alone() {
     let f = Fixture::new(0..10, "");
@@ -283,14 +283,24 @@ async fn ixfr_over_udp_fits_or_gets_the_soa_alone() {
     // Over TCP the same request gets the forty.
     let text = dig(&server, &["+tcp", &format!("IXFR={s2}")]);
     assert_eq!(incremental(&records(&text), s2, s3).1.len(), 40);
+    // The allow list holds over UDP too.
+    assert_eq!(
+        udp_ixfr_rcode(&server, "127.0.0.1", s1).await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        udp_ixfr_rcode(&server, "127.0.0.2", s1).await,
+        ResponseCode::Refused
+    );
     // Unknown serial over UDP: the SOA alone too.
     let recs = records(&dig(&server, &["+notcp", "IXFR=1"]));
     assert_eq!(recs.len(), 1, "{recs:?}");
     server.shutdown().await.unwrap();
 }
 
-/// The RCODE of an unsigned IXFR from `serial` sent over UDP.
-async fn udp_ixfr_rcode(server: &RunningServer, serial: u32) -> ResponseCode {
+/// The RCODE of an unsigned IXFR from `serial` sent over UDP from
+/// `source`.
+async fn udp_ixfr_rcode(server: &RunningServer, source: &str, serial: u32) -> ResponseCode {
     use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::rdata::SOA;
     use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -300,7 +310,7 @@ async fn udp_ixfr_rcode(server: &RunningServer, serial: u32) -> ResponseCode {
     let soa = SOA::new(apex.clone(), apex.clone(), serial, 0, 0, 0, 0);
     m.authorities
         .push(Record::from_rdata(apex, 0, RData::SOA(soa)));
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = tokio::net::UdpSocket::bind((source, 0)).await.unwrap();
     sock.send_to(&m.to_vec().unwrap(), server.local_addr())
         .await
         .unwrap();
@@ -346,7 +356,10 @@ async fn tsig_signed_ixfr_verifies_and_unsigned_is_refused() {
         let unsigned = dig(&server, &[transport, &format!("IXFR={s1}")]);
         assert!(!unsigned.contains(" TXT "), "{transport}: {unsigned}");
     }
-    assert_eq!(udp_ixfr_rcode(&server, s1).await, ResponseCode::Refused);
+    assert_eq!(
+        udp_ixfr_rcode(&server, "127.0.0.1", s1).await,
+        ResponseCode::Refused
+    );
     // The SOA query of a secondary's refresh check, signed, gets a signed
     // answer (BIND refuses an unsigned one and never transfers).
     for transport in ["+tcp", "+notcp"] {

@@ -108,6 +108,26 @@ pub fn build_from_path(
     build_zone(&config, now, previous, progress)
 }
 
+/// The transfer policy of `t`, loading its TSIG key (the key file's
+/// problem if it does not load).
+pub(crate) fn transfer_policy(
+    t: &crate::input::config::TransferConfig,
+) -> Result<std::sync::Arc<crate::input::config::TransferPolicy>, Problem> {
+    let key = match &t.tsig_key {
+        None => None,
+        Some(p) => Some(
+            crate::input::tsig::TsigKey::load(p)
+                .map_err(|e| Problem::in_file(p, strip_path(&e.to_string(), p)))?,
+        ),
+    };
+    Ok(std::sync::Arc::new(crate::input::config::TransferPolicy {
+        allow: t.allow.clone(),
+        notify: t.notify.clone(),
+        key,
+        journal: t.journal,
+    }))
+}
+
 fn strip_path(msg: &str, path: &Path) -> String {
     msg.strip_prefix(&format!("{}: ", path.display()))
         .unwrap_or(msg)
@@ -266,23 +286,10 @@ pub fn build_zone(
     }
 
     // Transfer policy (its TSIG key is an input like any other).
-    let transfer = config.transfer.as_ref().and_then(|t| {
-        let key = match &t.tsig_key {
-            None => None,
-            Some(p) => match crate::input::tsig::TsigKey::load(p) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
-                    return None;
-                }
-            },
-        };
-        Some(std::sync::Arc::new(crate::input::config::TransferPolicy {
-            allow: t.allow.clone(),
-            notify: t.notify.clone(),
-            key,
-        }))
-    });
+    let transfer = config
+        .transfer
+        .as_ref()
+        .and_then(|t| transfer_policy(t).map_err(|p| errors.push(p)).ok());
 
     for ns in &config.ns {
         if ns.is_within(&config.origin) && !config.glue.iter().any(|(h, _)| h == ns) {

@@ -92,6 +92,52 @@ pub struct TransferConfig {
     /// TSIG key file (tsig-keygen format): when set, transfers must be signed
     /// with it, responses and NOTIFYs are signed with it.
     pub tsig_key: Option<PathBuf>,
+    /// How much change history is kept for incremental transfers (IXFR).
+    pub journal: JournalLimits,
+}
+
+/// Bounds of a zone's IXFR journal (`[transfer]` keys `journal_max_records`
+/// and `journal_max_age`): the oldest differences are dropped beyond them,
+/// and a secondary holding a serial older than what is left gets the whole
+/// zone instead (see `crate::zone::journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalLimits {
+    /// Most records (removed plus added, over all kept differences) held;
+    /// `None`: twice the zone's record count, at least
+    /// [`JournalLimits::MIN_DEFAULT_RECORDS`], enough for every record to
+    /// be re-signed once. `Some(0)` keeps no history.
+    pub max_records: Option<usize>,
+    /// Differences older than this are dropped (default 7 days: beyond it
+    /// a secondary is so far behind that a full transfer is the better
+    /// resynchronisation anyway).
+    pub max_age: Duration,
+}
+
+impl JournalLimits {
+    /// The floor of the default record bound, so that small zones keep a
+    /// useful history.
+    pub const MIN_DEFAULT_RECORDS: usize = 1_000;
+
+    /// The defaults: see the fields.
+    pub const DEFAULT: JournalLimits = JournalLimits {
+        max_records: None,
+        max_age: Duration::from_secs(7 * 86_400),
+    };
+
+    /// The record bound for a zone of `zone_records` records.
+    pub fn max_records_for(&self, zone_records: usize) -> usize {
+        self.max_records.unwrap_or_else(|| {
+            zone_records
+                .saturating_mul(2)
+                .max(Self::MIN_DEFAULT_RECORDS)
+        })
+    }
+}
+
+impl Default for JournalLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// SOA fields a zone operator sets.
@@ -191,6 +237,8 @@ struct RawTransfer {
     #[serde(default)]
     notify: Vec<String>,
     tsig_key: Option<PathBuf>,
+    journal_max_records: Option<usize>,
+    journal_max_age: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -426,10 +474,20 @@ impl ZoneConfig {
                             })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let max_age = match &t.journal_max_age {
+                    None => JournalLimits::DEFAULT.max_age,
+                    Some(v) => {
+                        parse_duration(v).map_err(|m| invalid("transfer.journal_max_age", m))?
+                    }
+                };
                 Ok(TransferConfig {
                     allow,
                     notify,
                     tsig_key: t.tsig_key.as_ref().map(resolve),
+                    journal: JournalLimits {
+                        max_records: t.journal_max_records,
+                        max_age,
+                    },
                 })
             })
             .transpose()?;
@@ -482,6 +540,8 @@ pub struct TransferPolicy {
     pub notify: Vec<std::net::SocketAddr>,
     /// TSIG key required on transfers and used to sign responses and NOTIFYs.
     pub key: Option<crate::input::tsig::TsigKey>,
+    /// Bounds of the IXFR journal.
+    pub journal: JournalLimits,
 }
 
 impl TransferPolicy {
@@ -514,6 +574,29 @@ rname = "hostmaster.example.com"
         assert_eq!(c.role, ZoneRole::Home);
         assert_eq!(c.ttl, 300);
         assert_eq!(c.input_files(), vec![PathBuf::from("/z/zone.toml")]);
+    }
+
+    #[test]
+    fn journal_bounds() {
+        let t = |extra: &str| {
+            ZoneConfig::from_toml(
+                &format!("{MIN}[transfer]\nallow = [\"127.0.0.1\"]\n{extra}"),
+                Path::new("z.toml"),
+            )
+        };
+        let c = t("").unwrap();
+        assert_eq!(c.transfer.unwrap().journal, JournalLimits::DEFAULT);
+        let c = t("journal_max_records = 5000\njournal_max_age = \"2d\"\n").unwrap();
+        let j = c.transfer.unwrap().journal;
+        assert_eq!(
+            (j.max_records, j.max_age.as_secs()),
+            (Some(5000), 2 * 86_400)
+        );
+        assert_eq!(j.max_records_for(1_000_000), 5000);
+        let e = t("journal_max_age = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("transfer.journal_max_age"), "{e}");
+        let e = t("journal_max_records = -1\n").unwrap_err();
+        assert!(e.to_string().contains("journal_max_records"), "{e}");
     }
 
     #[test]

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::input::problem::Problem;
+use crate::zone::journal::{Journal, Outcome};
 use crate::zone::served::ServedZone;
 use crate::zone::shrink::{Shrink, ShrinkRefused};
 use crate::zone::state::StateDir;
@@ -125,6 +126,11 @@ impl Served {
     pub(crate) fn current(&self, idx: usize) -> (PathBuf, Arc<Zone>) {
         let slots = self.lock();
         (slots[idx].config.clone(), slots[idx].zone.clone())
+    }
+
+    /// The journal of the zone served in slot `idx`.
+    pub(crate) fn journal(&self, idx: usize) -> Arc<crate::zone::journal::Journal> {
+        self.lock()[idx].served.journal().clone()
     }
 
     pub(crate) fn find(&self, origin: &DomainName) -> Option<Arc<Zone>> {
@@ -243,6 +249,7 @@ impl std::fmt::Display for PrepareError {
 pub(crate) fn prepare(
     config: &Path,
     previous: Option<&Zone>,
+    journal: &Journal,
     allow_shrink: bool,
     state: Option<&StateDir>,
 ) -> Result<Result<Prepared, BuildOutput>, PrepareError> {
@@ -266,10 +273,33 @@ pub(crate) fn prepare(
     }
     let built = started.elapsed();
     let zone = Arc::new(output.zone);
-    let served = Arc::new(ServedZone::new(zone.clone()).map_err(|e| {
-        PrepareError::Failed(format!("zone {}: cannot be served: {e}", zone.origin))
-    })?);
+    let (journal, outcome) = journal.follow(previous, &zone, UnixTime::now());
+    log_journal(&zone, &journal, &outcome);
+    let served = Arc::new(
+        ServedZone::new(zone.clone())
+            .map_err(|e| {
+                PrepareError::Failed(format!("zone {}: cannot be served: {e}", zone.origin))
+            })?
+            .with_journal(Arc::new(journal)),
+    );
     if let Some(state) = state {
+        // The journal first: one that ends at a serial the kept zone does
+        // not have is discarded at start, so either order of a crash
+        // between the two writes is safe, and this one never serves a
+        // delta toward a zone that was not kept.
+        state
+            .keep_journal(
+                &zone.origin,
+                served.journal(),
+                &outcome,
+                output.seal.as_ref(),
+            )
+            .map_err(|e| {
+                PrepareError::Failed(format!(
+                    "cannot keep the journal in {}: {e}; not installed",
+                    state.journal_path(&zone.origin).display()
+                ))
+            })?;
         state.write(&zone, output.seal.as_ref()).map_err(|e| {
             PrepareError::Failed(format!(
                 "cannot keep the zone in {}: {e}; not installed, so that a restart cannot go back to an older serial",
@@ -289,6 +319,28 @@ pub(crate) fn prepare(
         served,
         elapsed: started.elapsed(),
     }))
+}
+
+/// Logs what happened to the journal of `zone` (debug for the usual
+/// append, info when history is dropped).
+pub(crate) fn log_journal(zone: &Zone, journal: &Journal, outcome: &Outcome) {
+    let (origin, serial) = (&zone.origin, zone.soa.serial);
+    let first_serial = journal.first_serial();
+    match outcome {
+        Outcome::Appended(d) => {
+            debug!(%origin, serial, from = d.from, removed = d.removed.len(), added = d.added.len(), deltas = journal.deltas().len(), records = journal.records(), "journal: delta added")
+        }
+        Outcome::Rewritten { dropped: 0 } => {
+            debug!(%origin, serial, ?first_serial, "journal started")
+        }
+        Outcome::Rewritten { dropped } => {
+            info!(%origin, serial, dropped, ?first_serial, records = journal.records(), "journal: oldest deltas dropped (bounds); IXFR from before the first serial gets the whole zone")
+        }
+        Outcome::Reset(why) if zone.transfer.is_some() => {
+            info!(%origin, serial, "journal reset: {why}; IXFR from older serials gets the whole zone")
+        }
+        Outcome::Reset(_) => {}
+    }
 }
 
 /// Logs the warnings of a successful build.

@@ -44,6 +44,7 @@ pub use crate::serve::tcp::TcpOptions;
 use crate::serve::tcp::TcpServer;
 use crate::serve::udp::UdpServer;
 use crate::serve::watch::Reloader;
+use crate::zone::journal::Journal;
 use crate::zone::served::ServedZone;
 use crate::zone::shrink::{Shrink, ShrinkRefused};
 use crate::zone::state::StateDir;
@@ -406,7 +407,14 @@ fn initial_zone(
     state: Option<&StateDir>,
     allow_shrink: bool,
 ) -> Result<Initial, ServeError> {
-    let kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
+    let mut kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
+    // A zone file does not hold the transfer policy: give the kept zone
+    // the configured one, so that unchanged content keeps its serial
+    // across a restart (a new serial would cost every secondary a
+    // transfer of nothing).
+    if let (Some(k), Some(t)) = (kept.as_mut(), loaded.and_then(|c| c.transfer.as_ref())) {
+        k.zone.transfer = crate::build::transfer_policy(t).ok();
+    }
     let previous = kept.as_ref().map(|k| k.for_build());
     let output =
         build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(|source| {
@@ -427,6 +435,19 @@ fn initial_zone(
     let mut already_kept = kept
         .as_ref()
         .is_some_and(|k| k.trusted && k.zone.soa.serial == zone.soa.serial);
+    // The history up to the kept zone, if it can be trusted.
+    let kept_journal = match (state, kept.as_ref()) {
+        (Some(state), Some(k)) => {
+            let limits = zone
+                .transfer
+                .as_ref()
+                .map(|t| t.journal)
+                .unwrap_or_default();
+            state.load_journal(k, seal.as_ref(), limits)
+        }
+        _ => Journal::default(),
+    };
+    let previous_zone = kept.as_ref().filter(|k| k.trusted).map(|k| k.zone.clone());
     if let Some(k) = kept.filter(|_| !allow_shrink) {
         if let Err(refused) = Shrink::between(&k.zone.records, &zone.records).check(max_shrink) {
             if !k.trusted {
@@ -447,12 +468,34 @@ fn initial_zone(
         }
     }
     let zone = Arc::new(zone);
-    let served = ServedZone::new(zone.clone()).map_err(|message| ServeError::Build {
-        config: config.to_owned(),
-        source: BuildError {
-            problems: vec![Problem::in_file(config, message)],
-        },
-    })?;
+    let (journal, outcome) = if previous_zone
+        .as_ref()
+        .is_some_and(|p| p.soa.serial == zone.soa.serial)
+    {
+        (kept_journal, None)
+    } else {
+        let (j, o) = kept_journal.follow(previous_zone.as_ref(), &zone, UnixTime::now());
+        installed::log_journal(&zone, &j, &o);
+        (j, Some(o))
+    };
+    drop(previous_zone);
+    let served = ServedZone::new(zone.clone())
+        .map_err(|message| ServeError::Build {
+            config: config.to_owned(),
+            source: BuildError {
+                problems: vec![Problem::in_file(config, message)],
+            },
+        })?
+        .with_journal(Arc::new(journal));
+    if let (Some(state), Some(outcome)) = (state, &outcome) {
+        state
+            .keep_journal(&zone.origin, served.journal(), outcome, seal.as_ref())
+            .map_err(|source| ServeError::Keep {
+                origin: zone.origin.clone(),
+                path: state.journal_path(&zone.origin),
+                source,
+            })?;
+    }
     if let Some(state) = state.filter(|_| !already_kept) {
         state
             .write(&zone, seal.as_ref())

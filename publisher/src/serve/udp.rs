@@ -142,8 +142,26 @@ fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &Ato
             }
         };
         let answered = guarded(&mut panics, || {
+            use crate::serve::wire::{answer, Answer, Transport, MAX_UDP_PAYLOAD};
             let current = zones.load();
-            crate::serve::wire::answer_udp(&current, &packet[..len], &mut out, &mut scratch)
+            let packet = &packet[..len];
+            match answer(&current, packet, Transport::Udp, &mut out, &mut scratch) {
+                Answer::Reply => true,
+                Answer::None => false,
+                // An IXFR (AXFR over UDP is refused by the encoder).
+                Answer::Transfer => {
+                    let zone = current
+                        .iter()
+                        .find(|z| z.origin().as_str() == scratch.qname());
+                    crate::transfer::ixfr::answer_udp(
+                        packet,
+                        peer,
+                        zone.map(|z| &**z),
+                        MAX_UDP_PAYLOAD,
+                        &mut out,
+                    )
+                }
+            }
         });
         // Response rate limiting (crate::serve::rrl) judges the encoded answer.
         if answered && rrl.is_none_or(|rrl| rrl.filter(peer.ip(), &mut out)) {

@@ -408,6 +408,7 @@ async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Opti
 /// One rebuild of zone `idx`; returns how long until the next scheduled one.
 async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
     let (config, previous) = ctx.served.current(idx);
+    let journal = ctx.served.journal(idx);
     let job = {
         let config = config.clone();
         let previous = previous.clone();
@@ -422,7 +423,13 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 c.authority.map(|a| a.window.margin())
             });
             (
-                prepare(&config, Some(&previous), allow_shrink, state.as_deref()),
+                prepare(
+                    &config,
+                    Some(&previous),
+                    &journal,
+                    allow_shrink,
+                    state.as_deref(),
+                ),
                 margin.flatten(),
             )
         })

@@ -21,7 +21,8 @@
 //! decision of [`ServedZone::resolve`] into bytes; the transport only sets
 //! the size limit (the client's EDNS size, at least 512 and at most 1232,
 //! with TC beyond it, on UDP; 65,535 on TCP). Zone transfers are recognised
-//! here and handed to [`crate::transfer`] by the TCP path.
+//! here and handed to [`crate::transfer`] by the TCP path (and IXFR by the
+//! UDP path too).
 //!
 //! Nothing in a header drives an allocation: counts are only loop bounds
 //! over the bytes actually present, and the only buffers are the caller's,
@@ -122,6 +123,9 @@ struct Query {
     qtype: u16,
     qclass: u16,
     edns: Option<QueryEdns>,
+    /// The query carries a TSIG record (verified, if at all, by
+    /// [`crate::transfer`]).
+    signed: bool,
 }
 
 /// What a reader made of a packet.
@@ -145,8 +149,9 @@ pub(crate) enum Answer {
     None,
     /// The answer is in the output buffer.
     Reply,
-    /// A zone transfer request (TCP, class IN): [`crate::transfer`]
-    /// answers it; the query name is in the [`Scratch`].
+    /// A zone transfer request (class IN; AXFR over TCP only, IXFR over
+    /// both): [`crate::transfer`] answers it; the query name is in the
+    /// [`Scratch`].
     Transfer,
 }
 
@@ -277,6 +282,7 @@ fn read_plain(packet: &[u8], scratch: &mut Scratch) -> Read {
         qtype,
         qclass,
         edns,
+        signed: false,
     })
 }
 
@@ -370,6 +376,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
         return reject(RCODE_FORMERR);
     }
     let mut edns = None;
+    let mut signed = false;
     for i in 0..u32::from(ns) + u32::from(ar) {
         let additional = i >= u32::from(ns);
         let Some((owner_end, root)) = skip_name(packet, pos) else {
@@ -391,7 +398,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
             },
             // RFC 8945 §5.1: the TSIG is the last record. Its signature
             // matters for transfers only, which verify it themselves.
-            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => {}
+            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => signed = true,
             _ => return reject(RCODE_FORMERR),
         }
         pos = end;
@@ -403,6 +410,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
         qtype,
         qclass,
         edns,
+        signed,
     })
 }
 
@@ -420,7 +428,7 @@ pub(crate) fn answer(
         Read::Other => read_full(packet, scratch),
         read => read,
     };
-    respond(zones, read, transport, out, scratch)
+    respond(zones, packet, read, transport, out, scratch)
 }
 
 /// [`answer`] with the full reader only, whatever the query's shape: the
@@ -434,7 +442,7 @@ pub(crate) fn answer_with_full_reader(
 ) -> Answer {
     let mut scratch = Scratch::default();
     let read = read_full(packet, &mut scratch);
-    respond(zones, read, transport, out, &scratch)
+    respond(zones, packet, read, transport, out, &scratch)
 }
 
 /// [`answer`] for a UDP query; returns whether there is an answer to send.
@@ -449,6 +457,7 @@ pub(crate) fn answer_udp(
 
 fn respond(
     zones: &[Arc<ServedZone>],
+    packet: &[u8],
     read: Read,
     transport: Transport,
     out: &mut Vec<u8>,
@@ -463,8 +472,7 @@ fn respond(
             Answer::Reply
         }
         Read::Query(q)
-            if transport == Transport::Tcp
-                && matches!(q.qtype, TYPE_AXFR | TYPE_IXFR)
+            if (q.qtype == TYPE_IXFR || (transport == Transport::Tcp && q.qtype == TYPE_AXFR))
                 && q.qclass == CLASS_IN
                 && q.edns.is_none_or(|e| e.version == 0) =>
         {
@@ -472,6 +480,10 @@ fn respond(
         }
         Read::Query(q) => {
             write_answer(zones, &q, scratch, transport, out);
+            if q.signed {
+                let zone = zone_for(zones, &scratch.qname);
+                crate::transfer::signed_query::sign_answer(zone.map(|z| &**z), packet, out);
+            }
             Answer::Reply
         }
     }
@@ -551,7 +563,8 @@ fn write_answer(
     if query.edns.is_some_and(|e| e.version != 0) {
         return rcode_only(out, 0, BADVERS_HIGH);
     }
-    // Other classes are not served; transfers run over TCP only.
+    // Other classes are not served; AXFR runs over TCP only (IXFR over
+    // UDP is answered by crate::transfer::ixfr).
     if query.qclass != CLASS_IN || matches!(query.qtype, TYPE_AXFR | TYPE_IXFR) {
         return rcode_only(out, RCODE_REFUSED, 0);
     }

@@ -6,17 +6,22 @@
 //! module answers transfers itself, streaming the zone as a sequence of
 //! messages (RFC 5936 §2.2), each TSIG-signed when the zone has a key
 //! (RFC 8945 §5.3.1: the first message's MAC covers the request's MAC, each
-//! later one the previous MAC). IXFR requests get the full zone in AXFR form,
-//! which RFC 1995 §4 allows when no incremental history is kept; we keep
-//! none.
+//! later one the previous MAC). IXFR requests are answered from the zone's
+//! journal (`ixfr`, [`crate::zone::journal`]): the difference from the
+//! secondary's serial, or the full zone in AXFR form when that serial is
+//! not journaled (RFC 1995 §4).
 //!
 //! Access is decided here too: the peer's address must be in the zone's
 //! `transfer.allow` list and, when the zone has a TSIG key, the request must
 //! be signed with it. Everything else gets REFUSED (or NOTAUTH for a bad
-//! signature), and transfers over UDP are refused.
+//! signature). Over UDP only IXFR is answered (one message, see `ixfr`);
+//! AXFR over UDP is refused. Ordinary queries signed with the zone's key
+//! get signed answers (`signed_query`).
 
 pub(crate) mod framing;
+pub(crate) mod ixfr;
 pub mod push;
+pub(crate) mod signed_query;
 
 use std::io;
 use std::net::SocketAddr;
@@ -66,27 +71,7 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             return framing::write_message(out, &bytes, write_timeout).await;
         }
     };
-    let qtype = request.queries.first().map(|q| q.query_type());
-    let refuse = |why: &str| {
-        info!(%peer, ?qtype, "zone transfer refused: {why}");
-        ResponseCode::Refused
-    };
-    let decision = (|| {
-        let served = served.ok_or_else(|| refuse("not the apex of a served zone"))?;
-        let policy = served
-            .zone
-            .transfer
-            .as_deref()
-            .ok_or_else(|| refuse("the zone has no [transfer] section"))?;
-        if !policy.allows(peer.ip()) {
-            return Err(refuse("peer address not in transfer.allow"));
-        }
-        let signer = match &policy.key {
-            None => None,
-            Some(key) => Some(verify_request(&request, packet, peer, key)?),
-        };
-        Ok((served, signer))
-    })();
+    let decision = authorize(&request, packet, peer, served);
     let (served, signer) = match decision {
         Ok(d) => d,
         Err(rcode) => {
@@ -99,16 +84,49 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
         }
     };
     let zone = &*served.zone;
-    match stream_zone(&request, served, signer, out, write_timeout).await {
+    let plan = ixfr::Plan::new(&request, served);
+    match stream_records(&request, plan.records(served), signer, out, write_timeout).await {
         Ok(messages) => {
-            info!(%peer, origin = %zone.origin, serial = zone.soa.serial, records = zone.records.len(), messages, "zone transferred");
+            plan.log(peer, served, "TCP", messages);
             Ok(())
         }
         Err(e) => {
-            warn!(%peer, origin = %zone.origin, "zone transfer failed: {e}");
+            warn!(%peer, origin = %zone.origin, kind = plan.kind(), "zone transfer failed: {e}");
             Err(e)
         }
     }
+}
+
+/// Whether `peer` may transfer `served` with `request` (`packet` in wire
+/// form): the zone must be served and have a `[transfer]` section whose
+/// allow list has the peer, and a request to a zone with a TSIG key must
+/// be signed with it. On success, the verified signature to sign the
+/// answer with; otherwise the RCODE to answer with (logged here).
+fn authorize<'z>(
+    request: &Message,
+    packet: &[u8],
+    peer: SocketAddr,
+    served: Option<&'z ServedZone>,
+) -> Result<(&'z ServedZone, Option<RequestSignature>), ResponseCode> {
+    let qtype = request.queries.first().map(|q| q.query_type());
+    let refuse = |why: &str| {
+        info!(%peer, ?qtype, "zone transfer refused: {why}");
+        ResponseCode::Refused
+    };
+    let served = served.ok_or_else(|| refuse("not the apex of a served zone"))?;
+    let policy = served
+        .zone
+        .transfer
+        .as_deref()
+        .ok_or_else(|| refuse("the zone has no [transfer] section"))?;
+    if !policy.allows(peer.ip()) {
+        return Err(refuse("peer address not in transfer.allow"));
+    }
+    let signer = match &policy.key {
+        None => None,
+        Some(key) => Some(verify_request(request, packet, peer, key)?),
+    };
+    Ok((served, signer))
 }
 
 /// The response skeleton for `request`: same ID and question, QR set, RD
@@ -122,6 +140,7 @@ fn response_to(request: &Message) -> Message {
 }
 
 /// A verified request's signer and MAC, to sign the response stream.
+#[derive(Clone)]
 struct RequestSignature {
     signer: TSigner,
     mac: Vec<u8>,
@@ -167,9 +186,18 @@ fn now_secs() -> u64 {
 /// queries with.
 fn zone_records(served: &ServedZone) -> impl Iterator<Item = Result<Record, String>> + '_ {
     let (soa, apex) = served.apex_records();
-    let txt = served
-        .zone
-        .records
+    std::iter::once(Ok(soa.clone()))
+        .chain(apex.cloned().map(Ok))
+        .chain(txt_records(&served.zone.records))
+        .chain(std::iter::once(Ok(soa.clone())))
+}
+
+/// `records` (sorted) as DNS TXT records, made one at a time; records of
+/// one owner share its name.
+fn txt_records(
+    records: &[crate::zone::ZoneRecord],
+) -> impl Iterator<Item = Result<Record, String>> + '_ {
+    records
         .chunk_by(|a, b| a.owner == b.owner)
         .flat_map(|group| {
             let owner = Name::from_ascii(group[0].owner.fqdn())
@@ -181,30 +209,41 @@ fn zone_records(served: &ServedZone) -> impl Iterator<Item = Result<Record, Stri
                     Record::from_rdata(owner, r.ttl, RData::TXT(TXT::from_bytes(strings)))
                 })
             })
-        });
-    std::iter::once(Ok(soa.clone()))
-        .chain(apex.cloned().map(Ok))
-        .chain(txt)
-        .chain(std::iter::once(Ok(soa.clone())))
+        })
 }
 
-/// Signs and writes one transfer message after another.
-struct Stream<'a, W> {
+/// Makes the messages of one transfer answer, each TSIG-signed when the
+/// request was: the first over the request's MAC, each later one over the
+/// previous message's MAC.
+struct Signer<'a> {
     request: &'a Message,
     signature: Option<RequestSignature>,
     previous_mac: Option<Vec<u8>>,
     time: u64,
-    out: &'a mut W,
-    write_timeout: Duration,
-    messages: usize,
 }
 
-impl<W: AsyncWrite + Unpin> Stream<'_, W> {
-    async fn send(&mut self, records: Vec<Record>) -> io::Result<()> {
+impl<'a> Signer<'a> {
+    fn new(request: &'a Message, signature: Option<RequestSignature>) -> Self {
+        Signer {
+            request,
+            signature,
+            previous_mac: None,
+            time: now_secs(),
+        }
+    }
+
+    /// The next message, holding `records` in its answer section, with
+    /// `edns` if given, in wire form.
+    fn message(
+        &mut self,
+        records: Vec<Record>,
+        edns: Option<hickory_proto::op::Edns>,
+    ) -> io::Result<Vec<u8>> {
         let mut message = response_to(self.request);
         message.metadata.authoritative = true;
         message.metadata.response_code = ResponseCode::NoError;
         message.answers = records;
+        message.edns = edns;
         let encode = |m: &Message| {
             m.to_vec()
                 .map_err(|e| io::Error::other(format!("encoding a transfer message: {e}")))
@@ -231,34 +270,45 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
             self.previous_mac = Some(record.data.mac.clone());
             message.set_signature(record);
         }
-        let bytes = encode(&message)?;
+        encode(&message)
+    }
+}
+
+/// Signs and writes one transfer message after another.
+struct Stream<'a, W> {
+    signer: Signer<'a>,
+    out: &'a mut W,
+    write_timeout: Duration,
+    messages: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Stream<'_, W> {
+    async fn send(&mut self, records: Vec<Record>) -> io::Result<()> {
+        let bytes = self.signer.message(records, None)?;
         framing::write_message(self.out, &bytes, self.write_timeout).await?;
         self.messages += 1;
         Ok(())
     }
 }
 
-/// Streams the zone as messages of at most about [`MESSAGE_BUDGET`]
-/// octets; returns how many were sent.
-async fn stream_zone<W: AsyncWrite + Unpin>(
+/// Streams `records` (the answer of a transfer, in order) as messages of
+/// at most about [`MESSAGE_BUDGET`] octets; returns how many were sent.
+async fn stream_records<W: AsyncWrite + Unpin>(
     request: &Message,
-    served: &ServedZone,
+    records: impl Iterator<Item = Result<Record, String>>,
     signature: Option<RequestSignature>,
     out: &mut W,
     write_timeout: Duration,
 ) -> io::Result<usize> {
     let mut stream = Stream {
-        request,
-        signature,
-        previous_mac: None,
-        time: now_secs(),
+        signer: Signer::new(request, signature),
         out,
         write_timeout,
         messages: 0,
     };
     let mut chunk = Vec::new();
     let mut size = 0;
-    for record in zone_records(served) {
+    for record in records {
         let record = record.map_err(io::Error::other)?;
         // Cut by an estimate of the encoded size.
         let estimate = record.name.len() + 16 + rdata_len(&record.data);
@@ -423,6 +473,7 @@ mod tests {
             ],
             notify: vec![],
             key: None,
+            journal: Default::default(),
         };
         assert!(p.allows("127.0.0.1".parse().unwrap()));
         assert!(p.allows("::ffff:127.0.0.1".parse().unwrap()));
@@ -443,6 +494,7 @@ mod tests {
             allow: vec![],
             notify: vec![secondary.local_addr().unwrap()],
             key: None,
+            journal: Default::default(),
         }));
         let notifier = tokio::spawn(async move { notify_secondaries(&zone).await });
         let bound = Duration::from_secs(10);

@@ -2,6 +2,7 @@
 //! or served.
 
 pub(crate) mod index;
+pub mod journal;
 pub mod seal;
 pub mod served;
 pub mod shrink;

@@ -96,6 +96,18 @@ impl Hmac {
     }
 }
 
+/// HMAC-SHA-256 under `key` of the concatenation of `parts`: the checksum
+/// of each entry of an IXFR journal kept next to a sealed zone
+/// (`crate::zone::journal`), so that the same key that lets a kept zone
+/// lend its records lets its journal be served.
+pub(crate) fn mac(key: &SealKey, parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Hmac::new(key);
+    for p in parts {
+        h.update(p);
+    }
+    h.finish()
+}
+
 fn seal_line(mac: [u8; 32]) -> String {
     let mut line = String::with_capacity(PREFIX.len() + 65);
     line.push_str(PREFIX);

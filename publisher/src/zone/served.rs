@@ -47,6 +47,8 @@ pub struct ServedZone {
     index: OwnerIndex,
     /// The apex records in wire form.
     wire: WireRecords,
+    /// The differences that led to this zone, for IXFR.
+    journal: Arc<crate::zone::journal::Journal>,
 }
 
 fn dns_name(d: &DomainName) -> Result<Name, String> {
@@ -101,7 +103,21 @@ impl ServedZone {
             glue,
             index,
             wire,
+            journal: Default::default(),
         })
+    }
+
+    /// This zone with `journal`, the history that ends with its serial
+    /// (IXFR answers from it).
+    pub(crate) fn with_journal(mut self, journal: Arc<crate::zone::journal::Journal>) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The differences that led to this zone (empty unless the server
+    /// journals it).
+    pub fn journal(&self) -> &Arc<crate::zone::journal::Journal> {
+        &self.journal
     }
 
     /// The apex records in transfer order: the SOA, then NS and glue.

@@ -21,10 +21,11 @@
 
 use std::path::{Path, PathBuf};
 
-use mimi_proto::DomainName;
+use mimi_proto::{DomainName, UnixTime};
 use tracing::{debug, info, warn};
 
 use crate::input::config::ZoneConfig;
+use crate::zone::journal::{self, Journal, JournalLimits, Outcome};
 use crate::zone::seal::SealKey;
 use crate::zone::zonefile;
 use crate::zone::Zone;
@@ -103,6 +104,11 @@ impl Kept {
 #[derive(Debug)]
 pub(crate) struct StateDir {
     dir: PathBuf,
+    /// The last serial of each journal file as this process last wrote or
+    /// read it: a delta is appended only to a file that ends where the
+    /// delta starts (a zone prepared but never installed leaves a file
+    /// ahead of the served journal), otherwise the file is rewritten.
+    journal_ends: std::sync::Mutex<std::collections::HashMap<DomainName, u32>>,
 }
 
 impl StateDir {
@@ -161,7 +167,10 @@ impl StateDir {
                 }
             }
         }
-        Ok(StateDir { dir })
+        Ok(StateDir {
+            dir,
+            journal_ends: Default::default(),
+        })
     }
 
     /// The file holding the zone for `origin`.
@@ -208,6 +217,137 @@ impl StateDir {
         Some(Kept { zone, trusted })
     }
 
+    /// The file holding the IXFR journal for `origin` (see
+    /// [`crate::zone::journal`]).
+    pub(crate) fn journal_path(&self, origin: &DomainName) -> PathBuf {
+        self.dir.join(format!("{}.journal", origin.as_str()))
+    }
+
+    /// The journal kept with `kept`, if that zone is trusted (its seal
+    /// verifies under `seal`) and the journal's last serial is the kept
+    /// zone's: any other journal is logged, removed, and replaced by an
+    /// empty one (IXFR from older serials then gets the whole zone). A
+    /// damaged tail is cut off the file and logged.
+    pub(crate) fn load_journal(
+        &self,
+        kept: &Kept,
+        seal: Option<&SealKey>,
+        limits: JournalLimits,
+    ) -> Journal {
+        let origin = &kept.zone.origin;
+        let path = self.journal_path(origin);
+        if !path.exists() {
+            return Journal::default();
+        }
+        let Some(key) = seal.filter(|_| kept.trusted) else {
+            info!(path = %path.display(), "journal not used: the kept zone is not sealed under the current key; removed");
+            self.remove_journal(origin);
+            return Journal::default();
+        };
+        let loaded = match journal::read_file(&path, key) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("{e}; removed, IXFR from older serials gets the whole zone");
+                self.remove_journal(origin);
+                return Journal::default();
+            }
+        };
+        if let Some((at, why)) = &loaded.dropped_tail {
+            warn!(path = %path.display(), offset = at, "journal: {why}; the entries from there on are dropped");
+            if let Err(e) = journal::truncate_file(&path, *at) {
+                warn!(path = %path.display(), "cannot cut the damaged journal tail ({e}); removed");
+                self.remove_journal(origin);
+                return Journal::default();
+            }
+        }
+        let serial = kept.zone.soa.serial;
+        if loaded.journal.last_serial().is_some_and(|s| s != serial) {
+            warn!(path = %path.display(), journal_serial = loaded.journal.last_serial(), serial, "journal does not end at the kept zone's serial; removed");
+            self.remove_journal(origin);
+            return Journal::default();
+        }
+        let before = loaded.journal.deltas().len();
+        let journal = loaded
+            .journal
+            .trimmed(kept.zone.records.len(), limits, UnixTime::now())
+            .sharing(&kept.zone.records);
+        if journal.deltas().len() != before {
+            if let Err(e) = journal::write_file(&path, &journal, key) {
+                warn!(path = %path.display(), "cannot rewrite the trimmed journal ({e}); removed");
+                self.remove_journal(origin);
+                return Journal::default();
+            }
+        }
+        info!(path = %path.display(), deltas = journal.deltas().len(), first_serial = journal.first_serial(), serial, "journal read back");
+        self.set_journal_end(origin, journal.last_serial());
+        journal
+    }
+
+    /// Keeps on disk what [`Journal::advance`] did: appends the new delta,
+    /// rewrites the file, or removes it. Without a seal key nothing is
+    /// kept (a journal is only trusted under the zone's key). Durable when
+    /// this returns.
+    pub(crate) fn keep_journal(
+        &self,
+        origin: &DomainName,
+        journal: &Journal,
+        outcome: &Outcome,
+        seal: Option<&SealKey>,
+    ) -> std::io::Result<()> {
+        let path = self.journal_path(origin);
+        let Some(key) = seal else {
+            self.remove_journal(origin);
+            return Ok(());
+        };
+        let ends_at = self.journal_end(origin);
+        let result = match outcome {
+            Outcome::Appended(delta) if ends_at == Some(delta.from) && path.exists() => {
+                journal::append_file(&path, delta, key)
+            }
+            Outcome::Reset(_) => {
+                self.remove_journal(origin);
+                return Ok(());
+            }
+            _ if journal.deltas().is_empty() => {
+                self.remove_journal(origin);
+                return Ok(());
+            }
+            _ => journal::write_file(&path, journal, key),
+        };
+        // After a failure the file's end is unknown: rewrite it next time.
+        self.set_journal_end(origin, result.as_ref().ok().and(journal.last_serial()));
+        result
+    }
+
+    fn journal_end(&self, origin: &DomainName) -> Option<u32> {
+        let ends = self
+            .journal_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ends.get(origin).copied()
+    }
+
+    fn set_journal_end(&self, origin: &DomainName, serial: Option<u32>) {
+        let mut ends = self
+            .journal_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match serial {
+            Some(s) => ends.insert(origin.clone(), s),
+            None => ends.remove(origin),
+        };
+    }
+
+    fn remove_journal(&self, origin: &DomainName) {
+        self.set_journal_end(origin, None);
+        let path = self.journal_path(origin);
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!(path = %path.display(), "journal removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %path.display(), "cannot remove the journal: {e}"),
+        }
+    }
+
     /// Writes `zone` sealed with `seal`, atomically and durably (the file
     /// and the directory entry are on disk when this returns).
     pub(crate) fn write(&self, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
@@ -225,6 +365,56 @@ fn write(path: &Path, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zone::ZoneRecord;
+
+    /// A zone prepared (its delta appended) but never installed leaves the
+    /// file ahead of the served journal: the next delta, from the served
+    /// serial, rewrites the file instead of appending after the orphan.
+    #[test]
+    fn a_delta_never_installed_does_not_break_the_file() {
+        let base = tempfile::tempdir().unwrap();
+        let state = StateDir::open(base.path().join("state")).unwrap();
+        let key = SealKey::from_signing_key(&ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+        let served = crate::zone::served::tests::zone();
+        let z = |serial: u32, text: &str| {
+            let mut zone = (*served.zone).clone();
+            zone.soa.serial = serial;
+            zone.records.push(ZoneRecord::new(
+                DomainName::parse("new._mimi.example.com").unwrap(),
+                300,
+                text,
+            ));
+            zone.records.sort();
+            zone
+        };
+        let (z1, z2, z3, z3b) = (z(1, "1"), z(2, "2"), z(3, "3"), z(3, "3b"));
+        let limits = JournalLimits::DEFAULT;
+        let now = UnixTime::now();
+        let (j2, o) = Journal::default().advance(&z1, &z2, limits, now);
+        state.keep_journal(&z1.origin, &j2, &o, Some(&key)).unwrap();
+        // Prepared, kept, never installed.
+        let (j3, o) = j2.advance(&z2, &z3, limits, now);
+        assert!(matches!(o, Outcome::Appended(_)));
+        state.keep_journal(&z1.origin, &j3, &o, Some(&key)).unwrap();
+        // The next build starts from the served zone z2 again.
+        let (j3b, o) = j2.advance(&z2, &z3b, limits, now);
+        assert!(matches!(o, Outcome::Appended(_)));
+        state
+            .keep_journal(&z1.origin, &j3b, &o, Some(&key))
+            .unwrap();
+        let read = journal::read_file(&state.journal_path(&z1.origin), &key).unwrap();
+        assert_eq!(read.dropped_tail, None);
+        assert_eq!(read.journal, j3b);
+        // And appends go on from there.
+        let z4 = z(4, "4");
+        let (j4, o) = j3b.advance(&z3b, &z4, limits, now);
+        state.keep_journal(&z1.origin, &j4, &o, Some(&key)).unwrap();
+        let read = journal::read_file(&state.journal_path(&z1.origin), &key).unwrap();
+        assert_eq!(read.journal, j4);
+        // Without a seal key nothing is kept.
+        state.keep_journal(&z1.origin, &j4, &o, None).unwrap();
+        assert!(!state.journal_path(&z1.origin).exists());
+    }
 
     #[cfg(unix)]
     #[test]

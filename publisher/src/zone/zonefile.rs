@@ -289,7 +289,7 @@ pub fn write_sealed_zone_atomically(
 /// its target; one left behind by a crash can be removed.
 pub const TEMP_PREFIX: &str = ".mimi-zone-";
 
-fn write_atomically_with(
+pub(crate) fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {

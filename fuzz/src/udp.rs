@@ -63,6 +63,8 @@ fn zone(origin: &str, mut records: Vec<ZoneRecord>) -> Zone {
             ],
         )],
         records,
+        delegations: Vec::new(),
+        ptrs: Vec::new(),
         next_resign: None,
         transfer: None,
         cache: Default::default(),

@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod complete;
 pub mod config;
+pub mod delegate;
 pub mod keys;
 pub mod mappings;
 pub mod presigned;

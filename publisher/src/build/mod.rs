@@ -1127,19 +1127,33 @@ mod tests {
         let in_cut = siis.iter().filter(|s| shard_of(s) == cut).count();
         assert!(in_cut >= 1);
         assert_eq!(z.records.len(), siis.len() - in_cut);
-        assert!(z
-            .records
-            .iter()
-            .all(|r| !r.owner.as_str().ends_with(&format!(".{cut}._mimi.example.com"))));
+        assert!(z.records.iter().all(|r| !r
+            .owner
+            .as_str()
+            .ends_with(&format!(".{cut}._mimi.example.com"))));
         assert_eq!(z.delegations.len(), 1);
-        assert_eq!(z.delegations[0].owner.as_str(), format!("{cut}._mimi.example.com"));
+        assert_eq!(
+            z.delegations[0].owner.as_str(),
+            format!("{cut}._mimi.example.com")
+        );
         assert_eq!(z.delegations[0].ns.len(), 2);
-        assert!(z.glue.iter().any(|(h, _)| h.as_str() == "ns1.shards.example.com"));
+        assert!(z
+            .glue
+            .iter()
+            .any(|(h, _)| h.as_str() == "ns1.shards.example.com"));
         // Its zone file reads back the same.
         let text = crate::zone::zonefile::render(&z);
-        assert!(text.contains(&format!("{cut}._mimi.example.com. 3600 IN NS ns.example.net.")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{cut}._mimi.example.com. 3600 IN NS ns.example.net."
+            )),
+            "{text}"
+        );
         let back = crate::zone::zonefile::parse(&text).unwrap();
-        assert!(back.same_content(&Zone { transfer: None, ..z.clone() }));
+        assert!(back.same_content(&Zone {
+            transfer: None,
+            ..z.clone()
+        }));
         // Incremental rebuilds: more lines, then the delegation widened to
         // every shard, then removed.
         let more = format!("{lines}v1@example.com,mimi://chat.example.com/u/y\n");

@@ -36,7 +36,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::input::delegate::{shard_parent, shard_of, DelegateConfig, ShardSet};
+use crate::input::delegate::{shard_of, shard_parent, DelegateConfig, ShardSet};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, DomainName};
 use serde::Deserialize;
@@ -204,9 +204,10 @@ struct RawDelegate {
     glue: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// A `[transfer]` table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTransfer {
+pub(crate) struct RawTransfer {
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
@@ -413,46 +414,8 @@ impl ZoneConfig {
         }
         let transfer = raw
             .transfer
-            .map(|t| -> Result<TransferConfig, ConfigError> {
-                let allow = t
-                    .allow
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        a.parse::<ipnet::IpNet>()
-                            .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                            .map_err(|_| {
-                                invalid(
-                                    &format!("transfer.allow[{i}]"),
-                                    format!("{a:?} is not an IP address or prefix"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let notify = t
-                    .notify
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        a.parse::<std::net::SocketAddr>()
-                            .or_else(|_| {
-                                a.parse::<std::net::IpAddr>()
-                                    .map(|ip| std::net::SocketAddr::new(ip, 53))
-                            })
-                            .map_err(|_| {
-                                invalid(
-                                    &format!("transfer.notify[{i}]"),
-                                    format!("{a:?} is not IP:PORT"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(TransferConfig {
-                    allow,
-                    notify,
-                    tsig_key: t.tsig_key.as_ref().map(resolve),
-                })
-            })
+            .as_ref()
+            .map(|t| transfer_config(t, &base, &invalid))
             .transpose()?;
         let max_shrink = match &raw.max_shrink {
             None => crate::input::shrink_limit::ShrinkLimit::default(),
@@ -524,6 +487,52 @@ impl ZoneConfig {
     }
 }
 
+/// Checks a `[transfer]` table; relative paths are relative to `base`.
+pub(crate) fn transfer_config(
+    t: &RawTransfer,
+    base: &Path,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<TransferConfig, ConfigError> {
+    let allow = t
+        .allow
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<ipnet::IpNet>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        &format!("transfer.allow[{i}]"),
+                        format!("{a:?} is not an IP address or prefix"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let notify = t
+        .notify
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    a.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    invalid(
+                        &format!("transfer.notify[{i}]"),
+                        format!("{a:?} is not IP:PORT"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TransferConfig {
+        allow,
+        notify,
+        tsig_key: t.tsig_key.as_ref().map(|p| base.join(p)),
+    })
+}
+
 /// Checks the `[[delegate]]` entries of the zone at `origin` whose apex
 /// glue is `apex_glue`.
 fn parse_delegates(
@@ -557,9 +566,13 @@ fn parse_delegates(
         }
         let mut ns = Vec::with_capacity(d.ns.len());
         for (k, s) in d.ns.iter().enumerate() {
-            let n = DomainName::parse(s).map_err(|e| invalid(&at(&format!("ns[{k}]")), e.to_string()))?;
+            let n = DomainName::parse(s)
+                .map_err(|e| invalid(&at(&format!("ns[{k}]")), e.to_string()))?;
             if ns.contains(&n) {
-                return Err(invalid(&at(&format!("ns[{k}]")), format!("{n} is listed twice")));
+                return Err(invalid(
+                    &at(&format!("ns[{k}]")),
+                    format!("{n} is listed twice"),
+                ));
             }
             ns.push(n);
         }
@@ -576,7 +589,9 @@ fn parse_delegates(
             if !h.is_within(origin) {
                 return Err(invalid(
                     &field,
-                    format!("{h} is outside the zone {origin}; glue is only for name servers inside it"),
+                    format!(
+                        "{h} is outside the zone {origin}; glue is only for name servers inside it"
+                    ),
                 ));
             }
             let ips = addrs
@@ -593,7 +608,9 @@ fn parse_delegates(
                 if *other != ips {
                     return Err(invalid(
                         &field,
-                        format!("{h} has other addresses in {where_}; a name has one set of addresses"),
+                        format!(
+                            "{h} has other addresses in {where_}; a name has one set of addresses"
+                        ),
                     ));
                 }
             } else {

@@ -72,7 +72,12 @@ impl Shard {
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = self.index();
-        write!(f, "{}{}", ALPHABET[i / 32] as char, ALPHABET[i % 32] as char)
+        write!(
+            f,
+            "{}{}",
+            ALPHABET[i / 32] as char,
+            ALPHABET[i % 32] as char
+        )
     }
 }
 
@@ -221,7 +226,10 @@ mod tests {
     fn names() {
         let d = |s: &str| DomainName::parse(s).unwrap();
         assert_eq!(shard_parent(&d("example.com")), d("_mimi.example.com"));
-        assert_eq!(shard_parent(&d("_mimi.example.com")), d("_mimi.example.com"));
+        assert_eq!(
+            shard_parent(&d("_mimi.example.com")),
+            d("_mimi.example.com")
+        );
         let p = d("_mimi.example.com");
         let a3 = Shard::parse("a3").unwrap();
         assert_eq!(shard_name(a3, &p), d("a3._mimi.example.com"));

@@ -167,9 +167,8 @@ fn now_secs() -> u64 {
 /// the zone answers queries with.
 fn zone_records(served: &ServedZone) -> impl Iterator<Item = Result<Record, String>> + '_ {
     let (soa, apex) = served.apex_records();
-    let name = |d: &mimi_proto::DomainName| {
-        Name::from_ascii(d.fqdn()).map_err(|e| format!("{d}: {e}"))
-    };
+    let name =
+        |d: &mimi_proto::DomainName| Name::from_ascii(d.fqdn()).map_err(|e| format!("{d}: {e}"));
     let ttl = served.zone.ttl;
     let cuts = served.zone.delegations.iter().flat_map(move |d| {
         d.ns.iter().map(move |ns| {

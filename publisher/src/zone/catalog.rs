@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(ida, member_id(&d("_mimi.a.example")));
         assert_ne!(ida, member_id(&b));
         let pa = one.ptrs.iter().find(|p| p.target == a).unwrap();
-        assert_eq!(pa.owner.as_str(), format!("{ida}.zones.catalog.example.net"));
+        assert_eq!(
+            pa.owner.as_str(),
+            format!("{ida}.zones.catalog.example.net")
+        );
         // Same members in another order: same serial. One more: a larger
         // serial, and the old members keep their ids.
         let same = build(&s, [&b, &a].into_iter(), Some(&one), UnixTime(2_000_000));
@@ -174,7 +177,10 @@ mod tests {
         let c = d("_mimi.c.example");
         let more = build(&s, [&a, &b, &c].into_iter(), Some(&one), t);
         assert_eq!(more.soa.serial, 1_000_001);
-        assert!(more.ptrs.iter().any(|p| p.owner == pa.owner && p.target == a));
+        assert!(more
+            .ptrs
+            .iter()
+            .any(|p| p.owner == pa.owner && p.target == a));
         let later = build(&s, [&a].into_iter(), Some(&more), UnixTime(3_000_000));
         assert_eq!(later.soa.serial, 3_000_000);
         assert_eq!(later.ptrs.len(), 1);

@@ -576,7 +576,10 @@ pub(crate) mod tests {
                 ns: vec![d("ns.b0._mimi.example.com")],
             },
         ];
-        z.glue.push((d("ns1.shards.example.com"), vec!["192.0.2.7".parse().unwrap()]));
+        z.glue.push((
+            d("ns1.shards.example.com"),
+            vec!["192.0.2.7".parse().unwrap()],
+        ));
         z.glue.push((
             d("ns.b0._mimi.example.com"),
             vec!["192.0.2.8".parse().unwrap(), "2001:db8::8".parse().unwrap()],
@@ -612,7 +615,10 @@ pub(crate) mod tests {
                 let r = z.resolve(q, t);
                 let at_cut = q.starts_with("a3._") || q.starts_with("b0._");
                 if t == RecordType::DS && at_cut {
-                    assert!(r.exists && r.is_negative() && r.referral.is_none(), "{q} {t}");
+                    assert!(
+                        r.exists && r.is_negative() && r.referral.is_none(),
+                        "{q} {t}"
+                    );
                 } else {
                     assert_eq!(r.referral, Some(cut), "{q} {t}");
                     assert!(r.exists && !r.is_negative(), "{q} {t}");

@@ -80,7 +80,13 @@ pub fn render_to(zone: &Zone, w: &mut impl std::io::Write) -> std::io::Result<()
     }
     out.clear();
     for p in &zone.ptrs {
-        let _ = writeln!(out, "{} {} IN PTR {}", p.owner.fqdn(), p.ttl, p.target.fqdn());
+        let _ = writeln!(
+            out,
+            "{} {} IN PTR {}",
+            p.owner.fqdn(),
+            p.ttl,
+            p.target.fqdn()
+        );
         if out.len() > 64 * 1024 {
             w.write_all(out.as_bytes())?;
             out.clear();
@@ -213,7 +219,11 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
                     },
                 ));
             }
-            "NS" if Some(&owner) == origin.as_ref().or(soa.as_ref().map(|s: &(DomainName, u32, Soa)| &s.0)) => {
+            "NS" if Some(&owner)
+                == origin
+                    .as_ref()
+                    .or(soa.as_ref().map(|s: &(DomainName, u32, Soa)| &s.0)) =>
+            {
                 ns.push(name(n, rest)?)
             }
             "NS" => {
@@ -407,7 +417,10 @@ mod tests {
             .push(ZoneRecord::new(d("_mimi-ma.example.com"), 600, "v=mimi1;c"));
         z.records.sort();
         // Delegations (one with glue below its cut) and PTR records.
-        z.glue.push((d("ns.b0._mimi.example.com"), vec!["192.0.2.8".parse().unwrap()]));
+        z.glue.push((
+            d("ns.b0._mimi.example.com"),
+            vec!["192.0.2.8".parse().unwrap()],
+        ));
         z.delegations = vec![
             crate::zone::Delegation {
                 owner: d("a3._mimi.example.com"),
@@ -424,8 +437,14 @@ mod tests {
             target: d("member.example.org"),
         }];
         let text = render(&z);
-        assert!(text.contains("a3._mimi.example.com. 3600 IN NS ns.example.net.\n"), "{text}");
-        assert!(text.contains("x.zones.example.com. 0 IN PTR member.example.org.\n"), "{text}");
+        assert!(
+            text.contains("a3._mimi.example.com. 3600 IN NS ns.example.net.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x.zones.example.com. 0 IN PTR member.example.org.\n"),
+            "{text}"
+        );
         let back = parse(&text).unwrap();
         assert_eq!(back, z);
         assert!(back.same_content(&z) && back.soa.serial == 42);

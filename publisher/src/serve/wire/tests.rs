@@ -770,7 +770,10 @@ fn delegations_get_referrals() {
     ] {
         let m = ask(name, qtype);
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
-        assert!(!m.metadata.authoritative, "{name} {qtype}: a referral has no AA");
+        assert!(
+            !m.metadata.authoritative,
+            "{name} {qtype}: a referral has no AA"
+        );
         assert!(m.answers.is_empty(), "{name}");
         let ns: Vec<String> = m
             .authorities

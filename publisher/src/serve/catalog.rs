@@ -7,6 +7,12 @@
 //! new list): when the set of origins differs from the catalog's members,
 //! it gets a new serial and its secondaries a NOTIFY, after which catalog
 //! consumers add or drop member zones themselves.
+//!
+//! With `--state-dir` the catalog is kept there like any zone, so that a
+//! restart with another zone set continues its serial. Without it, a
+//! restarted server's catalog serial is the current Unix time, which is
+//! larger than the previous one unless that server changed its catalog
+//! within the same second or more often than once a second.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,18 +25,24 @@ use crate::input::config::TransferPolicy;
 use crate::input::tsig::TsigKey;
 use crate::zone::catalog::{build, CatalogSettings};
 use crate::zone::served::ServedZone;
+use crate::zone::state::StateDir;
 use crate::zone::Zone;
 
 /// The served catalog: its settings and current zone.
 pub(crate) struct CatalogSlot {
     settings: CatalogSettings,
     current: Mutex<Option<Arc<ServedZone>>>,
+    /// The catalog kept in the state directory at start, the previous
+    /// zone of the first build.
+    kept: Option<Zone>,
+    state: Option<Arc<StateDir>>,
 }
 
 impl CatalogSlot {
-    /// Reads the catalog configuration at `path` and its TSIG key; the
-    /// zone is made by the first [`CatalogSlot::update`].
-    pub(crate) fn load(path: &Path) -> Result<Self, String> {
+    /// Reads the catalog configuration at `path` and its TSIG key, and the
+    /// catalog kept in `state`; the zone is made by the first
+    /// [`CatalogSlot::update`].
+    pub(crate) fn load(path: &Path, state: Option<Arc<StateDir>>) -> Result<Self, String> {
         let c = CatalogConfig::load(path).map_err(|e| e.to_string())?;
         let transfer = match &c.transfer {
             None => None,
@@ -46,7 +58,14 @@ impl CatalogSlot {
             })),
         };
         let [refresh, retry, expire, minimum] = c.timers;
+        // A kept catalog that cannot be read only loses its serial.
+        let kept = state.as_ref().and_then(|s| {
+            let text = std::fs::read_to_string(s.path(&c.origin)).ok()?;
+            crate::zone::zonefile::parse(&text).ok()
+        });
         Ok(CatalogSlot {
+            kept,
+            state,
             settings: CatalogSettings {
                 origin: c.origin,
                 ttl: c.ttl,
@@ -76,7 +95,7 @@ impl CatalogSlot {
     /// new one, returned with `true` so that the caller NOTIFYs.
     pub(crate) fn update(&self, zones: &[Arc<ServedZone>]) -> (Arc<ServedZone>, bool) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = current.as_ref().map(|s| &*s.zone);
+        let previous = current.as_ref().map(|s| &*s.zone).or(self.kept.as_ref());
         let zone = build(
             &self.settings,
             zones
@@ -98,6 +117,11 @@ impl CatalogSlot {
             members = zone.ptrs.len(),
             "catalog zone updated"
         );
+        if let Some(state) = &self.state {
+            if let Err(e) = state.write(&zone, None) {
+                tracing::warn!(origin = %zone.origin, "cannot keep the catalog zone in the state directory: {e}");
+            }
+        }
         let served =
             Arc::new(ServedZone::new(Arc::new(zone)).expect("catalog names are valid DNS names"));
         *current = Some(served.clone());

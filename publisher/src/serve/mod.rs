@@ -339,7 +339,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let catalog = match &opts.catalog {
         None => None,
         Some(path) => {
-            let c = catalog::CatalogSlot::load(path).map_err(ServeError::Catalog)?;
+            let c = catalog::CatalogSlot::load(path, state.clone()).map_err(ServeError::Catalog)?;
             if let Some(s) = slots.iter().find(|s| s.zone.origin == *c.origin()) {
                 return Err(ServeError::Catalog(format!(
                     "{}: origin {} is also the zone of {}",

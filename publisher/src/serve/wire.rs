@@ -123,6 +123,9 @@ struct Query {
     qtype: u16,
     qclass: u16,
     edns: Option<QueryEdns>,
+    /// The query ends with a TSIG record (a secondary's signed SOA query):
+    /// the answer is signed with the zone's transfer key.
+    tsig: bool,
 }
 
 /// What a reader made of a packet.
@@ -278,6 +281,7 @@ fn read_plain(packet: &[u8], scratch: &mut Scratch) -> Read {
         qtype,
         qclass,
         edns,
+        tsig: false,
     })
 }
 
@@ -371,6 +375,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
         return reject(RCODE_FORMERR);
     }
     let mut edns = None;
+    let mut tsig = false;
     for i in 0..u32::from(ns) + u32::from(ar) {
         let additional = i >= u32::from(ns);
         let Some((owner_end, root)) = skip_name(packet, pos) else {
@@ -392,7 +397,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
             },
             // RFC 8945 §5.1: the TSIG is the last record. Its signature
             // matters for transfers only, which verify it themselves.
-            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => {}
+            TYPE_TSIG if i + 1 == u32::from(ns) + u32::from(ar) => tsig = true,
             _ => return reject(RCODE_FORMERR),
         }
         pos = end;
@@ -404,6 +409,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
         qtype,
         qclass,
         edns,
+        tsig,
     })
 }
 
@@ -421,7 +427,23 @@ pub(crate) fn answer(
         Read::Other => read_full(packet, scratch),
         read => read,
     };
-    respond(zones, read, transport, out, scratch)
+    let signed = matches!(read, Read::Query(q) if q.tsig);
+    let answer = respond(zones, read, transport, out, scratch);
+    if signed && answer == Answer::Reply {
+        sign_reply(zones, packet, scratch, out);
+    }
+    answer
+}
+
+/// Signs the answer in `out` to the TSIG-signed query `packet` with the
+/// transfer key of the zone asked about (RFC 8945 §5.3): secondaries sign
+/// their SOA queries and BIND rejects unsigned answers to them. A query
+/// signed with another key, or whose signature does not verify, gets its
+/// answer unsigned, which the secondary rejects.
+fn sign_reply(zones: &[Arc<ServedZone>], packet: &[u8], scratch: &Scratch, out: &mut Vec<u8>) {
+    if let Some(zone) = zone_for(zones, scratch.qname()) {
+        crate::transfer::sign_answer(packet, &zone.zone, out);
+    }
 }
 
 /// [`answer`] with the full reader only, whatever the query's shape: the
@@ -435,7 +457,12 @@ pub(crate) fn answer_with_full_reader(
 ) -> Answer {
     let mut scratch = Scratch::default();
     let read = read_full(packet, &mut scratch);
-    respond(zones, read, transport, out, &scratch)
+    let signed = matches!(read, Read::Query(q) if q.tsig);
+    let answer = respond(zones, read, transport, out, &scratch);
+    if signed && answer == Answer::Reply {
+        sign_reply(zones, packet, &scratch, out);
+    }
+    answer
 }
 
 /// [`answer`] for a UDP query; returns whether there is an answer to send.

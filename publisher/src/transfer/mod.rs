@@ -158,6 +158,56 @@ fn verify_request(
     }
 }
 
+/// Signs `answer`, the answer to the TSIG-signed query `packet`, with the
+/// transfer key of `zone` (RFC 8945 §5.3), if the query is signed with
+/// that key and its signature verifies; returns whether it did. This is
+/// what a secondary's signed SOA query before a transfer needs.
+pub(crate) fn sign_answer(packet: &[u8], zone: &Zone, answer: &mut Vec<u8>) -> bool {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+    let Some(key) = zone.transfer.as_deref().and_then(|p| p.key.as_ref()) else {
+        return false;
+    };
+    let Ok(request) = Message::from_vec(packet) else {
+        return false;
+    };
+    let Some(tsig) = request.signature() else {
+        return false;
+    };
+    if tsig.name.to_lowercase() != *key.name() || answer.len() < 12 {
+        debug!(key = %tsig.name, origin = %zone.origin, "signed query with another key; answer unsigned");
+        return false;
+    }
+    let signer = key.signer();
+    let (mac, _, window) = match signer.verify_message_byte(packet, None, true) {
+        Ok(v) => v,
+        Err(e) => {
+            debug!(origin = %zone.origin, "signed query does not verify ({e}); answer unsigned");
+            return false;
+        }
+    };
+    let now = now_secs();
+    if !window.contains(&now) {
+        debug!(origin = %zone.origin, "signed query outside the fudge window; answer unsigned");
+        return false;
+    }
+    let record =
+        match TSigResponseContext::new(request.metadata.id, now, signer, mac, None).sign(answer) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(origin = %zone.origin, "cannot sign an answer: {e}");
+                return false;
+            }
+        };
+    let mut bytes = Vec::with_capacity(128);
+    if record.emit(&mut BinEncoder::new(&mut bytes)).is_err() {
+        return false;
+    }
+    let ar = u16::from_be_bytes([answer[10], answer[11]]).saturating_add(1);
+    answer[10..12].copy_from_slice(&ar.to_be_bytes());
+    answer.extend_from_slice(&bytes);
+    true
+}
+
 fn now_secs() -> u64 {
     mimi_proto::UnixTime::now().0
 }

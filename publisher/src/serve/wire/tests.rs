@@ -815,3 +815,51 @@ fn delegations_get_referrals() {
     let m = ask("a4._mimi.example.com.", RecordType::TXT);
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 }
+
+/// A secondary's TSIG-signed SOA query (BIND signs the query before each
+/// refresh and rejects an unsigned answer) gets an answer signed with the
+/// zone's transfer key, which the query's verifier accepts; a query signed
+/// with another key gets an unsigned answer.
+#[test]
+fn signed_queries_get_signed_answers() {
+    use crate::input::config::TransferPolicy;
+    use crate::input::tsig::TsigKey;
+    let key = |name: &str, secret: &str| {
+        TsigKey::parse(&format!(
+            "key \"{name}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};"
+        ))
+        .unwrap()
+    };
+    let ours = key("transfer-key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=");
+    let other = key("other-key", "b3RoZXJvdGhlcm90aGVyb3RoZXJvdGhlcm90aGVyMTI=");
+    let mut zone = (*crate::zone::served::tests::zone().zone).clone();
+    zone.transfer = Some(Arc::new(TransferPolicy {
+        allow: vec![],
+        notify: vec![],
+        key: Some(ours.clone()),
+    }));
+    let zones = vec![Arc::new(ServedZone::new(Arc::new(zone)).unwrap())];
+    let now = mimi_proto::UnixTime::now().0;
+    let signed_query = |k: &TsigKey| {
+        let mut m = query("example.com.", RecordType::SOA, None);
+        let verifier = m.finalize(&k.signer(), now).unwrap().unwrap();
+        (m.to_vec().unwrap(), verifier)
+    };
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let (packet, mut verifier) = signed_query(&ours);
+        let answer = bytes(&zones, &packet, transport).unwrap();
+        let m = decode(&answer);
+        assert_eq!(m.answers.len(), 1);
+        assert!(m.signature().is_some(), "{transport:?}: the answer is not signed");
+        verifier.verify(&answer).expect("the signature verifies");
+        // The full reader (the fuzz target's other side) signs too.
+        let (packet, mut verifier) = signed_query(&ours);
+        let mut full = Vec::new();
+        answer_with_full_reader(&zones, &packet, transport, &mut full);
+        verifier.verify(&full).expect("the full reader's answer verifies");
+    }
+    let (packet, _) = signed_query(&other);
+    let m = decode(&bytes(&zones, &packet, Transport::Udp).unwrap());
+    assert_eq!(m.answers.len(), 1);
+    assert!(m.signature().is_none());
+}

@@ -24,7 +24,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use mimi_e2e::{
-    eventually, free_port, require, soa_serial, trust_toml, Authority, Daemon, Trust, Workspace,
+    bin, eventually, free_port, require, soa_serial, trust_toml, Authority, Daemon, Trust,
+    Workspace,
 };
 use mimi_proto::{Sii, UnixTime};
 use mimi_publisher::serve::{self, RunningServer, ServeOptions};
@@ -184,6 +185,7 @@ async fn a_domain_split_in_four_shard_groups_over_two_publishers() {
             ssi_scope: &["chat.example.com"],
         }],
     );
+    let trust_file = ws.write("trust.toml", &trust);
 
     // Two SIIs per group, in distinct shards.
     let mut siis: Vec<(String, String)> = Vec::new();
@@ -329,6 +331,17 @@ async fn a_domain_split_in_four_shard_groups_over_two_publishers() {
             || async { verified(&trust, resolver_addr, who).await.ok() },
         )
         .await;
+        // And with the command-line client.
+        let out = Command::new(bin("mimi-resolve"))
+            .args(["lookup", who, "--json", "--trust"])
+            .arg(&trust_file)
+            .args(["--server", &resolver_addr.to_string(), "--timeout", "2s"])
+            .output()
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        assert_eq!(out.status.code(), Some(0), "mimi-resolve {who}: {json}");
+        assert_eq!(json["outcome"], "verified", "{who}");
     }
     resolver.assert_running();
     resolver.stop();

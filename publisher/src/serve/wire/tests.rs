@@ -830,7 +830,10 @@ fn signed_queries_get_signed_answers() {
         ))
         .unwrap()
     };
-    let ours = key("transfer-key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=");
+    let ours = key(
+        "transfer-key",
+        "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+    );
     let other = key("other-key", "b3RoZXJvdGhlcm90aGVyb3RoZXJvdGhlcm90aGVyMTI=");
     let mut zone = (*crate::zone::served::tests::zone().zone).clone();
     zone.transfer = Some(Arc::new(TransferPolicy {
@@ -850,13 +853,18 @@ fn signed_queries_get_signed_answers() {
         let answer = bytes(&zones, &packet, transport).unwrap();
         let m = decode(&answer);
         assert_eq!(m.answers.len(), 1);
-        assert!(m.signature().is_some(), "{transport:?}: the answer is not signed");
+        assert!(
+            m.signature().is_some(),
+            "{transport:?}: the answer is not signed"
+        );
         verifier.verify(&answer).expect("the signature verifies");
         // The full reader (the fuzz target's other side) signs too.
         let (packet, mut verifier) = signed_query(&ours);
         let mut full = Vec::new();
         answer_with_full_reader(&zones, &packet, transport, &mut full);
-        verifier.verify(&full).expect("the full reader's answer verifies");
+        verifier
+            .verify(&full)
+            .expect("the full reader's answer verifies");
     }
     let (packet, _) = signed_query(&other);
     let m = decode(&bytes(&zones, &packet, Transport::Udp).unwrap());

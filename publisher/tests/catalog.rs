@@ -108,3 +108,43 @@ async fn the_catalog_follows_the_zone_set_and_is_notified() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// With a state directory the catalog is kept: a restart with the same
+/// zones serves the same serial, a restart with other zones a larger one,
+/// even within the same second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_catalog_continues_its_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, zone_toml("a.example")).unwrap();
+    std::fs::write(&b, zone_toml("b.example")).unwrap();
+    let catalog_toml = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog_toml,
+        "origin = \"catalog.example.net\"\n[transfer]\nallow = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let catalog = DomainName::parse("catalog.example.net").unwrap();
+    let serial = async |configs: Vec<std::path::PathBuf>| {
+        let server = serve::start(ServeOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state_dir: Some(dir.path().join("state")),
+            catalog: Some(catalog_toml.clone()),
+            ..ServeOptions::new(configs)
+        })
+        .await
+        .unwrap();
+        let zone = server.zone(&catalog).unwrap();
+        server.shutdown().await.unwrap();
+        (zone.soa.serial, zone.ptrs.len())
+    };
+    let (first, n) = serial(vec![a.clone()]).await;
+    assert_eq!(n, 1);
+    assert_eq!(serial(vec![a.clone()]).await, (first, 1));
+    let (second, n) = serial(vec![a.clone(), b.clone()]).await;
+    assert_eq!(n, 2);
+    assert!(second.wrapping_sub(first).wrapping_sub(1) < (1 << 31));
+    let (third, _) = serial(vec![a]).await;
+    assert!(third.wrapping_sub(second).wrapping_sub(1) < (1 << 31));
+}

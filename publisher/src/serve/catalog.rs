@@ -58,10 +58,16 @@ impl CatalogSlot {
             })),
         };
         let [refresh, retry, expire, minimum] = c.timers;
-        // A kept catalog that cannot be read only loses its serial.
+        // A kept catalog that cannot be read only loses its serial. Its
+        // transfer policy is not in the file: the current one is, so that
+        // an unchanged catalog keeps its serial across a restart.
         let kept = state.as_ref().and_then(|s| {
             let text = std::fs::read_to_string(s.path(&c.origin)).ok()?;
-            crate::zone::zonefile::parse(&text).ok()
+            let mut zone = crate::zone::zonefile::parse(crate::zone::seal::body(&text)).ok()?;
+            (zone.origin == c.origin).then(|| {
+                zone.transfer = transfer.clone();
+                zone
+            })
         });
         Ok(CatalogSlot {
             kept,

@@ -13,6 +13,10 @@
 //! bounded accept loop ([`crate::serve::tcp`]) with the same encoder, and
 //! [`crate::transfer`] for zone transfers.
 //!
+//! With [`ServeOptions::catalog`] the server also serves a catalog zone
+//! (RFC 9432) of every zone it serves, rebuilt and NOTIFYed whenever the
+//! zone list changes (module `catalog`).
+//!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
 //! re-sign timers of [`crate::serve::watch`]; [`run`] does the same and serves until
 //! a shutdown future completes, which is what the binary uses.

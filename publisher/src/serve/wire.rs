@@ -20,8 +20,12 @@
 //! malformed. One writer ([`write_answer`]) turns a [`Query`] and the one
 //! decision of [`ServedZone::resolve`] into bytes; the transport only sets
 //! the size limit (the client's EDNS size, at least 512 and at most 1232,
-//! with TC beyond it, on UDP; 65,535 on TCP). Zone transfers are recognised
-//! here and handed to [`crate::transfer`] by the TCP path.
+//! with TC beyond it, on UDP; 65,535 on TCP). Referrals from delegated
+//! shards are written by the same writer (AA clear, the cut's NS records
+//! in the authority section, their glue in the additional section), as are
+//! PTR answers from a catalog zone. Zone transfers are recognised here and
+//! handed to [`crate::transfer`] by the TCP path; answers to TSIG-signed
+//! queries are signed by [`crate::transfer`] with the zone's key.
 //!
 //! Nothing in a header drives an allocation: counts are only loop bounds
 //! over the bytes actually present, and the only buffers are the caller's,

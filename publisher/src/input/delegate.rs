@@ -30,8 +30,9 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
 /// Number of shards (SPEC §3).
 pub const SHARDS: usize = 1024;
 
-/// One of the 1024 shards: its index, `32 × first + second` in
-/// [`ALPHABET`] order, so that a range of names is a range of indexes.
+/// One of the 1024 shards: its index, `32 × first + second` with the
+/// characters numbered in base32hex order (`0-9a-v`), so that a range of
+/// names is a range of indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Shard(u16);
 

@@ -533,6 +533,17 @@ pub(crate) fn transfer_config(
     })
 }
 
+/// Whether every label of `name` is a host name label (RFC 1123 §2.1:
+/// letters, digits, hyphens not at either end).
+fn is_host_name(name: &DomainName) -> bool {
+    name.as_str().split('.').all(|l| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    })
+}
+
 /// Checks the `[[delegate]]` entries of the zone at `origin` whose apex
 /// glue is `apex_glue`.
 fn parse_delegates(
@@ -568,6 +579,12 @@ fn parse_delegates(
         for (k, s) in d.ns.iter().enumerate() {
             let n = DomainName::parse(s)
                 .map_err(|e| invalid(&at(&format!("ns[{k}]")), e.to_string()))?;
+            if !is_host_name(&n) {
+                return Err(invalid(
+                    &at(&format!("ns[{k}]")),
+                    format!("{n} is not a host name (letters, digits and inner hyphens, RFC 1123 §2.1): BIND refuses zones whose name servers have other names, such as ones under _mimi"),
+                ));
+            }
             if ns.contains(&n) {
                 return Err(invalid(
                     &at(&format!("ns[{k}]")),
@@ -715,6 +732,8 @@ rname = "hostmaster.example.com"
             ("shards = [\"00-7w\"]\nns = [\"ns.example.net\"]", "delegate[0].shards", "0-9 and a-v"),
             ("shards = []\nns = [\"ns.example.net\"]", "delegate[0].shards", "no shard"),
             ("shards = [\"00\"]\nns = []", "delegate[0].ns", "at least one"),
+            ("shards = [\"00\"]\nns = [\"ns.00._mimi.example.com\"]", "delegate[0].ns[0]", "not a host name"),
+            ("shards = [\"00\"]\nns = [\"-ns.example.net\"]", "delegate[0].ns[0]", "not a host name"),
             ("shards = [\"00\"]\nns = [\"ns.example.net\", \"ns.example.net\"]", "delegate[0].ns[1]", "twice"),
             ("shards = [\"00\"]\nns = [\"ns9.example.com\"]", "delegate[0].ns[0]", "add them under glue"),
             ("shards = [\"00\"]\nns = [\"ns.example.net\"]\nglue = { \"ns.example.net\" = [\"192.0.2.3\"] }", "glue", "outside the zone"),

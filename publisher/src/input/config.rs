@@ -733,7 +733,7 @@ rname = "hostmaster.example.com"
             ("shards = []\nns = [\"ns.example.net\"]", "delegate[0].shards", "no shard"),
             ("shards = [\"00\"]\nns = []", "delegate[0].ns", "at least one"),
             ("shards = [\"00\"]\nns = [\"ns.00._mimi.example.com\"]", "delegate[0].ns[0]", "not a host name"),
-            ("shards = [\"00\"]\nns = [\"-ns.example.net\"]", "delegate[0].ns[0]", "not a host name"),
+            ("shards = [\"00\"]\nns = [\"ns_1.example.net\"]", "delegate[0].ns[0]", "not a host name"),
             ("shards = [\"00\"]\nns = [\"ns.example.net\", \"ns.example.net\"]", "delegate[0].ns[1]", "twice"),
             ("shards = [\"00\"]\nns = [\"ns9.example.com\"]", "delegate[0].ns[0]", "add them under glue"),
             ("shards = [\"00\"]\nns = [\"ns.example.net\"]\nglue = { \"ns.example.net\" = [\"192.0.2.3\"] }", "glue", "outside the zone"),

@@ -213,10 +213,12 @@ impl Served {
         match zones_of(&slots) {
             Ok(current) => {
                 let (current, catalog) = self.with_catalog(current);
+                let old_current = self.current.swap(Arc::new(current));
+                // After the swap, so that a secondary asking at once gets
+                // the new serial.
                 if let Some(zone) = catalog {
                     tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
                 }
-                let old_current = self.current.swap(Arc::new(current));
                 Ok(Retired {
                     _slot: old,
                     _current: old_current,

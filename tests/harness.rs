@@ -333,6 +333,11 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Where its output goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     /// Its log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -119,6 +119,208 @@ fn summary(response: Option<Vec<u8>>) -> String {
     )
 }
 
+/// Starts NSD as primary for `zone` (written as our zone file), waits
+/// until it answers, and returns it, its address and the serial it serves.
+async fn start_nsd(ws: &Workspace, zone: &mimi_publisher::Zone) -> (Daemon, SocketAddr, u32) {
+    let origin = zone.origin.as_str();
+    let nsd_bin = require("nsd", "nsd");
+    let dir = ws.path("nsd");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("zone.zone"),
+        mimi_publisher::zone::zonefile::render(zone),
+    )
+    .unwrap();
+    let port = free_port();
+    let conf = format!(
+        r#"server:
+    ip-address: 127.0.0.1@{port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    pidfile: "{d}/nsd.pid"
+    xfrdfile: "{d}/xfrd.state"
+    zonelistfile: "{d}/zone.list"
+    xfrdir: "{d}"
+    verbosity: 1
+    rrl-ratelimit: 0
+    server-count: 1
+
+remote-control:
+    control-enable: no
+
+zone:
+    name: "{origin}"
+    zonefile: "zone.zone"
+"#,
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nsd.conf"), conf).unwrap();
+    let mut cmd = Command::new(nsd_bin);
+    cmd.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
+    let nsd = Daemon::spawn("nsd", cmd, dir.join("nsd.log"));
+    let nsd_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let serial = eventually(Duration::from_secs(20), "NSD to serve the zone", || async {
+        soa_serial(nsd_addr, origin).await
+    })
+    .await;
+    (nsd, nsd_addr, serial)
+}
+
+/// Every section of a response, records sorted within each (the order
+/// inside a section carries no meaning), OPT left out.
+fn sections(response: Option<Vec<u8>>) -> String {
+    let Some(b) = response else {
+        return "no answer".into();
+    };
+    let m = Message::from_vec(&b).unwrap_or_else(|e| panic!("undecodable response {b:02x?}: {e}"));
+    let list = |rs: &[hickory_proto::rr::Record]| {
+        let mut v: Vec<String> = rs
+            .iter()
+            .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+            .collect();
+        v.sort();
+        v.join(", ")
+    };
+    format!(
+        "rcode={} aa={} tc={}\n    answer [{}]\n    authority [{}]\n    additional [{}]",
+        u16::from(m.metadata.response_code),
+        m.metadata.authoritative,
+        m.metadata.truncation,
+        list(&m.answers),
+        list(&m.authorities),
+        list(&m.additionals),
+    )
+}
+
+/// Referrals from a zone with delegated shards (`[[delegate]]`) against
+/// NSD serving our zone file of it: at the cut, below it, for every query
+/// type, with and without EDNS, over UDP and
+/// TCP: the same RCODE, AA, and every section record for record; and DS
+/// at the cut (the parent's, unsigned: NODATA with the SOA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrals_like_nsd() {
+    let ws = Workspace::new();
+    let provider = Authority::new("example.com");
+    ws.write_key("z/signing.pem", &provider.root);
+    let alice = Sii::parse("alice@example.com", None).unwrap().label();
+    let cut = alice.shard().to_owned();
+    // Another SII in another shard, which stays in the parent.
+    let bob = (0..)
+        .map(|i| format!("bob{i}@example.com"))
+        .find(|s| {
+            let l = Sii::parse(s, None).unwrap().label();
+            l.shard() != cut && l.shard() != "vv"
+        })
+        .unwrap();
+    ws.write(
+        "z/mappings.csv",
+        &format!("{MAPPINGS}{bob},mimi://chat.example.com/u/bob\n"),
+    );
+    let config = ws.zone(
+        "z/zone.toml",
+        &ZoneSpec {
+            origin: "example.com",
+            role: "home",
+            authority: Some("example.com"),
+            key: Some("signing.pem"),
+            mappings: Some("mappings.csv"),
+            ..Default::default()
+        },
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    ws.write(
+        "z/zone.toml",
+        &format!(
+            "{text}[[delegate]]\nshards = [\"{cut}\"]\nns = [\"ns1.shards.example.com\", \"ns.other.net\"]\nglue = {{ \"ns1.shards.example.com\" = [\"192.0.2.7\"] }}\n[[delegate]]\nshards = [\"vv\"]\nns = [\"ns-vv.example.com\"]\nglue = {{ \"ns-vv.example.com\" = [\"192.0.2.8\", \"2001:db8::8\"] }}\n"
+        ),
+    );
+    let server = serve::start(ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServeOptions::new(vec![config])
+    })
+    .await
+    .unwrap();
+    let ours = server.local_addr();
+    let origin = DomainName::parse("example.com").unwrap();
+    let zone = server.zone(&origin).unwrap();
+    assert_eq!(zone.delegations.len(), 2);
+    assert_eq!(
+        zone.records.len(),
+        1,
+        "alice's shard is delegated, bob's is not"
+    );
+    let (mut nsd, nsd_addr, serial) = start_nsd(&ws, &zone).await;
+    assert_eq!(serial, zone.soa.serial);
+
+    let at_cut = format!("{cut}._mimi.example.com");
+    let alice_name = format!("{alice}.{at_cut}");
+    let names = [
+        at_cut.as_str(),
+        alice_name.as_str(),
+        "x.y.vv._mimi.example.com",
+        "vv._mimi.example.com",
+        "ns.vv._mimi.example.com",
+    ];
+    // A, NS, SOA, TXT, AAAA, DS, ANY.
+    let types = [1u16, 2, 6, 16, 28, 43, 255];
+    let root = [0u8];
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for n in names {
+        for t in types {
+            cases.push((
+                format!("{n} type {t}"),
+                [header(0, [1, 0, 0, 0]), question(n, t, 1)].concat(),
+            ));
+            cases.push((
+                format!("{n} type {t}, EDNS"),
+                [
+                    header(0x0100, [1, 0, 0, 1]),
+                    question(n, t, 1),
+                    opt(1232, 0, 0, &root, &[]),
+                ]
+                .concat(),
+            ));
+        }
+    }
+    // Beside the cuts: the parent's own names. (Positive answers are left
+    // out: NSD adds the apex NS records to their authority section.)
+    for (n, t) in [
+        ("_mimi.example.com", 2u16),
+        ("_mimi.example.com", 43),
+        ("shards.example.com", 1),
+        ("ns1.shards.example.com", 28),
+        ("ns-vv.example.com", 16),
+        ("zz._mimi.example.com", 16),
+        ("example.com", 43),
+    ] {
+        cases.push((
+            format!("{n} type {t}"),
+            [header(0, [1, 0, 0, 0]), question(n, t, 1)].concat(),
+        ));
+    }
+    let mut differences = Vec::new();
+    for (what, packet) in &cases {
+        for transport in ["udp", "tcp"] {
+            let (a, b) = if transport == "udp" {
+                (udp(ours, packet).await, udp(nsd_addr, packet).await)
+            } else {
+                (tcp(ours, packet).await, tcp(nsd_addr, packet).await)
+            };
+            let (a, b) = (sections(a), sections(b));
+            eprintln!("{transport} {what:<40} {b}");
+            if a != b {
+                differences.push(format!("{transport} {what}:\n  ours {a}\n  NSD  {b}"));
+            }
+        }
+    }
+    nsd.assert_running();
+    server.shutdown().await.unwrap();
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_like_nsd_on_the_same_zone() {
     let ws = Workspace::new();
@@ -147,49 +349,7 @@ async fn answers_like_nsd_on_the_same_zone() {
     let zone = server.zone(&origin).unwrap();
 
     // NSD, primary for the very zone we serve.
-    let nsd_bin = require("nsd", "nsd");
-    let dir = ws.path("nsd");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("example.com.zone"),
-        mimi_publisher::zone::zonefile::render(&zone),
-    )
-    .unwrap();
-    let port = free_port();
-    let conf = format!(
-        r#"server:
-    ip-address: 127.0.0.1@{port}
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "{d}"
-    database: ""
-    pidfile: "{d}/nsd.pid"
-    xfrdfile: "{d}/xfrd.state"
-    zonelistfile: "{d}/zone.list"
-    xfrdir: "{d}"
-    verbosity: 1
-    rrl-ratelimit: 0
-    server-count: 1
-
-remote-control:
-    control-enable: no
-
-zone:
-    name: "example.com"
-    zonefile: "example.com.zone"
-"#,
-        d = dir.display()
-    );
-    std::fs::write(dir.join("nsd.conf"), conf).unwrap();
-    let mut cmd = Command::new(nsd_bin);
-    cmd.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
-    let mut nsd = Daemon::spawn("nsd", cmd, dir.join("nsd.log"));
-    let nsd_addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let serial = eventually(Duration::from_secs(20), "NSD to serve the zone", || async {
-        soa_serial(nsd_addr, "example.com").await
-    })
-    .await;
+    let (mut nsd, nsd_addr, serial) = start_nsd(&ws, &zone).await;
     assert_eq!(serial, zone.soa.serial);
 
     let alice = mimi_proto::name::discovery_name(

@@ -192,11 +192,28 @@ async fn built_zones_pass_bind_knot_and_nsd_checks_and_bind_serves_them() {
         },
     );
 
+    // A zone that delegates its shards: a range to outside name servers,
+    // one shard to a name server inside the zone (glue, both families).
+    let delegating = ws.zone(
+        "deleg/zone.toml",
+        &ZoneSpec {
+            origin: "shop.example",
+            role: "home",
+            ..Default::default()
+        },
+    );
+    let text = std::fs::read_to_string(&delegating).unwrap();
+    ws.write(
+        "deleg/zone.toml",
+        &format!("{text}[[delegate]]\nshards = [\"00-7v\"]\nns = [\"ns.example.net\", \"ns2.example.net\"]\n[[delegate]]\nshards = [\"vv\"]\nns = [\"ns-vv.shop.example\"]\nglue = {{ \"ns-vv.shop.example\" = [\"192.0.2.8\", \"2001:db8::8\"] }}\n"),
+    );
+
     let mut built = Vec::new();
     for (config, origin) in [
         (&home, "example.com"),
         (&tel, "e164.mimi.example"),
         (&dir, "dir.example.org"),
+        (&delegating, "shop.example"),
     ] {
         let out_file = ws.path(&format!("{origin}.zone"));
         let out = Command::new(bin("mimi-publisher"))
@@ -225,6 +242,35 @@ async fn built_zones_pass_bind_knot_and_nsd_checks_and_bind_serves_them() {
         check(&nsd_checkzone, &[origin], &out_file);
         built.push((origin, out_file));
     }
+    let deleg = std::fs::read_to_string(&built[3].1).unwrap();
+    assert_eq!(
+        deleg.matches(" IN NS ns.example.net.").count(),
+        256,
+        "{deleg}"
+    );
+    // A catalog zone as the server keeps it passes the checkers too.
+    let catalog = mimi_publisher::zone::catalog::build(
+        &mimi_publisher::zone::catalog::CatalogSettings::new(
+            mimi_proto::DomainName::parse("catalog.mimi.test").unwrap(),
+        ),
+        built
+            .iter()
+            .map(|(o, _)| mimi_proto::DomainName::parse(o).unwrap())
+            .collect::<Vec<_>>()
+            .iter(),
+        None,
+        now,
+    );
+    let catalog_file = ws.path("catalog.mimi.test.zone");
+    mimi_publisher::zone::zonefile::write_zone_atomically(&catalog_file, &catalog).unwrap();
+    check(
+        &named_checkzone,
+        &["-k", "fail", "-i", "full", "catalog.mimi.test"],
+        &catalog_file,
+    );
+    knot.check(&ws.path("knot"), "catalog.mimi.test", &catalog_file);
+    check(&nsd_checkzone, &["catalog.mimi.test"], &catalog_file);
+
     let text = std::fs::read_to_string(&built[0].1).unwrap();
     // SPEC §5: `"` and `\` are not URI characters; the publisher
     // percent-encodes them when it reads the mappings file.

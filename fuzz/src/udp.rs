@@ -63,6 +63,8 @@ fn zone(origin: &str, mut records: Vec<ZoneRecord>) -> Zone {
             ],
         )],
         records,
+        delegations: Vec::new(),
+        ptrs: Vec::new(),
         next_resign: None,
         transfer: None,
         cache: Default::default(),
@@ -88,7 +90,24 @@ pub fn example_com() -> Zone {
             format!("v=mimi1;{i}{}", "b".repeat(291)),
         ));
     }
-    zone("example.com", records)
+    let mut z = zone("example.com", records);
+    // Two delegated shards (referrals): one to a name server with glue
+    // below its cut, one to an outside name server.
+    z.delegations = vec![
+        mimi_publisher::zone::Delegation {
+            owner: d("vu._mimi.example.com"),
+            ns: vec![d("ns.example.net")],
+        },
+        mimi_publisher::zone::Delegation {
+            owner: d("vv._mimi.example.com"),
+            ns: vec![d("ns.vv._mimi.example.com"), d("ns1.example.com")],
+        },
+    ];
+    z.glue.push((
+        d("ns.vv._mimi.example.com"),
+        vec!["192.0.2.54".parse().expect("ip")],
+    ));
+    z
 }
 
 /// The `e164.mimi.example` zone.

@@ -199,6 +199,12 @@ enum Command {
         /// between messages; a transfer under way is finished).
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         tcp_max_lifetime: std::time::Duration,
+        /// Also serve a catalog zone (RFC 9432) of every served zone, as
+        /// FILE describes (origin, [soa] timers, [transfer]), so that
+        /// catalog-consuming secondaries (Knot, BIND) add and drop zones
+        /// by themselves.
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
         #[command(flatten)]
         rrl: RrlArgs,
     },
@@ -511,6 +517,7 @@ fn run(command: Command) -> Result<ExitCode> {
             tcp_idle_timeout,
             tcp_max_queries,
             tcp_max_lifetime,
+            catalog,
             rrl,
         } => {
             let rrl = rrl.config()?;
@@ -529,6 +536,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         max_lifetime: tcp_max_lifetime,
                     },
                     rrl,
+                    catalog,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

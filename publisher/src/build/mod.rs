@@ -134,8 +134,16 @@ fn strip_path(msg: &str, path: &Path) -> String {
         .to_owned()
 }
 
-/// Where an SII's records go in this zone, or why they cannot.
-fn owner_for(config: &ZoneConfig, sii: &Sii) -> Result<DomainName, String> {
+/// Where an SII's records go in this zone, or why they cannot; `None`
+/// when its discovery name is in a shard this zone delegates (the shard
+/// zone's configuration publishes it).
+fn owner_for(config: &ZoneConfig, sii: &Sii) -> Result<Option<DomainName>, String> {
+    let owner = owner_in_zone(config, sii)?;
+    Ok((!config.is_delegated(&owner)).then_some(owner))
+}
+
+/// Where an SII's records go in this zone, delegated shards or not.
+fn owner_in_zone(config: &ZoneConfig, sii: &Sii) -> Result<DomainName, String> {
     let label = sii.label();
     let too_long = |zone: &DomainName| {
         format!(
@@ -161,6 +169,25 @@ fn owner_for(config: &ZoneConfig, sii: &Sii) -> Result<DomainName, String> {
             }
         }
     }
+}
+
+/// The zone cuts of `config`'s `[[delegate]]` entries, one per shard,
+/// sorted by owner.
+fn delegations(config: &ZoneConfig) -> Vec<crate::zone::Delegation> {
+    let parent = config.shard_parent();
+    let mut cuts: Vec<_> = config
+        .delegate
+        .iter()
+        .flat_map(|d| {
+            let parent = &parent;
+            d.shards.iter().map(move |s| crate::zone::Delegation {
+                owner: crate::input::delegate::shard_name(s, parent),
+                ns: d.ns.clone(),
+            })
+        })
+        .collect();
+    cuts.sort();
+    cuts
 }
 
 /// Builds the zone described by `config` at time `now`.
@@ -279,7 +306,8 @@ pub fn build_zone(
                 continue;
             }
             match owner_for(config, &p.sii) {
-                Ok(owner) => records.push(ZoneRecord::new(owner, ttl, p.assertion.text())),
+                Ok(Some(owner)) => records.push(ZoneRecord::new(owner, ttl, p.assertion.text())),
+                Ok(None) => {}
                 Err(msg) => errors.push(Problem::at(path, p.line, msg)),
             }
         }
@@ -372,8 +400,10 @@ pub fn build_zone(
             minimum: config.soa.minimum,
         },
         ns: config.ns.clone(),
-        glue: config.glue.clone(),
+        glue: config.all_glue(),
         records,
+        delegations: delegations(config),
+        ptrs: Vec::new(),
         next_resign,
         transfer,
         cache,
@@ -417,6 +447,8 @@ struct CacheParams {
     authority: AuthorityName,
     window: WindowPolicy,
     kid: KeyId,
+    /// Which shards are delegated: a change decides which lines publish.
+    delegated: Vec<crate::input::delegate::ShardSet>,
 }
 
 impl CacheParams {
@@ -430,6 +462,7 @@ impl CacheParams {
             authority: signer.auth.name.clone(),
             window: signer.auth.window,
             kid: signer.kid.clone(),
+            delegated: config.delegate.iter().map(|d| d.shards.clone()).collect(),
         }
     }
 }
@@ -566,12 +599,14 @@ fn plan_mappings(
             if l.is_empty() || l.starts_with('#') {
                 return None;
             }
-            Some(mappings::parse_line(l, line, path, None).and_then(|m| {
-                match owner_for(config, &m.sii) {
-                    Ok(owner) => Ok((m, owner)),
-                    Err(msg) => Err(Problem::at(path, m.line, msg)),
-                }
-            }))
+            match mappings::parse_line(l, line, path, None) {
+                Ok(m) => match owner_for(config, &m.sii) {
+                    Ok(Some(owner)) => Some(Ok((m, owner))),
+                    Ok(None) => None,
+                    Err(msg) => Some(Err(Problem::at(path, m.line, msg))),
+                },
+                Err(p) => Some(Err(p)),
+            }
         })
         .collect();
     let mut todo = Vec::with_capacity(parsed.len());
@@ -1074,6 +1109,73 @@ mod tests {
         assert_eq!(e.problems.len(), 1);
         assert_eq!(e.problems[0].line, Some(3));
         assert!(e.to_string().contains("not inside zone example.com"), "{e}");
+    }
+
+    /// A mapping in a delegated shard is skipped (the shard zone publishes
+    /// it), the zone holds the cut and its glue, and a rebuild that reuses
+    /// the previous zone agrees with a build from scratch, also after the
+    /// delegation changes.
+    #[test]
+    fn delegated_shards_are_cut_and_skipped() {
+        let siis: Vec<String> = (0..40).map(|i| format!("u{i}@example.com")).collect();
+        let lines: String = siis
+            .iter()
+            .map(|s| format!("{s},mimi://chat.example.com/u/x\n"))
+            .collect();
+        let f = Fixture::new("home", &lines);
+        let shard_of = |s: &str| Sii::parse(s, None).unwrap().label().shard().to_owned();
+        let cut = shard_of(&siis[0]);
+        let base = std::fs::read_to_string(f.path("zone.toml")).unwrap();
+        let delegate = |shards: &str| {
+            format!("{base}[[delegate]]\nshards = [{shards}]\nns = [\"ns1.shards.example.com\", \"ns.example.net\"]\nglue = {{ \"ns1.shards.example.com\" = [\"192.0.2.9\"] }}\n")
+        };
+        f.write("zone.toml", &delegate(&format!("\"{cut}\"")));
+        let z = f.build(NOW, None).unwrap().zone;
+        let in_cut = siis.iter().filter(|s| shard_of(s) == cut).count();
+        assert!(in_cut >= 1);
+        assert_eq!(z.records.len(), siis.len() - in_cut);
+        assert!(z.records.iter().all(|r| !r
+            .owner
+            .as_str()
+            .ends_with(&format!(".{cut}._mimi.example.com"))));
+        assert_eq!(z.delegations.len(), 1);
+        assert_eq!(
+            z.delegations[0].owner.as_str(),
+            format!("{cut}._mimi.example.com")
+        );
+        assert_eq!(z.delegations[0].ns.len(), 2);
+        assert!(z
+            .glue
+            .iter()
+            .any(|(h, _)| h.as_str() == "ns1.shards.example.com"));
+        // Its zone file reads back the same.
+        let text = crate::zone::zonefile::render(&z);
+        assert!(
+            text.contains(&format!(
+                "{cut}._mimi.example.com. 3600 IN NS ns.example.net."
+            )),
+            "{text}"
+        );
+        let back = crate::zone::zonefile::parse(&text).unwrap();
+        assert!(back.same_content(&Zone {
+            transfer: None,
+            ..z.clone()
+        }));
+        // Incremental rebuilds: more lines, then the delegation widened to
+        // every shard, then removed.
+        let more = format!("{lines}v1@example.com,mimi://chat.example.com/u/y\n");
+        f.write("m.csv", &more);
+        let inc = f.build(NOW + 1, Some(&z)).unwrap().zone;
+        let full = f.build(NOW + 1, None).unwrap().zone;
+        assert!(inc.same_content(&full));
+        f.write("zone.toml", &delegate("\"00-vv\""));
+        let all = f.build(NOW + 2, Some(&inc)).unwrap().zone;
+        assert!(all.records.is_empty() && all.delegations.len() == 1024);
+        assert!(all.soa.serial > inc.soa.serial);
+        f.write("zone.toml", &base);
+        let none = f.build(NOW + 3, Some(&all)).unwrap().zone;
+        assert_eq!(none.records.len(), siis.len() + 1);
+        assert!(none.delegations.is_empty());
     }
 
     #[test]

@@ -25,11 +25,18 @@
 //!
 //! mappings = "mappings.csv"     # (top level, before [soa])
 //! presigned = ["ma.example.net.presigned"]
+//!
+//! [[delegate]]                  # shards served by other name servers
+//! shards = ["00-7v"]
+//! ns = ["ns1.group-a.example.net"]
 //! ```
+//!
+//! See [`crate::input::delegate`] for `[[delegate]]`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::input::delegate::{shard_of, shard_parent, DelegateConfig, ShardSet};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, DomainName};
 use serde::Deserialize;
@@ -80,6 +87,9 @@ pub struct ZoneConfig {
     /// zone may remove before it is held back for confirmation (see
     /// [`crate::zone::shrink`]; default 10%, `"100%"` turns the guard off).
     pub max_shrink: crate::input::shrink_limit::ShrinkLimit,
+    /// Shards delegated to other name servers (`[[delegate]]`), at most
+    /// one entry per shard.
+    pub delegate: Vec<DelegateConfig>,
 }
 
 /// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
@@ -227,11 +237,23 @@ struct RawConfig {
     presigned: Vec<PathBuf>,
     transfer: Option<RawTransfer>,
     max_shrink: Option<String>,
+    #[serde(default)]
+    delegate: Vec<RawDelegate>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTransfer {
+struct RawDelegate {
+    shards: Vec<String>,
+    ns: Vec<String>,
+    #[serde(default)]
+    glue: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// A `[transfer]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransfer {
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
@@ -440,62 +462,15 @@ impl ZoneConfig {
         }
         let transfer = raw
             .transfer
-            .map(|t| -> Result<TransferConfig, ConfigError> {
-                let allow = t
-                    .allow
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        a.parse::<ipnet::IpNet>()
-                            .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                            .map_err(|_| {
-                                invalid(
-                                    &format!("transfer.allow[{i}]"),
-                                    format!("{a:?} is not an IP address or prefix"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let notify = t
-                    .notify
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        a.parse::<std::net::SocketAddr>()
-                            .or_else(|_| {
-                                a.parse::<std::net::IpAddr>()
-                                    .map(|ip| std::net::SocketAddr::new(ip, 53))
-                            })
-                            .map_err(|_| {
-                                invalid(
-                                    &format!("transfer.notify[{i}]"),
-                                    format!("{a:?} is not IP:PORT"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let max_age = match &t.journal_max_age {
-                    None => JournalLimits::DEFAULT.max_age,
-                    Some(v) => {
-                        parse_duration(v).map_err(|m| invalid("transfer.journal_max_age", m))?
-                    }
-                };
-                Ok(TransferConfig {
-                    allow,
-                    notify,
-                    tsig_key: t.tsig_key.as_ref().map(resolve),
-                    journal: JournalLimits {
-                        max_records: t.journal_max_records,
-                        max_age,
-                    },
-                })
-            })
+            .as_ref()
+            .map(|t| transfer_config(t, &base, &invalid))
             .transpose()?;
         let max_shrink = match &raw.max_shrink {
             None => crate::input::shrink_limit::ShrinkLimit::default(),
             Some(v) => crate::input::shrink_limit::ShrinkLimit::parse(v)
                 .map_err(|e| invalid("max_shrink", e.to_string()))?,
         };
+        let delegate = parse_delegates(&raw.delegate, &origin, &glue, &invalid)?;
         Ok(ZoneConfig {
             path: path.to_owned(),
             origin,
@@ -510,7 +485,36 @@ impl ZoneConfig {
             presigned: raw.presigned.iter().map(resolve).collect(),
             transfer,
             max_shrink,
+            delegate,
         })
+    }
+
+    /// The `_mimi` name under which this zone's shards are: see
+    /// [`crate::input::delegate::shard_parent`].
+    pub fn shard_parent(&self) -> DomainName {
+        shard_parent(&self.origin)
+    }
+
+    /// Whether `name` is at or below a shard this configuration delegates:
+    /// its records belong to the shard zone, not to this one.
+    pub fn is_delegated(&self, name: &DomainName) -> bool {
+        !self.delegate.is_empty()
+            && shard_of(name, &self.shard_parent())
+                .is_some_and(|s| self.delegate.iter().any(|d| d.shards.contains(s)))
+    }
+
+    /// Every address record of the zone: the apex name servers' glue, then
+    /// that of the delegations' name servers not already listed.
+    pub fn all_glue(&self) -> Vec<(DomainName, Vec<std::net::IpAddr>)> {
+        let mut glue = self.glue.clone();
+        for d in &self.delegate {
+            for (h, ips) in &d.glue {
+                if !glue.iter().any(|(g, _)| g == h) {
+                    glue.push((h.clone(), ips.clone()));
+                }
+            }
+        }
+        glue
     }
 
     /// Every file whose change alters the zone: the configuration, mappings,
@@ -529,6 +533,175 @@ impl ZoneConfig {
         }
         v
     }
+}
+
+/// Checks a `[transfer]` table; relative paths are relative to `base`.
+pub(crate) fn transfer_config(
+    t: &RawTransfer,
+    base: &Path,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<TransferConfig, ConfigError> {
+    let allow = t
+        .allow
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<ipnet::IpNet>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        &format!("transfer.allow[{i}]"),
+                        format!("{a:?} is not an IP address or prefix"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let notify = t
+        .notify
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    a.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    invalid(
+                        &format!("transfer.notify[{i}]"),
+                        format!("{a:?} is not IP:PORT"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_age = match &t.journal_max_age {
+        None => JournalLimits::DEFAULT.max_age,
+        Some(v) => parse_duration(v).map_err(|m| invalid("transfer.journal_max_age", m))?,
+    };
+    Ok(TransferConfig {
+        allow,
+        notify,
+        tsig_key: t.tsig_key.as_ref().map(|p| base.join(p)),
+        journal: JournalLimits {
+            max_records: t.journal_max_records,
+            max_age,
+        },
+    })
+}
+
+/// Whether every label of `name` is a host name label (RFC 1123 §2.1:
+/// letters, digits, hyphens not at either end).
+fn is_host_name(name: &DomainName) -> bool {
+    name.as_str().split('.').all(|l| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    })
+}
+
+/// Checks the `[[delegate]]` entries of the zone at `origin` whose apex
+/// glue is `apex_glue`.
+fn parse_delegates(
+    raw: &[RawDelegate],
+    origin: &DomainName,
+    apex_glue: &[(DomainName, Vec<std::net::IpAddr>)],
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<DelegateConfig>, ConfigError> {
+    let mut out: Vec<DelegateConfig> = Vec::with_capacity(raw.len());
+    // Every glue host seen so far, with its addresses and where.
+    let mut hosts: Vec<(DomainName, Vec<std::net::IpAddr>, String)> = apex_glue
+        .iter()
+        .map(|(h, ips)| (h.clone(), ips.clone(), "glue".to_owned()))
+        .collect();
+    for (i, d) in raw.iter().enumerate() {
+        let at = |f: &str| format!("delegate[{i}].{f}");
+        let shards = ShardSet::parse(&d.shards).map_err(|m| invalid(&at("shards"), m))?;
+        for (j, earlier) in out.iter().enumerate() {
+            if let Some(s) = shards.iter().find(|s| earlier.shards.contains(*s)) {
+                return Err(invalid(
+                    &at("shards"),
+                    format!("shard {s} is already delegated by delegate[{j}]"),
+                ));
+            }
+        }
+        if d.ns.is_empty() {
+            return Err(invalid(
+                &at("ns"),
+                "at least one name server is required".into(),
+            ));
+        }
+        let mut ns = Vec::with_capacity(d.ns.len());
+        for (k, s) in d.ns.iter().enumerate() {
+            let n = DomainName::parse(s)
+                .map_err(|e| invalid(&at(&format!("ns[{k}]")), e.to_string()))?;
+            if !is_host_name(&n) {
+                return Err(invalid(
+                    &at(&format!("ns[{k}]")),
+                    format!("{n} is not a host name (letters, digits and inner hyphens, RFC 1123 §2.1): BIND refuses zones whose name servers have other names, such as ones under _mimi"),
+                ));
+            }
+            if ns.contains(&n) {
+                return Err(invalid(
+                    &at(&format!("ns[{k}]")),
+                    format!("{n} is listed twice"),
+                ));
+            }
+            ns.push(n);
+        }
+        let mut glue = Vec::new();
+        for (host, addrs) in &d.glue {
+            let field = at(&format!("glue.{host:?}"));
+            let h = DomainName::parse(host).map_err(|e| invalid(&field, e.to_string()))?;
+            if !ns.contains(&h) {
+                return Err(invalid(
+                    &field,
+                    format!("{h} is not one of this delegation's ns names"),
+                ));
+            }
+            if !h.is_within(origin) {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "{h} is outside the zone {origin}; glue is only for name servers inside it"
+                    ),
+                ));
+            }
+            let ips = addrs
+                .iter()
+                .map(|a| {
+                    a.parse::<std::net::IpAddr>()
+                        .map_err(|_| invalid(&field, format!("{a:?} is not an IP address")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if ips.is_empty() {
+                return Err(invalid(&field, "needs at least one address".into()));
+            }
+            if let Some((_, other, where_)) = hosts.iter().find(|(g, _, _)| *g == h) {
+                if *other != ips {
+                    return Err(invalid(
+                        &field,
+                        format!(
+                            "{h} has other addresses in {where_}; a name has one set of addresses"
+                        ),
+                    ));
+                }
+            } else {
+                hosts.push((h.clone(), ips.clone(), field.clone()));
+            }
+            glue.push((h, ips));
+        }
+        for (k, n) in ns.iter().enumerate() {
+            if n.is_within(origin) && !hosts.iter().any(|(g, _, _)| g == n) {
+                return Err(invalid(
+                    &at(&format!("ns[{k}]")),
+                    format!("{n} is inside the zone {origin}, so resolvers can only reach it through its addresses: add them under glue"),
+                ));
+            }
+        }
+        out.push(DelegateConfig { shards, ns, glue });
+    }
+    Ok(out)
 }
 
 /// Who may transfer a zone, and whom to NOTIFY of its new serials.
@@ -619,5 +792,42 @@ rname = "hostmaster.example.com"
         let c = ZoneConfig::from_toml(&ok, Path::new("/d/z.toml")).unwrap();
         assert_eq!(c.mappings, Some(PathBuf::from("/d/m.csv")));
         assert_eq!(c.authority.unwrap().window.validity(), 2 * 86400);
+    }
+
+    #[test]
+    fn delegations_are_checked() {
+        let with = |d: &str| format!("{MIN}[glue]\n\"ns1.example.com\" = [\"192.0.2.1\"]\n{d}");
+        let ok = with(
+            "[[delegate]]\nshards = [\"00-7v\"]\nns = [\"ns1.a.example.net\", \"ns2.example.com\"]\nglue = { \"ns2.example.com\" = [\"192.0.2.2\"] }\n[[delegate]]\nshards = [\"80\", \"vv\"]\nns = [\"ns1.example.com\"]\n",
+        );
+        let c = ZoneConfig::from_toml(&ok, Path::new("z.toml")).unwrap();
+        assert_eq!(c.delegate.len(), 2);
+        assert_eq!(c.delegate[0].shards.len(), 256);
+        assert_eq!(c.all_glue().len(), 2);
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        assert!(c.is_delegated(&d("7vabc.7v._mimi.example.com")));
+        assert!(c.is_delegated(&d("80._mimi.example.com")));
+        assert!(!c.is_delegated(&d("81abc.81._mimi.example.com")));
+        assert!(!c.is_delegated(&d("_mimi.example.com")));
+        for (bad, field, why) in [
+            ("shards = [\"00-7w\"]\nns = [\"ns.example.net\"]", "delegate[0].shards", "0-9 and a-v"),
+            ("shards = []\nns = [\"ns.example.net\"]", "delegate[0].shards", "no shard"),
+            ("shards = [\"00\"]\nns = []", "delegate[0].ns", "at least one"),
+            ("shards = [\"00\"]\nns = [\"ns.00._mimi.example.com\"]", "delegate[0].ns[0]", "not a host name"),
+            ("shards = [\"00\"]\nns = [\"ns_1.example.net\"]", "delegate[0].ns[0]", "not a host name"),
+            ("shards = [\"00\"]\nns = [\"ns.example.net\", \"ns.example.net\"]", "delegate[0].ns[1]", "twice"),
+            ("shards = [\"00\"]\nns = [\"ns9.example.com\"]", "delegate[0].ns[0]", "add them under glue"),
+            ("shards = [\"00\"]\nns = [\"ns.example.net\"]\nglue = { \"ns.example.net\" = [\"192.0.2.3\"] }", "glue", "outside the zone"),
+            ("shards = [\"00\"]\nns = [\"ns.example.net\"]\nglue = { \"ns9.example.com\" = [\"192.0.2.3\"] }", "glue", "not one of this delegation's ns"),
+            ("shards = [\"00\"]\nns = [\"ns1.example.com\"]\nglue = { \"ns1.example.com\" = [\"192.0.2.3\"] }", "glue", "other addresses in glue"),
+            ("shards = [\"00\"]\nns = [\"ns2.example.com\"]\nglue = { \"ns2.example.com\" = [\"x\"] }", "glue", "not an IP address"),
+            ("shards = [\"00\"]\nns = [\"ns.example.net\"]\n[[delegate]]\nshards = [\"0a-0b\", \"00\"]\nns = [\"ns.example.net\"]", "delegate[1].shards", "already delegated by delegate[0]"),
+            ("shards = [\"00\"]\nns = [\"ns.example.net\"]\nbogus = 1", "bogus", "unknown field"),
+        ] {
+            let e = ZoneConfig::from_toml(&with(&format!("[[delegate]]\n{bad}\n")), Path::new("z.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -4,9 +4,11 @@
 //! layer is valid once constructed, and a bad file is a [`problem::Problem`]
 //! naming the file and line.
 
+pub mod catalog;
 pub mod certs;
 pub mod complete;
 pub mod config;
+pub mod delegate;
 pub mod keys;
 pub mod mappings;
 pub mod presigned;

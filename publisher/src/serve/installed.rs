@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::build::{build_from_path, BuildError, BuildOutput};
 use crate::input::problem::Problem;
+use crate::serve::catalog::CatalogSlot;
 use crate::zone::journal::{Journal, Outcome};
 use crate::zone::served::ServedZone;
 use crate::zone::shrink::{Shrink, ShrinkRefused};
@@ -75,6 +76,9 @@ pub(crate) struct Served {
     pub(crate) events: broadcast::Sender<ReloadEvent>,
     /// Where installed zones are kept, if anywhere.
     state: Option<Arc<StateDir>>,
+    /// The catalog of the served zones (`--catalog`), if any: rebuilt with
+    /// every new zone list ([`Served::with_catalog`]).
+    catalog: Option<CatalogSlot>,
 }
 
 /// A replaced zone and zone list, to be dropped where blocking is fine.
@@ -97,15 +101,43 @@ impl Served {
     pub(crate) fn new(
         slots: Vec<Slot>,
         state: Option<Arc<StateDir>>,
+        catalog: Option<CatalogSlot>,
     ) -> Result<Self, (PathBuf, PathBuf, DomainName)> {
         let (events, _) = broadcast::channel(256);
         let current = zones_of(&slots)?;
-        Ok(Served {
-            current: ArcSwap::from_pointee(current),
+        let served = Served {
+            current: ArcSwap::from_pointee(Vec::new()),
             slots: Mutex::new(slots),
             events,
             state,
-        })
+            catalog,
+        };
+        // The first catalog is announced by the server's start-up NOTIFYs.
+        served
+            .current
+            .store(Arc::new(served.with_catalog(current).0));
+        Ok(served)
+    }
+
+    /// `zones` with the catalog zone added, rebuilt if the zones' origins
+    /// are not its members; and the new catalog zone if it changed, to be
+    /// NOTIFYed. The one place where the catalog follows the zone set.
+    fn with_catalog(
+        &self,
+        mut zones: Vec<Arc<ServedZone>>,
+    ) -> (Vec<Arc<ServedZone>>, Option<Arc<Zone>>) {
+        let Some(catalog) = &self.catalog else {
+            return (zones, None);
+        };
+        let (served, changed) = catalog.update(&zones);
+        let changed = changed.then(|| served.zone.clone());
+        zones.push(served);
+        (zones, changed)
+    }
+
+    /// The catalog zone, if the server publishes one.
+    pub(crate) fn catalog(&self) -> Option<Arc<Zone>> {
+        self.catalog.as_ref().and_then(CatalogSlot::zone)
     }
 
     /// The zones being served, for the UDP threads.
@@ -138,6 +170,7 @@ impl Served {
             .iter()
             .find(|s| s.zone.origin == *origin)
             .map(|s| s.zone.clone())
+            .or_else(|| self.catalog().filter(|c| c.origin == *origin))
     }
 
     /// Records a rebuild that produced the content already served (only
@@ -167,6 +200,13 @@ impl Served {
                 other.1.config.display()
             ));
         }
+        if self
+            .catalog
+            .as_ref()
+            .is_some_and(|c| *c.origin() == zone.origin)
+        {
+            return Err(format!("zone {} is the catalog zone's origin", zone.origin));
+        }
         let config = slots[idx].config.clone();
         let old = std::mem::replace(
             &mut slots[idx],
@@ -178,7 +218,13 @@ impl Served {
         );
         match zones_of(&slots) {
             Ok(current) => {
+                let (current, catalog) = self.with_catalog(current);
                 let old_current = self.current.swap(Arc::new(current));
+                // After the swap, so that a secondary asking at once gets
+                // the new serial.
+                if let Some(zone) = catalog {
+                    tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+                }
                 Ok(Retired {
                     _slot: old,
                     _current: old_current,

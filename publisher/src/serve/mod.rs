@@ -13,10 +13,15 @@
 //! bounded accept loop ([`crate::serve::tcp`]) with the same encoder, and
 //! [`crate::transfer`] for zone transfers.
 //!
+//! With [`ServeOptions::catalog`] the server also serves a catalog zone
+//! (RFC 9432) of every zone it serves, rebuilt and NOTIFYed whenever the
+//! zone list changes (module `catalog`).
+//!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
 //! re-sign timers of [`crate::serve::watch`]; [`run`] does the same and serves until
 //! a shutdown future completes, which is what the binary uses.
 
+pub(crate) mod catalog;
 pub(crate) mod installed;
 pub(crate) mod memory;
 pub mod rrl;
@@ -80,6 +85,10 @@ pub struct ServeOptions {
     /// /24 or /56 and kind of answer, slip 2), [`RrlConfig::OFF`] turns it
     /// off.
     pub rrl: RrlConfig,
+    /// A catalog configuration ([`crate::input::catalog`]): the server
+    /// then also serves a catalog zone (RFC 9432) listing every zone it
+    /// serves, so that catalog-consuming secondaries follow the zone set.
+    pub catalog: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -103,6 +112,7 @@ impl ServeOptions {
             allow_shrink: false,
             tcp: TcpOptions::DEFAULT,
             rrl: RrlConfig::default(),
+            catalog: None,
         }
     }
 }
@@ -179,6 +189,9 @@ pub enum ServeError {
         /// The cause.
         source: io::Error,
     },
+    /// The catalog configuration cannot be used.
+    #[error("catalog: {0}")]
+    Catalog(String),
     /// The input files cannot be watched.
     #[error("cannot watch input files: {0}")]
     Watch(#[from] notify::Error),
@@ -328,7 +341,22 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     }
     crate::serve::memory::release_free_memory();
     let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
-    let served = Arc::new(Served::new(slots, state.clone()).map_err(
+    let catalog = match &opts.catalog {
+        None => None,
+        Some(path) => {
+            let c = catalog::CatalogSlot::load(path, state.clone()).map_err(ServeError::Catalog)?;
+            if let Some(s) = slots.iter().find(|s| s.zone.origin == *c.origin()) {
+                return Err(ServeError::Catalog(format!(
+                    "{}: origin {} is also the zone of {}",
+                    path.display(),
+                    c.origin(),
+                    s.config.display()
+                )));
+            }
+            Some(c)
+        }
+    };
+    let served = Arc::new(Served::new(slots, state.clone(), catalog).map_err(
         |(first, second, origin)| ServeError::DuplicateOrigin {
             origin,
             first,
@@ -366,6 +394,9 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     // Secondaries may hold an older serial from before this start.
     for idx in 0..served.len() {
         let (_, zone) = served.current(idx);
+        tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+    }
+    if let Some(zone) = served.catalog() {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
     }
 

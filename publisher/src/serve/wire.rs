@@ -20,9 +20,13 @@
 //! malformed. One writer ([`write_answer`]) turns a [`Query`] and the one
 //! decision of [`ServedZone::resolve`] into bytes; the transport only sets
 //! the size limit (the client's EDNS size, at least 512 and at most 1232,
-//! with TC beyond it, on UDP; 65,535 on TCP). Zone transfers are recognised
-//! here and handed to [`crate::transfer`] by the TCP path (and IXFR by the
-//! UDP path too).
+//! with TC beyond it, on UDP; 65,535 on TCP). Referrals from delegated
+//! shards are written by the same writer (AA clear, the cut's NS records
+//! in the authority section, their glue in the additional section), as are
+//! PTR answers from a catalog zone. Zone transfers are recognised here and
+//! handed to [`crate::transfer`] by the TCP path (and IXFR by the UDP path
+//! too); answers to TSIG-signed queries are signed by [`crate::transfer`]
+//! with the zone's key.
 //!
 //! Nothing in a header drives an allocation: counts are only loop bounds
 //! over the bytes actually present, and the only buffers are the caller's,
@@ -62,6 +66,7 @@ const RD: u16 = 0x0100;
 const CD: u16 = 0x0010;
 const TYPE_OPT: u16 = 41;
 const TYPE_TXT: u16 = 16;
+const TYPE_PTR: u16 = 12;
 const TYPE_TSIG: u16 = 250;
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
@@ -526,6 +531,25 @@ fn push_txt(out: &mut Vec<u8>, ttl: u32, text: &str) {
     }
 }
 
+/// Appends a PTR record owned by the question name (a pointer to offset
+/// 12) pointing at `target` (lowercase, no trailing dot), written out in
+/// full.
+fn push_ptr(out: &mut Vec<u8>, ttl: u32, target: &str) {
+    out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
+    out.extend_from_slice(&TYPE_PTR.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    let rdlen_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    for label in target.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    let rdlen = (out.len() - rdlen_at - 2) as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+}
+
 fn write_header(out: &mut [u8], id: u16, flags: u16, counts: [u16; 4]) {
     out[0..2].copy_from_slice(&id.to_be_bytes());
     out[2..4].copy_from_slice(&flags.to_be_bytes());
@@ -579,7 +603,9 @@ fn write_answer(
     let apex_pointer = (0xc000 | apex_at as u16).to_be_bytes();
     let (an, ns, ar) = write_sections(zone, &resolved, apex_pointer, out);
     let rcode = if resolved.exists { 0 } else { RCODE_NXDOMAIN };
-    let flags = flags | AA | rcode;
+    // A referral is not an authoritative answer (RFC 1034 §4.3.2).
+    let aa = if resolved.referral.is_some() { 0 } else { AA };
+    let flags = flags | aa | rcode;
     if query.edns.is_some() {
         push_opt(out, 0, dnssec_ok);
     }
@@ -624,15 +650,29 @@ fn write_sections(
         push_txt(out, r.ttl, &r.text);
         an = an.saturating_add(1);
     }
+    for r in resolved.ptr {
+        push_ptr(out, r.ttl, r.target.as_str());
+        an = an.saturating_add(1);
+    }
     let mut ns = 0u16;
     if resolved.is_negative() {
         wire.negative_soa.write(out, apex);
         ns += 1;
     }
     let mut ar = 0u16;
-    if resolved.ns {
-        for r in &wire.glue {
+    if let Some(cut) = resolved.referral {
+        for r in &wire.cuts[cut] {
             r.write(out, apex);
+            ns += 1;
+        }
+        for &i in zone.cut_glue(cut) {
+            wire.glue[i].write(out, apex);
+            ar += 1;
+        }
+    }
+    if resolved.ns {
+        for &i in zone.apex_glue() {
+            wire.glue[i].write(out, apex);
             ar += 1;
         }
     }

@@ -181,14 +181,35 @@ fn now_secs() -> u64 {
     mimi_proto::UnixTime::now().0
 }
 
-/// The zone as DNS records in transfer order: SOA, NS, glue, TXT…, SOA,
-/// made one at a time. The apex records are the ones the zone answers
-/// queries with.
+/// The zone as DNS records in transfer order: SOA, NS, glue, delegation
+/// NS…, TXT…, PTR…, SOA, made one at a time. The apex records are the ones
+/// the zone answers queries with.
 fn zone_records(served: &ServedZone) -> impl Iterator<Item = Result<Record, String>> + '_ {
     let (soa, apex) = served.apex_records();
+    let name =
+        |d: &mimi_proto::DomainName| Name::from_ascii(d.fqdn()).map_err(|e| format!("{d}: {e}"));
+    let ttl = served.zone.ttl;
+    let cuts = served.zone.delegations.iter().flat_map(move |d| {
+        d.ns.iter().map(move |ns| {
+            Ok(Record::from_rdata(
+                name(&d.owner)?,
+                ttl,
+                RData::NS(hickory_proto::rr::rdata::NS(name(ns)?)),
+            ))
+        })
+    });
+    let ptrs = served.zone.ptrs.iter().map(move |p| {
+        Ok(Record::from_rdata(
+            name(&p.owner)?,
+            p.ttl,
+            RData::PTR(hickory_proto::rr::rdata::PTR(name(&p.target)?)),
+        ))
+    });
     std::iter::once(Ok(soa.clone()))
         .chain(apex.cloned().map(Ok))
+        .chain(cuts)
         .chain(txt_records(&served.zone.records))
+        .chain(ptrs)
         .chain(std::iter::once(Ok(soa.clone())))
 }
 

@@ -764,6 +764,8 @@ mod tests {
                 .iter()
                 .map(|(o, ttl, t)| crate::zone::ZoneRecord::new(d(o), *ttl, *t))
                 .collect(),
+            delegations: Vec::new(),
+            ptrs: Vec::new(),
             next_resign: None,
             transfer: None,
             cache: Default::default(),

@@ -30,7 +30,8 @@ pub(crate) struct OwnerIndex {
 }
 
 impl OwnerIndex {
-    /// Indexes `zone`'s records and glue.
+    /// Indexes `zone`'s records, and finds the empty non-terminals above
+    /// its records, glue, delegation points and PTR records.
     pub(crate) fn new(zone: &Zone) -> Self {
         let records = &zone.records;
         let mut owners: Vec<(u64, u32, u32)> = Vec::with_capacity(records.len());
@@ -69,7 +70,13 @@ impl OwnerIndex {
                     .map(|&(_, start, _)| records[start as usize].owner.as_str()),
             )
         };
-        for owner in group_owners.chain(zone.glue.iter().map(|(h, _)| h.as_str())) {
+        let others = zone
+            .glue
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .chain(zone.delegations.iter().map(|d| d.owner.as_str()))
+            .chain(zone.ptrs.iter().map(|p| p.owner.as_str()));
+        for owner in group_owners.chain(others) {
             let Some((_, parent)) = owner.split_once('.') else {
                 continue;
             };
@@ -95,7 +102,16 @@ impl OwnerIndex {
         };
         // Names that hold records are not empty.
         empty_non_terminals.retain(|n: &String| {
-            index.records_at(zone, n).is_empty() && !zone.glue.iter().any(|(h, _)| h.as_str() == n)
+            index.records_at(zone, n).is_empty()
+                && !zone.glue.iter().any(|(h, _)| h.as_str() == n)
+                && zone
+                    .ptrs
+                    .binary_search_by(|p| p.owner.as_str().cmp(n))
+                    .is_err()
+                && zone
+                    .delegations
+                    .binary_search_by(|d| d.owner.as_str().cmp(n))
+                    .is_err()
         });
         index.empty_non_terminals = empty_non_terminals;
         index
@@ -173,6 +189,8 @@ mod tests {
             ns: vec![d("ns1.example.com")],
             glue: vec![],
             records,
+            delegations: Vec::new(),
+            ptrs: Vec::new(),
             next_resign: None,
             transfer: None,
             cache: Default::default(),

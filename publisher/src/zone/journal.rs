@@ -162,6 +162,10 @@ pub fn incompatibility(old: &Zone, new: &Zone) -> Option<&'static str> {
         Some("the NS records changed")
     } else if old.glue != new.glue {
         Some("the glue changed")
+    } else if old.delegations != new.delegations {
+        Some("the delegations changed")
+    } else if old.ptrs != new.ptrs {
+        Some("the PTR records changed (a catalog's members)")
     } else if !serial_newer(new.soa.serial, old.soa.serial) {
         Some("the serial did not increase")
     } else {
@@ -597,6 +601,8 @@ mod tests {
             },
             ns: vec![DomainName::parse("ns1.example.com").unwrap()],
             glue: vec![],
+            delegations: vec![],
+            ptrs: vec![],
             records,
             next_resign: None,
             transfer: None,

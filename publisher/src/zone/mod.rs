@@ -1,6 +1,7 @@
 //! A built zone: the complete, signed content that is written to a zone file
 //! or served.
 
+pub mod catalog;
 pub(crate) mod index;
 pub mod journal;
 pub mod seal;
@@ -135,6 +136,30 @@ impl std::hash::Hash for ZoneRecord {
     }
 }
 
+/// A zone cut inside a zone: the NS records at `owner`, a name below the
+/// apex (`<shard>._mimi.<domain>` for a shard served by other name
+/// servers). Everything at or below `owner` belongs to the delegated zone:
+/// the parent answers queries there with a referral, never
+/// authoritatively.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Delegation {
+    /// The delegation point (below the zone's apex).
+    pub owner: DomainName,
+    /// The delegated zone's name servers, in configuration order.
+    pub ns: Vec<DomainName>,
+}
+
+/// One PTR record: a catalog zone's member entry (RFC 9432 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PtrRecord {
+    /// Owner name (inside the zone).
+    pub owner: DomainName,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// The name pointed to.
+    pub target: DomainName,
+}
+
 /// A complete zone: SOA, NS, certificates and assertions.
 ///
 /// `records` is sorted by owner then text, so equal content always renders
@@ -153,6 +178,13 @@ pub struct Zone {
     pub glue: Vec<(DomainName, Vec<std::net::IpAddr>)>,
     /// Certificates and assertions, sorted.
     pub records: Vec<ZoneRecord>,
+    /// Zone cuts: names below the apex whose subtree another server
+    /// answers for (shard zones, RFC 1034 §4.2.2), sorted by owner. Their
+    /// in-zone name servers' addresses are in [`Zone::glue`].
+    pub delegations: Vec<Delegation>,
+    /// PTR records (a catalog zone's member list, RFC 9432), sorted by
+    /// owner; empty in mimi zones.
+    pub ptrs: Vec<PtrRecord>,
     /// The earliest time at which some record must be re-signed (a record's
     /// window rolls over or a certificate or pre-signed record expires).
     /// `None` for a zone without signed content.
@@ -216,6 +248,8 @@ impl Zone {
             && self.glue == other.glue
             && self.records.len() == other.records.len()
             && self.records == other.records
+            && self.delegations == other.delegations
+            && self.ptrs == other.ptrs
             && self.transfer == other.transfer
     }
 

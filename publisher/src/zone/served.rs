@@ -15,6 +15,12 @@
 //!   deny the whole subtree);
 //! * negative answers carry the SOA with the negative-caching TTL
 //!   (RFC 2308);
+//! * a query at or below a delegation point ([`crate::zone::Delegation`])
+//!   gets a referral (RFC 1034 §4.3.2 step 3b): NOERROR without AA, the
+//!   cut's NS records in the authority section and the addresses of those
+//!   name servers the zone holds in the additional section; only DS at the
+//!   cut itself belongs to the parent (RFC 4035 §3.1.4.1), which, holding
+//!   no DS records, answers NODATA with its SOA, as NSD does;
 //! * `ANY` is answered minimally (RFC 8482 §4.2): one RRset of the name
 //!   (TXT where there are TXT records, else the SOA at the apex, else the
 //!   first address RRset of a name server), as NSD does;
@@ -49,6 +55,12 @@ pub struct ServedZone {
     wire: WireRecords,
     /// The differences that led to this zone, for IXFR.
     journal: Arc<crate::zone::journal::Journal>,
+    /// Indexes into `glue` of the apex name servers' addresses: the
+    /// additional section of an NS answer at the apex.
+    apex_glue: Vec<usize>,
+    /// The delegation points (`zone.delegations`, same order) and the
+    /// indexes into `glue` of their name servers' addresses.
+    cuts: Vec<Vec<usize>>,
 }
 
 fn dns_name(d: &DomainName) -> Result<Name, String> {
@@ -96,6 +108,15 @@ impl ServedZone {
         }
         let index = OwnerIndex::new(&zone);
         let wire = WireRecords::new(&zone);
+        let glue_of = |hosts: &[DomainName]| -> Vec<usize> {
+            glue.iter()
+                .enumerate()
+                .filter(|(_, (h, _))| hosts.iter().any(|n| n.as_str() == h))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let apex_glue = glue_of(&zone.ns);
+        let cuts = zone.delegations.iter().map(|d| glue_of(&d.ns)).collect();
         Ok(ServedZone {
             zone,
             soa,
@@ -104,6 +125,8 @@ impl ServedZone {
             index,
             wire,
             journal: Default::default(),
+            apex_glue,
+            cuts,
         })
     }
 
@@ -118,6 +141,42 @@ impl ServedZone {
     /// journals it).
     pub fn journal(&self) -> &Arc<crate::zone::journal::Journal> {
         &self.journal
+    }
+    /// The delegation whose subtree holds `qname` (at or below its
+    /// owner), as an index into `zone.delegations`: the one closest to the
+    /// apex if cuts were nested.
+    fn cut_for(&self, qname: &str) -> Option<usize> {
+        let cuts = &self.zone.delegations;
+        if cuts.is_empty() {
+            return None;
+        }
+        let origin = self.zone.origin.as_str();
+        let mut found = None;
+        let mut name = qname;
+        while name.len() > origin.len() {
+            if let Ok(i) = cuts.binary_search_by(|d| d.owner.as_str().cmp(name)) {
+                found = Some(i);
+            }
+            match name.split_once('.') {
+                Some((_, parent)) => name = parent,
+                None => break,
+            }
+        }
+        found
+    }
+
+    /// The PTR records at `owner`.
+    fn ptrs_at(&self, owner: &str) -> &[crate::zone::PtrRecord] {
+        let ptrs = &self.zone.ptrs;
+        if ptrs.is_empty() {
+            return &[];
+        }
+        let start = ptrs.partition_point(|p| p.owner.as_str() < owner);
+        let len = ptrs[start..]
+            .iter()
+            .take_while(|p| p.owner.as_str() == owner)
+            .count();
+        &ptrs[start..start + len]
     }
 
     /// The apex records in transfer order: the SOA, then NS and glue.
@@ -144,12 +203,34 @@ impl ServedZone {
     ///
     /// `ANY` gets one RRset (RFC 8482 §4.2): the TXT records if the name
     /// has any, else the SOA at the apex, else the first glue type.
+    ///
+    /// At or below a delegation point the answer is a referral, except DS
+    /// at the point itself: NODATA, since the parent holds no DS records.
     pub(crate) fn resolve(&self, qname: &str, qtype: RecordType) -> Resolved<'_> {
+        let mut r = Resolved {
+            exists: false,
+            soa: false,
+            ns: false,
+            glue: Vec::new(),
+            txt: &[],
+            ptr: &[],
+            referral: None,
+        };
+        if let Some(cut) = self.cut_for(qname) {
+            r.exists = true;
+            if !(qtype == RecordType::DS && self.zone.delegations[cut].owner.as_str() == qname) {
+                r.referral = Some(cut);
+            }
+            return r;
+        }
         let txt = self.records_at(qname);
+        let ptr = self.ptrs_at(qname);
         let qtype = if qtype != RecordType::ANY {
             qtype
         } else if !txt.is_empty() {
             RecordType::TXT
+        } else if !ptr.is_empty() {
+            RecordType::PTR
         } else if qname == self.zone.origin.as_str() {
             RecordType::SOA
         } else {
@@ -157,13 +238,6 @@ impl ServedZone {
                 .iter()
                 .find(|(host, _)| host == qname)
                 .map_or(RecordType::TXT, |(_, rec)| rec.record_type())
-        };
-        let mut r = Resolved {
-            exists: false,
-            soa: false,
-            ns: false,
-            glue: Vec::new(),
-            txt: &[],
         };
         if qname == self.zone.origin.as_str() {
             r.exists = true;
@@ -184,6 +258,12 @@ impl ServedZone {
                 r.txt = txt;
             }
         }
+        if !ptr.is_empty() {
+            r.exists = true;
+            if qtype == RecordType::PTR {
+                r.ptr = ptr;
+            }
+        }
         if !r.exists {
             r.exists = self.index.is_empty_non_terminal(qname);
         }
@@ -193,6 +273,18 @@ impl ServedZone {
     /// The apex records in wire form, for `crate::serve::wire`.
     pub(crate) fn wire(&self) -> &WireRecords {
         &self.wire
+    }
+
+    /// Indexes into [`WireRecords::glue`] of the apex name servers'
+    /// addresses.
+    pub(crate) fn apex_glue(&self) -> &[usize] {
+        &self.apex_glue
+    }
+
+    /// Indexes into [`WireRecords::glue`] of the addresses of delegation
+    /// `cut`'s name servers.
+    pub(crate) fn cut_glue(&self, cut: usize) -> &[usize] {
+        &self.cuts[cut]
     }
 }
 
@@ -209,13 +301,24 @@ pub(crate) struct Resolved<'z> {
     pub(crate) glue: Vec<usize>,
     /// The answer holds these TXT records, owned by the query name.
     pub(crate) txt: &'z [crate::zone::ZoneRecord],
+    /// The answer holds these PTR records, owned by the query name.
+    pub(crate) ptr: &'z [crate::zone::PtrRecord],
+    /// The name is at or below this delegation (an index into the zone's
+    /// delegations): a referral, not authoritative; every other field is
+    /// empty.
+    pub(crate) referral: Option<usize>,
 }
 
 impl Resolved<'_> {
-    /// Whether the answer section is empty (NODATA or NXDOMAIN), so that the
-    /// authority section carries the SOA.
+    /// Whether the answer is NODATA or NXDOMAIN (no answer, no referral),
+    /// so that the authority section carries the SOA.
     pub(crate) fn is_negative(&self) -> bool {
-        !self.soa && !self.ns && self.glue.is_empty() && self.txt.is_empty()
+        !self.soa
+            && !self.ns
+            && self.glue.is_empty()
+            && self.txt.is_empty()
+            && self.ptr.is_empty()
+            && self.referral.is_none()
     }
 }
 
@@ -302,6 +405,9 @@ pub(crate) struct WireRecords {
     pub(crate) ns: Vec<Template>,
     /// The glue records, in the order of the zone's glue.
     pub(crate) glue: Vec<Template>,
+    /// The NS records of each delegation, in the order of the zone's
+    /// delegations.
+    pub(crate) cuts: Vec<Vec<Template>>,
 }
 
 impl WireRecords {
@@ -347,11 +453,25 @@ impl WireRecords {
                 ));
             }
         }
+        let cuts = zone
+            .delegations
+            .iter()
+            .map(|d| {
+                d.ns.iter()
+                    .map(|n| {
+                        Template::record(apex, d.owner.as_str(), RecordType::NS, zone.ttl, |t| {
+                            t.name(apex, n.as_str())
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         WireRecords {
             soa: soa(zone.ttl),
             negative_soa: soa(zone.ttl.min(zone.soa.minimum)),
             ns,
             glue,
+            cuts,
         }
     }
 }
@@ -445,11 +565,99 @@ pub(crate) mod tests {
             ns: vec![d("ns1.example.com")],
             glue: vec![(d("ns1.example.com"), vec!["192.0.2.1".parse().unwrap()])],
             records,
+            delegations: Vec::new(),
+            ptrs: Vec::new(),
             next_resign: None,
             transfer: None,
             cache: Default::default(),
         }))
         .unwrap()
+    }
+
+    /// `example.com` with shards `a3` and `b0` delegated: `a3` to a name
+    /// server inside the zone (glue) and one outside, `b0` to one inside
+    /// the delegated shard itself (glue below the cut), and a record of an
+    /// undelegated shard.
+    pub(crate) fn delegated_zone() -> ServedZone {
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        let mut z = (*zone().zone).clone();
+        z.delegations = vec![
+            crate::zone::Delegation {
+                owner: d("a3._mimi.example.com"),
+                ns: vec![d("ns1.shards.example.com"), d("ns.other.net")],
+            },
+            crate::zone::Delegation {
+                owner: d("b0._mimi.example.com"),
+                ns: vec![d("ns.b0._mimi.example.com")],
+            },
+        ];
+        z.glue.push((
+            d("ns1.shards.example.com"),
+            vec!["192.0.2.7".parse().unwrap()],
+        ));
+        z.glue.push((
+            d("ns.b0._mimi.example.com"),
+            vec!["192.0.2.8".parse().unwrap(), "2001:db8::8".parse().unwrap()],
+        ));
+        ServedZone::new(Arc::new(z)).unwrap()
+    }
+
+    /// Every query shape at and below a delegation point: a referral, but
+    /// DS at the point itself is the parent's (NODATA); names beside and
+    /// above are answered as before.
+    #[test]
+    fn delegations_refer() {
+        let z = delegated_zone();
+        let all = [
+            RecordType::TXT,
+            RecordType::NS,
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SOA,
+            RecordType::ANY,
+            RecordType::DS,
+        ];
+        for q in [
+            "a3._mimi.example.com",
+            "a3xyz.a3._mimi.example.com",
+            "x.y.a3._mimi.example.com",
+            "b0._mimi.example.com",
+            "ns.b0._mimi.example.com",
+            "b0abc.b0._mimi.example.com",
+        ] {
+            let cut = usize::from(q.contains("b0"));
+            for t in all {
+                let r = z.resolve(q, t);
+                let at_cut = q.starts_with("a3._") || q.starts_with("b0._");
+                if t == RecordType::DS && at_cut {
+                    assert!(
+                        r.exists && r.is_negative() && r.referral.is_none(),
+                        "{q} {t}"
+                    );
+                } else {
+                    assert_eq!(r.referral, Some(cut), "{q} {t}");
+                    assert!(r.exists && !r.is_negative(), "{q} {t}");
+                    assert!(!r.soa && !r.ns && r.glue.is_empty() && r.txt.is_empty());
+                }
+            }
+        }
+        // Glue of each cut: a3's in-zone server (its out-of-zone one has
+        // none), b0's two addresses below the cut.
+        assert_eq!(z.cut_glue(0).len(), 1);
+        assert_eq!(z.cut_glue(1).len(), 2);
+        // The apex NS answer carries the apex glue only.
+        assert_eq!(z.apex_glue().len(), 1);
+        // Beside and above the cuts.
+        let r = z.resolve("aaa._mimi.example.com", RecordType::TXT);
+        assert_eq!((r.txt.len(), r.referral), (2, None));
+        let r = z.resolve("_mimi.example.com", RecordType::NS);
+        assert!(r.exists && r.is_negative());
+        assert!(!z.resolve("a4._mimi.example.com", RecordType::TXT).exists);
+        assert!(!z.resolve("a3._mimi.example.co", RecordType::TXT).exists);
+        assert!(!z.resolve("xa3._mimi.example.com", RecordType::TXT).exists);
+        let r = z.resolve("ns1.shards.example.com", RecordType::A);
+        assert_eq!((r.glue.len(), r.referral), (1, None));
+        assert!(z.resolve("shards.example.com", RecordType::A).exists);
     }
 
     #[test]

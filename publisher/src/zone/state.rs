@@ -92,6 +92,8 @@ impl Kept {
                 ns: z.ns.clone(),
                 glue: z.glue.clone(),
                 records: Vec::new(),
+                delegations: z.delegations.clone(),
+                ptrs: z.ptrs.clone(),
                 next_resign: None,
                 transfer: None,
                 cache: Default::default(),

@@ -55,6 +55,11 @@ pub fn render_to(zone: &Zone, w: &mut impl std::io::Write) -> std::io::Result<()
             let _ = writeln!(out, "{} {} IN {t} {ip}", host.fqdn(), zone.ttl);
         }
     }
+    for d in &zone.delegations {
+        for ns in &d.ns {
+            let _ = writeln!(out, "{} {} IN NS {}", d.owner.fqdn(), zone.ttl, ns.fqdn());
+        }
+    }
     w.write_all(out.as_bytes())?;
     // Records in parallel chunks, a batch at a time so that the text in
     // flight stays small.
@@ -73,6 +78,21 @@ pub fn render_to(zone: &Zone, w: &mut impl std::io::Write) -> std::io::Result<()
             w.write_all(p.as_bytes())?;
         }
     }
+    out.clear();
+    for p in &zone.ptrs {
+        let _ = writeln!(
+            out,
+            "{} {} IN PTR {}",
+            p.owner.fqdn(),
+            p.ttl,
+            p.target.fqdn()
+        );
+        if out.len() > 64 * 1024 {
+            w.write_all(out.as_bytes())?;
+            out.clear();
+        }
+    }
+    w.write_all(out.as_bytes())?;
     Ok(())
 }
 
@@ -114,8 +134,8 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Reads back a zone written by [`render`]: the SOA, NS, glue and TXT
-/// records, so that a later build (or a restarted server) can reuse the
+/// Reads back a zone written by [`render`]: the SOA, NS, glue, delegation,
+/// TXT and PTR records, so that a later build (or a restarted server) can reuse the
 /// signatures and continue the serial. Only this writer's layout is
 /// accepted; it is not a general master-file parser. The result has no
 /// transfer policy and no build cache.
@@ -138,6 +158,8 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
     let mut ns = Vec::new();
     let mut glue: Vec<(DomainName, Vec<std::net::IpAddr>)> = Vec::new();
     let mut records = Vec::new();
+    let mut delegations: Vec<crate::zone::Delegation> = Vec::new();
+    let mut ptrs = Vec::new();
     while let Some((n, line)) = lines.next() {
         if line.is_empty() || line.starts_with(';') {
             continue;
@@ -197,7 +219,28 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
                     },
                 ));
             }
-            "NS" => ns.push(name(n, rest)?),
+            "NS" if Some(&owner)
+                == origin
+                    .as_ref()
+                    .or(soa.as_ref().map(|s: &(DomainName, u32, Soa)| &s.0)) =>
+            {
+                ns.push(name(n, rest)?)
+            }
+            "NS" => {
+                let target = name(n, rest)?;
+                match delegations.last_mut() {
+                    Some(d) if d.owner == owner => d.ns.push(target),
+                    _ => delegations.push(crate::zone::Delegation {
+                        owner,
+                        ns: vec![target],
+                    }),
+                }
+            }
+            "PTR" => ptrs.push(crate::zone::PtrRecord {
+                owner,
+                ttl,
+                target: name(n, rest)?,
+            }),
             "A" | "AAAA" => {
                 let ip: std::net::IpAddr = rest
                     .parse()
@@ -216,6 +259,8 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
         return Err(err(0, format!("SOA at {apex}, but the origin is {origin}")));
     }
     records.sort();
+    delegations.sort();
+    ptrs.sort();
     Ok(Zone {
         origin,
         ttl,
@@ -223,6 +268,8 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
         ns,
         glue,
         records,
+        delegations,
+        ptrs,
         next_resign: None,
         transfer: None,
         cache: Default::default(),
@@ -339,6 +386,8 @@ mod tests {
             ns: vec![d("ns1.example.com")],
             glue: vec![],
             records: vec![ZoneRecord::new(d("x._mimi.example.com"), 300, text)],
+            delegations: Vec::new(),
+            ptrs: Vec::new(),
             next_resign: None,
             transfer: None,
             cache: Default::default(),
@@ -367,7 +416,35 @@ mod tests {
         z.records
             .push(ZoneRecord::new(d("_mimi-ma.example.com"), 600, "v=mimi1;c"));
         z.records.sort();
+        // Delegations (one with glue below its cut) and PTR records.
+        z.glue.push((
+            d("ns.b0._mimi.example.com"),
+            vec!["192.0.2.8".parse().unwrap()],
+        ));
+        z.delegations = vec![
+            crate::zone::Delegation {
+                owner: d("a3._mimi.example.com"),
+                ns: vec![d("ns1.example.com"), d("ns.example.net")],
+            },
+            crate::zone::Delegation {
+                owner: d("b0._mimi.example.com"),
+                ns: vec![d("ns.b0._mimi.example.com")],
+            },
+        ];
+        z.ptrs = vec![crate::zone::PtrRecord {
+            owner: d("x.zones.example.com"),
+            ttl: 0,
+            target: d("member.example.org"),
+        }];
         let text = render(&z);
+        assert!(
+            text.contains("a3._mimi.example.com. 3600 IN NS ns.example.net.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x.zones.example.com. 0 IN PTR member.example.org.\n"),
+            "{text}"
+        );
         let back = parse(&text).unwrap();
         assert_eq!(back, z);
         assert!(back.same_content(&z) && back.soa.serial == 42);

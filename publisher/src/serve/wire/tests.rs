@@ -781,3 +781,131 @@ mod alloc {
         (r, LARGEST.with(Cell::get))
     }
 }
+
+/// Referrals on the wire, through both readers and both transports:
+/// NOERROR without AA, the cut's NS records in the authority section
+/// (owned by the cut), the addresses of its in-zone name servers in the
+/// additional section; DS at the cut is NODATA with the SOA; the apex NS
+/// answer carries only the apex name servers' addresses.
+#[test]
+fn delegations_get_referrals() {
+    let zones = vec![Arc::new(crate::zone::served::tests::delegated_zone())];
+    let ask = |name: &str, qtype: RecordType| {
+        let q = query(name, qtype, Some((1232, 0, false))).to_vec().unwrap();
+        let udp = bytes(&zones, &q, Transport::Udp).unwrap();
+        assert_eq!(full_bytes(&zones, &q, Transport::Udp).unwrap(), udp);
+        assert_eq!(bytes(&zones, &q, Transport::Tcp).unwrap(), udp);
+        decode(&udp)
+    };
+    for (name, qtype) in [
+        ("a3._mimi.example.com.", RecordType::TXT),
+        ("a3._mimi.example.com.", RecordType::NS),
+        ("A3._mimi.example.com.", RecordType::ANY),
+        ("a3xyz.a3._mimi.example.com.", RecordType::TXT),
+        ("a3xyz.a3._mimi.example.com.", RecordType::DS),
+        ("q.r.a3._mimi.example.com.", RecordType::A),
+    ] {
+        let m = ask(name, qtype);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(
+            !m.metadata.authoritative,
+            "{name} {qtype}: a referral has no AA"
+        );
+        assert!(m.answers.is_empty(), "{name}");
+        let ns: Vec<String> = m
+            .authorities
+            .iter()
+            .map(|r| {
+                assert_eq!(r.name.to_string(), "a3._mimi.example.com.");
+                match &r.data {
+                    RData::NS(n) => n.0.to_string(),
+                    other => panic!("{name}: {other:?} in a referral"),
+                }
+            })
+            .collect();
+        assert_eq!(ns, ["ns1.shards.example.com.", "ns.other.net."], "{name}");
+        let glue: Vec<String> = m
+            .additionals
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.data))
+            .collect();
+        assert_eq!(glue, ["ns1.shards.example.com. 192.0.2.7"], "{name}");
+    }
+    // Glue below the cut, both families.
+    let m = ask("ns.b0._mimi.example.com.", RecordType::A);
+    assert!(!m.metadata.authoritative && m.answers.is_empty());
+    assert_eq!(m.authorities.len(), 1);
+    assert_eq!(m.additionals.len(), 2);
+    // DS at the cut: the parent's NODATA.
+    let m = ask("a3._mimi.example.com.", RecordType::DS);
+    assert!(m.metadata.authoritative && m.answers.is_empty());
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    // The apex NS answer: apex glue only.
+    let m = ask("example.com.", RecordType::NS);
+    assert_eq!(m.answers.len(), 1);
+    let glue: Vec<String> = m.additionals.iter().map(|r| r.name.to_string()).collect();
+    assert_eq!(glue, ["ns1.example.com."]);
+    // A name beside the cuts is answered as before.
+    let m = ask("aaa._mimi.example.com.", RecordType::TXT);
+    assert!(m.metadata.authoritative && m.answers.len() == 2);
+    let m = ask("a4._mimi.example.com.", RecordType::TXT);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
+/// A secondary's TSIG-signed SOA query (BIND signs the query before each
+/// refresh and rejects an unsigned answer) gets an answer signed with the
+/// zone's transfer key, which the query's verifier accepts; a query signed
+/// with another key gets an unsigned answer.
+#[test]
+fn signed_queries_get_signed_answers() {
+    use crate::input::config::TransferPolicy;
+    use crate::input::tsig::TsigKey;
+    let key = |name: &str, secret: &str| {
+        TsigKey::parse(&format!(
+            "key \"{name}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};"
+        ))
+        .unwrap()
+    };
+    let ours = key(
+        "transfer-key",
+        "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+    );
+    let other = key("other-key", "b3RoZXJvdGhlcm90aGVyb3RoZXJvdGhlcm90aGVyMTI=");
+    let mut zone = (*crate::zone::served::tests::zone().zone).clone();
+    zone.transfer = Some(Arc::new(TransferPolicy {
+        allow: vec![],
+        notify: vec![],
+        key: Some(ours.clone()),
+        journal: Default::default(),
+    }));
+    let zones = vec![Arc::new(ServedZone::new(Arc::new(zone)).unwrap())];
+    let now = mimi_proto::UnixTime::now().0;
+    let signed_query = |k: &TsigKey| {
+        let mut m = query("example.com.", RecordType::SOA, None);
+        let verifier = m.finalize(&k.signer(), now).unwrap().unwrap();
+        (m.to_vec().unwrap(), verifier)
+    };
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let (packet, mut verifier) = signed_query(&ours);
+        let answer = bytes(&zones, &packet, transport).unwrap();
+        let m = decode(&answer);
+        assert_eq!(m.answers.len(), 1);
+        assert!(
+            m.signature().is_some(),
+            "{transport:?}: the answer is not signed"
+        );
+        verifier.verify(&answer).expect("the signature verifies");
+        // The full reader (the fuzz target's other side) signs too.
+        let (packet, mut verifier) = signed_query(&ours);
+        let mut full = Vec::new();
+        answer_with_full_reader(&zones, &packet, transport, &mut full);
+        verifier
+            .verify(&full)
+            .expect("the full reader's answer verifies");
+    }
+    let (packet, _) = signed_query(&other);
+    let m = decode(&bytes(&zones, &packet, Transport::Udp).unwrap());
+    assert_eq!(m.answers.len(), 1);
+    assert!(m.signature().is_none());
+}

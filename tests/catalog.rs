@@ -1,0 +1,418 @@
+//! Catalog zones (RFC 9432) end to end: `mimi-publisher serve --catalog`
+//! as the hidden primary, Knot DNS (`catalog-role: interpret`) and BIND
+//! (`catalog-zones`, `allow-new-zones`) as catalog consumers whose
+//! configurations name the catalog only. Each secondary provisions every
+//! member zone by itself, serves it (checked with dig) and a record of it
+//! verifies through `mimi-resolver` asking the secondary. A zone added to
+//! the publisher (here by restarting `serve` with a third configuration:
+//! today's server takes its zone list at start) appears at both
+//! secondaries after the catalog's NOTIFY, and a zone removed disappears,
+//! without touching their configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use mimi_e2e::secondaries::Key;
+use mimi_e2e::{
+    bin, eventually, free_port, require, soa_serial, trust_toml, Authority, Daemon, Trust,
+    Workspace, ZoneSpec,
+};
+use mimi_proto::{Sii, UnixTime};
+use mimi_resolver::{NameServers, Outcome, ResolverOptions, TrustStore};
+
+const CATALOG: &str = "catalog.mimi.test";
+
+/// Knot as a consumer of the catalog at `primary`: members get the
+/// `member` template (same primary, same key).
+fn knot(dir: &Path, port: u16, primary: SocketAddr, key: &Key) -> (Daemon, SocketAddr) {
+    let knotd = require("knotd", "knot");
+    let d = dir.join("knot");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+
+database:
+    storage: "{d}"
+
+log:
+  - target: stderr
+    any: info
+
+key:
+  - id: {key}
+    algorithm: hmac-sha256
+    secret: {secret}
+
+remote:
+  - id: primary
+    address: {pip}@{pport}
+    key: {key}
+
+acl:
+  - id: notify_from_primary
+    address: {pip}
+    key: {key}
+    action: notify
+
+template:
+  - id: default
+    storage: "{d}"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: none
+  - id: member
+    storage: "{d}"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: none
+    master: primary
+    acl: notify_from_primary
+
+zone:
+  - domain: {CATALOG}
+    master: primary
+    acl: notify_from_primary
+    catalog-role: interpret
+    catalog-template: member
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+    );
+    let path = d.join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(knotd);
+    cmd.arg("-c").arg(&path);
+    (
+        Daemon::spawn("knotd", cmd, d.join("knot.log")),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+/// BIND as a consumer of the catalog at `primary`.
+fn bind(dir: &Path, port: u16, primary: SocketAddr, key: &Key) -> (Daemon, SocketAddr) {
+    let named = require("named", "bind9");
+    let d = dir.join("bind");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    allow-new-zones yes;
+    // Retry soon after a failed refresh (the primary may start after us).
+    min-retry-time 1;
+    max-retry-time 2;
+    catalog-zones {{
+        zone "{CATALOG}" default-primaries {{ {pip} port {pport} key "{key}"; }}
+            in-memory yes min-update-interval 1;
+    }};
+}};
+controls {{ }};
+key "{key}" {{
+    algorithm hmac-sha256;
+    secret "{secret}";
+}};
+zone "{CATALOG}" {{
+    type secondary;
+    file "{d}/catalog.db";
+    primaries {{ {pip} port {pport} key "{key}"; }};
+    allow-notify {{ {pip}; }};
+}};
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+    );
+    let path = d.join("named.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(named);
+    cmd.arg("-g").arg("-c").arg(&path);
+    (
+        Daemon::spawn("named", cmd, d.join("named.log")),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+/// One customer domain's zone: signing key, certificate, one mapping.
+fn customer(ws: &Workspace, domain: &str, transfer: &str) -> (PathBuf, Authority) {
+    let authority = Authority::new(domain);
+    let key = mimi_publisher::input::keys::generate();
+    let cert = authority.certify(&key, UnixTime::now().minus(86400), 90);
+    ws.write_key(&format!("{domain}/signing.pem"), &key);
+    ws.write(&format!("{domain}/signing.cert"), &format!("{cert}\n"));
+    ws.write(
+        &format!("{domain}/mappings.csv"),
+        &format!("alice@{domain},mimi://chat.{domain}/u/alice\n"),
+    );
+    let config = ws.zone(
+        &format!("{domain}/zone.toml"),
+        &ZoneSpec {
+            origin: domain,
+            role: "home",
+            authority: Some(domain),
+            key: Some("signing.pem"),
+            certificates: &["signing.cert"],
+            mappings: Some("mappings.csv"),
+            transfer: Some(transfer),
+            ..Default::default()
+        },
+    );
+    (config, authority)
+}
+
+/// alice@`domain` verifies through `mimi-resolver` asking `server`.
+async fn verified(authority: &Authority, domain: &str, server: SocketAddr) -> Result<(), String> {
+    let scope = format!("mailto:*@{domain}");
+    let ssi = format!("chat.{domain}");
+    let trust = trust_toml(
+        1,
+        &[Trust {
+            authority,
+            sii_scope: &[&scope],
+            ssi_scope: &[&ssi],
+        }],
+    );
+    let mut o = ResolverOptions::new(TrustStore::from_toml_str(&trust, "test trust").unwrap());
+    o.name_servers = NameServers::Explicit(vec![server]);
+    o.timeout = Duration::from_secs(2);
+    let resolver = mimi_resolver::Resolver::new(o).unwrap();
+    let sii = Sii::parse(&format!("alice@{domain}"), None).unwrap();
+    let r = resolver.lookup(&sii).await.map_err(|e| e.to_string())?;
+    if r.outcome() == Outcome::Verified {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?}: {:?} {:?}",
+            r.outcome(),
+            r.rejected,
+            r.errors
+        ))
+    }
+}
+
+/// dig's short answer for TXT at alice's discovery name in `domain`.
+fn dig_alice(dig: &Path, server: SocketAddr, domain: &str) -> String {
+    let d = mimi_proto::DomainName::parse(domain).unwrap();
+    let label = Sii::parse(&format!("alice@{domain}"), None)
+        .unwrap()
+        .label();
+    let name = mimi_proto::name::discovery_name(&label, &d).unwrap();
+    let out = Command::new(dig)
+        .args([
+            &format!("@{}", server.ip()),
+            "-p",
+            &server.port().to_string(),
+            &name.fqdn(),
+            "TXT",
+            "+short",
+            "+norec",
+            "+tries=1",
+            "+time=2",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn serve(ws: &Workspace, configs: &[&PathBuf], primary: SocketAddr, log: &str) -> Daemon {
+    let mut cmd = Command::new(bin("mimi-publisher"));
+    cmd.arg("serve")
+        .args(configs)
+        .arg("--catalog")
+        .arg(ws.path("catalog.toml"))
+        .arg("--state-dir")
+        .arg(ws.path("state"))
+        .args(["--listen", &primary.to_string()]);
+    Daemon::spawn("mimi-publisher serve", cmd, ws.path(log))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_and_bind_follow_the_catalog() {
+    let ws = Workspace::new();
+    let dir = ws.path("servers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tsig = Key::random("transfer-key");
+    ws.write_secret("tsig.key", &tsig.bind_format());
+    let primary = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let knot_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let bind_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let secondaries = [("knot", knot_addr), ("bind", bind_addr)];
+    let transfer = format!(
+        "allow = [\"127.0.0.1\"]\nnotify = [\"{knot_addr}\", \"{bind_addr}\"]\ntsig_key = \"../tsig.key\""
+    );
+    ws.write(
+        "catalog.toml",
+        &format!(
+            "origin = \"{CATALOG}\"\n[soa]\nrefresh = 2\nretry = 1\n[transfer]\n{}\n",
+            transfer.replace("../tsig.key", "tsig.key")
+        ),
+    );
+    let (a, auth_a) = customer(&ws, "a.example", &transfer);
+    let (b, auth_b) = customer(&ws, "b.example", &transfer);
+    let (c, auth_c) = customer(&ws, "c.example", &transfer);
+    let mut publisher = serve(&ws, &[&a, &b], primary, "publisher-1.log");
+    let catalog_serial = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = soa_serial(primary, CATALOG).await {
+                break s;
+            }
+            publisher.assert_running();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no catalog:\n{}",
+                publisher.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    // The secondaries start once the primary serves (a BIND secondary whose
+    // first refresh finds no primary waits minutes before the next). Their
+    // configurations name the catalog only.
+    let (mut knot, _) = knot(&dir, knot_addr.port(), primary, &tsig);
+    let (mut named, _) = bind(&dir, bind_addr.port(), primary, &tsig);
+
+    // The catalog's content, as a secondary transfers it.
+    let dig = require("dig", "bind9-dnsutils");
+    let axfr = Command::new(&dig)
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &primary.port().to_string(),
+            CATALOG,
+            "AXFR",
+            "+tries=1",
+            "+time=3",
+            "-k",
+        ])
+        .arg(ws.path("tsig.key"))
+        .output()
+        .unwrap();
+    // dig separates fields with tabs or spaces: compare words.
+    let text = String::from_utf8_lossy(&axfr.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let id_a = mimi_publisher::zone::catalog::member_id(
+        &mimi_proto::DomainName::parse("a.example").unwrap(),
+    );
+    assert!(
+        text.contains(&format!("version.{CATALOG}. 0 IN TXT \"2\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{id_a}.zones.{CATALOG}. 0 IN PTR a.example.")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{CATALOG}. 0 IN NS invalid.")),
+        "{text}"
+    );
+    assert!(text.contains("XFR size: 6 records"), "{text}");
+
+    let logs = [knot.log_path(), named.log_path()];
+    let both = async |domain: &str, authority: &Authority| {
+        for ((name, addr), log) in secondaries.into_iter().zip(&logs) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            while soa_serial(addr, domain).await.is_none() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} does not serve {domain} from the catalog:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let txt = dig_alice(&dig, addr, domain);
+            assert!(
+                txt.contains("v=mimi1"),
+                "{name}: dig alice@{domain}: {txt:?}"
+            );
+            eventually(
+                Duration::from_secs(10),
+                &format!("alice@{domain} to verify at {name}"),
+                || async { verified(authority, domain, addr).await.ok() },
+            )
+            .await;
+        }
+    };
+    both("a.example", &auth_a).await;
+    both("b.example", &auth_b).await;
+    for (name, addr) in secondaries {
+        assert!(
+            soa_serial(addr, "c.example").await.is_none(),
+            "{name} serves c.example too early"
+        );
+    }
+
+    // A new customer: restart with a third zone. The catalog gets a new
+    // serial (continued from the one kept in --state-dir), its NOTIFY
+    // brings it to the secondaries, which add the zone.
+    publisher.stop();
+    publisher = serve(&ws, &[&a, &b, &c], primary, "publisher-2.log");
+    eventually(
+        Duration::from_secs(20),
+        "the catalog's new serial",
+        || async {
+            soa_serial(primary, CATALOG)
+                .await
+                .filter(|s| s.wrapping_sub(catalog_serial).wrapping_sub(1) < (1 << 31))
+        },
+    )
+    .await;
+    both("c.example", &auth_c).await;
+
+    // A customer leaves: its zone disappears from both secondaries.
+    let before = soa_serial(primary, CATALOG).await.unwrap();
+    publisher.stop();
+    publisher = serve(&ws, &[&a, &c], primary, "publisher-3.log");
+    eventually(
+        Duration::from_secs(20),
+        "the catalog's next serial",
+        || async {
+            soa_serial(primary, CATALOG)
+                .await
+                .filter(|s| s.wrapping_sub(before).wrapping_sub(1) < (1 << 31))
+        },
+    )
+    .await;
+    for (name, addr) in secondaries {
+        eventually(
+            Duration::from_secs(40),
+            &format!("{name} to drop b.example"),
+            || async { soa_serial(addr, "b.example").await.is_none().then_some(()) },
+        )
+        .await;
+        assert!(
+            soa_serial(addr, "a.example").await.is_some(),
+            "{name} lost a.example"
+        );
+    }
+
+    knot.assert_running();
+    named.assert_running();
+    let knot_log = knot.log();
+    assert!(knot_log.contains("catalog"), "knot log:\n{knot_log}");
+    let status = publisher.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "mimi-publisher did not stop cleanly:\n{}",
+        publisher.log()
+    );
+}

@@ -14,12 +14,20 @@
 //! `transfer.allow` list and, when the zone has a TSIG key, the request must
 //! be signed with it. Everything else gets REFUSED (or NOTAUTH for a bad
 //! signature), and transfers over UDP are refused.
+//!
+//! A request that passes those checks then needs a place among the
+//! transfers running ([`limit`]): over the limit it is REFUSED. A transfer
+//! holds its zone through an `Arc`, so a zone replaced by a reload meanwhile
+//! stays in memory until the transfers of it end, and each secondary gets
+//! one consistent serial.
 
 pub(crate) mod framing;
+pub mod limit;
 pub mod push;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
@@ -33,8 +41,10 @@ use tracing::{debug, info, warn};
 use crate::input::tsig::TsigKey;
 use crate::zone::served::ServedZone;
 use crate::zone::Zone;
+use limit::Transfers;
 
 pub use crate::input::config::TransferPolicy;
+pub use limit::TransferOptions;
 
 /// Target size of one transfer message: below the 64 KiB TCP limit, large
 /// enough that a million-record zone is about 5,000 messages.
@@ -45,8 +55,11 @@ const MESSAGE_BUDGET: usize = 60 * 1024;
 /// `served` (the served zone whose origin is the query name, if any).
 ///
 /// Each message is written to `out` as soon as it is encoded and signed,
-/// each write bounded by `write_timeout`, so that a transfer holds one
-/// message in memory, never the zone. An error is an I/O failure of the
+/// so that a transfer holds one message in memory, never the zone, and
+/// goes at the pace the secondary reads. A refusal is written within
+/// `write_timeout` of no progress (the TCP idle timeout), the transfer's
+/// messages within [`TransferOptions::idle_timeout`] of `transfers`, which
+/// also bounds how many run at once. An error is an I/O failure of the
 /// connection, which the caller then closes; refusals are answers.
 pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     packet: &[u8],
@@ -54,6 +67,7 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     served: Option<&ServedZone>,
     out: &mut W,
     write_timeout: Duration,
+    transfers: &Arc<Transfers>,
 ) -> io::Result<()> {
     let request = match Message::from_vec(packet) {
         Ok(m) => m,
@@ -85,9 +99,13 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             None => None,
             Some(key) => Some(verify_request(&request, packet, peer, key)?),
         };
-        Ok((served, signer))
+        // Only a request that may transfer counts against the limits.
+        let permit = transfers
+            .admit(peer.ip())
+            .map_err(|busy| refuse(&busy.to_string()))?;
+        Ok((served, signer, permit))
     })();
-    let (served, signer) = match decision {
+    let (served, signer, _permit) = match decision {
         Ok(d) => d,
         Err(rcode) => {
             let mut response = response_to(&request);
@@ -99,7 +117,8 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
         }
     };
     let zone = &*served.zone;
-    match stream_zone(&request, served, signer, out, write_timeout).await {
+    let idle = transfers.options().idle_timeout;
+    match stream_zone(&request, served, signer, out, idle).await {
         Ok(messages) => {
             info!(%peer, origin = %zone.origin, serial = zone.soa.serial, records = zone.records.len(), messages, "zone transferred");
             Ok(())

@@ -269,6 +269,34 @@ async fn admitted(addr: SocketAddr, id: u16) -> Client {
     }
 }
 
+/// `mimi-publisher serve`, killed (it is our child) when dropped.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The log line without its terminal colours (ESC [ ... letter).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn short_timeouts(transfers: TransferOptions) -> TcpOptions {
     TcpOptions {
         idle_timeout: Duration::from_secs(1),
@@ -279,15 +307,15 @@ fn short_timeouts(transfers: TransferOptions) -> TcpOptions {
 }
 
 /// A secondary reading at 1 MB/s gets every record of a zone whose transfer
-/// lasts several times the TCP idle timeout, the transfer idle timeout and
-/// the connection's lifetime.
+/// lasts several times the TCP idle timeout (1 s), the transfer idle
+/// timeout (2 s) and the connection's lifetime (2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_the_whole_zone() {
     let f = fixture(mappings_for_slow_reader());
     let server = start(
         &f,
         short_timeouts(TransferOptions {
-            idle_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(2),
             ..TransferOptions::DEFAULT
         }),
     )
@@ -305,7 +333,7 @@ async fn a_slow_reader_gets_the_whole_zone() {
     assert_eq!((t.soas, t.ns, t.txt), (2, 1, expected));
     assert!(
         took >= Duration::from_secs(6),
-        "the transfer took {took:?}: too short to show that the timeouts (1 s, 2 s) spare it"
+        "the transfer took {took:?}: too short to show that the timeouts (1 s, 2 s, 2 s) spare it"
     );
     server.shutdown().await.unwrap();
 }
@@ -415,4 +443,73 @@ async fn concurrent_transfers_are_limited_and_places_given_back() {
         assert_eq!(t.expect("completes").txt, expected);
     }
     server.shutdown().await.unwrap();
+}
+
+/// The binary's `--max-transfers`: while one transfer runs, kdig's AXFR is
+/// answered REFUSED, and the log says which limit refused it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_kdig_over_max_transfers_and_logs_why() {
+    use std::io::BufRead;
+    let f = fixture(5_000);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-publisher"))
+        .arg("serve")
+        .arg(&f.config)
+        .args(["--listen", "127.0.0.1:0", "--max-transfers", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _serve = Serve(child);
+    // Read the log as it comes, so that the server never blocks on it.
+    let (tx, log) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(plain(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let addr: SocketAddr = loop {
+        let line = log
+            .recv_timeout(BOUND)
+            .unwrap_or_else(|_| panic!("serve did not start:\n{}", lines.join("\n")));
+        lines.push(line.clone());
+        if line.contains("serving over UDP and TCP") {
+            let at = line.find("addr=").expect("the address in the log") + 5;
+            let addr = line[at..].split_whitespace().next().unwrap();
+            break addr.parse().unwrap();
+        }
+    };
+    let (held, first) = begin(addr, Some(100_000.0), 1).await;
+    assert_eq!(first.metadata.response_code, ResponseCode::NoError);
+    let kdig = tokio::process::Command::new("kdig")
+        .args([
+            "-p",
+            &addr.port().to_string(),
+            "@127.0.0.1",
+            "example.com",
+            "AXFR",
+        ])
+        .output();
+    let kdig = tokio::time::timeout(BOUND, kdig)
+        .await
+        .expect("kdig ends")
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&kdig.stdout),
+        String::from_utf8_lossy(&kdig.stderr)
+    );
+    assert!(said.contains("REFUSED"), "kdig said:\n{said}");
+    drop(held);
+    // The refusal was logged before it was sent.
+    let wanted = "zone transfer refused: 1 transfer running (max 1)";
+    while !lines.iter().any(|l| l.contains(wanted)) {
+        let line = log
+            .recv_timeout(BOUND)
+            .unwrap_or_else(|_| panic!("no {wanted:?} in the log:\n{}", lines.join("\n")));
+        lines.push(line);
+    }
 }

@@ -79,14 +79,18 @@ pub(crate) enum Busy {
 
 impl fmt::Display for Busy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
         match *self {
-            Busy::Total { running, max } => write!(f, "{running} transfers running (max {max})"),
-            Busy::Source { running, max } => {
-                write!(
-                    f,
-                    "{running} transfers running to this peer (max {max} per peer)"
-                )
-            }
+            Busy::Total { running, max } => write!(
+                f,
+                "{running} transfer{} running (max {max})",
+                plural(running)
+            ),
+            Busy::Source { running, max } => write!(
+                f,
+                "{running} transfer{} running to this peer (max {max} per peer)",
+                plural(running)
+            ),
         }
     }
 }
@@ -205,6 +209,10 @@ mod tests {
         assert_eq!(
             Busy::Total { running: 3, max: 3 }.to_string(),
             "3 transfers running (max 3)"
+        );
+        assert_eq!(
+            Busy::Source { running: 1, max: 1 }.to_string(),
+            "1 transfer running to this peer (max 1 per peer)"
         );
         drop(a1);
         let c1 = t.admit(ip("192.0.2.3")).unwrap();

@@ -6,13 +6,14 @@
 //! it bounds instead
 //!
 //! * how many transfers run at once, in total and per peer address
-//!   ([`TransferOptions::max_total`], [`TransferOptions::max_per_source`]),
-//!   each transfer holding a [`TransferPermit`] from the moment its request
-//!   has passed the access checks until its last message is written or the
-//!   connection fails, is dropped or the server stops (the permit is given
-//!   back on drop, so no path can leak one). A request over either limit is
-//!   answered REFUSED at once and logged (`docs/PROTOCOL.md`, "Concurrent
-//!   zone transfers", says why refusing rather than queueing);
+//!   ([`TransferOptions::max_total`], [`TransferOptions::max_per_source`]).
+//!   Each transfer holds a permit (`TransferPermit`) from the moment its
+//!   request has passed the access checks until its last message is
+//!   written or the connection fails, is dropped or the server stops; the
+//!   permit is given back on drop, so no path can leak one. A request over
+//!   either limit is answered REFUSED at once and logged
+//!   (`docs/PROTOCOL.md`, "Concurrent transfers", says why refusing rather
+//!   than queueing);
 //! * how long the secondary may read nothing
 //!   ([`TransferOptions::idle_timeout`]): the transfer is cut when the
 //!   connection accepts no byte of its next message for that long, however

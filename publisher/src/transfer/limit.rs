@@ -32,7 +32,8 @@ use std::time::Duration;
 /// Limits on outgoing zone transfers (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferOptions {
-    /// Transfers running at once, to all secondaries.
+    /// Transfers running at once, to all secondaries (0 refuses every
+    /// transfer; the CLI asks for at least 1).
     pub max_total: usize,
     /// Transfers running at once to one peer address.
     pub max_per_source: usize,

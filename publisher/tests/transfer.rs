@@ -513,3 +513,99 @@ async fn the_binary_refuses_kdig_over_max_transfers_and_logs_why() {
         lines.push(line);
     }
 }
+
+/// A zone `origin` of `n` mappings in its own directory, transferable by
+/// 127.0.0.1; `extra` is appended to its mappings (to change it later).
+fn zone_of(dir: &std::path::Path, origin: &str, n: usize, extra: &str) -> PathBuf {
+    let d = dir.join(origin);
+    std::fs::create_dir_all(&d).unwrap();
+    let config = d.join("zone.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[transfer]\nallow = [\"127.0.0.1\"]\n",
+            common::CONFIG.replace("example.com", origin)
+        ),
+    )
+    .unwrap();
+    let mut mappings: String = (0..n)
+        .map(|i| format!("user{i}@{origin},mimi://chat.{origin}/u/user{i}\n"))
+        .collect();
+    mappings.push_str(extra);
+    std::fs::write(d.join("mappings.csv"), mappings).unwrap();
+    if !d.join("signing.pem").exists() {
+        let key = mimi_publisher::input::keys::generate();
+        mimi_publisher::input::keys::write_signing_key(&d.join("signing.pem"), &key).unwrap();
+    }
+    config
+}
+
+/// Polls, bounded, until `zone` has been freed.
+async fn freed(zone: &std::sync::Weak<mimi_publisher::Zone>, what: &str) {
+    let deadline = Instant::now() + BOUND;
+    while zone.strong_count() > 0 {
+        assert!(Instant::now() < deadline, "{what} is still in memory");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits, bounded, until the server serves a serial other than `before`.
+async fn reloaded(server: &RunningServer, origin: &DomainName, before: u32) {
+    let deadline = Instant::now() + BOUND;
+    while server.serial(origin) == Some(before) {
+        assert!(Instant::now() < deadline, "{origin} was not reloaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A transfer keeps the version of its zone it started with until it ends
+/// (one consistent serial for the secondary), and nothing else: the old
+/// version of another zone, replaced during the transfer, is freed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_keeps_its_own_zone_version_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let com = zone_of(dir.path(), "example.com", 5_000, "");
+    let net = zone_of(dir.path(), "example.net", 10, "");
+    let server = serve::start(ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServeOptions::new(vec![com, net])
+    })
+    .await
+    .unwrap();
+    let (com_origin, net_origin) = (origin(), DomainName::parse("example.net").unwrap());
+    let old_com = std::sync::Arc::downgrade(&server.zone(&com_origin).unwrap());
+    let old_net = std::sync::Arc::downgrade(&server.zone(&net_origin).unwrap());
+    let (com_serial, net_serial) = (
+        server.serial(&com_origin).unwrap(),
+        server.serial(&net_origin).unwrap(),
+    );
+    let (held, first) = begin(server.local_addr(), None, 1).await;
+    assert_eq!(first.metadata.response_code, ResponseCode::NoError);
+    // Both zones change while the transfer of example.com is under way.
+    zone_of(
+        dir.path(),
+        "example.com",
+        5_000,
+        "new@example.com,mimi://chat.example.com/u/new\n",
+    );
+    zone_of(
+        dir.path(),
+        "example.net",
+        10,
+        "new@example.net,mimi://chat.example.net/u/new\n",
+    );
+    reloaded(&server, &com_origin, com_serial).await;
+    reloaded(&server, &net_origin, net_serial).await;
+    freed(&old_net, "the replaced example.net").await;
+    assert!(
+        old_com.strong_count() > 0,
+        "the version of example.com being transferred was freed"
+    );
+    drop(held);
+    freed(
+        &old_com,
+        "the replaced example.com, once its transfer ended",
+    )
+    .await;
+    server.shutdown().await.unwrap();
+}

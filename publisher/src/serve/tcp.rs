@@ -346,14 +346,19 @@ async fn converse(
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),
             Answer::Transfer => {
+                // Keep only the zone transferred, not the list: a long
+                // transfer would otherwise keep the replaced versions of
+                // every other zone that changes while it runs.
                 let zone = zones
                     .iter()
-                    .find(|z| z.origin().as_str() == scratch.qname());
+                    .find(|z| z.origin().as_str() == scratch.qname())
+                    .cloned();
+                drop(zones);
                 crate::transfer::framing::pace_by_reader(stream);
                 crate::transfer::serve(
                     &packet,
                     peer,
-                    zone.map(|z| &**z),
+                    zone.as_deref(),
                     stream,
                     opts.idle_timeout,
                     transfers,

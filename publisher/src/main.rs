@@ -205,6 +205,17 @@ enum Command {
         /// by themselves.
         #[arg(long, value_name = "FILE")]
         catalog: Option<PathBuf>,
+        /// Zone transfers (AXFR, IXFR) running at once; more are answered
+        /// REFUSED, and the secondary retries later.
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.transfers.max_total as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        max_transfers: u32,
+        /// Zone transfers running at once to one peer address.
+        #[arg(long, default_value_t = serve::TcpOptions::DEFAULT.transfers.max_per_source as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        max_transfers_per_source: u32,
+        /// Cut a zone transfer when the secondary accepts no byte for this
+        /// long (a transfer that progresses is never cut, however long).
+        #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+        transfer_idle_timeout: std::time::Duration,
         #[command(flatten)]
         rrl: RrlArgs,
     },
@@ -518,6 +529,9 @@ fn run(command: Command) -> Result<ExitCode> {
             tcp_max_queries,
             tcp_max_lifetime,
             catalog,
+            max_transfers,
+            max_transfers_per_source,
+            transfer_idle_timeout,
             rrl,
         } => {
             let rrl = rrl.config()?;
@@ -534,6 +548,11 @@ fn run(command: Command) -> Result<ExitCode> {
                         idle_timeout: tcp_idle_timeout,
                         max_queries: tcp_max_queries,
                         max_lifetime: tcp_max_lifetime,
+                        transfers: mimi_publisher::transfer::TransferOptions {
+                            max_total: max_transfers as usize,
+                            max_per_source: max_transfers_per_source as usize,
+                            idle_timeout: transfer_idle_timeout,
+                        },
                     },
                     rrl,
                     catalog,
@@ -878,4 +897,12 @@ fn build_cmd(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration above zero: a zero timeout would cut every transfer at once.
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be longer than zero")),
+        d => Ok(d),
+    }
 }

@@ -78,7 +78,8 @@ pub struct ServeOptions {
     /// for this server.
     pub allow_shrink: bool,
     /// Limits of the TCP server: connections in total and per source, idle
-    /// timeout, messages per connection.
+    /// timeout, messages per connection, and concurrent zone transfers with
+    /// their own idle timeout ([`crate::transfer::limit`]).
     pub tcp: TcpOptions,
     /// Response rate limiting of UDP answers ([`crate::serve::rrl`]); TCP is never
     /// limited. [`ServeOptions::new`] uses NSD's defaults (200 answers/s per

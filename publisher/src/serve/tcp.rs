@@ -10,12 +10,15 @@
 //!   never fills with connections nobody will serve.
 //! * A connection is closed when a whole message has not arrived within
 //!   [`TcpOptions::idle_timeout`] (a client sending half a message and
-//!   stalling included), when an answer cannot be written within it (a
-//!   client that does not read), after [`TcpOptions::max_queries`]
+//!   stalling included), when it accepts no byte of an answer for as long
+//!   (a client that does not read), after [`TcpOptions::max_queries`]
 //!   messages, and once it has been open for [`TcpOptions::max_lifetime`]
 //!   (checked between messages, so a zone transfer under way is not cut):
 //!   a client that asks one question just before each idle timeout cannot
 //!   hold a slot for hours.
+//! * A zone transfer is bounded by [`TcpOptions::transfers`] instead: how
+//!   many run at once, and how long the secondary may read nothing
+//!   ([`crate::transfer::limit`]); never by its total duration.
 //! * A message is read into a buffer of exactly its length, which the
 //!   16-bit length prefix bounds at 65,535 octets.
 //! * Pipelined queries are answered in order, each by the encoder UDP uses
@@ -41,6 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::serve::installed::Served;
 use crate::serve::wire::{self, Answer, Scratch, Transport};
+use crate::transfer::limit::{TransferOptions, Transfers};
 
 /// Limits of the TCP server (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +53,8 @@ pub struct TcpOptions {
     pub max_clients: usize,
     /// Connections served at once from one IPv4 address or IPv6 /64.
     pub max_per_source: usize,
-    /// How long a connection may wait for a whole message, or for a
-    /// response to be written, before it is closed.
+    /// How long a connection may wait for a whole message, or for the
+    /// client to accept any byte of a response, before it is closed.
     pub idle_timeout: Duration,
     /// Messages answered on one connection before it is closed (a zone
     /// transfer counts as one).
@@ -58,18 +62,22 @@ pub struct TcpOptions {
     /// How long a connection may stay open; no new message is read after
     /// that (one being answered, a transfer included, is finished).
     pub max_lifetime: Duration,
+    /// Concurrent zone transfers and their idle timeout.
+    pub transfers: TransferOptions,
 }
 
 impl TcpOptions {
     /// The defaults: 100 connections, as NSD's `tcp-count`; 10 per source;
     /// 10 s idle, as Knot's `tcp-idle-timeout`; 1,000 messages per
-    /// connection; 120 s of life, as NSD's `tcp-timeout`.
+    /// connection; 120 s of life, as NSD's `tcp-timeout`; the transfer
+    /// defaults of [`TransferOptions::DEFAULT`].
     pub const DEFAULT: TcpOptions = TcpOptions {
         max_clients: 100,
         max_per_source: 10,
         idle_timeout: Duration::from_secs(10),
         max_queries: 1000,
         max_lifetime: Duration::from_secs(120),
+        transfers: TransferOptions::DEFAULT,
     };
 }
 
@@ -220,6 +228,7 @@ async fn accept_loop(
         max_per_source: opts.max_per_source,
         state: Mutex::new((0, HashMap::new())),
     });
+    let transfers = Transfers::new(opts.transfers);
     let mut backoff: Option<Duration> = None;
     let mut refused = 0u64;
     let mut connections = JoinSet::new();
@@ -237,7 +246,14 @@ async fn accept_loop(
                 }
                 match limiter.admit(peer.ip()) {
                     Ok(permit) => {
-                        connections.spawn(connection(stream, peer, permit, served.clone(), opts));
+                        connections.spawn(connection(
+                            stream,
+                            peer,
+                            permit,
+                            served.clone(),
+                            transfers.clone(),
+                            opts,
+                        ));
                     }
                     Err(full) => {
                         refused += 1;
@@ -281,10 +297,11 @@ async fn connection(
     peer: SocketAddr,
     permit: Permit,
     served: Arc<Served>,
+    transfers: Arc<Transfers>,
     opts: TcpOptions,
 ) {
     let _ = stream.set_nodelay(true);
-    if let Err(e) = converse(&mut stream, peer, &served, opts).await {
+    if let Err(e) = converse(&mut stream, peer, &served, &transfers, opts).await {
         debug!(%peer, "TCP connection closed: {e}");
     }
     // The slot is free before the client sees the close, so that it can
@@ -298,6 +315,7 @@ async fn converse(
     stream: &mut TcpStream,
     peer: SocketAddr,
     served: &Served,
+    transfers: &Arc<Transfers>,
     opts: TcpOptions,
 ) -> io::Result<()> {
     let mut packet = Vec::new();
@@ -328,15 +346,22 @@ async fn converse(
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),
             Answer::Transfer => {
+                // Keep only the zone transferred, not the list: a long
+                // transfer would otherwise keep the replaced versions of
+                // every other zone that changes while it runs.
                 let zone = zones
                     .iter()
-                    .find(|z| z.origin().as_str() == scratch.qname());
+                    .find(|z| z.origin().as_str() == scratch.qname())
+                    .cloned();
+                drop(zones);
+                crate::transfer::framing::pace_by_reader(stream);
                 crate::transfer::serve(
                     &packet,
                     peer,
-                    zone.map(|z| &**z),
+                    zone.as_deref(),
                     stream,
                     opts.idle_timeout,
+                    transfers,
                 )
                 .await?;
             }

@@ -17,14 +17,22 @@
 //! signature). Over UDP only IXFR is answered (one message, see `ixfr`);
 //! AXFR over UDP is refused. Ordinary queries signed with the zone's key
 //! get signed answers (`signed_query`).
+//!
+//! A TCP request that passes those checks then needs a place among the
+//! transfers running ([`limit`]): over the limit it is REFUSED. A transfer
+//! holds its zone through an `Arc`, so a zone replaced by a reload meanwhile
+//! stays in memory until the transfers of it end, and each secondary gets
+//! one consistent serial.
 
 pub(crate) mod framing;
 pub(crate) mod ixfr;
+pub mod limit;
 pub mod push;
 pub(crate) mod signed_query;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
@@ -38,8 +46,10 @@ use tracing::{debug, info, warn};
 use crate::input::tsig::TsigKey;
 use crate::zone::served::ServedZone;
 use crate::zone::Zone;
+use limit::Transfers;
 
 pub use crate::input::config::TransferPolicy;
+pub use limit::TransferOptions;
 
 /// Target size of one transfer message: below the 64 KiB TCP limit, large
 /// enough that a million-record zone is about 5,000 messages.
@@ -50,8 +60,11 @@ const MESSAGE_BUDGET: usize = 60 * 1024;
 /// `served` (the served zone whose origin is the query name, if any).
 ///
 /// Each message is written to `out` as soon as it is encoded and signed,
-/// each write bounded by `write_timeout`, so that a transfer holds one
-/// message in memory, never the zone. An error is an I/O failure of the
+/// so that a transfer holds one message in memory, never the zone, and
+/// goes at the pace the secondary reads. A refusal is written within
+/// `write_timeout` of no progress (the TCP idle timeout), the transfer's
+/// messages within [`TransferOptions::idle_timeout`] of `transfers`, which
+/// also bounds how many run at once. An error is an I/O failure of the
 /// connection, which the caller then closes; refusals are answers.
 pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     packet: &[u8],
@@ -59,6 +72,7 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     served: Option<&ServedZone>,
     out: &mut W,
     write_timeout: Duration,
+    transfers: &Arc<Transfers>,
 ) -> io::Result<()> {
     let request = match Message::from_vec(packet) {
         Ok(m) => m,
@@ -71,8 +85,15 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             return framing::write_message(out, &bytes, write_timeout).await;
         }
     };
-    let decision = authorize(&request, packet, peer, served);
-    let (served, signer) = match decision {
+    let decision = authorize(&request, packet, peer, served).and_then(|(served, signer)| {
+        // Only a request that may transfer counts against the limits.
+        let permit = transfers.admit(peer.ip()).map_err(|busy| {
+            info!(%peer, "zone transfer refused: {busy}");
+            ResponseCode::Refused
+        })?;
+        Ok((served, signer, permit))
+    });
+    let (served, signer, _permit) = match decision {
         Ok(d) => d,
         Err(rcode) => {
             let mut response = response_to(&request);
@@ -85,7 +106,8 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     };
     let zone = &*served.zone;
     let plan = ixfr::Plan::new(&request, served);
-    match stream_records(&request, plan.records(served), signer, out, write_timeout).await {
+    let idle = transfers.options().idle_timeout;
+    match stream_records(&request, plan.records(served), signer, out, idle).await {
         Ok(messages) => {
             plan.log(peer, served, "TCP", messages);
             Ok(())

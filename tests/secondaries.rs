@@ -52,6 +52,20 @@ pub struct Server {
 /// Knot DNS as a secondary for `zones`, transferring from `primary` with
 /// `key` and accepting NOTIFY from it.
 pub fn knot(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
+    knot_with_catalog(dir, primary, zones, None, key)
+}
+
+/// Knot as a secondary of `primary` for `zones` and, with `catalog`, for
+/// every member of that catalog zone (RFC 9432, `catalog-role: interpret`:
+/// members are added and removed without touching this configuration).
+/// Knot keeps a journal of changes, so it asks IXFR once it holds a zone.
+pub fn knot_with_catalog(
+    dir: &Path,
+    primary: SocketAddr,
+    zones: &[&str],
+    catalog: Option<&str>,
+    key: &Key,
+) -> Server {
     let knotd = require("knotd", "knot");
     let port = free_port();
     let d = dir.join("knot");
@@ -89,7 +103,14 @@ template:
     storage: "{d}"
     zonefile-sync: -1
     zonefile-load: none
-    journal-content: none
+    journal-content: changes
+  - id: member
+    storage: "{d}"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: changes
+    master: primary
+    acl: notify_from_primary
 
 zone:
 "#,
@@ -104,6 +125,11 @@ zone:
             "  - domain: {z}\n    master: primary\n    acl: notify_from_primary\n"
         ));
     }
+    if let Some(c) = catalog {
+        conf.push_str(&format!(
+            "  - domain: {c}\n    master: primary\n    acl: notify_from_primary\n    catalog-role: interpret\n    catalog-template: member\n"
+        ));
+    }
     let path = d.join("knot.conf");
     std::fs::write(&path, conf).unwrap();
     let mut cmd = Command::new(knotd);
@@ -114,8 +140,8 @@ zone:
     }
 }
 
-/// NSD as a secondary for `zones`, transferring from `primary` by AXFR with
-/// `key` and accepting NOTIFY from it.
+/// NSD as a secondary for `zones`, transferring from `primary` with `key`
+/// (IXFR once it holds a zone, AXFR otherwise) and accepting NOTIFY from it.
 pub fn nsd(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
     let nsd = require("nsd", "nsd");
     let port = free_port();
@@ -151,7 +177,7 @@ key:
     );
     for z in zones {
         conf.push_str(&format!(
-            "zone:\n    name: \"{z}\"\n    zonefile: \"{z}.zone\"\n    request-xfr: AXFR {pip}@{pport} {key}\n    allow-notify: {pip} {key}\n\n",
+            "zone:\n    name: \"{z}\"\n    zonefile: \"{z}.zone\"\n    request-xfr: {pip}@{pport} {key}\n    allow-notify: {pip} {key}\n    allow-axfr-fallback: yes\n\n",
             pip = primary.ip(),
             pport = primary.port(),
             key = key.name,

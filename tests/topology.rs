@@ -85,8 +85,12 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
     );
 
     // Secondaries first (they learn of the primary by NOTIFY when it starts).
+    // Knot is not told of example.com: it learns the zone from the
+    // primary's catalog (RFC 9432). NSD 4.6 reads no catalogs, so it lists
+    // the zone. Both pull changes by IXFR once they hold the zone.
     let primary: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut knot = secondaries::knot(&dir, primary, &["example.com"], &tsig);
+    let mut knot =
+        secondaries::knot_with_catalog(&dir, primary, &[], Some("catalog.example.net"), &tsig);
     let mut nsd = secondaries::nsd(&dir, primary, &["example.com"], &tsig);
     let transfer = format!(
         "allow = [\"127.0.0.1\"]\nnotify = [\"{}\", \"{}\"]\ntsig_key = \"../tsig.key\"",
@@ -105,10 +109,21 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
             ..Default::default()
         },
     );
+    ws.write(
+        "catalog.toml",
+        &format!(
+            "origin = \"catalog.example.net\"\n[transfer]\nallow = [\"127.0.0.1\"]\nnotify = [\"{}\"]\ntsig_key = \"tsig.key\"\n",
+            knot.addr
+        ),
+    );
     let mut cmd = Command::new(bin("mimi-publisher"));
     cmd.arg("serve")
         .arg(&config)
-        .args(["--listen", &primary.to_string()]);
+        .args(["--listen", &primary.to_string()])
+        .arg("--catalog")
+        .arg(ws.path("catalog.toml"))
+        .arg("--state-dir")
+        .arg(ws.path("state"));
     let mut publisher = Daemon::spawn("mimi-publisher serve", cmd, ws.path("publisher.log"));
 
     let serial = eventually(Duration::from_secs(20), "the primary to answer", || async {
@@ -269,10 +284,33 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
         "knot never got a NOTIFY:\n{knot_log}"
     );
     // The primary refuses unsigned transfers, so a finished transfer was a
-    // TSIG-signed one.
+    // TSIG-signed one. Knot learnt example.com from the catalog, fetched it
+    // whole once and then followed every change (a mapping, a certificate,
+    // a re-signing, a removal) by IXFR.
     assert!(
-        knot_log.contains("AXFR, incoming") && knot_log.contains("finished"),
-        "knot never transferred:\n{knot_log}"
+        knot_log.contains("[catalog.example.net.] AXFR, incoming")
+            && knot_log.contains("[example.com.] AXFR, incoming"),
+        "knot never transferred the catalog and its member:\n{knot_log}"
+    );
+    assert!(
+        knot_log.contains("[example.com.] IXFR, incoming") && knot_log.contains("finished"),
+        "knot never followed a change by IXFR:\n{knot_log}"
+    );
+    let publisher_log = publisher.log();
+    let incremental = publisher_log
+        .matches("zone transferred incrementally")
+        .count();
+    // Each of the three rotation steps waited until both secondaries served
+    // its serial, starting from the previous step's: at least one transfer
+    // per step and secondary, and each must have been incremental (the
+    // carol change may share one with the first step).
+    assert!(
+        incremental >= 6,
+        "{incremental} incremental transfers for 3 steps to 2 secondaries:\n{publisher_log}"
+    );
+    assert!(
+        !publisher_log.contains("zone transferred whole (fallback)"),
+        "a secondary fell back to a whole transfer:\n{publisher_log}"
     );
     let nsd_log = nsd.daemon.log();
     assert!(

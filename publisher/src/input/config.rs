@@ -26,6 +26,13 @@
 //! mappings = "mappings.csv"     # (top level, before [soa])
 //! presigned = ["ma.example.net.presigned"]
 //! ```
+//!
+//! One file may also describe many zones: with a `[domains]` table (see
+//! [`crate::input::domains`]) there is no top-level `origin` and each email
+//! domain of the mappings gets its own zone; with a `[shards]` table (see
+//! [`crate::input::shards`]) the chosen shards `<shard>._mimi.<zone>` are
+//! published as zones of their own. [`ZoneConfig::for_zone`] gives the
+//! configuration of one of those zones.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -80,6 +87,13 @@ pub struct ZoneConfig {
     /// zone may remove before it is held back for confirmation (see
     /// [`crate::zone::shrink`]; default 10%, `"100%"` turns the guard off).
     pub max_shrink: crate::input::shrink_limit::ShrinkLimit,
+    /// `[domains]`: one zone per email domain (see
+    /// [`crate::input::domains`]). With it, `origin` is the placeholder
+    /// [`ZoneConfig::many`] until [`ZoneConfig::for_zone`] sets a zone's.
+    pub domains: Option<crate::input::domains::DomainsConfig>,
+    /// `[shards]`: the shards published as zones of their own (see
+    /// [`crate::input::shards`]).
+    pub shards: Option<crate::input::shards::ShardSet>,
 }
 
 /// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
@@ -165,7 +179,7 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    origin: String,
+    origin: Option<String>,
     #[serde(default)]
     role: ZoneRole,
     tel_root: Option<String>,
@@ -181,6 +195,22 @@ struct RawConfig {
     presigned: Vec<PathBuf>,
     transfer: Option<RawTransfer>,
     max_shrink: Option<String>,
+    domains: Option<RawDomains>,
+    shards: Option<RawShards>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomains {
+    origin: String,
+    list: Option<PathBuf>,
+    catalog: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShards {
+    zones: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -280,7 +310,66 @@ impl ZoneConfig {
         let name =
             |field: &str, s: &str| DomainName::parse(s).map_err(|e| invalid(field, e.to_string()));
 
-        let origin = name("origin", &raw.origin)?;
+        let domains = raw
+            .domains
+            .as_ref()
+            .map(|d| -> Result<_, ConfigError> {
+                let origin = crate::input::domains::OriginPattern::parse(&d.origin)
+                    .map_err(|m| invalid("domains.origin", m))?;
+                let catalog = d
+                    .catalog
+                    .as_deref()
+                    .map(|c| name("domains.catalog", c))
+                    .transpose()?;
+                Ok(crate::input::domains::DomainsConfig {
+                    origin,
+                    list: d.list.as_ref().map(resolve),
+                    catalog,
+                })
+            })
+            .transpose()?;
+        let origin = match (&raw.origin, &domains) {
+            (Some(o), None) => name("origin", o)?,
+            (None, Some(_)) => Self::many(),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "origin",
+                    "with [domains] each zone's origin comes from domains.origin; remove the top-level origin".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "origin",
+                    "missing: name the zone (origin = \"example.com\"), or add [domains] for one zone per email domain".into(),
+                ))
+            }
+        };
+        if domains.is_some() && raw.role != ZoneRole::Home {
+            return Err(invalid(
+                "domains",
+                "[domains] publishes each domain's home records: it needs role = \"home\"".into(),
+            ));
+        }
+        if domains.is_some() && raw.tel_root.is_some() {
+            return Err(invalid(
+                "tel_root",
+                "[domains] publishes email SIIs only; telephone numbers need a home configuration of their own".into(),
+            ));
+        }
+        let shards = raw
+            .shards
+            .as_ref()
+            .map(|s| {
+                crate::input::shards::ShardSet::parse(&s.zones)
+                    .map_err(|m| invalid("shards.zones", m))
+            })
+            .transpose()?;
+        if (domains.is_some() || shards.is_some()) && !raw.glue.is_empty() {
+            return Err(invalid(
+                "glue",
+                "a configuration of many zones ([domains] or [shards]) cannot have in-zone name servers; name servers outside the zones need no glue".into(),
+            ));
+        }
         let tel_root = raw
             .tel_root
             .as_deref()
@@ -452,7 +541,31 @@ impl ZoneConfig {
             presigned: raw.presigned.iter().map(resolve).collect(),
             transfer,
             max_shrink,
+            domains,
+            shards,
         })
+    }
+
+    /// The `origin` of a configuration of many zones before
+    /// [`ZoneConfig::for_zone`] names one: `invalid`, a name reserved
+    /// never to be a zone (RFC 6761).
+    pub fn many() -> DomainName {
+        DomainName::parse("invalid").expect("a valid name")
+    }
+
+    /// Whether this configuration describes many zones (`[domains]` or
+    /// `[shards]`) rather than the one zone `origin`.
+    pub fn is_many(&self) -> bool {
+        self.domains.is_some() || self.shards.is_some()
+    }
+
+    /// The configuration of the one zone `origin` of this configuration:
+    /// the same settings with that origin.
+    pub fn for_zone(&self, origin: &DomainName) -> ZoneConfig {
+        ZoneConfig {
+            origin: origin.clone(),
+            ..self.clone()
+        }
     }
 
     /// Every file whose change alters the zone: the configuration, mappings,
@@ -468,6 +581,9 @@ impl ZoneConfig {
         }
         if let Some(t) = &self.transfer {
             v.extend(t.tsig_key.iter().cloned());
+        }
+        if let Some(d) = &self.domains {
+            v.extend(d.list.iter().cloned());
         }
         v
     }

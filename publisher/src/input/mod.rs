@@ -7,10 +7,12 @@
 pub mod certs;
 pub mod complete;
 pub mod config;
+pub mod domains;
 pub mod keys;
 pub mod mappings;
 pub mod presigned;
 pub mod problem;
 pub mod secret;
+pub mod shards;
 pub mod shrink_limit;
 pub mod tsig;

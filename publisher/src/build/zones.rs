@@ -1,0 +1,538 @@
+//! Building every zone of one configuration: the one zone of a plain
+//! configuration, or the many of a `[domains]` or `[shards]` one.
+//!
+//! A configuration of many zones is expanded by reading and parsing its
+//! mappings and pre-signed files once and sending each SII to its zone
+//! ([`ZoneSpec`]): the zone of its email domain (`[domains]`), the zone of
+//! its shard (`[shards]`), or both (`<shard>._mimi.<domain>`). Each zone's
+//! share of the mappings (its lines, in file order) is built like a
+//! mappings file of its own, so each zone keeps its own incremental cache
+//! and problems still name the file's own lines. A zone whose share, shared
+//! inputs (configuration, key, certificates, TSIG key) and re-sign time are
+//! unchanged is not built at all: the previous zone is kept, the same
+//! `Arc`, so a change to one customer domain rebuilds, re-announces and
+//! re-transfers that domain's zone only.
+//!
+//! A zone exists while some mapping or pre-signed assertion goes to it:
+//! zones appear with their first SII and disappear with their last. That
+//! the set as a whole does not lose too much at once is for whoever
+//! installs it to check ([`ZoneSetOutput::shrink`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use mimi_proto::name::{home_zone, shard_name};
+use mimi_proto::{DomainName, Sii, UnixTime};
+use rayon::prelude::*;
+
+use super::{
+    assemble, build_zone, owner_for, parent_of, read_complete, read_presigned, BuildError,
+    MappingsCache, MappingsShare, Placement, Progress, Shared,
+};
+use crate::input::config::{TransferPolicy, ZoneConfig};
+use crate::input::domains::DomainList;
+use crate::input::problem::Problem;
+use crate::input::{mappings, presigned};
+use crate::zone::shrink::{Shrink, ShrinkLimit};
+use crate::zone::{Zone, ZoneRecord};
+
+/// One zone of a configuration and which SIIs belong to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ZoneSpec {
+    /// The zone's origin.
+    pub origin: DomainName,
+    /// Which SIIs of the configuration's inputs it holds.
+    pub select: Select,
+}
+
+/// The SIIs of a zone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Select {
+    /// Every SII of the inputs (a configuration of one zone).
+    All,
+    /// The email SIIs of one domain (`[domains]`).
+    Domain(DomainName),
+    /// The SIIs whose discovery names are in one shard under `home`
+    /// (`[shards]`, with or without `[domains]`).
+    Shard {
+        /// The zone the shard is of (`<shard>._mimi.<home>`).
+        home: DomainName,
+        /// The two-character shard.
+        shard: String,
+    },
+}
+
+/// The zones of one configuration, by origin, and what their build keeps
+/// for the next build of the same configuration.
+#[derive(Clone, Default)]
+pub struct ZoneSet {
+    /// The zones.
+    pub zones: BTreeMap<DomainName, Arc<Zone>>,
+    memory: Option<Arc<SetMemory>>,
+}
+
+impl std::fmt::Debug for ZoneSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneSet")
+            .field("zones", &self.zones.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZoneSet {
+    /// A set of the given zones, without build memory (a kept or
+    /// hand-made set: the next build reuses their signatures only).
+    pub fn of(zones: impl IntoIterator<Item = Zone>) -> Self {
+        ZoneSet {
+            zones: zones
+                .into_iter()
+                .map(|z| (z.origin.clone(), Arc::new(z)))
+                .collect(),
+            memory: None,
+        }
+    }
+
+    /// The earliest re-sign time of any zone.
+    pub fn next_resign(&self) -> Option<UnixTime> {
+        self.zones.values().filter_map(|z| z.next_resign).min()
+    }
+
+    /// Number of assertion and certificate records of all zones.
+    pub fn record_count(&self) -> usize {
+        self.zones.values().map(|z| z.record_count()).sum()
+    }
+}
+
+/// What a build of many zones keeps to decide, next time, which zones it
+/// need not build: the inputs every zone shares, and each zone's share of
+/// the pre-signed files (its mappings share is in its own cache).
+struct SetMemory {
+    config: ZoneConfig,
+    certs: Vec<ZoneRecord>,
+    transfer: Option<Arc<TransferPolicy>>,
+    kid: Option<mimi_proto::KeyId>,
+    presigned: HashMap<DomainName, Vec<String>>,
+}
+
+/// A successful build of a configuration's zones.
+#[derive(Debug)]
+pub struct ZoneSetOutput {
+    /// The zones: rebuilt ones are new `Arc`s, the others those of the
+    /// previous set.
+    pub set: ZoneSet,
+    /// Warnings of the zones that were built.
+    pub warnings: Vec<Problem>,
+    /// The key sealing the zones' files (see [`crate::zone::seal`]).
+    pub seal: Option<crate::zone::seal::SealKey>,
+    /// The configuration's `max_shrink`, for the whole set.
+    pub max_shrink: ShrinkLimit,
+    /// How many zones were built (the others were kept as they were).
+    pub built: usize,
+}
+
+impl ZoneSetOutput {
+    /// How the assertions of every zone of `previous` compare with those of
+    /// every zone of this set: a zone gone counts all its assertions as
+    /// removed, so a truncated mappings file cannot silently delete many
+    /// zones, while one domain losing its last mapping among many is a
+    /// small share.
+    pub fn shrink(&self, previous: &ZoneSet) -> Shrink {
+        compare(previous, &self.set)
+    }
+}
+
+/// [`ZoneSetOutput::shrink`] for any two sets.
+pub fn compare(previous: &ZoneSet, next: &ZoneSet) -> Shrink {
+    let mut total = Shrink {
+        before: 0,
+        after: 0,
+        removed: 0,
+    };
+    let empty: &[ZoneRecord] = &[];
+    let mut add = |s: Shrink| {
+        total.before += s.before;
+        total.after += s.after;
+        total.removed += s.removed;
+    };
+    for (origin, old) in &previous.zones {
+        match next.zones.get(origin) {
+            Some(new) if Arc::ptr_eq(old, new) => {
+                let s = Shrink::between(empty, &new.records);
+                add(Shrink {
+                    before: s.after,
+                    after: s.after,
+                    removed: 0,
+                });
+            }
+            Some(new) => add(Shrink::between(&old.records, &new.records)),
+            None => add(Shrink::between(&old.records, empty)),
+        }
+    }
+    for (origin, new) in &next.zones {
+        if !previous.zones.contains_key(origin) {
+            add(Shrink::between(empty, &new.records));
+        }
+    }
+    total
+}
+
+/// Builds every zone of `config` at `now`, starting from `previous` (the
+/// zones served so far, or kept: each zone is built from its own previous
+/// zone).
+pub fn build_zones(
+    config: &ZoneConfig,
+    now: UnixTime,
+    previous: &ZoneSet,
+    progress: Option<Progress<'_>>,
+) -> Result<ZoneSetOutput, BuildError> {
+    if !config.is_many() {
+        let out = build_zone(
+            config,
+            now,
+            previous.zones.get(&config.origin).map(|z| &**z),
+            progress,
+        )?;
+        return Ok(ZoneSetOutput {
+            set: ZoneSet::of([out.zone]),
+            warnings: out.warnings,
+            seal: out.seal,
+            max_shrink: out.max_shrink,
+            built: 1,
+        });
+    }
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let expansion = Expansion::new(config, &mut errors);
+    let cert_zone = match config.authority.as_ref() {
+        Some(a) => config.for_zone(&a.name.certificate_name()),
+        None => config.clone(),
+    };
+    let shared = Shared::load(config, &cert_zone, now, &mut errors, &mut warnings);
+
+    // Partition the mappings by zone.
+    let mut shares: BTreeMap<ZoneSpec, (String, Vec<u32>)> = BTreeMap::new();
+    let mappings_path = config.mappings.clone();
+    if let Some(path) = &mappings_path {
+        if let (Some(text), Some(x)) = (read_complete(path, "mappings", &mut errors), &expansion) {
+            let lines: Vec<(usize, &str)> =
+                text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
+            let placed: Vec<(usize, Result<Option<ZoneSpec>, Problem>)> = lines
+                .par_iter()
+                .with_min_len(1024)
+                .filter_map(|&(line, l)| {
+                    let t = l.trim();
+                    if t.is_empty() || t.starts_with('#') {
+                        return None;
+                    }
+                    let spec = mappings::parse_line(t, line, path, None).and_then(|m| {
+                        x.spec_of(&m.sii)
+                            .map_err(|msg| Problem::at(path, line, msg))
+                    });
+                    Some((line, spec))
+                })
+                .collect();
+            for (line, spec) in placed {
+                match spec {
+                    Ok(Some(spec)) => {
+                        let (t, l) = shares.entry(spec).or_default();
+                        t.push_str(lines[line - 1].1);
+                        t.push('\n');
+                        l.push(u32::try_from(line).unwrap_or(u32::MAX));
+                    }
+                    Ok(None) => {}
+                    Err(p) => errors.push(p),
+                }
+            }
+        }
+    }
+    // And the pre-signed assertions.
+    let presigned_files = read_presigned(config, &mut errors);
+    let mut items: BTreeMap<ZoneSpec, Vec<(&Path, &presigned::Presigned)>> = BTreeMap::new();
+    if let Some(x) = &expansion {
+        for (path, list) in &presigned_files {
+            for p in list {
+                match x.spec_of(&p.sii) {
+                    Ok(Some(spec)) => items.entry(spec).or_default().push((path.as_path(), p)),
+                    Ok(None) => {}
+                    Err(msg) => errors.push(Problem::at(path, p.line, msg)),
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(BuildError { problems: errors });
+    }
+    let x = expansion.expect("no errors, so the expansion was made");
+
+    let kid = shared.key.as_ref().map(|k| {
+        crate::input::keys::public_key(k)
+            .expect("loaded keys are not weak")
+            .kid()
+    });
+    let memory = previous.memory.as_deref().filter(|m| {
+        m.config == *config
+            && m.certs == shared.certs
+            && m.transfer == shared.transfer
+            && m.kid == kid
+    });
+    let mut specs: Vec<ZoneSpec> = shares.keys().cloned().collect();
+    specs.extend(items.keys().filter(|s| !shares.contains_key(*s)).cloned());
+    specs.sort();
+    let presigned_texts: HashMap<DomainName, Vec<String>> = items
+        .iter()
+        .map(|(s, v)| {
+            (
+                s.origin.clone(),
+                v.iter()
+                    .map(|(p, i)| format!("{}\t{}", p.display(), i.assertion.text()))
+                    .collect(),
+            )
+        })
+        .collect();
+
+    struct Job<'a> {
+        spec: ZoneSpec,
+        share: Option<(String, Vec<u32>)>,
+        items: Vec<(&'a Path, &'a presigned::Presigned)>,
+        previous: Option<Arc<Zone>>,
+    }
+    let mut kept: BTreeMap<DomainName, Arc<Zone>> = BTreeMap::new();
+    let mut jobs = Vec::new();
+    for spec in specs {
+        let share = shares.remove(&spec);
+        let its_items = items.remove(&spec).unwrap_or_default();
+        let prev = previous.zones.get(&spec.origin).cloned();
+        let unchanged = match (&prev, memory) {
+            (Some(p), Some(m)) => {
+                p.next_resign.is_none_or(|t| t > now)
+                    && cached_text(p) == share.as_ref().map(|s| s.0.as_str()).or(Some(""))
+                    && m.presigned.get(&spec.origin) == presigned_texts.get(&spec.origin)
+            }
+            _ => false,
+        };
+        if unchanged {
+            kept.insert(spec.origin.clone(), prev.expect("checked"));
+        } else {
+            jobs.push(Job {
+                spec,
+                share,
+                items: its_items,
+                previous: prev,
+            });
+        }
+    }
+    let built = jobs.len();
+    let results: Vec<(DomainName, Result<super::BuildOutput, BuildError>)> = jobs
+        .into_par_iter()
+        .map(|job| {
+            let zone_config = config.for_zone(&job.spec.origin);
+            let place = x.placement(&job.spec);
+            let share = mappings_path.as_ref().map(|path| {
+                let (text, lines) = job.share.unwrap_or_default();
+                MappingsShare {
+                    path: path.clone(),
+                    text,
+                    lines: Some(lines.into()),
+                }
+            });
+            let out = assemble(
+                &zone_config,
+                &place,
+                &shared,
+                share,
+                &job.items,
+                now,
+                job.previous.as_deref(),
+                None,
+                Vec::new(),
+                Vec::new(),
+            );
+            (job.spec.origin, out)
+        })
+        .collect();
+    let mut seal = None;
+    let max_shrink = config.max_shrink;
+    for (origin, r) in results {
+        match r {
+            Ok(out) => {
+                warnings.extend(out.warnings);
+                seal = seal.or(out.seal);
+                kept.insert(origin, Arc::new(out.zone));
+            }
+            Err(e) => errors.extend(e.problems),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        return Err(BuildError { problems: errors });
+    }
+    let seal = seal.or_else(|| {
+        shared
+            .key
+            .as_ref()
+            .map(crate::zone::seal::SealKey::from_signing_key)
+    });
+    Ok(ZoneSetOutput {
+        set: ZoneSet {
+            zones: kept,
+            memory: Some(Arc::new(SetMemory {
+                config: config.clone(),
+                certs: shared.certs.clone(),
+                transfer: shared.transfer.clone(),
+                kid,
+                presigned: presigned_texts,
+            })),
+        },
+        warnings,
+        seal,
+        max_shrink,
+        built,
+    })
+}
+
+/// The mappings text a zone was built from, if its build kept it.
+fn cached_text(zone: &Zone) -> Option<&str> {
+    zone.cache
+        .0
+        .as_deref()
+        .and_then(|c| c.as_any().downcast_ref::<MappingsCache>())
+        .map(|c| c.text.as_str())
+}
+
+/// How one configuration of many zones sends SIIs to zones.
+struct Expansion<'c> {
+    config: &'c ZoneConfig,
+    list: Option<DomainList>,
+}
+
+impl<'c> Expansion<'c> {
+    /// The expansion of `config`, with its domain list read (its problems
+    /// go to `errors`, and there is then no expansion).
+    fn new(config: &'c ZoneConfig, errors: &mut Vec<Problem>) -> Option<Self> {
+        let list = match config.domains.as_ref().and_then(|d| d.list.as_ref()) {
+            None => None,
+            Some(path) => match DomainList::read(path) {
+                Ok(l) => Some(l),
+                Err(problems) => {
+                    errors.extend(problems);
+                    return None;
+                }
+            },
+        };
+        Some(Expansion { config, list })
+    }
+
+    /// The zone `sii` goes to, `None` for an SII of a shard this
+    /// configuration does not publish, or why it cannot be published.
+    fn spec_of(&self, sii: &Sii) -> Result<Option<ZoneSpec>, String> {
+        let config = self.config;
+        let in_shards = |shard: &str| config.shards.as_ref().is_none_or(|s| s.contains(shard));
+        match &config.domains {
+            Some(d) => {
+                if sii.is_tel() {
+                    return Err(format!(
+                        "{sii}: a telephone number; a [domains] configuration publishes the home records of email domains only"
+                    ));
+                }
+                let domain = home_zone(sii, None).expect("an email SII has a domain");
+                if let Some(list) = &self.list {
+                    if !list.contains(&domain) {
+                        return Err(format!(
+                            "{sii}: domain {domain} is not in the domain list {}",
+                            d.list.as_ref().expect("a list was read").display()
+                        ));
+                    }
+                }
+                let origin = d.origin.origin_of(&domain)?;
+                if config.shards.is_none() {
+                    // The discovery name must fit in DNS.
+                    let place = Placement {
+                        role: config.role,
+                        tel_root: None,
+                        base: origin.clone(),
+                        zone: origin.clone(),
+                    };
+                    owner_for(&place, sii)?;
+                    return Ok(Some(ZoneSpec {
+                        origin,
+                        select: Select::Domain(domain),
+                    }));
+                }
+                let label = sii.label();
+                let shard = label.shard();
+                if !in_shards(shard) {
+                    return Ok(None);
+                }
+                let origin = shard_name(shard, &domain).map_err(|e| format!("{sii}: {e}"))?;
+                Ok(Some(ZoneSpec {
+                    origin,
+                    select: Select::Shard {
+                        home: domain,
+                        shard: shard.to_owned(),
+                    },
+                }))
+            }
+            None => {
+                let owner = owner_for(&Placement::of(config), sii)?;
+                let label = sii.label();
+                let shard = label.shard();
+                if !in_shards(shard) {
+                    return Ok(None);
+                }
+                let origin = DomainName::parse_canonical(parent_of(owner.as_str()))
+                    .map_err(|e| format!("{sii}: {e}"))?;
+                let home = DomainName::parse_canonical(
+                    origin.as_str().split_once("._mimi.").map_or("", |(_, h)| h),
+                )
+                .map_err(|e| format!("{sii}: {e}"))?;
+                Ok(Some(ZoneSpec {
+                    origin,
+                    select: Select::Shard {
+                        home,
+                        shard: shard.to_owned(),
+                    },
+                }))
+            }
+        }
+    }
+
+    /// How SIIs are placed in the zone of `spec`.
+    fn placement(&self, spec: &ZoneSpec) -> Placement {
+        let config = self.config;
+        Placement {
+            role: config.role,
+            tel_root: config.tel_root.clone(),
+            base: if config.domains.is_some() {
+                spec.origin.clone()
+            } else {
+                config.origin.clone()
+            },
+            zone: spec.origin.clone(),
+        }
+    }
+}
+
+/// Whether `origin` names a zone this configuration could publish (a kept
+/// zone of it found in a state directory): `{domain}` pattern and list,
+/// shard set, the origin itself for a single-zone configuration.
+pub fn could_publish(config: &ZoneConfig, origin: &DomainName) -> bool {
+    let shard_part = |o: &DomainName| -> Option<(String, DomainName)> {
+        let (shard, rest) = o.as_str().split_once("._mimi.")?;
+        Some((shard.to_owned(), DomainName::parse_canonical(rest).ok()?))
+    };
+    match (&config.domains, &config.shards) {
+        (None, None) => *origin == config.origin,
+        (Some(d), None) => d.origin.domain_of(origin).is_some_and(|dom| {
+            // Without its list (read at build time) any domain may be one.
+            d.origin.origin_of(&dom).ok().as_ref() == Some(origin)
+        }),
+        (_, Some(shards)) => shard_part(origin).is_some_and(|(shard, home)| {
+            shards.contains(&shard)
+                && match &config.domains {
+                    Some(_) => true,
+                    None => home.is_within(&config.origin),
+                }
+        }),
+    }
+}

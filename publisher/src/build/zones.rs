@@ -536,3 +536,235 @@ pub fn could_publish(config: &ZoneConfig, origin: &DomainName) -> bool {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    const NOW: u64 = 1_765_000_000;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        /// A configuration with `extra` (its [domains]/[shards] tables)
+        /// and the mappings `m`.
+        fn new(top: &str, extra: &str, m: &str) -> Self {
+            let f = Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            crate::input::keys::write_signing_key(
+                &f.path("k.pem"),
+                &SigningKey::from_bytes(&[7u8; 32]),
+            )
+            .unwrap();
+            f.write("m.csv", m);
+            f.write(
+                "zone.toml",
+                &format!(
+                    "{top}ns = [\"ns1.provider.example\"]\nmappings = \"m.csv\"\n[soa]\nmname = \"ns1.provider.example\"\nrname = \"hostmaster.provider.example\"\n[authority]\nname = \"provider.example\"\nkey = \"k.pem\"\n{extra}"
+                ),
+            );
+            f
+        }
+        fn path(&self, n: &str) -> std::path::PathBuf {
+            self.dir.path().join(n)
+        }
+        fn write(&self, n: &str, text: &str) {
+            std::fs::write(self.path(n), text).unwrap();
+        }
+        fn config(&self) -> ZoneConfig {
+            ZoneConfig::load(&self.path("zone.toml")).unwrap()
+        }
+        fn build(&self, prev: &ZoneSet) -> Result<ZoneSetOutput, BuildError> {
+            build_zones(&self.config(), UnixTime(NOW), prev, None)
+        }
+    }
+
+    fn d(s: &str) -> DomainName {
+        DomainName::parse(s).unwrap()
+    }
+
+    fn owner(sii: &str, zone: &str) -> String {
+        let l = Sii::parse(sii, None).unwrap().label();
+        format!("{l}.{}._mimi.{zone}", l.shard())
+    }
+
+    const THREE: &str = "alice@a.example,im:alice@chat.provider.example\nbob@b.example,im:bob@chat.provider.example\n# comment\ncarol@c.example,im:carol@chat.provider.example\ndave@a.example,im:dave@chat.provider.example\n";
+
+    #[test]
+    fn one_zone_per_domain_with_the_right_owners() {
+        let f = Fixture::new("", "[domains]\norigin = \"_mimi.{domain}\"\n", THREE);
+        let out = f.build(&ZoneSet::default()).unwrap();
+        let origins: Vec<&str> = out.set.zones.keys().map(|o| o.as_str()).collect();
+        assert_eq!(
+            origins,
+            ["_mimi.a.example", "_mimi.b.example", "_mimi.c.example"]
+        );
+        let a = &out.set.zones[&d("_mimi.a.example")];
+        let owners: Vec<&str> = a.records.iter().map(|r| r.owner.as_str()).collect();
+        let mut want = vec![
+            owner("alice@a.example", "a.example"),
+            owner("dave@a.example", "a.example"),
+        ];
+        want.sort();
+        assert_eq!(owners, want);
+        assert_eq!(a.origin, d("_mimi.a.example"));
+        assert_eq!(out.built, 3);
+
+        // "{domain}": the provider hosts the customer's whole zone.
+        let f = Fixture::new("", "[domains]\norigin = \"{domain}\"\n", THREE);
+        let out = f.build(&ZoneSet::default()).unwrap();
+        assert!(out.set.zones.contains_key(&d("b.example")));
+    }
+
+    #[test]
+    fn only_the_changed_domain_is_rebuilt_and_a_domain_disappears_with_its_last_mapping() {
+        let f = Fixture::new("", "[domains]\norigin = \"_mimi.{domain}\"\n", THREE);
+        let first = f.build(&ZoneSet::default()).unwrap().set;
+        // Bob gets a second mapping, carol leaves, and an earlier line is
+        // inserted (shifting every line after it).
+        f.write(
+            "m.csv",
+            "# header\nalice@a.example,im:alice@chat.provider.example\nbob@b.example,im:bob@chat.provider.example\nbob@b.example,im:bob2@chat.provider.example\ndave@a.example,im:dave@chat.provider.example\n",
+        );
+        let out = f.build(&first).unwrap();
+        assert_eq!(out.built, 1, "only b.example's share changed");
+        let a = d("_mimi.a.example");
+        assert!(Arc::ptr_eq(&first.zones[&a], &out.set.zones[&a]));
+        let b = d("_mimi.b.example");
+        assert_eq!(out.set.zones[&b].records.len(), 2);
+        assert!(out.set.zones[&b].soa.serial != first.zones[&b].soa.serial);
+        assert!(!out.set.zones.contains_key(&d("_mimi.c.example")));
+        let s = out.shrink(&first);
+        assert_eq!((s.before, s.after, s.removed), (4, 4, 1));
+        // The same inputs again: nothing is built.
+        let again = f.build(&out.set).unwrap();
+        assert_eq!(again.built, 0);
+    }
+
+    #[test]
+    fn a_domain_list_rejects_a_stray_domain_with_its_line() {
+        let f = Fixture::new(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\nlist = \"domains.txt\"\n",
+            THREE,
+        );
+        f.write(
+            "domains.txt",
+            "a.example\n# b is a customer too\nb.example\n",
+        );
+        let e = f.build(&ZoneSet::default()).unwrap_err();
+        let all: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0].starts_with(&format!(
+                "{}:4: mailto:carol@c.example: domain c.example is not in the domain list",
+                f.path("m.csv").display()
+            )),
+            "{all:?}"
+        );
+        f.write("domains.txt", "a.example\nb.example\nc.example\n");
+        assert_eq!(f.build(&ZoneSet::default()).unwrap().set.zones.len(), 3);
+        // A list not ending with a newline is incomplete, like any input.
+        f.write("domains.txt", "a.example\nb.example\nc.example");
+        assert!(f.build(&ZoneSet::default()).unwrap_err().is_incomplete());
+    }
+
+    #[test]
+    fn telephone_numbers_and_bad_lines_are_errors_with_their_file_lines() {
+        let f = Fixture::new(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\n",
+            "alice@a.example,im:alice@chat.provider.example\n+39 06 1234 5678,im:x@chat.provider.example\nnot a mapping\n",
+        );
+        let e = f.build(&ZoneSet::default()).unwrap_err();
+        let m = f.path("m.csv").display().to_string();
+        let all: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            all[0].starts_with(&format!("{m}:2: ")) && all[0].contains("telephone"),
+            "{all:?}"
+        );
+        assert!(all[1].starts_with(&format!("{m}:3: ")), "{all:?}");
+    }
+
+    #[test]
+    fn duplicate_warnings_name_the_files_own_lines() {
+        let f = Fixture::new(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\n",
+            "alice@a.example,im:a@chat.provider.example\nbob@b.example,im:b@chat.provider.example\nalice@a.example,im:a@chat.provider.example\n",
+        );
+        let out = f.build(&ZoneSet::default()).unwrap();
+        let w: Vec<String> = out.warnings.iter().map(|p| p.to_string()).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("m.csv:3: duplicate of line 1"), "{w:?}");
+    }
+
+    #[test]
+    fn shards_select_only_their_shards() {
+        let many: String = (0..200)
+            .map(|i| format!("u{i}@example.com,im:u{i}@chat.provider.example\n"))
+            .collect();
+        let f = Fixture::new(
+            "origin = \"example.com\"\nrole = \"home\"\n",
+            "[shards]\nzones = [\"00-7v\"]\n",
+            &many,
+        );
+        // The authority's certificates are not inside any shard zone.
+        let out = f.build(&ZoneSet::default()).unwrap();
+        assert!(!out.set.zones.is_empty());
+        let mut total = 0;
+        for (origin, zone) in &out.set.zones {
+            let (shard, rest) = origin.as_str().split_once('.').unwrap();
+            assert_eq!(rest, "_mimi.example.com");
+            assert!(shard < "80", "{origin}");
+            for r in &zone.records {
+                assert_eq!(&r.owner.as_str()[..2], shard);
+                assert!(r.owner.as_str().ends_with(origin.as_str()));
+            }
+            total += zone.records.len();
+        }
+        let expected = (0..200)
+            .filter(|i| {
+                let l = Sii::parse(&format!("u{i}@example.com"), None)
+                    .unwrap()
+                    .label();
+                l.shard() < "80"
+            })
+            .count();
+        assert_eq!(total, expected);
+        assert!(expected > 0 && expected < 200);
+
+        // With [domains]: <shard>._mimi.<domain> for each domain.
+        let f = Fixture::new(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\n[shards]\nzones = [\"00-vv\"]\n",
+            THREE,
+        );
+        let out = f.build(&ZoneSet::default()).unwrap();
+        assert_eq!(out.set.zones.len(), 4);
+        let alice = owner("alice@a.example", "a.example");
+        let zone = alice.split_once('.').unwrap().1;
+        assert_eq!(out.set.zones[&d(zone)].records[0].owner.as_str(), alice);
+    }
+
+    #[test]
+    fn kept_zone_names_are_recognised() {
+        let f = Fixture::new("", "[domains]\norigin = \"_mimi.{domain}\"\n", THREE);
+        let c = f.config();
+        assert!(could_publish(&c, &d("_mimi.a.example")));
+        assert!(!could_publish(&c, &d("a.example")));
+        let f = Fixture::new(
+            "origin = \"example.com\"\n",
+            "[shards]\nzones = [\"00-0v\"]\n",
+            THREE,
+        );
+        let c = f.config();
+        assert!(could_publish(&c, &d("0a._mimi.example.com")));
+        assert!(!could_publish(&c, &d("1a._mimi.example.com")));
+        assert!(!could_publish(&c, &d("0a._mimi.other.example")));
+    }
+}

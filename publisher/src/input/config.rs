@@ -654,3 +654,75 @@ rname = "hostmaster.example.com"
         assert_eq!(c.authority.unwrap().window.validity(), 2 * 86400);
     }
 }
+
+#[cfg(test)]
+mod many_tests {
+    use super::*;
+
+    const BASE: &str =
+        "ns = [\"ns1.p.example\"]\n[soa]\nmname = \"ns1.p.example\"\nrname = \"h.p.example\"\n";
+
+    fn load(top: &str, tables: &str) -> Result<ZoneConfig, String> {
+        ZoneConfig::from_toml(&format!("{top}{BASE}{tables}"), Path::new("/c/z.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn domains_and_shards_tables() {
+        let c = load(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\nlist = \"domains.txt\"\n[shards]\nzones = [\"00-7v\"]\n",
+        )
+        .unwrap();
+        assert!(c.is_many());
+        assert_eq!(c.origin, ZoneConfig::many());
+        let d = c.domains.as_ref().unwrap();
+        assert_eq!(d.list, Some(PathBuf::from("/c/domains.txt")));
+        assert_eq!(c.shards.as_ref().unwrap().len(), 256);
+        assert!(c.input_files().contains(&PathBuf::from("/c/domains.txt")));
+        let one = c.for_zone(&DomainName::parse("_mimi.a.example").unwrap());
+        assert_eq!(one.origin.as_str(), "_mimi.a.example");
+        assert!(!load("origin = \"x.example\"\n", "").unwrap().is_many());
+    }
+
+    #[test]
+    fn nonsense_is_refused_naming_the_setting() {
+        for (top, tables, want) in [
+            (
+                "origin = \"x.example\"\n",
+                "[domains]\norigin = \"_mimi.{domain}\"\n",
+                "/c/z.toml: origin: with [domains]",
+            ),
+            ("", "", "/c/z.toml: origin: missing"),
+            (
+                "role = \"distribution\"\n",
+                "[domains]\norigin = \"_mimi.{domain}\"\n",
+                "/c/z.toml: domains: [domains] publishes",
+            ),
+            (
+                "",
+                "[domains]\norigin = \"_mimi\"\n",
+                "/c/z.toml: domains.origin: \"_mimi\" must end with {domain}",
+            ),
+            (
+                "tel_root = \"e164.example\"\n",
+                "[domains]\norigin = \"{domain}\"\n",
+                "/c/z.toml: tel_root:",
+            ),
+            (
+                "origin = \"x.example\"\n",
+                "[shards]\nzones = [\"00-zz\"]\n",
+                "/c/z.toml: shards.zones: [0] = \"00-zz\"",
+            ),
+            (
+                "origin = \"x.example\"\n",
+                "[shards]\nzones = []\n",
+                "/c/z.toml: shards.zones: lists no shard",
+            ),
+            ("", "[domains]\norigin = \"{domain}\"\nbogus = 1\n", "bogus"),
+        ] {
+            let e = load(top, tables).unwrap_err();
+            assert!(e.contains(want), "{top}{tables}: {e}");
+        }
+    }
+}

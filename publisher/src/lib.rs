@@ -47,14 +47,16 @@ pub mod fuzzing {
     /// writes the answer to `packet` into `out`; false means no answer.
     pub fn answer_udp(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
         let mut scratch = crate::serve::wire::Scratch::default();
-        crate::serve::wire::answer_udp(zones, packet, out, &mut scratch)
+        let zones = crate::zone::served::ZoneTable::new(zones.iter().cloned());
+        crate::serve::wire::answer_udp(&zones, packet, out, &mut scratch)
     }
 
     /// The full reader that the one-pass reader falls back to for other
     /// query shapes, applied to any packet, answering over UDP.
     pub fn answer_full(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
+        let zones = crate::zone::served::ZoneTable::new(zones.iter().cloned());
         crate::serve::wire::answer_with_full_reader(
-            zones,
+            &zones,
             packet,
             crate::serve::wire::Transport::Udp,
             out,

@@ -36,7 +36,8 @@ use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
 use tracing::{debug, error, info, warn};
 
-use crate::build::{build_from_path, BuildError, BuildOutput};
+use crate::build::zones::{build_zones, compare, could_publish, ZoneSet, ZoneSetOutput};
+use crate::build::BuildError;
 use crate::input::config::ZoneConfig;
 use crate::input::problem::Problem;
 use crate::serve::rrl::{Limiter, RrlConfig, RrlStats};
@@ -45,7 +46,7 @@ use crate::serve::tcp::TcpServer;
 use crate::serve::udp::UdpServer;
 use crate::serve::watch::Reloader;
 use crate::zone::served::ServedZone;
-use crate::zone::shrink::{Shrink, ShrinkRefused};
+use crate::zone::shrink::ShrinkRefused;
 use crate::zone::state::StateDir;
 use crate::zone::Zone;
 use installed::{log_warnings, Served, Slot};
@@ -54,7 +55,8 @@ pub use installed::{ReloadEvent, ReloadReason};
 /// What to serve and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
-    /// One zone configuration file per zone (see [`crate::input::config`]).
+    /// Zone configuration files (see [`crate::input::config`]): each
+    /// describes one zone, or with `[domains]`/`[shards]` many.
     pub configs: Vec<PathBuf>,
     /// Address for both UDP and TCP. Port 0 picks a free port, the same for
     /// both protocols (see [`RunningServer::local_addr`]).
@@ -222,6 +224,12 @@ impl RunningServer {
         self.served.find(origin)
     }
 
+    /// The origins of every zone served now, sorted: a configuration of
+    /// many zones adds and removes zones as its inputs change.
+    pub fn origins(&self) -> Vec<DomainName> {
+        self.served.origins()
+    }
+
     /// What response rate limiting has done so far, or `None` when it is
     /// off: for monitoring, and for tests to check what clients saw.
     pub fn rrl_stats(&self) -> Option<RrlStats> {
@@ -288,7 +296,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                 let started = Instant::now();
                 let loaded = ZoneConfig::load(&config).ok();
                 let inputs = loaded.as_ref().map(|c| c.input_files()).unwrap_or_default();
-                let result = initial_zone(&config, loaded.as_ref(), state.as_deref(), allow_shrink);
+                let result = initial_set(&config, loaded.as_ref(), state.as_deref(), allow_shrink);
                 (config, inputs, result, started.elapsed())
             })
         })
@@ -299,20 +307,37 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     for b in builds {
         let (config, files, result, elapsed) = b.await?;
         match result {
-            Ok((zone, warnings, served)) => {
-                log_warnings(&zone.origin, &warnings);
-                info!(
-                    origin = %zone.origin,
-                    serial = zone.soa.serial,
-                    records = zone.record_count(),
-                    ms = elapsed.as_millis() as u64,
-                    config = %config.display(),
-                    "zone loaded"
-                );
+            Ok((set, warnings, served)) => {
+                let first = set
+                    .zones
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(ZoneConfig::many);
+                log_warnings(&first, &warnings);
+                if set.zones.len() == 1 {
+                    let zone = set.zones.values().next().expect("one zone");
+                    info!(
+                        origin = %zone.origin,
+                        serial = zone.soa.serial,
+                        records = zone.record_count(),
+                        ms = elapsed.as_millis() as u64,
+                        config = %config.display(),
+                        "zone loaded"
+                    );
+                } else {
+                    info!(
+                        zones = set.zones.len(),
+                        records = set.record_count(),
+                        ms = elapsed.as_millis() as u64,
+                        config = %config.display(),
+                        "zones loaded"
+                    );
+                }
                 inputs.push(files);
                 slots.push(Slot {
                     config,
-                    zone,
+                    set,
                     served,
                 });
             }
@@ -326,7 +351,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         return Err(e);
     }
     crate::serve::memory::release_free_memory();
-    let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
+    let resign_at: Vec<_> = slots.iter().map(|s| s.set.next_resign()).collect();
     let served = Arc::new(Served::new(slots, state.clone()).map_err(
         |(first, second, origin)| ServeError::DuplicateOrigin {
             origin,
@@ -361,10 +386,9 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             }
         })?;
     let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp);
-    info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
+    info!(addr = %local_addr, zones = served.zone_count(), "serving over UDP and TCP");
     // Secondaries may hold an older serial from before this start.
-    for idx in 0..served.len() {
-        let (_, zone) = served.current(idx);
+    for zone in served.all_zones() {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
     }
 
@@ -392,44 +416,80 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     })
 }
 
-/// A zone, its warnings and its index.
-type Initial = (Arc<Zone>, Vec<Problem>, Arc<ServedZone>);
+/// A configuration's zones, their warnings and their indexes.
+type Initial = (
+    ZoneSet,
+    Vec<Problem>,
+    std::collections::BTreeMap<DomainName, Arc<ServedZone>>,
+);
 
-/// The first zone served from `config` (CPU-bound): built from the files,
-/// starting from the zone kept in `state`. If the build would remove too
-/// much of a kept zone whose seal verifies, the kept zone is served instead
-/// (as a running server keeps serving its zone); one whose seal does not
-/// cannot be, and that is an error. The zone is kept before it is served.
-fn initial_zone(
+/// The first zones served from `config` (CPU-bound): built from the files,
+/// each starting from its zone kept in `state` (for a configuration of
+/// many zones, every kept zone it could describe). If the build would
+/// remove too much of the kept zones (summed over them, a kept zone not
+/// built again counting as removed) and every kept zone's seal verifies,
+/// the kept zones are served instead (as a running server keeps serving
+/// its zones); otherwise that is an error. Zones are kept before they are
+/// served.
+fn initial_set(
     config: &Path,
     loaded: Option<&ZoneConfig>,
     state: Option<&StateDir>,
     allow_shrink: bool,
 ) -> Result<Initial, ServeError> {
-    let kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
-    let previous = kept.as_ref().map(|k| k.for_build());
-    let output =
-        build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(|source| {
-            ServeError::Build {
-                config: config.to_owned(),
-                source,
-            }
-        })?;
+    let build_error = |source| ServeError::Build {
+        config: config.to_owned(),
+        source,
+    };
+    let kept: Vec<crate::zone::state::Kept> = match (state, loaded) {
+        (Some(s), Some(c)) if c.is_many() => s
+            .origins()
+            .into_iter()
+            .filter(|o| could_publish(c, o))
+            .filter_map(|o| s.load(&c.for_zone(&o)))
+            .collect(),
+        (Some(s), Some(c)) => s.load(c).into_iter().collect(),
+        _ => Vec::new(),
+    };
+    let previous = ZoneSet::of(kept.iter().map(|k| k.for_build().into_owned()));
+    let loaded = match loaded {
+        Some(c) => c.clone(),
+        None => ZoneConfig::load(config).map_err(|e| {
+            build_error(BuildError::from(Problem::in_file(
+                config,
+                e.to_string()
+                    .strip_prefix(&format!("{}: ", config.display()))
+                    .unwrap_or(&e.to_string())
+                    .to_owned(),
+            )))
+        })?,
+    };
+    let output = build_zones(&loaded, UnixTime::now(), &previous, None).map_err(build_error)?;
     drop(previous);
-    let BuildOutput {
-        mut zone,
+    let ZoneSetOutput {
+        mut set,
         warnings,
         seal,
         max_shrink,
+        ..
     } = output;
+    let kept_set = ZoneSet::of(kept.iter().map(|k| k.zone.clone()));
     // A build keeps the serial only for the same content: then the kept
     // file already holds this zone.
-    let mut already_kept = kept
-        .as_ref()
-        .is_some_and(|k| k.trusted && k.zone.soa.serial == zone.soa.serial);
-    if let Some(k) = kept.filter(|_| !allow_shrink) {
-        if let Err(refused) = Shrink::between(&k.zone.records, &zone.records).check(max_shrink) {
-            if !k.trusted {
+    let mut already_kept: std::collections::BTreeSet<DomainName> = kept
+        .iter()
+        .filter(|k| {
+            k.trusted
+                && set
+                    .zones
+                    .get(&k.zone.origin)
+                    .is_some_and(|z| z.soa.serial == k.zone.soa.serial)
+        })
+        .map(|k| k.zone.origin.clone())
+        .collect();
+    if !allow_shrink && !kept.is_empty() {
+        if let Err(refused) = compare(&kept_set, &set).check(max_shrink) {
+            if !kept.iter().all(|k| k.trusted) {
                 return Err(ServeError::Shrink {
                     config: config.to_owned(),
                     source: refused,
@@ -437,32 +497,40 @@ fn initial_zone(
             }
             error!(
                 config = %config.display(),
-                serial = k.zone.soa.serial,
-                "{refused}; serving the kept zone"
+                zones = kept.len(),
+                "{refused}; serving the kept zones"
             );
-            let transfer = zone.transfer.take();
-            zone = k.zone;
-            zone.transfer = transfer;
-            already_kept = true;
+            let transfer = set.zones.values().next().and_then(|z| z.transfer.clone());
+            set = ZoneSet::of(kept.into_iter().map(|k| {
+                let mut z = k.zone;
+                z.transfer = transfer.clone();
+                z
+            }));
+            already_kept = set.zones.keys().cloned().collect();
         }
     }
-    let zone = Arc::new(zone);
-    let served = ServedZone::new(zone.clone()).map_err(|message| ServeError::Build {
-        config: config.to_owned(),
-        source: BuildError {
-            problems: vec![Problem::in_file(config, message)],
-        },
-    })?;
-    if let Some(state) = state.filter(|_| !already_kept) {
-        state
-            .write(&zone, seal.as_ref())
-            .map_err(|source| ServeError::Keep {
-                origin: zone.origin.clone(),
-                path: state.path(&zone.origin),
-                source,
-            })?;
+    let mut served = std::collections::BTreeMap::new();
+    for (origin, zone) in &set.zones {
+        let s = ServedZone::new(zone.clone()).map_err(|message| {
+            build_error(BuildError {
+                problems: vec![Problem::in_file(
+                    config,
+                    format!("zone {origin}: {message}"),
+                )],
+            })
+        })?;
+        served.insert(origin.clone(), Arc::new(s));
+        if let Some(state) = state.filter(|_| !already_kept.contains(origin)) {
+            state
+                .write(zone, seal.as_ref())
+                .map_err(|source| ServeError::Keep {
+                    origin: origin.clone(),
+                    path: state.path(origin),
+                    source,
+                })?;
+        }
     }
-    Ok((zone, warnings, Arc::new(served)))
+    Ok((set, warnings, served))
 }
 
 /// Serves until `shutdown` completes, then stops gracefully: what the

@@ -328,9 +328,7 @@ async fn converse(
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),
             Answer::Transfer => {
-                let zone = zones
-                    .iter()
-                    .find(|z| z.origin().as_str() == scratch.qname());
+                let zone = zones.get(scratch.qname());
                 crate::transfer::serve(
                     &packet,
                     peer,

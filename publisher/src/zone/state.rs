@@ -208,6 +208,29 @@ impl StateDir {
         Some(Kept { zone, trusted })
     }
 
+    /// Removes the kept file of a zone no longer served (none is fine).
+    pub(crate) fn remove(&self, origin: &DomainName) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(origin)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The origins of every zone kept here (files `<origin>.zone`).
+    pub(crate) fn origins(&self) -> Vec<DomainName> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<DomainName> = entries
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                DomainName::parse_canonical(name.strip_suffix(".zone")?).ok()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Writes `zone` sealed with `seal`, atomically and durably (the file
     /// and the directory entry are on disk when this returns).
     pub(crate) fn write(&self, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {

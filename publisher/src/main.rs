@@ -914,6 +914,7 @@ fn kept_zones(
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
+    let ours = build::zones::publishable(config);
     for entry in entries {
         let path = entry?.path();
         let Some(origin) = path
@@ -924,7 +925,7 @@ fn kept_zones(
         else {
             continue;
         };
-        if !build::zones::could_publish(config, &origin) {
+        if !ours(&origin) {
             continue;
         }
         let text = std::fs::read_to_string(&path)

@@ -514,9 +514,42 @@ impl<'c> Expansion<'c> {
 }
 
 /// Whether `origin` names a zone this configuration could publish (a kept
-/// zone of it found in a state directory): `{domain}` pattern and list,
-/// shard set, the origin itself for a single-zone configuration.
+/// zone of it found in a state directory): `{domain}` pattern and, if the
+/// configuration has one, its domain list (read here; an unreadable list
+/// admits every domain), shard set, the origin itself for a single-zone
+/// configuration.
+///
+/// Without a domain list, `origin = "{domain}"` matches any name: such a
+/// configuration should have a state directory of its own.
 pub fn could_publish(config: &ZoneConfig, origin: &DomainName) -> bool {
+    publishable(config)(origin)
+}
+
+/// [`could_publish`] for many origins: reads the domain list once.
+pub fn publishable(config: &ZoneConfig) -> impl Fn(&DomainName) -> bool + '_ {
+    let list = config
+        .domains
+        .as_ref()
+        .and_then(|d| d.list.as_ref())
+        .and_then(|p| DomainList::read(p).ok());
+    move |origin: &DomainName| {
+        let listed = |domain: &DomainName| list.as_ref().is_none_or(|l| l.contains(domain));
+        could_publish_shape(config, origin)
+            && match &config.domains {
+                None => true,
+                Some(d) => match &config.shards {
+                    None => d.origin.domain_of(origin).is_some_and(|dom| listed(&dom)),
+                    Some(_) => origin
+                        .as_str()
+                        .split_once("._mimi.")
+                        .and_then(|(_, rest)| DomainName::parse_canonical(rest).ok())
+                        .is_some_and(|dom| listed(&dom)),
+                },
+            }
+    }
+}
+
+fn could_publish_shape(config: &ZoneConfig, origin: &DomainName) -> bool {
     let shard_part = |o: &DomainName| -> Option<(String, DomainName)> {
         let (shard, rest) = o.as_str().split_once("._mimi.")?;
         Some((shard.to_owned(), DomainName::parse_canonical(rest).ok()?))
@@ -757,6 +790,15 @@ mod tests {
         let c = f.config();
         assert!(could_publish(&c, &d("_mimi.a.example")));
         assert!(!could_publish(&c, &d("a.example")));
+        let f = Fixture::new(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\nlist = \"domains.txt\"\n",
+            THREE,
+        );
+        f.write("domains.txt", "a.example\n");
+        let c = f.config();
+        assert!(could_publish(&c, &d("_mimi.a.example")));
+        assert!(!could_publish(&c, &d("_mimi.b.example")), "not listed");
         let f = Fixture::new(
             "origin = \"example.com\"\n",
             "[shards]\nzones = [\"00-0v\"]\n",

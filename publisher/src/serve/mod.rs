@@ -36,7 +36,7 @@ use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
 use tracing::{debug, error, info, warn};
 
-use crate::build::zones::{build_zones, compare, could_publish, ZoneSet, ZoneSetOutput};
+use crate::build::zones::{build_zones, compare, publishable, ZoneSet, ZoneSetOutput};
 use crate::build::BuildError;
 use crate::input::config::ZoneConfig;
 use crate::input::problem::Problem;
@@ -442,12 +442,14 @@ fn initial_set(
         source,
     };
     let kept: Vec<crate::zone::state::Kept> = match (state, loaded) {
-        (Some(s), Some(c)) if c.is_many() => s
-            .origins()
-            .into_iter()
-            .filter(|o| could_publish(c, o))
-            .filter_map(|o| s.load(&c.for_zone(&o)))
-            .collect(),
+        (Some(s), Some(c)) if c.is_many() => {
+            let ours = publishable(c);
+            s.origins()
+                .into_iter()
+                .filter(|o| ours(o))
+                .filter_map(|o| s.load(&c.for_zone(&o)))
+                .collect()
+        }
         (Some(s), Some(c)) => s.load(c).into_iter().collect(),
         _ => Vec::new(),
     };

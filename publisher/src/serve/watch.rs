@@ -551,6 +551,19 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                     "content unchanged".into(),
                 ));
             }
+            if prepared.unchanged.is_empty() {
+                // A configuration of many zones none of which needed a
+                // build: still one event, so that whoever waits on this
+                // rebuild sees it.
+                ctx.served.announce(event(
+                    true,
+                    false,
+                    false,
+                    first_serial,
+                    first_origin.clone(),
+                    "content unchanged".into(),
+                ));
+            }
             let delay = resign_delay(prepared.set.next_resign(), UnixTime::now()).max(batch);
             drop_off_thread(ctx.served.keep(idx, prepared.set));
             delay

@@ -964,7 +964,7 @@ fn build_many_cmd(
     allow_shrink: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    use mimi_publisher::zone::{seal, zonefile};
+    use mimi_publisher::zone::zonefile;
     let started = std::time::Instant::now();
     if out.is_file() {
         bail!(
@@ -992,25 +992,21 @@ fn build_many_cmd(
             return Ok(ExitCode::from(1));
         }
     }
-    let mut written = 0;
-    for (origin, zone) in &output.set.zones {
-        let path = out.join(format!("{}.zone", origin.as_str()));
-        let same = whole
-            .zones
-            .get(origin)
-            .is_some_and(|old| old.soa.serial == zone.soa.serial && old.same_content(zone));
-        if same {
-            continue;
-        }
-        let text = zonefile::render(zone);
-        let text = match &output.seal {
-            Some(k) => seal::seal(&text, k),
-            None => text,
-        };
-        zonefile::write_atomically(&path, &text)
-            .with_context(|| format!("writing {}", path.display()))?;
-        written += 1;
-    }
+    let to_write: Vec<(PathBuf, &mimi_publisher::Zone)> = output
+        .set
+        .zones
+        .iter()
+        .filter(|(origin, zone)| {
+            !whole
+                .zones
+                .get(*origin)
+                .is_some_and(|old| old.soa.serial == zone.soa.serial && old.same_content(zone))
+        })
+        .map(|(origin, zone)| (out.join(format!("{}.zone", origin.as_str())), &**zone))
+        .collect();
+    zonefile::write_sealed_zones_atomically(&to_write, output.seal.as_ref())
+        .with_context(|| format!("writing zone files in {}", out.display()))?;
+    let written = to_write.len();
     let mut removed = 0;
     for origin in whole.zones.keys() {
         if !output.set.zones.contains_key(origin) {

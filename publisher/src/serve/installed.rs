@@ -346,14 +346,14 @@ pub(crate) fn prepare(
         .map(|(o, z)| (o.clone(), z.soa.serial))
         .collect();
     if let Some(state) = state {
-        for zone in &changed {
-            state.write(zone, output.seal.as_ref()).map_err(|e| {
-                PrepareError::Failed(format!(
-                    "cannot keep the zone in {}: {e}; not installed, so that a restart cannot go back to an older serial",
-                    state.path(&zone.origin).display()
-                ))
-            })?;
-        }
+        let zones: Vec<&Zone> = changed.iter().map(|z| &**z).collect();
+        state.write_all(&zones, output.seal.as_ref()).map_err(|e| {
+            PrepareError::Failed(format!(
+                "cannot keep {} in {}: {e}; not installed, so that a restart cannot go back to an older serial",
+                if zones.len() == 1 { format!("zone {}", zones[0].origin) } else { format!("{} zones", zones.len()) },
+                state.path(&ZoneConfig::many()).parent().map_or(String::new(), |d| d.display().to_string())
+            ))
+        })?;
         for (origin, _) in &removed {
             if let Err(e) = state.remove(origin) {
                 warn!(origin = %origin, "cannot remove the kept file of a zone no longer served: {e}");

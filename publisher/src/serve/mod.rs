@@ -522,15 +522,24 @@ fn initial_set(
             })
         })?;
         served.insert(origin.clone(), Arc::new(s));
-        if let Some(state) = state.filter(|_| !already_kept.contains(origin)) {
-            state
-                .write(zone, seal.as_ref())
-                .map_err(|source| ServeError::Keep {
-                    origin: origin.clone(),
-                    path: state.path(origin),
-                    source,
-                })?;
-        }
+    }
+    if let Some(state) = state {
+        let to_keep: Vec<&Zone> = set
+            .zones
+            .values()
+            .filter(|z| !already_kept.contains(&z.origin))
+            .map(|z| &**z)
+            .collect();
+        let first = to_keep
+            .first()
+            .map_or_else(ZoneConfig::many, |z| z.origin.clone());
+        state
+            .write_all(&to_keep, seal.as_ref())
+            .map_err(|source| ServeError::Keep {
+                path: state.path(&first),
+                origin: first,
+                source,
+            })?;
     }
     Ok((set, warnings, served))
 }

@@ -19,7 +19,7 @@
 //! user running the server and be writable by nobody else, and temporary
 //! files left in it by a crash are removed at start.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mimi_proto::DomainName;
 use tracing::{debug, info, warn};
@@ -231,18 +231,16 @@ impl StateDir {
         out
     }
 
-    /// Writes `zone` sealed with `seal`, atomically and durably (the file
-    /// and the directory entry are on disk when this returns).
-    pub(crate) fn write(&self, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
-        let path = self.path(&zone.origin);
-        write(&path, zone, seal)?;
-        debug!(path = %path.display(), serial = zone.soa.serial, "served zone kept");
+    /// Writes every zone of `zones` sealed with `seal`, atomically and
+    /// durably, with one flush to disk for all (see
+    /// [`zonefile::write_sealed_zones_atomically`]).
+    pub(crate) fn write_all(&self, zones: &[&Zone], seal: Option<&SealKey>) -> std::io::Result<()> {
+        let items: Vec<(PathBuf, &Zone)> =
+            zones.iter().map(|z| (self.path(&z.origin), *z)).collect();
+        zonefile::write_sealed_zones_atomically(&items, seal)?;
+        debug!(dir = %self.dir.display(), zones = zones.len(), "served zones kept");
         Ok(())
     }
-}
-
-fn write(path: &Path, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
-    zonefile::write_sealed_zone_atomically(path, zone, seal)
 }
 
 #[cfg(test)]

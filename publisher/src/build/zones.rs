@@ -108,6 +108,8 @@ impl ZoneSet {
 /// need not build: the inputs every zone shares, and each zone's share of
 /// the pre-signed files (its mappings share is in its own cache).
 struct SetMemory {
+    /// Where each line of the mappings file went, for the next partition.
+    placed: Option<Placed>,
     config: ZoneConfig,
     certs: Vec<ZoneRecord>,
     transfer: Option<Arc<TransferPolicy>>,
@@ -210,17 +212,34 @@ pub fn build_zones(
     };
     let shared = Shared::load(config, &cert_zone, now, &mut errors, &mut warnings);
 
-    // Partition the mappings by zone.
+    // Partition the mappings by zone: every line, or with the previous
+    // build's placement, only the lines between the unchanged prefix and
+    // suffix of the file.
     let mut shares: BTreeMap<ZoneSpec, (String, Vec<u32>)> = BTreeMap::new();
     let mappings_path = config.mappings.clone();
+    let mut placement: Option<Placed> = None;
     if let Some(path) = &mappings_path {
         if let (Some(text), Some(x)) = (read_complete(path, "mappings", &mut errors), &expansion) {
-            let lines: Vec<(usize, &str)> =
-                text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
-            let placed: Vec<(usize, Result<Option<ZoneSpec>, Problem>)> = lines
+            let before = previous
+                .memory
+                .as_deref()
+                .and_then(|m| m.placed.as_ref())
+                .filter(|p| p.config == *config && p.list == x.list);
+            let lines: Vec<&str> = text.lines().collect();
+            let (keep_head, todo, keep_tail) = match before {
+                Some(p) => changed_range(&p.text, &text, p.lines.len()),
+                None => (0, 0..lines.len(), 0),
+            };
+            let (mut specs, mut index) = match before {
+                Some(p) => (p.specs.clone(), p.index.clone()),
+                None => (Vec::new(), HashMap::new()),
+            };
+            let parsed: Vec<(usize, Result<Option<ZoneSpec>, Problem>)> = lines[todo.clone()]
                 .par_iter()
+                .enumerate()
                 .with_min_len(1024)
-                .filter_map(|&(line, l)| {
+                .filter_map(|(i, l)| {
+                    let line = todo.start + i + 1;
                     let t = l.trim();
                     if t.is_empty() || t.starts_with('#') {
                         return None;
@@ -232,18 +251,53 @@ pub fn build_zones(
                     Some((line, spec))
                 })
                 .collect();
-            for (line, spec) in placed {
+            let mut middle: Vec<Option<u32>> = vec![None; todo.len()];
+            for (line, spec) in parsed {
                 match spec {
                     Ok(Some(spec)) => {
-                        let (t, l) = shares.entry(spec).or_default();
-                        t.push_str(lines[line - 1].1);
-                        t.push('\n');
-                        l.push(u32::try_from(line).unwrap_or(u32::MAX));
+                        let n = specs.len() as u32;
+                        let idx = *index.entry(spec.clone()).or_insert_with(|| {
+                            specs.push(spec);
+                            n
+                        });
+                        middle[line - 1 - todo.start] = Some(idx);
                     }
                     Ok(None) => {}
                     Err(p) => errors.push(p),
                 }
             }
+            let mut placed: Vec<Option<u32>> = Vec::with_capacity(lines.len());
+            if let Some(p) = before {
+                placed.extend_from_slice(&p.lines[..keep_head]);
+            }
+            placed.extend(middle);
+            if let Some(p) = before {
+                placed.extend_from_slice(&p.lines[p.lines.len() - keep_tail..]);
+            }
+            debug_assert_eq!(placed.len(), lines.len());
+            let mut by_idx: Vec<Option<(String, Vec<u32>)>> = vec![None; specs.len()];
+            for (i, (l, at)) in lines.iter().zip(&placed).enumerate() {
+                if let Some(at) = at {
+                    let (t, n) = by_idx[*at as usize].get_or_insert_with(Default::default);
+                    t.push_str(l);
+                    t.push('\n');
+                    n.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
+                }
+            }
+            for (spec, share) in specs.iter().zip(by_idx) {
+                if let Some(share) = share {
+                    shares.insert(spec.clone(), share);
+                }
+            }
+            drop(lines);
+            placement = Some(Placed {
+                config: config.clone(),
+                list: x.list.clone(),
+                text,
+                lines: placed,
+                specs,
+                index,
+            });
         }
     }
     // And the pre-signed assertions.
@@ -377,6 +431,7 @@ pub fn build_zones(
         set: ZoneSet {
             zones: kept,
             memory: Some(Arc::new(SetMemory {
+                placed: placement,
                 config: config.clone(),
                 certs: shared.certs.clone(),
                 transfer: shared.transfer.clone(),
@@ -389,6 +444,47 @@ pub fn build_zones(
         max_shrink,
         built,
     })
+}
+
+/// Where each line of a mappings file went: the text, and per line the
+/// index of its zone in `specs` (`None`: a comment, a blank line, or an
+/// SII of a shard not published here), valid for the same configuration
+/// and domain list.
+struct Placed {
+    config: ZoneConfig,
+    list: Option<DomainList>,
+    text: String,
+    lines: Vec<Option<u32>>,
+    specs: Vec<ZoneSpec>,
+    index: HashMap<ZoneSpec, u32>,
+}
+
+/// Compares the new mappings `text` with the `old` one of `old_lines`
+/// lines (both end with a newline): how many whole lines at the start and
+/// at the end are unchanged, and the range of new lines in between.
+fn changed_range(
+    old: &str,
+    text: &str,
+    old_lines: usize,
+) -> (usize, std::ops::Range<usize>, usize) {
+    let (o, n) = (old.as_bytes(), text.as_bytes());
+    let p = super::common_prefix(o, n);
+    let pre_end = o[..p]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let max_s = o.len().min(n.len()) - pre_end;
+    let s = super::common_suffix(&o[o.len() - max_s..], &n[n.len() - max_s..]);
+    // Whole lines of the common suffix: those after a newline inside it.
+    let (old_suf, new_suf) = match o[o.len() - s..].iter().position(|&b| b == b'\n') {
+        Some(i) => (o.len() - s + i + 1, n.len() - s + i + 1),
+        None => (o.len(), n.len()),
+    };
+    let head = super::count_newlines(&o[..pre_end]);
+    let tail = super::count_newlines(&o[old_suf..]);
+    let middle = super::count_newlines(&n[pre_end..new_suf]);
+    debug_assert!(head + tail <= old_lines);
+    (head, head..head + middle, tail)
 }
 
 /// The mappings text a zone was built from, if its build kept it.
@@ -676,6 +772,54 @@ mod tests {
         // The same inputs again: nothing is built.
         let again = f.build(&out.set).unwrap();
         assert_eq!(again.built, 0);
+    }
+
+    #[test]
+    fn incremental_partitions_equal_full_ones() {
+        let base: Vec<String> = (0..60)
+            .map(|i| format!("u{i}@d{}.example,im:u{i}@chat.provider.example\n", i % 7))
+            .collect();
+        let f = Fixture::new(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\n",
+            &base.concat(),
+        );
+        let mut prev = f.build(&ZoneSet::default()).unwrap().set;
+        let edits: Vec<Box<dyn Fn(&mut Vec<String>)>> = vec![
+            Box::new(|v| v.insert(0, "# head\n".into())),
+            Box::new(|v| v.insert(30, "new@d9.example,im:n@chat.provider.example\n".into())),
+            Box::new(|v| {
+                v.remove(10);
+            }),
+            Box::new(|v| v.push("last@d2.example,im:l@chat.provider.example\n".into())),
+            Box::new(|v| v[5] = "u4@d4.example,im:moved@chat.provider.example\n".into()),
+            Box::new(|v| v.retain(|l| !l.contains("@d3."))),
+            Box::new(|v| v.truncate(20)),
+        ];
+        let mut text = base.clone();
+        for (n, edit) in edits.iter().enumerate() {
+            edit(&mut text);
+            f.write("m.csv", &text.concat());
+            let inc = build_zones(&f.config(), UnixTime(NOW), &prev, None)
+                .unwrap()
+                .set;
+            let full = f.build(&ZoneSet::default()).unwrap().set;
+            assert_eq!(
+                inc.zones.keys().collect::<Vec<_>>(),
+                full.zones.keys().collect::<Vec<_>>(),
+                "edit {n}"
+            );
+            for (o, z) in &full.zones {
+                assert_eq!(inc.zones[o].records, z.records, "edit {n}: {o}");
+            }
+            prev = inc;
+        }
+        // An error in the changed part names its line in the file.
+        text.insert(3, "not a mapping\n".into());
+        f.write("m.csv", &text.concat());
+        let e = build_zones(&f.config(), UnixTime(NOW), &prev, None).unwrap_err();
+        assert_eq!(e.problems.len(), 1);
+        assert_eq!(e.problems[0].line, Some(4), "{}", e.problems[0]);
     }
 
     #[test]

@@ -785,7 +785,8 @@ mod tests {
             &base.concat(),
         );
         let mut prev = f.build(&ZoneSet::default()).unwrap().set;
-        let edits: Vec<Box<dyn Fn(&mut Vec<String>)>> = vec![
+        type Edit = Box<dyn Fn(&mut Vec<String>)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|v| v.insert(0, "# head\n".into())),
             Box::new(|v| v.insert(30, "new@d9.example,im:n@chat.provider.example\n".into())),
             Box::new(|v| {

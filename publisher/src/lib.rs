@@ -9,7 +9,9 @@
 //!    │          → typed values, or Problems with file:line
 //!    ▼
 //!  build/     plan, sign what changed, merge with what is reused
-//!    │          → a complete Zone (or every problem, nothing half-built)
+//!    │          → a complete Zone (or every problem, nothing half-built);
+//!    │          build/zones: one configuration → its zones ([domains],
+//!    │          [shards]), each built from its own share of the inputs
 //!    ▼
 //!  zone/      the Zone model; its served form and index; zone files;
 //!    │          the kept copy in --state-dir; the shrink guard

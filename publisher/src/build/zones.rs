@@ -159,14 +159,7 @@ pub fn compare(previous: &ZoneSet, next: &ZoneSet) -> Shrink {
     };
     for (origin, old) in &previous.zones {
         match next.zones.get(origin) {
-            Some(new) if Arc::ptr_eq(old, new) => {
-                let s = Shrink::between(empty, &new.records);
-                add(Shrink {
-                    before: s.after,
-                    after: s.after,
-                    removed: 0,
-                });
-            }
+            Some(new) if Arc::ptr_eq(old, new) => add(Shrink::unchanged(&new.records)),
             Some(new) => add(Shrink::between(&old.records, &new.records)),
             None => add(Shrink::between(&old.records, empty)),
         }

@@ -295,7 +295,8 @@ pub fn write_sealed_zone_atomically(
 /// written first, then the file system is synced once (`syncfs` on Linux;
 /// elsewhere each file is synced), then each is renamed into place and the
 /// directory synced once: when this returns, every file is durable, as
-/// with the one-file function.
+/// with the one-file function. (Up to a few dozen files, each is synced
+/// instead of the file system: that flushes only what is ours.)
 pub fn write_sealed_zones_atomically(
     items: &[(std::path::PathBuf, &Zone)],
     seal: Option<&crate::zone::seal::SealKey>,
@@ -331,7 +332,9 @@ pub fn write_sealed_zones_atomically(
         temps.push((tmp, path));
     }
     let dir_file = std::fs::File::open(&dir)?;
-    if !sync_file_system(&dir_file) {
+    // A few files are cheaper to sync one by one than the whole file
+    // system, which may hold much else that is being written.
+    if temps.len() <= FEW_FILES || !sync_file_system(&dir_file) {
         for (tmp, _) in &temps {
             tmp.as_file().sync_all()?;
         }
@@ -343,6 +346,10 @@ pub fn write_sealed_zones_atomically(
     dir_file.sync_all()?;
     Ok(())
 }
+
+/// Up to this many files, [`write_sealed_zones_atomically`] syncs each
+/// file rather than the file system.
+const FEW_FILES: usize = 64;
 
 /// Flushes the whole file system holding `file` to disk (Linux `syncfs`);
 /// false where that is not available or failed (the caller then syncs

@@ -7,6 +7,10 @@ gen.py siis N COUNT FILE        COUNT SIIs for `mimi-resolve batch`: 90% of the 
 gen.py siiqueries SIIFILE FILE  the dnsperf queries (TXT at each SII's home name) of those SIIs
 gen.py name SII                 the home discovery name of an email SII under example.com
 gen.py p99 FILE                 p99 latency (ms) of the answered queries in `dnsperf -v` output
+gen.py domains D M FILE         M mappings for each of D domains: userJ@dI.example → mimi://chat.provider.example/u/J-I
+gen.py zonequeries DIR N FILE [BIG]  N dnsperf queries over every zone file DIR/*.zone: 90% TXT names
+                                of a random zone, 10% non-existent names in one; with BIG (a zone file),
+                                one query in ten goes to it instead
 """
 import base64
 import hashlib
@@ -73,6 +77,50 @@ def p99(path):
     print("%.3f" % (lat[int(len(lat) * 0.99)] * 1000 if lat else float("nan")))
 
 
+def domains(d, m, path):
+    with open(path, "w") as f:
+        for i in range(d):
+            for j in range(m):
+                f.write(f"user{j}@d{i}.example,mimi://chat.provider.example/u/{j}-{i}\n")
+
+
+def zone_names(path):
+    origin = None
+    names = []
+    for l in open(path):
+        if l.startswith("$ORIGIN"):
+            origin = l.split()[1]
+        elif " IN TXT " in l and "._mimi." in l:
+            names.append(l.split()[0])
+        elif origin is None and " IN SOA " in l:
+            origin = l.split()[0]
+    return origin, names
+
+
+def zonequeries(directory, n, path, big=None):
+    import os
+    rnd = random.Random(44)
+    zones = []
+    for entry in sorted(os.listdir(directory)):
+        if entry.endswith(".zone"):
+            origin, names = zone_names(os.path.join(directory, entry))
+            if names:
+                zones.append((origin or entry[: -len(".zone")] + ".", names))
+    big_names = zone_names(big)[1] if big else []
+    with open(path, "w") as f:
+        for i in range(n):
+            if big_names and i % 10 == 5:
+                f.write(rnd.choice(big_names) + " TXT\n")
+                continue
+            origin, names = rnd.choice(zones)
+            if i % 10 == 9:
+                nx = "%032x" % rnd.getrandbits(128)
+                zone = origin.split("._mimi.", 1)[-1] if "._mimi." in origin else origin
+                f.write(f"{nx}.{nx[:2]}._mimi.{zone.removeprefix('_mimi.')} TXT\n")
+            else:
+                f.write(rnd.choice(names) + " TXT\n")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "mappings":
@@ -87,5 +135,9 @@ if __name__ == "__main__":
         print(name(sys.argv[2]))
     elif cmd == "p99":
         p99(sys.argv[2])
+    elif cmd == "domains":
+        domains(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif cmd == "zonequeries":
+        zonequeries(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
     else:
         sys.exit(f"unknown command {cmd}")

@@ -8,6 +8,8 @@
 #   bench/run.sh --quick              # N = 10,000, 1 run, short dnsperf runs: checks the harness (~2 min)
 #   bench/run.sh --rrl-only           # only the cost of response rate limiting: server CPU/query with
 #                                     # the limiter off and on (N = 100,000, 5 runs each; ~3 min)
+#   bench/run.sh --zones [ARGS]       # only many zones from one publisher (10,000 domains × 10 mappings,
+#                                     # --big N for a large zone alongside): bench/zones.sh ARGS
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -26,12 +28,13 @@ quick=0
 rrl_only=0
 while (($#)); do
   case "$1" in
+    --zones) shift; exec bash bench/zones.sh "$@" ;;
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --rrl-only) rrl_only=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -9,7 +9,9 @@
 //!    │          → typed values, or Problems with file:line
 //!    ▼
 //!  build/     plan, sign what changed, merge with what is reused
-//!    │          → a complete Zone (or every problem, nothing half-built)
+//!    │          → a complete Zone (or every problem, nothing half-built);
+//!    │          build/zones: one configuration → its zones ([domains],
+//!    │          [shards]), each built from its own share of the inputs
 //!    ▼
 //!  zone/      the Zone model; its served form and index; zone files;
 //!    │          the kept copy in --state-dir; the shrink guard
@@ -47,14 +49,16 @@ pub mod fuzzing {
     /// writes the answer to `packet` into `out`; false means no answer.
     pub fn answer_udp(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
         let mut scratch = crate::serve::wire::Scratch::default();
-        crate::serve::wire::answer_udp(zones, packet, out, &mut scratch)
+        let zones = crate::zone::served::ZoneTable::new(zones.iter().cloned());
+        crate::serve::wire::answer_udp(&zones, packet, out, &mut scratch)
     }
 
     /// The full reader that the one-pass reader falls back to for other
     /// query shapes, applied to any packet, answering over UDP.
     pub fn answer_full(zones: &[Arc<ServedZone>], packet: &[u8], out: &mut Vec<u8>) -> bool {
+        let zones = crate::zone::served::ZoneTable::new(zones.iter().cloned());
         crate::serve::wire::answer_with_full_reader(
-            zones,
+            &zones,
             packet,
             crate::serve::wire::Transport::Udp,
             out,

@@ -124,11 +124,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build a zone and write it as an RFC 1035 zone file (atomically).
+    /// Build a zone and write it as an RFC 1035 zone file (atomically); a
+    /// configuration of many zones ([domains], [shards]) writes one file per
+    /// zone, DIR/<origin>.zone.
     Build {
         /// Zone configuration file.
         config: PathBuf,
-        /// Output zone file.
+        /// Output zone file (a directory for a configuration of many zones).
         #[arg(long)]
         out: PathBuf,
         /// Build as of this time, Unix seconds (default: now).
@@ -407,6 +409,18 @@ fn run(command: Command) -> Result<ExitCode> {
             let mut ok = true;
             let mut reports = Vec::new();
             for c in &configs {
+                if let Ok(many) = mimi_publisher::ZoneConfig::load(c) {
+                    if many.is_many() {
+                        if out.is_some() {
+                            bail!("{}: --out compares one zone; for a configuration of many zones use --state-dir", c.display());
+                        }
+                        let report =
+                            check_many(c, &many, now, state_dir.as_deref(), allow_shrink, json)?;
+                        ok &= report["ok"].as_bool().unwrap_or(false);
+                        reports.push(report);
+                        continue;
+                    }
+                }
                 match build::build_from_path(c, now, None, None) {
                     Ok(built) => {
                         // What the zone would replace, if asked.
@@ -494,7 +508,12 @@ fn run(command: Command) -> Result<ExitCode> {
             now,
             allow_shrink,
             json,
-        } => build_cmd(&config, &out, now_or(now), allow_shrink, json),
+        } => match mimi_publisher::ZoneConfig::load(&config) {
+            Ok(c) if c.is_many() => {
+                build_many_cmd(&config, &c, &out, now_or(now), allow_shrink, json)
+            }
+            _ => build_cmd(&config, &out, now_or(now), allow_shrink, json),
+        },
         Command::Push {
             config,
             server,
@@ -593,6 +612,12 @@ fn push_cmd(
             build::BuildError::from(mimi_publisher::Problem::in_file(config, msg))
         })
         .and_then(|cfg| {
+            if cfg.is_many() {
+                return Err(build::BuildError::from(mimi_publisher::Problem::in_file(
+                    config,
+                    "push publishes one zone; a configuration of many zones ([domains] or [shards]) cannot be pushed yet: serve it, or build it with --out DIR",
+                )));
+            }
             let out = build::build_zone(&cfg, now, None, None)?;
             Ok((cfg, out))
         });
@@ -904,5 +929,215 @@ fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err(format!("{s:?}: must be longer than zero")),
         d => Ok(d),
+    }
+}
+
+/// The zones kept as `<origin>.zone` in `dir` that `config` could describe,
+/// read back: trusted ones (sealed with this key) whole, others for their
+/// serial only.
+fn kept_zones(
+    dir: &Path,
+    config: &mimi_publisher::ZoneConfig,
+) -> Result<(build::zones::ZoneSet, build::zones::ZoneSet)> {
+    use mimi_publisher::zone::{seal, zonefile};
+    let key = seal::key_for(config);
+    let (mut whole, mut for_build) = (Vec::new(), Vec::new());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Default::default(), Default::default()))
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let ours = build::zones::publishable(config);
+    for entry in entries {
+        let path = entry?.path();
+        let Some(origin) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".zone"))
+            .and_then(|n| mimi_proto::DomainName::parse_canonical(n).ok())
+        else {
+            continue;
+        };
+        if !ours(&origin) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let zone = match zonefile::parse(seal::body(&text)) {
+            Ok(z) if z.origin == origin => z,
+            _ => {
+                tracing::warn!("{}: not a zone file for {origin}; ignored", path.display());
+                continue;
+            }
+        };
+        let trusted = key.as_ref().is_some_and(|k| seal::open(&text, k).is_ok());
+        let mut stripped = zone.clone();
+        if !trusted {
+            stripped.records.clear();
+            stripped.next_resign = None;
+        }
+        whole.push(zone);
+        for_build.push(stripped);
+    }
+    Ok((
+        build::zones::ZoneSet::of(whole),
+        build::zones::ZoneSet::of(for_build),
+    ))
+}
+
+/// `build --out DIR` for a configuration of many zones: one zone file per
+/// zone, each continuing the serial of the file it replaces; files of
+/// zones no longer described are removed. The shrink guard compares all
+/// of them together.
+fn build_many_cmd(
+    config_path: &Path,
+    config: &mimi_publisher::ZoneConfig,
+    out: &Path,
+    now: UnixTime,
+    allow_shrink: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    use mimi_publisher::zone::zonefile;
+    let started = std::time::Instant::now();
+    if out.is_file() {
+        bail!(
+            "{}: a configuration of many zones writes one file per zone: --out must be a directory",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (whole, previous) = kept_zones(out, config)?;
+    let output = match build::zones::build_zones(config, now, &previous, None) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {}: {e}", config_path.display());
+            eprintln!("nothing was written; {} is unchanged", out.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &output.warnings {
+        tracing::warn!("{w}");
+    }
+    if !allow_shrink {
+        if let Err(refused) = build::zones::compare(&whole, &output.set).check(output.max_shrink) {
+            eprintln!("error: {}: {refused}", out.display());
+            eprintln!("nothing was written; {} is unchanged", out.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let to_write: Vec<(PathBuf, &mimi_publisher::Zone)> = output
+        .set
+        .zones
+        .iter()
+        .filter(|(origin, zone)| {
+            !whole
+                .zones
+                .get(*origin)
+                .is_some_and(|old| old.soa.serial == zone.soa.serial && old.same_content(zone))
+        })
+        .map(|(origin, zone)| (out.join(format!("{}.zone", origin.as_str())), &**zone))
+        .collect();
+    zonefile::write_sealed_zones_atomically(&to_write, output.seal.as_ref())
+        .with_context(|| format!("writing zone files in {}", out.display()))?;
+    let written = to_write.len();
+    let mut removed = 0;
+    for origin in whole.zones.keys() {
+        if !output.set.zones.contains_key(origin) {
+            let path = out.join(format!("{}.zone", origin.as_str()));
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let records = output.set.record_count();
+    let zones = output.set.zones.len();
+    if json {
+        println!(
+            "{}",
+            json!({"zones": zones, "out": out, "records": records, "written": written, "removed": removed, "seconds": secs})
+        );
+    } else {
+        eprintln!(
+            "{}: {zones} zones, {records} records; {written} zone files written, {removed} removed ({secs:.2}s)",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check` of a configuration of many zones: builds every zone; with a
+/// state directory, compares them with the zones kept there.
+fn check_many(
+    path: &Path,
+    config: &mimi_publisher::ZoneConfig,
+    now: UnixTime,
+    state_dir: Option<&Path>,
+    allow_shrink: bool,
+    json: bool,
+) -> Result<serde_json::Value> {
+    match build::zones::build_zones(config, now, &Default::default(), None) {
+        Ok(built) => {
+            let kept = match state_dir {
+                Some(d) => Some(kept_zones(d, config)?.0),
+                None => None,
+            };
+            let shrink = kept.as_ref().map(|k| build::zones::compare(k, &built.set));
+            let refused = shrink
+                .filter(|_| !allow_shrink)
+                .and_then(|s| s.check(built.max_shrink).err());
+            if !json {
+                for w in &built.warnings {
+                    println!("warning: {w}");
+                }
+                if let Some(s) = &shrink {
+                    println!(
+                        "compared with the zones kept in {}: {} assertions there, {} in the new zones, {} of them removed",
+                        state_dir.expect("compared").display(),
+                        s.before,
+                        s.after,
+                        s.removed
+                    );
+                }
+                match &refused {
+                    Some(r) => {
+                        println!("error: {}: {r}", path.display());
+                        println!(
+                            "FAILED: {}: the new zones would be held back",
+                            path.display()
+                        );
+                    }
+                    None => println!(
+                        "ok: {}: {} zones, {} records",
+                        path.display(),
+                        built.set.zones.len(),
+                        built.set.record_count()
+                    ),
+                }
+            }
+            let zones: Vec<&str> = built.set.zones.keys().map(|o| o.as_str()).collect();
+            Ok(
+                json!({"config": path, "ok": refused.is_none(), "zones": zones, "records": built.set.record_count(),
+                "problems": refused.iter().map(|r| json!({"file": path, "line": null, "message": r.to_string()})).collect::<Vec<_>>(),
+                "warnings": built.warnings.iter().map(problem_json).collect::<Vec<_>>(),
+                "shrink": shrink.map(|s| json!({"before": s.before, "after": s.after, "removed": s.removed, "refused": refused.is_some()}))}),
+            )
+        }
+        Err(e) => {
+            if !json {
+                for p in &e.problems {
+                    println!("error: {p}");
+                }
+                println!(
+                    "FAILED: {}: {} problem(s)",
+                    path.display(),
+                    e.problems.len()
+                );
+            }
+            Ok(
+                json!({"config": path, "ok": false, "problems": e.problems.iter().map(problem_json).collect::<Vec<_>>(), "warnings": []}),
+            )
+        }
     }
 }

@@ -29,6 +29,8 @@ use mimi_proto::{AuthorityName, DomainName, KeyId, Sii, UnixTime, UnsignedAssert
 use rayon::prelude::*;
 
 use crate::input::config::{AuthorityConfig, ZoneConfig, ZoneRole};
+
+pub mod zones;
 use crate::input::problem::Problem;
 use crate::input::{certs, keys, mappings, presigned};
 use crate::zone::{next_serial, BuildCache, Soa, Zone, ZoneRecord};
@@ -134,39 +136,144 @@ fn strip_path(msg: &str, path: &Path) -> String {
         .to_owned()
 }
 
-/// Where an SII's records go in this zone, or why they cannot; `None`
-/// when its discovery name is in a shard this zone delegates (the shard
-/// zone's configuration publishes it).
-fn owner_for(config: &ZoneConfig, sii: &Sii) -> Result<Option<DomainName>, String> {
-    let owner = owner_in_zone(config, sii)?;
-    Ok((!config.is_delegated(&owner)).then_some(owner))
+/// How SIIs are placed in the zone being built: the configuration's role
+/// and telephone root, the zone its distribution names are under (`base`,
+/// the configuration's origin), and the zone being built (`zone`: the same
+/// origin, or one zone of a configuration of many, see [`zones`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Placement {
+    pub(crate) role: ZoneRole,
+    pub(crate) tel_root: Option<DomainName>,
+    pub(crate) base: DomainName,
+    pub(crate) zone: DomainName,
+    /// The shards the zone delegates (`[[delegate]]`): their SIIs are the
+    /// shard zones' to publish.
+    pub(crate) delegated: crate::input::delegate::ShardSet,
 }
 
-/// Where an SII's records go in this zone, delegated shards or not.
-fn owner_in_zone(config: &ZoneConfig, sii: &Sii) -> Result<DomainName, String> {
+impl Placement {
+    /// The placement of the one zone of a single-zone configuration.
+    pub(crate) fn of(config: &ZoneConfig) -> Self {
+        Placement {
+            role: config.role,
+            tel_root: config.tel_root.clone(),
+            base: config.origin.clone(),
+            zone: config.origin.clone(),
+            delegated: delegated_shards(config),
+        }
+    }
+
+    /// Whether `owner` is at or below a shard this zone delegates.
+    pub(crate) fn is_delegated(&self, owner: &DomainName) -> bool {
+        !self.delegated.is_empty()
+            && crate::input::delegate::shard_of(
+                owner,
+                &crate::input::delegate::shard_parent(&self.zone),
+            )
+            .is_some_and(|s| self.delegated.contains(s))
+    }
+}
+
+/// Every shard `config` delegates.
+pub(crate) fn delegated_shards(config: &ZoneConfig) -> crate::input::delegate::ShardSet {
+    config
+        .delegate
+        .iter()
+        .fold(Default::default(), |acc, d| acc.union(&d.shards))
+}
+
+/// Where an SII's records go (its discovery name), or why they cannot.
+pub(crate) fn owner_for(place: &Placement, sii: &Sii) -> Result<DomainName, String> {
     let label = sii.label();
     let too_long = |zone: &DomainName| {
         format!(
             "{sii}: its discovery name in zone {zone} would be longer than 253 octets, which DNS cannot carry"
         )
     };
-    match config.role {
+    let name = match place.role {
         ZoneRole::Distribution => {
-            discovery_name(&label, &config.origin).map_err(|_| too_long(&config.origin))
+            discovery_name(&label, &place.base).map_err(|_| too_long(&place.base))?
         }
         ZoneRole::Home => {
-            let home = home_zone(sii, config.tel_root.as_ref()).ok_or_else(|| {
+            let home = home_zone(sii, place.tel_root.as_ref()).ok_or_else(|| {
                 format!("{sii}: a telephone number in a home zone needs tel_root in the zone configuration")
             })?;
             let name = discovery_name(&label, &home).map_err(|_| too_long(&home))?;
-            if name.is_within(&config.origin) {
-                Ok(name)
-            } else {
-                Err(format!(
+            if !name.is_within(&place.base) {
+                return Err(format!(
                     "{sii}: its home zone {home} is not inside zone {} (use role = \"distribution\" to publish any SII here)",
-                    config.origin
-                ))
+                    place.base
+                ));
             }
+            name
+        }
+    };
+    if name.is_within(&place.zone) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "{sii}: its discovery name {name} is not inside zone {}",
+            place.zone
+        ))
+    }
+}
+
+/// What every zone of one configuration shares: the signing key, the
+/// authority's certificates and known keys, and the transfer policy. Read
+/// once per build of a configuration, however many zones it has.
+pub(crate) struct Shared {
+    pub(crate) key: Option<SigningKey>,
+    pub(crate) ring: Option<certs::KeyRing>,
+    /// Certificate records (with the zone TTL); a zone publishes those
+    /// inside it.
+    pub(crate) certs: Vec<ZoneRecord>,
+    pub(crate) transfer: Option<Arc<crate::input::config::TransferPolicy>>,
+}
+
+impl Shared {
+    /// Loads the key, certificates and TSIG key of `config`; `cert_zone`
+    /// is the configuration whose origin the certificates must be inside.
+    pub(crate) fn load(
+        config: &ZoneConfig,
+        cert_zone: &ZoneConfig,
+        now: UnixTime,
+        errors: &mut Vec<Problem>,
+        warnings: &mut Vec<Problem>,
+    ) -> Shared {
+        let key: Option<SigningKey> = config
+            .authority
+            .as_ref()
+            .and_then(|a| a.key.as_ref())
+            .and_then(|p| match keys::load_signing_key(p) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
+                    None
+                }
+            });
+        let signing_pk = key
+            .as_ref()
+            .map(|k| keys::public_key(k).expect("loaded keys are not weak"));
+        let mut records = Vec::new();
+        let ring = config.authority.as_ref().map(|auth| {
+            let certs = certs::read(cert_zone, auth, signing_pk.as_ref(), now, errors, warnings);
+            records.extend(
+                certs
+                    .records
+                    .into_iter()
+                    .map(|(owner, text)| ZoneRecord::new(owner, config.ttl, text)),
+            );
+            certs.ring
+        });
+        let transfer = config
+            .transfer
+            .as_ref()
+            .and_then(|t| transfer_policy(t).map_err(|p| errors.push(p)).ok());
+        Shared {
+            key,
+            ring,
+            certs: records,
+            transfer,
         }
     }
 }
@@ -190,6 +297,48 @@ fn delegations(config: &ZoneConfig) -> Vec<crate::zone::Delegation> {
     cuts
 }
 
+/// Reads an input file that must be complete (end with a newline).
+pub(crate) fn read_complete(path: &Path, what: &str, errors: &mut Vec<Problem>) -> Option<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(Problem::in_file(path, format!("cannot read {what}: {e}")));
+            return None;
+        }
+    };
+    if let Err(p) = crate::input::complete::check(path, &text) {
+        errors.push(p);
+        return None;
+    }
+    Some(text)
+}
+
+/// The pre-signed files of `config`, parsed.
+pub(crate) fn read_presigned(
+    config: &ZoneConfig,
+    errors: &mut Vec<Problem>,
+) -> Vec<(PathBuf, Vec<presigned::Presigned>)> {
+    let mut out = Vec::new();
+    for path in &config.presigned {
+        let Some(text) = read_complete(path, "pre-signed assertions", errors) else {
+            continue;
+        };
+        let (items, problems) = presigned::parse(&text, path);
+        errors.extend(problems);
+        out.push((path.clone(), items));
+    }
+    out
+}
+
+/// One zone's share of the mappings file: its lines, in file order, as a
+/// text of their own, and the file line of each (`None`: the whole file,
+/// lines as they are).
+pub(crate) struct MappingsShare {
+    pub(crate) path: PathBuf,
+    pub(crate) text: String,
+    pub(crate) lines: Option<Arc<[u32]>>,
+}
+
 /// Builds the zone described by `config` at time `now`.
 ///
 /// `previous`, the zone currently published, serves twice: records whose
@@ -203,46 +352,63 @@ pub fn build_zone(
 ) -> Result<BuildOutput, BuildError> {
     let mut errors: Vec<Problem> = Vec::new();
     let mut warnings: Vec<Problem> = Vec::new();
-    let mut records: Vec<ZoneRecord> = Vec::new();
-    let ttl = config.ttl;
-
-    // Key.
-    let key: Option<SigningKey> = config
-        .authority
-        .as_ref()
-        .and_then(|a| a.key.as_ref())
-        .and_then(|p| match keys::load_signing_key(p) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
-                None
-            }
-        });
-
-    // Certificates, and whether the signing key is one clients accept.
-    let signing_pk = key
-        .as_ref()
-        .map(|k| keys::public_key(k).expect("loaded keys are not weak"));
-    let ring = config.authority.as_ref().map(|auth| {
-        let certs = certs::read(
-            config,
-            auth,
-            signing_pk.as_ref(),
-            now,
-            &mut errors,
-            &mut warnings,
-        );
-        records.extend(
-            certs
-                .records
-                .into_iter()
-                .map(|(owner, text)| ZoneRecord::new(owner, ttl, text)),
-        );
-        certs.ring
+    let shared = Shared::load(config, config, now, &mut errors, &mut warnings);
+    let mappings = config.mappings.as_ref().and_then(|path| {
+        read_complete(path, "mappings", &mut errors).map(|text| MappingsShare {
+            path: path.clone(),
+            text,
+            lines: None,
+        })
     });
+    let presigned = read_presigned(config, &mut errors);
+    let items: Vec<(&Path, &presigned::Presigned)> = presigned
+        .iter()
+        .flat_map(|(p, items)| items.iter().map(move |i| (p.as_path(), i)))
+        .collect();
+    assemble(
+        config,
+        &Placement::of(config),
+        &shared,
+        mappings,
+        &items,
+        now,
+        previous,
+        progress,
+        errors,
+        warnings,
+    )
+}
 
-    // Mappings: read, find what changed since the previous build, parse it.
-    let signer = match (&key, &config.authority) {
+/// Builds one zone from its share of the inputs: `config` is the zone's
+/// configuration (its origin is the zone's), `place` where its SIIs go.
+/// Problems on mapping lines name the file's own lines.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble(
+    config: &ZoneConfig,
+    place: &Placement,
+    shared: &Shared,
+    mappings: Option<MappingsShare>,
+    presigned_items: &[(&Path, &presigned::Presigned)],
+    now: UnixTime,
+    previous: Option<&Zone>,
+    progress: Option<Progress<'_>>,
+    mut errors: Vec<Problem>,
+    mut warnings: Vec<Problem>,
+) -> Result<BuildOutput, BuildError> {
+    let ttl = config.ttl;
+    let key = shared.key.as_ref();
+    let ring = shared.ring.as_ref();
+    let mut records: Vec<ZoneRecord> = shared
+        .certs
+        .iter()
+        .filter(|r| r.owner.is_within(&config.origin))
+        .cloned()
+        .collect();
+    let line_map = mappings.as_ref().and_then(|m| m.lines.clone());
+    let mappings_path = mappings.as_ref().map(|m| m.path.clone());
+
+    // Mappings: find what changed since the previous build, parse it.
+    let signer = match (key, &config.authority) {
         (Some(key), Some(auth)) => Some(Signer {
             kid: keys::public_key(key)
                 .expect("loaded keys are not weak")
@@ -254,10 +420,11 @@ pub fn build_zone(
         }),
         _ => None,
     };
-    let plan = config.mappings.as_ref().and_then(|path| {
+    let plan = mappings.and_then(|m| {
         plan_mappings(
-            config,
-            path,
+            place,
+            &m.path,
+            m.text,
             signer.as_ref(),
             previous,
             &mut errors,
@@ -266,58 +433,36 @@ pub fn build_zone(
     });
 
     // Pre-signed assertions.
-    for path in &config.presigned {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(Problem::in_file(
-                    path,
-                    format!("cannot read pre-signed assertions: {e}"),
-                ));
-                continue;
-            }
-        };
-        if let Err(p) = crate::input::complete::check(path, &text) {
-            errors.push(p);
+    for &(path, p) in presigned_items {
+        if p.assertion.expires() <= now {
+            warnings.push(Problem::at(
+                path,
+                p.line,
+                format!(
+                    "assertion by {} expired at {}; not published",
+                    p.assertion.authority(),
+                    p.assertion.expires()
+                ),
+            ));
             continue;
         }
-        let (items, problems) = presigned::parse(&text, path);
-        errors.extend(problems);
-        for p in items {
-            if p.assertion.expires() <= now {
-                warnings.push(Problem::at(
-                    path,
-                    p.line,
-                    format!(
-                        "assertion by {} expired at {}; not published",
-                        p.assertion.authority(),
-                        p.assertion.expires()
-                    ),
-                ));
-                continue;
-            }
-            let own = config
-                .authority
-                .as_ref()
-                .zip(ring.as_ref())
-                .map(|(a, r)| (&a.name, r));
-            if let Err(msg) = presigned::check(&p, now, own) {
-                errors.push(Problem::at(path, p.line, msg));
-                continue;
-            }
-            match owner_for(config, &p.sii) {
-                Ok(Some(owner)) => records.push(ZoneRecord::new(owner, ttl, p.assertion.text())),
-                Ok(None) => {}
-                Err(msg) => errors.push(Problem::at(path, p.line, msg)),
-            }
+        let own = config
+            .authority
+            .as_ref()
+            .zip(ring)
+            .map(|(a, r)| (&a.name, r));
+        if let Err(msg) = presigned::check(p, now, own) {
+            errors.push(Problem::at(path, p.line, msg));
+            continue;
+        }
+        match owner_for(place, &p.sii) {
+            // A delegated shard's records belong to the shard zone.
+            Ok(owner) if place.is_delegated(&owner) => {}
+            Ok(owner) => records.push(ZoneRecord::new(owner, ttl, p.assertion.text())),
+            Err(msg) => errors.push(Problem::at(path, p.line, msg)),
         }
     }
-
-    // Transfer policy (its TSIG key is an input like any other).
-    let transfer = config
-        .transfer
-        .as_ref()
-        .and_then(|t| transfer_policy(t).map_err(|p| errors.push(p)).ok());
+    let transfer = shared.transfer.clone();
 
     for ns in &config.ns {
         if ns.is_within(&config.origin) && !config.glue.iter().any(|(h, _)| h == ns) {
@@ -328,7 +473,19 @@ pub fn build_zone(
         }
     }
 
+    let remap = |problems: &mut Vec<Problem>| {
+        if let (Some(lines), Some(path)) = (&line_map, &mappings_path) {
+            for p in problems.iter_mut().filter(|p| &p.file == path) {
+                if let Some(l) = p.line {
+                    if let Some(&real) = lines.get(l.wrapping_sub(1)) {
+                        p.line = Some(real as usize);
+                    }
+                }
+            }
+        }
+    };
     if !errors.is_empty() {
+        remap(&mut errors);
         return Err(BuildError { problems: errors });
     }
 
@@ -342,7 +499,7 @@ pub fn build_zone(
     records.sort_unstable();
     records.dedup();
     let mut cache = BuildCache::default();
-    if let (Some(signer), Some(plan), Some(path)) = (&signer, plan, &config.mappings) {
+    if let (Some(signer), Some(plan), Some(path)) = (&signer, plan, &mappings_path) {
         let mut parents = plan.parents;
         for (_, owner) in &plan.todo {
             let parent = parent_of(owner.as_str());
@@ -359,7 +516,11 @@ pub fn build_zone(
                 .iter()
                 .map(|r| parent_of(r.owner.as_str()).to_owned()),
         );
-        let fresh = sign_mappings(path, signer, plan.todo, previous, progress)?;
+        let fresh =
+            sign_mappings(path, signer, plan.todo, previous, progress).map_err(|mut e| {
+                remap(&mut e.problems);
+                e
+            })?;
         let prev_records: &[ZoneRecord] = previous.map_or(&[], |p| &p.records);
         let merged = merge_records(prev_records, plan.kept, fresh, records);
         let period = signer.auth.window.period();
@@ -369,12 +530,12 @@ pub fn build_zone(
         }
         warnings.splice(
             plan.warnings_at..plan.warnings_at,
-            duplicate_warnings(&plan.text, path, merged.dups),
+            duplicate_warnings(&plan.text, path, merged.dups, line_map.as_deref()),
         );
         records = merged.records;
         let entries = merged.entries;
         cache = BuildCache(Some(Arc::new(MappingsCache {
-            params: CacheParams::of(config, path, signer),
+            params: CacheParams::of(place, path, signer),
             now,
             text: plan.text,
             records: records.len(),
@@ -415,9 +576,8 @@ pub fn build_zone(
             next_serial(prev.soa.serial, floor)
         };
     }
-    let seal = key
-        .as_ref()
-        .map(crate::zone::seal::SealKey::from_signing_key);
+    let seal = key.map(crate::zone::seal::SealKey::from_signing_key);
+    remap(&mut warnings);
     Ok(BuildOutput {
         zone,
         warnings,
@@ -441,6 +601,7 @@ struct Signer<'a> {
 struct CacheParams {
     path: PathBuf,
     origin: DomainName,
+    base: DomainName,
     role: ZoneRole,
     tel_root: Option<DomainName>,
     ttl: u32,
@@ -448,21 +609,22 @@ struct CacheParams {
     window: WindowPolicy,
     kid: KeyId,
     /// Which shards are delegated: a change decides which lines publish.
-    delegated: Vec<crate::input::delegate::ShardSet>,
+    delegated: crate::input::delegate::ShardSet,
 }
 
 impl CacheParams {
-    fn of(config: &ZoneConfig, path: &Path, signer: &Signer<'_>) -> Self {
+    fn of(place: &Placement, path: &Path, signer: &Signer<'_>) -> Self {
         CacheParams {
             path: path.to_owned(),
-            origin: config.origin.clone(),
-            role: config.role,
-            tel_root: config.tel_root.clone(),
+            origin: place.zone.clone(),
+            base: place.base.clone(),
+            role: place.role,
+            tel_root: place.tel_root.clone(),
             ttl: signer.ttl,
             authority: signer.auth.name.clone(),
             window: signer.auth.window,
             kid: signer.kid.clone(),
-            delegated: config.delegate.iter().map(|d| d.shards.clone()).collect(),
+            delegated: place.delegated.clone(),
         }
     }
 }
@@ -533,30 +695,20 @@ struct Plan {
 /// those whose window rolled over. Without a signer, parses and checks the
 /// whole file (there is nothing to sign).
 fn plan_mappings(
-    config: &ZoneConfig,
+    place: &Placement,
     path: &Path,
+    text: String,
     signer: Option<&Signer<'_>>,
     previous: Option<&Zone>,
     errors: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
 ) -> Option<Plan> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(Problem::in_file(path, format!("cannot read mappings: {e}")));
-            return None;
-        }
-    };
-    if let Err(p) = crate::input::complete::check(path, &text) {
-        errors.push(p);
-        return None;
-    }
     let Some(signer) = signer else {
         let f = mappings::parse(&text, path, None);
         errors.extend(f.errors);
         warnings.extend(f.warnings);
         for m in f.mappings {
-            if let Err(msg) = owner_for(config, &m.sii) {
+            if let Err(msg) = owner_for(place, &m.sii) {
                 errors.push(Problem::at(path, m.line, msg));
             }
         }
@@ -570,7 +722,7 @@ fn plan_mappings(
             c.now <= signer.now
                 && signer.now.0 >= period
                 && previous.is_some_and(|p| p.records.len() == c.records)
-                && c.params == CacheParams::of(config, path, signer)
+                && c.params == CacheParams::of(place, path, signer)
         });
     let (kept, lines, parents) = match cache {
         Some(c) => {
@@ -600,9 +752,10 @@ fn plan_mappings(
                 return None;
             }
             match mappings::parse_line(l, line, path, None) {
-                Ok(m) => match owner_for(config, &m.sii) {
-                    Ok(Some(owner)) => Some(Ok((m, owner))),
-                    Ok(None) => None,
+                Ok(m) => match owner_for(place, &m.sii) {
+                    // A delegated shard's records belong to the shard zone.
+                    Ok(owner) if place.is_delegated(&owner) => None,
+                    Ok(owner) => Some(Ok((m, owner))),
                     Err(msg) => Some(Err(Problem::at(path, m.line, msg))),
                 },
                 Err(p) => Some(Err(p)),
@@ -999,7 +1152,12 @@ fn body_of(text: &str) -> Option<&str> {
 }
 
 /// The warnings for duplicate lines `(line, first line)` of `text`.
-fn duplicate_warnings(text: &str, path: &Path, mut dups: Vec<(usize, usize)>) -> Vec<Problem> {
+fn duplicate_warnings(
+    text: &str,
+    path: &Path,
+    mut dups: Vec<(usize, usize)>,
+    line_map: Option<&[u32]>,
+) -> Vec<Problem> {
     dups.sort_unstable();
     let lines = lines_numbered(text, dups.iter().map(|d| d.0).collect());
     dups.iter()
@@ -1009,6 +1167,9 @@ fn duplicate_warnings(text: &str, path: &Path, mut dups: Vec<(usize, usize)>) ->
                 Ok(m) => format!(" ({} → {})", m.sii, m.ssi),
                 Err(_) => String::new(),
             };
+            let first = line_map
+                .and_then(|m| m.get(first.wrapping_sub(1)))
+                .map_or(first, |&l| l as usize);
             Problem::at(
                 path,
                 line,

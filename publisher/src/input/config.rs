@@ -32,6 +32,12 @@
 //! ```
 //!
 //! See [`crate::input::delegate`] for `[[delegate]]`.
+//! One file may also describe many zones: with a `[domains]` table (see
+//! [`crate::input::domains`]) there is no top-level `origin` and each email
+//! domain of the mappings gets its own zone; with a `[shards]` table (see
+//! [`crate::input::shards`]) the chosen shards `<shard>._mimi.<zone>` are
+//! published as zones of their own. [`ZoneConfig::for_zone`] gives the
+//! configuration of one of those zones.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -90,6 +96,13 @@ pub struct ZoneConfig {
     /// Shards delegated to other name servers (`[[delegate]]`), at most
     /// one entry per shard.
     pub delegate: Vec<DelegateConfig>,
+    /// `[domains]`: one zone per email domain (see
+    /// [`crate::input::domains`]). With it, `origin` is the placeholder
+    /// [`ZoneConfig::many`] until [`ZoneConfig::for_zone`] sets a zone's.
+    pub domains: Option<crate::input::domains::DomainsConfig>,
+    /// `[shards]`: the shards published as zones of their own (see
+    /// [`crate::input::shards`]).
+    pub shards: Option<crate::input::shards::ShardSet>,
 }
 
 /// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
@@ -221,7 +234,7 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    origin: String,
+    origin: Option<String>,
     #[serde(default)]
     role: ZoneRole,
     tel_root: Option<String>,
@@ -239,6 +252,22 @@ struct RawConfig {
     max_shrink: Option<String>,
     #[serde(default)]
     delegate: Vec<RawDelegate>,
+    domains: Option<RawDomains>,
+    shards: Option<RawShards>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomains {
+    origin: String,
+    list: Option<PathBuf>,
+    catalog: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShards {
+    zones: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -350,7 +379,66 @@ impl ZoneConfig {
         let name =
             |field: &str, s: &str| DomainName::parse(s).map_err(|e| invalid(field, e.to_string()));
 
-        let origin = name("origin", &raw.origin)?;
+        let domains = raw
+            .domains
+            .as_ref()
+            .map(|d| -> Result<_, ConfigError> {
+                let origin = crate::input::domains::OriginPattern::parse(&d.origin)
+                    .map_err(|m| invalid("domains.origin", m))?;
+                let catalog = d
+                    .catalog
+                    .as_deref()
+                    .map(|c| name("domains.catalog", c))
+                    .transpose()?;
+                Ok(crate::input::domains::DomainsConfig {
+                    origin,
+                    list: d.list.as_ref().map(resolve),
+                    catalog,
+                })
+            })
+            .transpose()?;
+        let origin = match (&raw.origin, &domains) {
+            (Some(o), None) => name("origin", o)?,
+            (None, Some(_)) => Self::many(),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "origin",
+                    "with [domains] each zone's origin comes from domains.origin; remove the top-level origin".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "origin",
+                    "missing: name the zone (origin = \"example.com\"), or add [domains] for one zone per email domain".into(),
+                ))
+            }
+        };
+        if domains.is_some() && raw.role != ZoneRole::Home {
+            return Err(invalid(
+                "domains",
+                "[domains] publishes each domain's home records: it needs role = \"home\"".into(),
+            ));
+        }
+        if domains.is_some() && raw.tel_root.is_some() {
+            return Err(invalid(
+                "tel_root",
+                "[domains] publishes email SIIs only; telephone numbers need a home configuration of their own".into(),
+            ));
+        }
+        let shards = raw
+            .shards
+            .as_ref()
+            .map(|s| {
+                crate::input::shards::ShardSet::parse(&s.zones)
+                    .map_err(|m| invalid("shards.zones", m))
+            })
+            .transpose()?;
+        if (domains.is_some() || shards.is_some()) && !raw.glue.is_empty() {
+            return Err(invalid(
+                "glue",
+                "a configuration of many zones ([domains] or [shards]) cannot have in-zone name servers; name servers outside the zones need no glue".into(),
+            ));
+        }
         let tel_root = raw
             .tel_root
             .as_deref()
@@ -486,6 +574,8 @@ impl ZoneConfig {
             transfer,
             max_shrink,
             delegate,
+            domains,
+            shards,
         })
     }
 
@@ -517,6 +607,28 @@ impl ZoneConfig {
         glue
     }
 
+    /// The `origin` of a configuration of many zones before
+    /// [`ZoneConfig::for_zone`] names one: `invalid`, a name reserved
+    /// never to be a zone (RFC 6761).
+    pub fn many() -> DomainName {
+        DomainName::parse("invalid").expect("a valid name")
+    }
+
+    /// Whether this configuration describes many zones (`[domains]` or
+    /// `[shards]`) rather than the one zone `origin`.
+    pub fn is_many(&self) -> bool {
+        self.domains.is_some() || self.shards.is_some()
+    }
+
+    /// The configuration of the one zone `origin` of this configuration:
+    /// the same settings with that origin.
+    pub fn for_zone(&self, origin: &DomainName) -> ZoneConfig {
+        ZoneConfig {
+            origin: origin.clone(),
+            ..self.clone()
+        }
+    }
+
     /// Every file whose change alters the zone: the configuration, mappings,
     /// pre-signed files, the key and the certificates. The server watches
     /// these.
@@ -530,6 +642,9 @@ impl ZoneConfig {
         }
         if let Some(t) = &self.transfer {
             v.extend(t.tsig_key.iter().cloned());
+        }
+        if let Some(d) = &self.domains {
+            v.extend(d.list.iter().cloned());
         }
         v
     }
@@ -828,6 +943,78 @@ rname = "hostmaster.example.com"
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(field) && e.contains(why), "{bad}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod many_tests {
+    use super::*;
+
+    const BASE: &str =
+        "ns = [\"ns1.p.example\"]\n[soa]\nmname = \"ns1.p.example\"\nrname = \"h.p.example\"\n";
+
+    fn load(top: &str, tables: &str) -> Result<ZoneConfig, String> {
+        ZoneConfig::from_toml(&format!("{top}{BASE}{tables}"), Path::new("/c/z.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn domains_and_shards_tables() {
+        let c = load(
+            "",
+            "[domains]\norigin = \"_mimi.{domain}\"\nlist = \"domains.txt\"\n[shards]\nzones = [\"00-7v\"]\n",
+        )
+        .unwrap();
+        assert!(c.is_many());
+        assert_eq!(c.origin, ZoneConfig::many());
+        let d = c.domains.as_ref().unwrap();
+        assert_eq!(d.list, Some(PathBuf::from("/c/domains.txt")));
+        assert_eq!(c.shards.as_ref().unwrap().len(), 256);
+        assert!(c.input_files().contains(&PathBuf::from("/c/domains.txt")));
+        let one = c.for_zone(&DomainName::parse("_mimi.a.example").unwrap());
+        assert_eq!(one.origin.as_str(), "_mimi.a.example");
+        assert!(!load("origin = \"x.example\"\n", "").unwrap().is_many());
+    }
+
+    #[test]
+    fn nonsense_is_refused_naming_the_setting() {
+        for (top, tables, want) in [
+            (
+                "origin = \"x.example\"\n",
+                "[domains]\norigin = \"_mimi.{domain}\"\n",
+                "/c/z.toml: origin: with [domains]",
+            ),
+            ("", "", "/c/z.toml: origin: missing"),
+            (
+                "role = \"distribution\"\n",
+                "[domains]\norigin = \"_mimi.{domain}\"\n",
+                "/c/z.toml: domains: [domains] publishes",
+            ),
+            (
+                "",
+                "[domains]\norigin = \"_mimi\"\n",
+                "/c/z.toml: domains.origin: \"_mimi\" must end with {domain}",
+            ),
+            (
+                "tel_root = \"e164.example\"\n",
+                "[domains]\norigin = \"{domain}\"\n",
+                "/c/z.toml: tel_root:",
+            ),
+            (
+                "origin = \"x.example\"\n",
+                "[shards]\nzones = [\"00-zz\"]\n",
+                "/c/z.toml: shards.zones: [0] = \"00-zz\"",
+            ),
+            (
+                "origin = \"x.example\"\n",
+                "[shards]\nzones = []\n",
+                "/c/z.toml: shards.zones: lists no shard",
+            ),
+            ("", "[domains]\norigin = \"{domain}\"\nbogus = 1\n", "bogus"),
+        ] {
+            let e = load(top, tables).unwrap_err();
+            assert!(e.contains(want), "{top}{tables}: {e}");
         }
     }
 }

@@ -101,6 +101,15 @@ impl ShardSet {
         (0..SHARDS).map(Shard::at).filter(|s| self.contains(*s))
     }
 
+    /// The shards in `self` or in `other`.
+    pub fn union(&self, other: &ShardSet) -> ShardSet {
+        let mut out = self.clone();
+        for (a, b) in out.0.iter_mut().zip(other.0.iter()) {
+            *a |= b;
+        }
+        out
+    }
+
     /// Number of shards in the set.
     pub fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()

@@ -1,7 +1,13 @@
-//! The zones installed in a running server and how a rebuilt zone gets
-//! there: [`Served`] holds every slot (configuration file → zone) and the
-//! list the query paths read; [`prepare`] builds, checks and keeps a zone
-//! off the serving path; [`ReloadEvent`]s tell listeners what happened.
+//! The zones installed in a running server and how rebuilt zones get
+//! there: [`Served`] holds every slot (configuration file → its zones) and
+//! the table the query paths read; [`prepare`] builds, checks and keeps a
+//! configuration's zones off the serving path; [`ReloadEvent`]s tell
+//! listeners what happened.
+//!
+//! A slot is one configuration, which may describe many zones (see
+//! [`crate::build::zones`]): a rebuild of it swaps in only the zones that
+//! changed, adds those that appeared and drops those that disappeared, in
+//! one atomic store of the zone table.
 //!
 //! Its own module so that the query paths (`udp`, `tcp`), the reloader
 //! (`watch`) and the server's entry points all stand on it without
@@ -17,12 +23,14 @@ use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use crate::build::{build_from_path, BuildError, BuildOutput};
+use crate::build::zones::{build_zones, compare, ZoneSet};
+use crate::build::BuildError;
+use crate::input::config::ZoneConfig;
 use crate::input::problem::Problem;
 use crate::serve::catalog::CatalogSlot;
 use crate::zone::journal::{Journal, Outcome};
-use crate::zone::served::ServedZone;
-use crate::zone::shrink::{Shrink, ShrinkRefused};
+use crate::zone::served::{ServedZone, ZoneTable};
+use crate::zone::shrink::ShrinkRefused;
 use crate::zone::state::StateDir;
 use crate::zone::Zone;
 
@@ -40,7 +48,10 @@ pub enum ReloadReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadEvent {
     /// The zone's origin (the one served before the rebuild if the rebuild
-    /// failed before the new configuration could be read).
+    /// failed before the new configuration could be read). A failed
+    /// rebuild of a configuration of many zones is announced once, with
+    /// the origin of its first zone ([`ZoneConfig::many`] if it serves
+    /// none).
     pub origin: DomainName,
     /// The zone's configuration file.
     pub config: PathBuf,
@@ -53,6 +64,10 @@ pub struct ReloadEvent {
     /// Whether a new zone was swapped in (`false` for failures and for
     /// rebuilds whose content did not change).
     pub changed: bool,
+    /// Whether the zone is no longer served: its configuration describes
+    /// many zones and this one lost its last SII (`serial` is the last one
+    /// served).
+    pub removed: bool,
     /// What triggered the rebuild.
     pub reason: ReloadReason,
     /// On failure every problem, one `file:line: message` per line; on
@@ -60,40 +75,59 @@ pub struct ReloadEvent {
     pub message: String,
 }
 
-/// One served zone: what it was built from, its content, and the index
-/// answering for it.
+/// One configuration's zones: what they were built from, their content,
+/// and the index answering for each.
 pub(crate) struct Slot {
     pub(crate) config: PathBuf,
-    pub(crate) zone: Arc<Zone>,
-    pub(crate) served: Arc<ServedZone>,
+    pub(crate) set: ZoneSet,
+    pub(crate) served: BTreeMap<DomainName, Arc<ServedZone>>,
 }
 
 /// The state shared by the request handler, the reloaders and
-/// [`RunningServer`]: the zones being served and their slots.
+/// [`RunningServer`](crate::serve::RunningServer): the zones being served
+/// and their slots.
 pub(crate) struct Served {
-    current: ArcSwap<Vec<Arc<ServedZone>>>,
+    current: ArcSwap<ZoneTable>,
     slots: Mutex<Vec<Slot>>,
     pub(crate) events: broadcast::Sender<ReloadEvent>,
     /// Where installed zones are kept, if anywhere.
     state: Option<Arc<StateDir>>,
     /// The catalog of the served zones (`--catalog`), if any: rebuilt with
-    /// every new zone list ([`Served::with_catalog`]).
+    /// every new zone table ([`Served::with_catalog`]).
     catalog: Option<CatalogSlot>,
 }
 
-/// A replaced zone and zone list, to be dropped where blocking is fine.
+/// What a swap replaced, to be dropped where blocking is fine.
 pub(crate) struct Retired {
-    _slot: Slot,
-    _current: Arc<Vec<Arc<ServedZone>>>,
+    _set: ZoneSet,
+    _served: BTreeMap<DomainName, Arc<ServedZone>>,
+    _current: Arc<ZoneTable>,
 }
 
-/// A zone ready to be installed: built and indexed off the serving path.
+/// A configuration's zones ready to be installed: built, checked and
+/// indexed off the serving path.
 pub(crate) struct Prepared {
-    pub(crate) zone: Arc<Zone>,
+    pub(crate) set: ZoneSet,
+    served: BTreeMap<DomainName, Arc<ServedZone>>,
+    /// Zones with new content (new or changed), to announce and NOTIFY.
+    pub(crate) changed: Vec<Arc<Zone>>,
+    /// Zones built again whose content did not change.
+    pub(crate) unchanged: Vec<Arc<Zone>>,
+    /// Zones no longer described, with their last serial.
+    pub(crate) removed: Vec<(DomainName, u32)>,
     pub(crate) warnings: Vec<Problem>,
-    served: Arc<ServedZone>,
     pub(crate) elapsed: Duration,
 }
+
+impl Prepared {
+    /// Whether installing this changes what is served.
+    pub(crate) fn swaps(&self) -> bool {
+        !self.changed.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// Two configuration files that describe the same origin.
+pub(crate) type Duplicate = (PathBuf, PathBuf, DomainName);
 
 impl Served {
     /// The served state for `slots`, or the two configuration files that
@@ -102,11 +136,11 @@ impl Served {
         slots: Vec<Slot>,
         state: Option<Arc<StateDir>>,
         catalog: Option<CatalogSlot>,
-    ) -> Result<Self, (PathBuf, PathBuf, DomainName)> {
-        let (events, _) = broadcast::channel(256);
+    ) -> Result<Self, Duplicate> {
+        let (events, _) = broadcast::channel(4096);
         let current = zones_of(&slots)?;
         let served = Served {
-            current: ArcSwap::from_pointee(Vec::new()),
+            current: ArcSwap::from_pointee(ZoneTable::new(std::iter::empty())),
             slots: Mutex::new(slots),
             events,
             state,
@@ -119,20 +153,18 @@ impl Served {
         Ok(served)
     }
 
-    /// `zones` with the catalog zone added, rebuilt if the zones' origins
-    /// are not its members; and the new catalog zone if it changed, to be
-    /// NOTIFYed. The one place where the catalog follows the zone set.
-    fn with_catalog(
-        &self,
-        mut zones: Vec<Arc<ServedZone>>,
-    ) -> (Vec<Arc<ServedZone>>, Option<Arc<Zone>>) {
+    /// The table of `zones` with the catalog zone added, rebuilt if the
+    /// zones' origins are not its members; and the new catalog zone if it
+    /// changed, to be NOTIFYed. The one place where the catalog follows the
+    /// zone set.
+    fn with_catalog(&self, mut zones: Vec<Arc<ServedZone>>) -> (ZoneTable, Option<Arc<Zone>>) {
         let Some(catalog) = &self.catalog else {
-            return (zones, None);
+            return (ZoneTable::new(zones), None);
         };
         let (served, changed) = catalog.update(&zones);
         let changed = changed.then(|| served.zone.clone());
         zones.push(served);
-        (zones, changed)
+        (ZoneTable::new(zones), changed)
     }
 
     /// The catalog zone, if the server publishes one.
@@ -140,8 +172,8 @@ impl Served {
         self.catalog.as_ref().and_then(CatalogSlot::zone)
     }
 
-    /// The zones being served, for the UDP threads.
-    pub(crate) fn zone_list(&self) -> &ArcSwap<Vec<Arc<ServedZone>>> {
+    /// The zones being served, for the query paths.
+    pub(crate) fn zone_list(&self) -> &ArcSwap<ZoneTable> {
         &self.current
     }
 
@@ -149,70 +181,78 @@ impl Served {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Number of zones.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+    /// Number of zones served.
+    pub(crate) fn zone_count(&self) -> usize {
+        self.current.load().len()
     }
 
-    /// The zone currently served in slot `idx`, and its configuration file.
-    pub(crate) fn current(&self, idx: usize) -> (PathBuf, Arc<Zone>) {
+    /// Every zone served.
+    pub(crate) fn all_zones(&self) -> Vec<Arc<Zone>> {
+        self.lock()
+            .iter()
+            .flat_map(|s| s.set.zones.values().cloned())
+            .collect()
+    }
+
+    /// The zones of slot `idx`, their indexes, and its configuration file.
+    pub(crate) fn current(
+        &self,
+        idx: usize,
+    ) -> (PathBuf, ZoneSet, BTreeMap<DomainName, Arc<ServedZone>>) {
         let slots = self.lock();
-        (slots[idx].config.clone(), slots[idx].zone.clone())
-    }
-
-    /// The journal of the zone served in slot `idx`.
-    pub(crate) fn journal(&self, idx: usize) -> Arc<crate::zone::journal::Journal> {
-        self.lock()[idx].served.journal().clone()
+        let s = &slots[idx];
+        (s.config.clone(), s.set.clone(), s.served.clone())
     }
 
     pub(crate) fn find(&self, origin: &DomainName) -> Option<Arc<Zone>> {
         self.lock()
             .iter()
-            .find(|s| s.zone.origin == *origin)
-            .map(|s| s.zone.clone())
+            .find_map(|s| s.set.zones.get(origin).cloned())
             .or_else(|| self.catalog().filter(|c| c.origin == *origin))
     }
 
-    /// Records a rebuild that produced the content already served (only
-    /// `next_resign` may differ): no swap.
-    /// Returns the replaced zone, to be dropped off the async threads.
-    pub(crate) fn keep(&self, idx: usize, zone: Zone) -> Arc<Zone> {
-        std::mem::replace(&mut self.lock()[idx].zone, Arc::new(zone))
+    /// The origins of every zone served, sorted.
+    pub(crate) fn origins(&self) -> Vec<DomainName> {
+        let mut v: Vec<DomainName> = self
+            .lock()
+            .iter()
+            .flat_map(|s| s.set.zones.keys().cloned())
+            .collect();
+        v.sort();
+        v
     }
 
-    /// Puts a rebuilt zone into slot `idx` and swaps in a new zone list with
-    /// every zone. Fails, changing nothing, if the new origin is already
+    /// Records a rebuild that produced the content already served (only
+    /// `next_resign` and the build memory may differ): no swap.
+    /// Returns the replaced set, to be dropped off the async threads.
+    pub(crate) fn keep(&self, idx: usize, set: ZoneSet) -> ZoneSet {
+        std::mem::replace(&mut self.lock()[idx].set, set)
+    }
+
+    /// Puts a rebuilt configuration's zones into slot `idx` and swaps in a
+    /// new zone table. Fails, changing nothing, if a new origin is already
     /// served by another slot.
     ///
     /// Returns what was replaced: freeing a large zone takes time, which the
     /// caller should spend off the async threads.
     pub(crate) fn install(&self, idx: usize, prepared: &Prepared) -> Result<Retired, String> {
         let mut slots = self.lock();
-        let zone = &prepared.zone;
-        if let Some(other) = slots
-            .iter()
-            .enumerate()
-            .find(|(i, s)| *i != idx && s.zone.origin == zone.origin)
-        {
-            return Err(format!(
-                "zone {} is already served from {}",
-                zone.origin,
-                other.1.config.display()
-            ));
-        }
-        if self
+        if let Some(catalog) = self
             .catalog
             .as_ref()
-            .is_some_and(|c| *c.origin() == zone.origin)
+            .filter(|c| prepared.set.zones.contains_key(c.origin()))
         {
-            return Err(format!("zone {} is the catalog zone's origin", zone.origin));
+            return Err(format!(
+                "zone {} is the catalog zone's origin",
+                catalog.origin()
+            ));
         }
         let config = slots[idx].config.clone();
         let old = std::mem::replace(
             &mut slots[idx],
             Slot {
                 config,
-                zone: prepared.zone.clone(),
+                set: prepared.set.clone(),
                 served: prepared.served.clone(),
             },
         );
@@ -226,13 +266,18 @@ impl Served {
                     tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
                 }
                 Ok(Retired {
-                    _slot: old,
+                    _set: old.set,
+                    _served: old.served,
                     _current: old_current,
                 })
             }
-            Err((_, _, origin)) => {
+            Err((first, second, origin)) => {
                 slots[idx] = old;
-                Err(format!("zone {origin} would be served twice"))
+                Err(format!(
+                    "zone {origin} would be served twice (from {} and {})",
+                    first.display(),
+                    second.display()
+                ))
             }
         }
     }
@@ -248,18 +293,21 @@ impl Served {
     }
 }
 
-/// The zones of every slot, or the two configurations that claim the same
-/// origin.
-fn zones_of(slots: &[Slot]) -> Result<Vec<Arc<ServedZone>>, (PathBuf, PathBuf, DomainName)> {
-    let mut seen: BTreeMap<&DomainName, &Path> = BTreeMap::new();
-    let mut zones = Vec::with_capacity(slots.len());
+/// The served zones of every slot, or the two configurations that claim
+/// the same origin.
+fn zones_of(slots: &[Slot]) -> Result<Vec<Arc<ServedZone>>, Duplicate> {
+    let mut seen: std::collections::HashMap<&DomainName, &Path> = std::collections::HashMap::new();
     for s in slots {
-        if let Some(first) = seen.insert(&s.zone.origin, &s.config) {
-            return Err((first.to_owned(), s.config.clone(), s.zone.origin.clone()));
+        for origin in s.served.keys() {
+            if let Some(first) = seen.insert(origin, &s.config) {
+                return Err((first.to_owned(), s.config.clone(), origin.clone()));
+            }
         }
-        zones.push(s.served.clone());
     }
-    Ok(zones)
+    Ok(slots
+        .iter()
+        .flat_map(|s| s.served.values().cloned())
+        .collect())
 }
 
 /// Why a rebuilt zone is not installed.
@@ -284,87 +332,141 @@ impl std::fmt::Display for PrepareError {
     }
 }
 
-/// Builds the zone at `config` (CPU-bound: call from `spawn_blocking`) and
-/// converts it for serving, unless its content equals `previous`, in which
-/// case the conversion is skipped (`Ok(Err(output))`).
+/// Builds the zones of `config` (CPU-bound: call from `spawn_blocking`)
+/// from the served `previous` zones and their indexes, and converts those
+/// whose content changed for serving.
 ///
-/// A zone that removes more of `previous`'s assertions than the
-/// configuration's `max_shrink` allows is refused unless `allow_shrink`.
-/// With a state directory, the zone is kept there before this returns, so
-/// that it is on disk before anyone can be served its serial.
+/// A set of zones that removes more of `previous`'s assertions than the
+/// configuration's `max_shrink` allows (summed over all its zones, a zone
+/// gone counting as all its assertions removed) is refused unless
+/// `allow_shrink`. With a state directory, each changed zone is kept there
+/// before this returns, so that it is on disk before anyone can be served
+/// its serial; a removed zone's kept file is removed.
 pub(crate) fn prepare(
     config: &Path,
-    previous: Option<&Zone>,
-    journal: &Journal,
+    previous: &ZoneSet,
+    previous_served: &BTreeMap<DomainName, Arc<ServedZone>>,
     allow_shrink: bool,
     state: Option<&StateDir>,
-) -> Result<Result<Prepared, BuildOutput>, PrepareError> {
+) -> Result<Prepared, PrepareError> {
     let started = Instant::now();
-    let output = build_from_path(config, UnixTime::now(), previous, None).map_err(|e| {
+    let loaded = ZoneConfig::load(config).map_err(|e| {
+        PrepareError::Failed(
+            BuildError::from(Problem::in_file(config, strip(&e.to_string(), config))).to_string(),
+        )
+    })?;
+    let output = build_zones(&loaded, UnixTime::now(), previous, None).map_err(|e| {
         if e.is_incomplete() {
             PrepareError::Incomplete(e)
         } else {
             PrepareError::Failed(e.to_string())
         }
     })?;
-    if let Some(prev) = previous {
-        if prev.soa.serial == output.zone.soa.serial && prev.same_content(&output.zone) {
-            return Ok(Err(output));
-        }
-        if !allow_shrink {
-            Shrink::between(&prev.records, &output.zone.records)
-                .check(output.max_shrink)
-                .map_err(PrepareError::Shrink)?;
-        }
+    if !allow_shrink && !previous.zones.is_empty() {
+        compare(previous, &output.set)
+            .check(output.max_shrink)
+            .map_err(PrepareError::Shrink)?;
     }
     let built = started.elapsed();
-    let zone = Arc::new(output.zone);
-    let (journal, outcome) = journal.follow(previous, &zone, UnixTime::now());
-    log_journal(&zone, &journal, &outcome);
-    let served = Arc::new(
-        ServedZone::new(zone.clone())
-            .map_err(|e| {
-                PrepareError::Failed(format!("zone {}: cannot be served: {e}", zone.origin))
-            })?
-            .with_journal(Arc::new(journal)),
-    );
+    let mut served = BTreeMap::new();
+    let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+    let mut journals: Vec<(Arc<ServedZone>, Outcome)> = Vec::new();
+    let now = UnixTime::now();
+    for (origin, zone) in &output.set.zones {
+        let prev = previous.zones.get(origin);
+        let same = prev.is_some_and(|p| {
+            Arc::ptr_eq(p, zone) || (p.soa.serial == zone.soa.serial && p.same_content(zone))
+        });
+        match previous_served.get(origin).filter(|_| same) {
+            Some(s) => {
+                if !prev.is_some_and(|p| Arc::ptr_eq(p, zone)) {
+                    unchanged.push(zone.clone());
+                }
+                served.insert(origin.clone(), s.clone());
+            }
+            None => {
+                // The journal continues from the zone served before (an
+                // empty one for a new zone, see `Journal::follow`).
+                let old = previous_served
+                    .get(origin)
+                    .map(|s| s.journal().clone())
+                    .unwrap_or_default();
+                let (journal, outcome) = old.follow(prev.map(|p| &**p), zone, now);
+                log_journal(zone, &journal, &outcome);
+                let s = Arc::new(
+                    ServedZone::new(zone.clone())
+                        .map_err(|e| {
+                            PrepareError::Failed(format!("zone {origin}: cannot be served: {e}"))
+                        })?
+                        .with_journal(Arc::new(journal)),
+                );
+                served.insert(origin.clone(), s.clone());
+                journals.push((s, outcome));
+                changed.push(zone.clone());
+            }
+        }
+    }
+    let removed: Vec<(DomainName, u32)> = previous
+        .zones
+        .iter()
+        .filter(|(o, _)| !output.set.zones.contains_key(*o))
+        .map(|(o, z)| (o.clone(), z.soa.serial))
+        .collect();
     if let Some(state) = state {
-        // The journal first: one that ends at a serial the kept zone does
-        // not have is discarded at start, so either order of a crash
-        // between the two writes is safe, and this one never serves a
-        // delta toward a zone that was not kept.
-        state
-            .keep_journal(
-                &zone.origin,
-                served.journal(),
-                &outcome,
-                output.seal.as_ref(),
-            )
-            .map_err(|e| {
-                PrepareError::Failed(format!(
-                    "cannot keep the journal in {}: {e}; not installed",
-                    state.journal_path(&zone.origin).display()
-                ))
-            })?;
-        state.write(&zone, output.seal.as_ref()).map_err(|e| {
+        // Journals first: one that ends at a serial the kept zone does not
+        // have is discarded at start, so either order of a crash between
+        // the two writes is safe, and no delta toward a zone that was not
+        // kept is ever served.
+        for (s, outcome) in &journals {
+            let origin = &s.zone.origin;
+            state
+                .keep_journal(origin, s.journal(), outcome, output.seal.as_ref())
+                .map_err(|e| {
+                    PrepareError::Failed(format!(
+                        "cannot keep the journal in {}: {e}; not installed",
+                        state.journal_path(origin).display()
+                    ))
+                })?;
+        }
+        let zones: Vec<&Zone> = changed.iter().map(|z| &**z).collect();
+        state.write_all(&zones, output.seal.as_ref()).map_err(|e| {
             PrepareError::Failed(format!(
-                "cannot keep the zone in {}: {e}; not installed, so that a restart cannot go back to an older serial",
-                state.path(&zone.origin).display()
+                "cannot keep {} in {}: {e}; not installed, so that a restart cannot go back to an older serial",
+                if zones.len() == 1 { format!("zone {}", zones[0].origin) } else { format!("{} zones", zones.len()) },
+                state.path(&ZoneConfig::many()).parent().map_or(String::new(), |d| d.display().to_string())
             ))
         })?;
+        for (origin, _) in &removed {
+            if let Err(e) = state.remove(origin) {
+                warn!(origin = %origin, "cannot remove the kept file of a zone no longer served: {e}");
+            }
+        }
     }
     debug!(
-        origin = %zone.origin,
+        config = %config.display(),
+        zones = output.set.zones.len(),
+        built = output.built,
+        changed = changed.len(),
+        removed = removed.len(),
         build_ms = built.as_millis() as u64,
         convert_ms = (started.elapsed() - built).as_millis() as u64,
-        "zone prepared"
+        "zones prepared"
     );
-    Ok(Ok(Prepared {
-        zone,
-        warnings: output.warnings,
+    Ok(Prepared {
+        set: output.set,
         served,
+        changed,
+        unchanged,
+        removed,
+        warnings: output.warnings,
         elapsed: started.elapsed(),
-    }))
+    })
+}
+
+fn strip(msg: &str, path: &Path) -> String {
+    msg.strip_prefix(&format!("{}: ", path.display()))
+        .unwrap_or(msg)
+        .to_owned()
 }
 
 /// Logs what happened to the journal of `zone` (debug for the usual

@@ -41,7 +41,8 @@ use mimi_proto::{DomainName, UnixTime};
 use tokio::sync::broadcast;
 use tracing::{debug, error, info, warn};
 
-use crate::build::{build_from_path, BuildError, BuildOutput};
+use crate::build::zones::{build_zones, compare, publishable, ZoneSet, ZoneSetOutput};
+use crate::build::BuildError;
 use crate::input::config::ZoneConfig;
 use crate::input::problem::Problem;
 use crate::serve::rrl::{Limiter, RrlConfig, RrlStats};
@@ -51,7 +52,7 @@ use crate::serve::udp::UdpServer;
 use crate::serve::watch::Reloader;
 use crate::zone::journal::Journal;
 use crate::zone::served::ServedZone;
-use crate::zone::shrink::{Shrink, ShrinkRefused};
+use crate::zone::shrink::ShrinkRefused;
 use crate::zone::state::StateDir;
 use crate::zone::Zone;
 use installed::{log_warnings, Served, Slot};
@@ -60,7 +61,8 @@ pub use installed::{ReloadEvent, ReloadReason};
 /// What to serve and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
-    /// One zone configuration file per zone (see [`crate::input::config`]).
+    /// Zone configuration files (see [`crate::input::config`]): each
+    /// describes one zone, or with `[domains]`/`[shards]` many.
     pub configs: Vec<PathBuf>,
     /// Address for both UDP and TCP. Port 0 picks a free port, the same for
     /// both protocols (see [`RunningServer::local_addr`]).
@@ -237,6 +239,12 @@ impl RunningServer {
         self.served.find(origin)
     }
 
+    /// The origins of every zone served now, sorted: a configuration of
+    /// many zones adds and removes zones as its inputs change.
+    pub fn origins(&self) -> Vec<DomainName> {
+        self.served.origins()
+    }
+
     /// What response rate limiting has done so far, or `None` when it is
     /// off: for monitoring, and for tests to check what clients saw.
     pub fn rrl_stats(&self) -> Option<RrlStats> {
@@ -303,7 +311,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                 let started = Instant::now();
                 let loaded = ZoneConfig::load(&config).ok();
                 let inputs = loaded.as_ref().map(|c| c.input_files()).unwrap_or_default();
-                let result = initial_zone(&config, loaded.as_ref(), state.as_deref(), allow_shrink);
+                let result = initial_set(&config, loaded.as_ref(), state.as_deref(), allow_shrink);
                 (config, inputs, result, started.elapsed())
             })
         })
@@ -314,20 +322,37 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     for b in builds {
         let (config, files, result, elapsed) = b.await?;
         match result {
-            Ok((zone, warnings, served)) => {
-                log_warnings(&zone.origin, &warnings);
-                info!(
-                    origin = %zone.origin,
-                    serial = zone.soa.serial,
-                    records = zone.record_count(),
-                    ms = elapsed.as_millis() as u64,
-                    config = %config.display(),
-                    "zone loaded"
-                );
+            Ok((set, warnings, served)) => {
+                let first = set
+                    .zones
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(ZoneConfig::many);
+                log_warnings(&first, &warnings);
+                if set.zones.len() == 1 {
+                    let zone = set.zones.values().next().expect("one zone");
+                    info!(
+                        origin = %zone.origin,
+                        serial = zone.soa.serial,
+                        records = zone.record_count(),
+                        ms = elapsed.as_millis() as u64,
+                        config = %config.display(),
+                        "zone loaded"
+                    );
+                } else {
+                    info!(
+                        zones = set.zones.len(),
+                        records = set.record_count(),
+                        ms = elapsed.as_millis() as u64,
+                        config = %config.display(),
+                        "zones loaded"
+                    );
+                }
                 inputs.push(files);
                 slots.push(Slot {
                     config,
-                    zone,
+                    set,
                     served,
                 });
             }
@@ -341,14 +366,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         return Err(e);
     }
     crate::serve::memory::release_free_memory();
-    let resign_at: Vec<_> = slots.iter().map(|s| s.zone.next_resign).collect();
+    let resign_at: Vec<_> = slots.iter().map(|s| s.set.next_resign()).collect();
     let catalog = match &opts.catalog {
         None => None,
         Some(path) => {
             let c = catalog::CatalogSlot::load(path, state.clone()).map_err(ServeError::Catalog)?;
-            if let Some(s) = slots.iter().find(|s| s.zone.origin == *c.origin()) {
+            if let Some(s) = slots.iter().find(|s| s.set.zones.contains_key(c.origin())) {
                 return Err(ServeError::Catalog(format!(
-                    "{}: origin {} is also the zone of {}",
+                    "{}: origin {} is also a zone of {}",
                     path.display(),
                     c.origin(),
                     s.config.display()
@@ -391,10 +416,9 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             }
         })?;
     let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp);
-    info!(addr = %local_addr, zones = served.len(), "serving over UDP and TCP");
+    info!(addr = %local_addr, zones = served.zone_count(), "serving over UDP and TCP");
     // Secondaries may hold an older serial from before this start.
-    for idx in 0..served.len() {
-        let (_, zone) = served.current(idx);
+    for zone in served.all_zones() {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
     }
     if let Some(zone) = served.catalog() {
@@ -425,64 +449,92 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     })
 }
 
-/// A zone, its warnings and its index.
-type Initial = (Arc<Zone>, Vec<Problem>, Arc<ServedZone>);
+/// A configuration's zones, their warnings and their indexes.
+type Initial = (
+    ZoneSet,
+    Vec<Problem>,
+    std::collections::BTreeMap<DomainName, Arc<ServedZone>>,
+);
 
-/// The first zone served from `config` (CPU-bound): built from the files,
-/// starting from the zone kept in `state`. If the build would remove too
-/// much of a kept zone whose seal verifies, the kept zone is served instead
-/// (as a running server keeps serving its zone); one whose seal does not
-/// cannot be, and that is an error. The zone is kept before it is served.
-fn initial_zone(
+/// The first zones served from `config` (CPU-bound): built from the files,
+/// each starting from its zone kept in `state` (for a configuration of
+/// many zones, every kept zone it could describe). If the build would
+/// remove too much of the kept zones (summed over them, a kept zone not
+/// built again counting as removed) and every kept zone's seal verifies,
+/// the kept zones are served instead (as a running server keeps serving
+/// its zones); otherwise that is an error. Zones are kept before they are
+/// served.
+fn initial_set(
     config: &Path,
     loaded: Option<&ZoneConfig>,
     state: Option<&StateDir>,
     allow_shrink: bool,
 ) -> Result<Initial, ServeError> {
-    let mut kept = state.zip(loaded).and_then(|(s, c)| s.load(c));
-    // A zone file does not hold the transfer policy: give the kept zone
+    let build_error = |source| ServeError::Build {
+        config: config.to_owned(),
+        source,
+    };
+    let loaded = match loaded {
+        Some(c) => c.clone(),
+        None => ZoneConfig::load(config).map_err(|e| {
+            build_error(BuildError::from(Problem::in_file(
+                config,
+                e.to_string()
+                    .strip_prefix(&format!("{}: ", config.display()))
+                    .unwrap_or(&e.to_string())
+                    .to_owned(),
+            )))
+        })?,
+    };
+    let mut kept: Vec<crate::zone::state::Kept> = match state {
+        Some(s) if loaded.is_many() => {
+            let ours = publishable(&loaded);
+            s.origins()
+                .into_iter()
+                .filter(|o| ours(o))
+                .filter_map(|o| s.load(&loaded.for_zone(&o)))
+                .collect()
+        }
+        Some(s) => s.load(&loaded).into_iter().collect(),
+        None => Vec::new(),
+    };
+    // A zone file does not hold the transfer policy: give the kept zones
     // the configured one, so that unchanged content keeps its serial
     // across a restart (a new serial would cost every secondary a
     // transfer of nothing).
-    if let (Some(k), Some(t)) = (kept.as_mut(), loaded.and_then(|c| c.transfer.as_ref())) {
-        k.zone.transfer = crate::build::transfer_policy(t).ok();
+    if let Some(t) = &loaded.transfer {
+        let policy = crate::build::transfer_policy(t).ok();
+        for k in &mut kept {
+            k.zone.transfer = policy.clone();
+        }
     }
-    let previous = kept.as_ref().map(|k| k.for_build());
-    let output =
-        build_from_path(config, UnixTime::now(), previous.as_deref(), None).map_err(|source| {
-            ServeError::Build {
-                config: config.to_owned(),
-                source,
-            }
-        })?;
+    let previous = ZoneSet::of(kept.iter().map(|k| k.for_build().into_owned()));
+    let output = build_zones(&loaded, UnixTime::now(), &previous, None).map_err(build_error)?;
     drop(previous);
-    let BuildOutput {
-        mut zone,
+    let ZoneSetOutput {
+        mut set,
         warnings,
         seal,
         max_shrink,
+        ..
     } = output;
+    let kept_set = ZoneSet::of(kept.iter().map(|k| k.zone.clone()));
     // A build keeps the serial only for the same content: then the kept
     // file already holds this zone.
-    let mut already_kept = kept
-        .as_ref()
-        .is_some_and(|k| k.trusted && k.zone.soa.serial == zone.soa.serial);
-    // The history up to the kept zone, if it can be trusted.
-    let kept_journal = match (state, kept.as_ref()) {
-        (Some(state), Some(k)) => {
-            let limits = zone
-                .transfer
-                .as_ref()
-                .map(|t| t.journal)
-                .unwrap_or_default();
-            state.load_journal(k, seal.as_ref(), limits)
-        }
-        _ => Journal::default(),
-    };
-    let previous_zone = kept.as_ref().filter(|k| k.trusted).map(|k| k.zone.clone());
-    if let Some(k) = kept.filter(|_| !allow_shrink) {
-        if let Err(refused) = Shrink::between(&k.zone.records, &zone.records).check(max_shrink) {
-            if !k.trusted {
+    let mut already_kept: std::collections::BTreeSet<DomainName> = kept
+        .iter()
+        .filter(|k| {
+            k.trusted
+                && set
+                    .zones
+                    .get(&k.zone.origin)
+                    .is_some_and(|z| z.soa.serial == k.zone.soa.serial)
+        })
+        .map(|k| k.zone.origin.clone())
+        .collect();
+    if !allow_shrink && !kept.is_empty() {
+        if let Err(refused) = compare(&kept_set, &set).check(max_shrink) {
+            if !kept.iter().all(|k| k.trusted) {
                 return Err(ServeError::Shrink {
                     config: config.to_owned(),
                     source: refused,
@@ -490,54 +542,82 @@ fn initial_zone(
             }
             error!(
                 config = %config.display(),
-                serial = k.zone.soa.serial,
-                "{refused}; serving the kept zone"
+                zones = kept.len(),
+                "{refused}; serving the kept zones"
             );
-            let transfer = zone.transfer.take();
-            zone = k.zone;
-            zone.transfer = transfer;
-            already_kept = true;
+            set = ZoneSet::of(kept.iter().map(|k| k.zone.clone()));
+            already_kept = set.zones.keys().cloned().collect();
         }
     }
-    let zone = Arc::new(zone);
-    let (journal, outcome) = if previous_zone
-        .as_ref()
-        .is_some_and(|p| p.soa.serial == zone.soa.serial)
-    {
-        (kept_journal, None)
-    } else {
-        let (j, o) = kept_journal.follow(previous_zone.as_ref(), &zone, UnixTime::now());
-        installed::log_journal(&zone, &j, &o);
-        (j, Some(o))
-    };
-    drop(previous_zone);
-    let served = ServedZone::new(zone.clone())
-        .map_err(|message| ServeError::Build {
-            config: config.to_owned(),
-            source: BuildError {
-                problems: vec![Problem::in_file(config, message)],
-            },
-        })?
-        .with_journal(Arc::new(journal));
-    if let (Some(state), Some(outcome)) = (state, &outcome) {
+    drop(kept_set);
+    let now = UnixTime::now();
+    let mut served = std::collections::BTreeMap::new();
+    let mut journals = Vec::new();
+    for (origin, zone) in &set.zones {
+        // The history up to the kept zone, if it can be trusted; followed
+        // to the zone built now when that is newer.
+        let k = kept.iter().find(|k| k.zone.origin == *origin);
+        let limits = zone
+            .transfer
+            .as_ref()
+            .map(|t| t.journal)
+            .unwrap_or_default();
+        let kept_journal = match (state, k) {
+            (Some(state), Some(k)) => state.load_journal(k, seal.as_ref(), limits),
+            _ => Journal::default(),
+        };
+        let previous_zone = k.filter(|k| k.trusted).map(|k| &k.zone);
+        let journal = if previous_zone.is_some_and(|p| p.soa.serial == zone.soa.serial) {
+            kept_journal
+        } else {
+            let (j, o) = kept_journal.follow(previous_zone, zone, now);
+            installed::log_journal(zone, &j, &o);
+            journals.push((origin.clone(), o));
+            j
+        };
+        let s = ServedZone::new(zone.clone())
+            .map_err(|message| {
+                build_error(BuildError {
+                    problems: vec![Problem::in_file(
+                        config,
+                        format!("zone {origin}: {message}"),
+                    )],
+                })
+            })?
+            .with_journal(Arc::new(journal));
+        served.insert(origin.clone(), Arc::new(s));
+    }
+    drop(kept);
+    if let Some(state) = state {
+        // Journals first, as when a rebuilt zone is installed.
+        for (origin, outcome) in &journals {
+            let s = &served[origin];
+            state
+                .keep_journal(origin, s.journal(), outcome, seal.as_ref())
+                .map_err(|source| ServeError::Keep {
+                    origin: origin.clone(),
+                    path: state.journal_path(origin),
+                    source,
+                })?;
+        }
+        let to_keep: Vec<&Zone> = set
+            .zones
+            .values()
+            .filter(|z| !already_kept.contains(&z.origin))
+            .map(|z| &**z)
+            .collect();
+        let first = to_keep
+            .first()
+            .map_or_else(ZoneConfig::many, |z| z.origin.clone());
         state
-            .keep_journal(&zone.origin, served.journal(), outcome, seal.as_ref())
+            .write_all(&to_keep, seal.as_ref())
             .map_err(|source| ServeError::Keep {
-                origin: zone.origin.clone(),
-                path: state.journal_path(&zone.origin),
+                path: state.path(&first),
+                origin: first,
                 source,
             })?;
     }
-    if let Some(state) = state.filter(|_| !already_kept) {
-        state
-            .write(&zone, seal.as_ref())
-            .map_err(|source| ServeError::Keep {
-                origin: zone.origin.clone(),
-                path: state.path(&zone.origin),
-                source,
-            })?;
-    }
-    Ok((zone, warnings, Arc::new(served)))
+    Ok((set, warnings, served))
 }
 
 /// Serves until `shutdown` completes, then stops gracefully: what the

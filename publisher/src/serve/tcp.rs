@@ -346,13 +346,10 @@ async fn converse(
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),
             Answer::Transfer => {
-                // Keep only the zone transferred, not the list: a long
+                // Keep only the zone transferred, not the table: a long
                 // transfer would otherwise keep the replaced versions of
                 // every other zone that changes while it runs.
-                let zone = zones
-                    .iter()
-                    .find(|z| z.origin().as_str() == scratch.qname())
-                    .cloned();
+                let zone = zones.get(scratch.qname()).cloned();
                 drop(zones);
                 crate::transfer::framing::pace_by_reader(stream);
                 crate::transfer::serve(

@@ -28,7 +28,6 @@ use tracing::{debug, warn};
 
 use crate::serve::installed::Served;
 use crate::serve::rrl::Limiter;
-use crate::zone::served::ServedZone;
 
 /// How often a blocked thread looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
@@ -36,7 +35,7 @@ const POLL: Duration = Duration::from_millis(200);
 const MAX_DATAGRAM: usize = 65_535;
 
 /// The zone list the server answers from, swapped whole on reload.
-type ZoneList = ArcSwap<Vec<Arc<ServedZone>>>;
+type ZoneList = ArcSwap<crate::zone::served::ZoneTable>;
 
 /// UDP serving threads. Dropping the server tells them to stop without
 /// waiting; [`UdpServer::stop`] also waits.

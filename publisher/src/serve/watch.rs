@@ -1,7 +1,8 @@
 //! Hot reload and re-signing of served zones.
 //!
-//! Each served zone has one worker task that rebuilds it, so rebuilds of a
-//! zone never overlap and each one starts from the zone actually served
+//! Each configuration has one worker task that rebuilds its zones, so
+//! rebuilds of a zone never overlap and each one starts from the zone
+//! actually served
 //! (its signatures are reused for unchanged records, and its serial is the
 //! base of the next). A worker rebuilds when
 //!
@@ -10,7 +11,8 @@
 //!   replace files by renaming a new one over them, and a watch on the old
 //!   file would die with it; events are matched against the inputs by
 //!   absolute path, so a file deleted and created again is still seen;
-//! * the re-sign timer fires at the zone's `next_resign` (clamped to
+//! * the re-sign timer fires at the earliest `next_resign` of its zones
+//!   (only the zones due are built again, see [`crate::build::zones`]) (clamped to
 //!   between [`MIN_RESIGN_DELAY`] and [`MAX_RESIGN_DELAY`] from now, and
 //!   no sooner than [`resign_batch`] after the previous rebuild), so records
 //!   are re-signed before they expire without a restart, and a large zone
@@ -405,10 +407,10 @@ async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Opti
     }
 }
 
-/// One rebuild of zone `idx`; returns how long until the next scheduled one.
+/// One rebuild of configuration `idx`; returns how long until the next
+/// scheduled one.
 async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
-    let (config, previous) = ctx.served.current(idx);
-    let journal = ctx.served.journal(idx);
+    let (config, previous, previous_served) = ctx.served.current(idx);
     let job = {
         let config = config.clone();
         let previous = previous.clone();
@@ -422,16 +424,15 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 watcher.set_inputs(idx, c.input_files());
                 c.authority.map(|a| a.window.margin())
             });
-            (
-                prepare(
-                    &config,
-                    Some(&previous),
-                    &journal,
-                    allow_shrink,
-                    state.as_deref(),
-                ),
-                margin.flatten(),
-            )
+            let result = prepare(
+                &config,
+                &previous,
+                &previous_served,
+                allow_shrink,
+                state.as_deref(),
+            );
+            drop(previous_served);
+            (result, margin.flatten())
         })
     };
     let (result, margin) = match job.await {
@@ -442,88 +443,129 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
         ),
     };
     let batch = resign_batch(margin);
-    let event = |ok, changed, serial, origin, message| ReloadEvent {
+    let event = |ok, changed, removed, serial, origin, message| ReloadEvent {
         origin,
         config: config.clone(),
         serial,
         ok,
         changed,
+        removed,
         reason,
         message,
     };
+    // A failure is announced once per configuration, under its first zone.
+    let (first_origin, first_serial) = previous
+        .zones
+        .iter()
+        .next()
+        .map(|(o, z)| (o.clone(), z.soa.serial))
+        .unwrap_or_else(|| (ZoneConfig::many(), 0));
     let failed = |message: String| {
         error!(
-            origin = %previous.origin,
+            origin = %first_origin,
             config = %config.display(),
-            serial = previous.soa.serial,
-            "reload failed, still serving the previous zone: {message}"
+            serial = first_serial,
+            zones = previous.zones.len(),
+            "reload failed, still serving the previous zones: {message}"
         );
         ctx.served.announce(event(
             false,
             false,
-            previous.soa.serial,
-            previous.origin.clone(),
+            false,
+            first_serial,
+            first_origin.clone(),
             message,
         ));
         failure_delay(&previous)
     };
     let delay = match result {
-        Ok(Ok(prepared)) => match ctx.served.install(idx, &prepared) {
+        Ok(prepared) if prepared.swaps() => match ctx.served.install(idx, &prepared) {
             Ok(retired) => {
                 drop_off_thread(retired);
-                let zone = &prepared.zone;
-                log_warnings(&zone.origin, &prepared.warnings);
-                info!(
-                    origin = %zone.origin,
-                    serial = zone.soa.serial,
-                    previous_serial = previous.soa.serial,
-                    records = zone.record_count(),
-                    ms = prepared.elapsed.as_millis() as u64,
-                    reason = ?reason,
-                    "zone reloaded"
-                );
-                if zone.soa.serial != previous.soa.serial {
-                    let zone = zone.clone();
-                    tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+                log_warnings(&first_origin, &prepared.warnings);
+                for zone in &prepared.changed {
+                    let previous_serial = previous.zones.get(&zone.origin).map(|z| z.soa.serial);
+                    info!(
+                        origin = %zone.origin,
+                        serial = zone.soa.serial,
+                        previous_serial = ?previous_serial,
+                        records = zone.record_count(),
+                        ms = prepared.elapsed.as_millis() as u64,
+                        reason = ?reason,
+                        "zone reloaded"
+                    );
+                    if previous_serial != Some(zone.soa.serial) {
+                        let zone = zone.clone();
+                        tokio::spawn(
+                            async move { crate::transfer::notify_secondaries(&zone).await },
+                        );
+                    }
+                    let message = format!(
+                        "serving serial {} with {} records",
+                        zone.soa.serial,
+                        zone.record_count()
+                    );
+                    ctx.served.announce(event(
+                        true,
+                        true,
+                        false,
+                        zone.soa.serial,
+                        zone.origin.clone(),
+                        message,
+                    ));
                 }
-                let message = format!(
-                    "serving serial {} with {} records",
-                    zone.soa.serial,
-                    zone.record_count()
-                );
-                ctx.served.announce(event(
-                    true,
-                    true,
-                    zone.soa.serial,
-                    zone.origin.clone(),
-                    message,
-                ));
-                resign_delay(zone.next_resign, UnixTime::now()).max(batch)
+                for (origin, serial) in &prepared.removed {
+                    info!(origin = %origin, serial, config = %config.display(), "zone no longer described (its last SII is gone); not served any more");
+                    ctx.served.announce(event(
+                        true,
+                        true,
+                        true,
+                        *serial,
+                        origin.clone(),
+                        "no longer served: no SII of the configuration goes to it".into(),
+                    ));
+                }
+                resign_delay(prepared.set.next_resign(), UnixTime::now()).max(batch)
             }
             Err(message) => failed(message),
         },
-        Ok(Err(output)) => {
+        Ok(prepared) => {
             // Re-sign timers repeat the same warnings; a file change may
             // have introduced new ones.
             if reason == ReloadReason::FileChange {
-                log_warnings(&output.zone.origin, &output.warnings);
+                log_warnings(&first_origin, &prepared.warnings);
             }
-            debug!(
-                origin = %output.zone.origin,
-                serial = output.zone.soa.serial,
-                reason = ?reason,
-                "zone rebuilt, content unchanged"
-            );
-            let delay = resign_delay(output.zone.next_resign, UnixTime::now()).max(batch);
-            let (serial, origin) = (output.zone.soa.serial, output.zone.origin.clone());
-            drop_off_thread(ctx.served.keep(idx, output.zone));
-            ctx.served.announce(event(
-                true,
-                false,
-                serial,
-                origin,
-                "content unchanged".into(),
-            ));
+            for zone in &prepared.unchanged {
+                debug!(
+                    origin = %zone.origin,
+                    serial = zone.soa.serial,
+                    reason = ?reason,
+                    "zone rebuilt, content unchanged"
+                );
+                ctx.served.announce(event(
+                    true,
+                    false,
+                    false,
+                    zone.soa.serial,
+                    zone.origin.clone(),
+                    "content unchanged".into(),
+                ));
+            }
+            if prepared.unchanged.is_empty() {
+                // A configuration of many zones none of which needed a
+                // build: still one event, so that whoever waits on this
+                // rebuild sees it.
+                ctx.served.announce(event(
+                    true,
+                    false,
+                    false,
+                    first_serial,
+                    first_origin.clone(),
+                    "content unchanged".into(),
+                ));
+            }
+            let delay = resign_delay(prepared.set.next_resign(), UnixTime::now()).max(batch);
+            drop_off_thread(ctx.served.keep(idx, prepared.set));
             delay
         }
         Err(PrepareError::Failed(message)) => failed(message),
@@ -531,16 +573,17 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
         Err(PrepareError::Incomplete(e)) => {
             for p in e.incomplete() {
                 warn!(
-                    origin = %previous.origin,
-                    serial = previous.soa.serial,
-                    "{p}; waiting for it to be completed, still serving the previous zone"
+                    origin = %first_origin,
+                    serial = first_serial,
+                    "{p}; waiting for it to be completed, still serving the previous zones"
                 );
             }
             ctx.served.announce(event(
                 false,
                 false,
-                previous.soa.serial,
-                previous.origin.clone(),
+                false,
+                first_serial,
+                first_origin.clone(),
                 e.to_string(),
             ));
             failure_delay(&previous)
@@ -560,10 +603,10 @@ fn drop_off_thread<T: Send + 'static>(value: T) {
     }));
 }
 
-/// After a failure: the served zone's own re-sign time, but not sooner than
-/// [`FAILURE_RETRY_DELAY`].
-fn failure_delay(served: &crate::zone::Zone) -> Duration {
-    resign_delay(served.next_resign, UnixTime::now()).max(FAILURE_RETRY_DELAY)
+/// After a failure: the served zones' own earliest re-sign time, but not
+/// sooner than [`FAILURE_RETRY_DELAY`].
+fn failure_delay(served: &crate::build::zones::ZoneSet) -> Duration {
+    resign_delay(served.next_resign(), UnixTime::now()).max(FAILURE_RETRY_DELAY)
 }
 
 #[cfg(test)]

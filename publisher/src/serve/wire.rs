@@ -39,11 +39,9 @@
 //! names over 255 octets, and truncated records; NOTIMP with the header only
 //! for opcodes other than QUERY; bytes after the last record are ignored.
 
-use std::sync::Arc;
-
 use hickory_proto::rr::RecordType;
 
-use crate::zone::served::{zone_for, Resolved, ServedZone};
+use crate::zone::served::{Resolved, ServedZone, ZoneTable};
 
 /// The UDP payload size we advertise and the most we send when a client
 /// advertises more: 1232 octets fit any path's MTU without fragmentation
@@ -423,7 +421,7 @@ fn read_full(packet: &[u8], scratch: &mut Scratch) -> Read {
 /// `transport`, into `out` (cleared first), using `scratch` for the
 /// question.
 pub(crate) fn answer(
-    zones: &[Arc<ServedZone>],
+    zones: &ZoneTable,
     packet: &[u8],
     transport: Transport,
     out: &mut Vec<u8>,
@@ -440,7 +438,7 @@ pub(crate) fn answer(
 /// fuzz target compares it with [`answer`], whose one-pass reader must
 /// agree with it on every shape both read.
 pub(crate) fn answer_with_full_reader(
-    zones: &[Arc<ServedZone>],
+    zones: &ZoneTable,
     packet: &[u8],
     transport: Transport,
     out: &mut Vec<u8>,
@@ -452,7 +450,7 @@ pub(crate) fn answer_with_full_reader(
 
 /// [`answer`] for a UDP query; returns whether there is an answer to send.
 pub(crate) fn answer_udp(
-    zones: &[Arc<ServedZone>],
+    zones: &ZoneTable,
     packet: &[u8],
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
@@ -461,7 +459,7 @@ pub(crate) fn answer_udp(
 }
 
 fn respond(
-    zones: &[Arc<ServedZone>],
+    zones: &ZoneTable,
     packet: &[u8],
     read: Read,
     transport: Transport,
@@ -486,7 +484,7 @@ fn respond(
         Read::Query(q) => {
             write_answer(zones, &q, scratch, transport, out);
             if q.signed {
-                let zone = zone_for(zones, &scratch.qname);
+                let zone = zones.get(&scratch.qname);
                 crate::transfer::signed_query::sign_answer(zone.map(|z| &**z), packet, out);
             }
             Answer::Reply
@@ -560,7 +558,7 @@ fn write_header(out: &mut [u8], id: u16, flags: u16, counts: [u16; 4]) {
 
 /// Writes the answer to a well-formed query.
 fn write_answer(
-    zones: &[Arc<ServedZone>],
+    zones: &ZoneTable,
     query: &Query,
     scratch: &Scratch,
     transport: Transport,
@@ -593,7 +591,7 @@ fn write_answer(
         return rcode_only(out, RCODE_REFUSED, 0);
     }
     let qname = scratch.qname.as_str();
-    let Some(zone) = zone_for(zones, qname) else {
+    let Some(zone) = zones.zone_for(qname) else {
         return rcode_only(out, RCODE_REFUSED, 0);
     };
     let resolved = zone.resolve(qname, RecordType::from(query.qtype));

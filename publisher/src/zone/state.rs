@@ -19,7 +19,7 @@
 //! user running the server and be writable by nobody else, and temporary
 //! files left in it by a crash are removed at start.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mimi_proto::{DomainName, UnixTime};
 use tracing::{debug, info, warn};
@@ -354,14 +354,45 @@ impl StateDir {
     /// and the directory entry are on disk when this returns).
     pub(crate) fn write(&self, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
         let path = self.path(&zone.origin);
-        write(&path, zone, seal)?;
+        zonefile::write_sealed_zone_atomically(&path, zone, seal)?;
         debug!(path = %path.display(), serial = zone.soa.serial, "served zone kept");
         Ok(())
     }
-}
 
-fn write(path: &Path, zone: &Zone, seal: Option<&SealKey>) -> std::io::Result<()> {
-    zonefile::write_sealed_zone_atomically(path, zone, seal)
+    /// Removes the kept file of a zone no longer served (none is fine).
+    pub(crate) fn remove(&self, origin: &DomainName) -> std::io::Result<()> {
+        self.remove_journal(origin);
+        match std::fs::remove_file(self.path(origin)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The origins of every zone kept here (files `<origin>.zone`).
+    pub(crate) fn origins(&self) -> Vec<DomainName> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<DomainName> = entries
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                DomainName::parse_canonical(name.strip_suffix(".zone")?).ok()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Writes every zone of `zones` sealed with `seal`, atomically and
+    /// durably, with one flush to disk for all (see
+    /// [`zonefile::write_sealed_zones_atomically`]).
+    pub(crate) fn write_all(&self, zones: &[&Zone], seal: Option<&SealKey>) -> std::io::Result<()> {
+        let items: Vec<(PathBuf, &Zone)> =
+            zones.iter().map(|z| (self.path(&z.origin), *z)).collect();
+        zonefile::write_sealed_zones_atomically(&items, seal)?;
+        debug!(dir = %self.dir.display(), zones = zones.len(), "served zones kept");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -332,6 +332,90 @@ pub fn write_sealed_zone_atomically(
     })
 }
 
+/// Writes many zones, each to its path (all in one directory), sealed
+/// under `seal`, atomically as [`write_sealed_zone_atomically`] does, but
+/// with one flush to disk for all of them instead of two per file.
+///
+/// Why: a configuration of ten thousand customer domains writes ten
+/// thousand small files at start, and two `fsync`s each (file, then
+/// directory) made that take a minute. Here every temporary file is
+/// written first, then the file system is synced once (`syncfs` on Linux;
+/// elsewhere each file is synced), then each is renamed into place and the
+/// directory synced once: when this returns, every file is durable, as
+/// with the one-file function. (Up to a few dozen files, each is synced
+/// instead of the file system: that flushes only what is ours.)
+pub fn write_sealed_zones_atomically(
+    items: &[(std::path::PathBuf, &Zone)],
+    seal: Option<&crate::zone::seal::SealKey>,
+) -> std::io::Result<()> {
+    let Some((first, _)) = items.first() else {
+        return Ok(());
+    };
+    if items.len() == 1 {
+        return write_sealed_zone_atomically(&items[0].0, items[0].1, seal);
+    }
+    let dir = match first.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut temps = Vec::with_capacity(items.len());
+    for (path, zone) in items {
+        debug_assert_eq!(path.parent(), first.parent(), "one directory");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)?;
+        {
+            let w = std::io::BufWriter::with_capacity(64 << 10, tmp.as_file_mut());
+            let mut w = crate::zone::seal::SealingWriter::new(w, seal);
+            render_to(zone, &mut w)?;
+            w.finish()?.flush()?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        temps.push((tmp, path));
+    }
+    let dir_file = std::fs::File::open(&dir)?;
+    // A few files are cheaper to sync one by one than the whole file
+    // system, which may hold much else that is being written.
+    if temps.len() <= FEW_FILES || !sync_file_system(&dir_file) {
+        for (tmp, _) in &temps {
+            tmp.as_file().sync_all()?;
+        }
+    }
+    for (tmp, path) in temps {
+        tmp.persist(path).map_err(|e| e.error)?;
+    }
+    #[cfg(unix)]
+    dir_file.sync_all()?;
+    Ok(())
+}
+
+/// Up to this many files, [`write_sealed_zones_atomically`] syncs each
+/// file rather than the file system.
+const FEW_FILES: usize = 64;
+
+/// Flushes the whole file system holding `file` to disk (Linux `syncfs`);
+/// false where that is not available or failed (the caller then syncs
+/// each file).
+fn sync_file_system(file: &std::fs::File) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs only reads the descriptor, which `file` keeps
+        // open for the duration of the call.
+        unsafe { libc::syncfs(file.as_raw_fd()) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        false
+    }
+}
+
 /// The prefix of the temporary files [`write_atomically`] writes next to
 /// its target; one left behind by a crash can be removed.
 pub const TEMP_PREFIX: &str = ".mimi-zone-";
@@ -477,5 +561,40 @@ mod tests {
         write_atomically(&p, "b").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "b");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn many_zones_are_written_at_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let zones: Vec<Zone> = ["a.example", "b.example", "c.example"]
+            .iter()
+            .map(|o| {
+                let mut z = zone("v=mimi1;x");
+                z.origin = DomainName::parse(o).unwrap();
+                z
+            })
+            .collect();
+        let items: Vec<(std::path::PathBuf, &Zone)> = zones
+            .iter()
+            .map(|z| (dir.path().join(format!("{}.zone", z.origin.as_str())), z))
+            .collect();
+        let key = crate::zone::seal::SealKey::from_signing_key(
+            &ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+        );
+        write_sealed_zones_atomically(&items, Some(&key)).unwrap();
+        write_sealed_zones_atomically(&items, Some(&key)).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "no temporaries left"
+        );
+        for (path, z) in &items {
+            let text = std::fs::read_to_string(path).unwrap();
+            crate::zone::seal::open(&text, &key).unwrap();
+            assert_eq!(
+                parse(crate::zone::seal::body(&text)).unwrap().origin,
+                z.origin
+            );
+        }
     }
 }

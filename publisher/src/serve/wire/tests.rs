@@ -4,10 +4,10 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::*;
-use crate::zone::served::ServedZone;
+use crate::zone::served::ZoneTable;
 
-fn zones() -> Vec<Arc<ServedZone>> {
-    vec![Arc::new(crate::zone::served::tests::zone())]
+fn zones() -> ZoneTable {
+    ZoneTable::new([Arc::new(crate::zone::served::tests::zone())])
 }
 
 fn query(name: &str, qtype: RecordType, edns: Option<(u16, u8, bool)>) -> Message {
@@ -26,14 +26,14 @@ fn query(name: &str, qtype: RecordType, edns: Option<(u16, u8, bool)>) -> Messag
 
 /// The answer over `transport` through the normal path (the fast reader
 /// first), as bytes.
-fn bytes(zones: &[Arc<ServedZone>], packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+fn bytes(zones: &ZoneTable, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut scratch = Scratch::default();
     (answer(zones, packet, transport, &mut out, &mut scratch) == Answer::Reply).then_some(out)
 }
 
 /// The answer over `transport` through the full reader only.
-fn full_bytes(zones: &[Arc<ServedZone>], packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+fn full_bytes(zones: &ZoneTable, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut scratch = Scratch::default();
     let read = read_full(packet, &mut scratch);
@@ -44,7 +44,7 @@ fn decode(bytes: &[u8]) -> Message {
     Message::from_vec(bytes).expect("answer decodes")
 }
 
-fn fast(zones: &[Arc<ServedZone>], packet: &[u8]) -> Option<Message> {
+fn fast(zones: &ZoneTable, packet: &[u8]) -> Option<Message> {
     bytes(zones, packet, Transport::Udp).map(|b| decode(&b))
 }
 
@@ -789,7 +789,7 @@ mod alloc {
 /// answer carries only the apex name servers' addresses.
 #[test]
 fn delegations_get_referrals() {
-    let zones = vec![Arc::new(crate::zone::served::tests::delegated_zone())];
+    let zones = ZoneTable::new([Arc::new(crate::zone::served::tests::delegated_zone())]);
     let ask = |name: &str, qtype: RecordType| {
         let q = query(name, qtype, Some((1232, 0, false))).to_vec().unwrap();
         let udp = bytes(&zones, &q, Transport::Udp).unwrap();
@@ -879,7 +879,7 @@ fn signed_queries_get_signed_answers() {
         key: Some(ours.clone()),
         journal: Default::default(),
     }));
-    let zones = vec![Arc::new(ServedZone::new(Arc::new(zone)).unwrap())];
+    let zones = ZoneTable::new([Arc::new(ServedZone::new(Arc::new(zone)).unwrap())]);
     let now = mimi_proto::UnixTime::now().0;
     let signed_query = |k: &TsigKey| {
         let mut m = query("example.com.", RecordType::SOA, None);

@@ -325,6 +325,10 @@ pub fn build_zones(
     });
     let mut specs: Vec<ZoneSpec> = shares.keys().cloned().collect();
     specs.extend(items.keys().filter(|s| !shares.contains_key(*s)).cloned());
+    specs.extend(empty_shard_zones(config, &specs, &mut errors));
+    if !errors.is_empty() {
+        return Err(BuildError { problems: errors });
+    }
     specs.sort();
     let presigned_texts: HashMap<DomainName, Vec<String>> = items
         .iter()
@@ -437,6 +441,65 @@ pub fn build_zones(
         max_shrink,
         built,
     })
+}
+
+/// The shard zones of `config`'s `[shards]` that hold no SII yet, so that
+/// every listed shard of each home has its zone: the parent delegates the
+/// shards to this publisher whether or not they hold SIIs, and an empty
+/// zone answers NXDOMAIN with authority where no zone would be REFUSED (a
+/// lame delegation to resolvers). The homes are the configuration's own
+/// zone (without `[domains]`) and every domain that has SIIs (with it).
+fn empty_shard_zones(
+    config: &ZoneConfig,
+    specs: &[ZoneSpec],
+    errors: &mut Vec<Problem>,
+) -> Vec<ZoneSpec> {
+    let Some(set) = &config.shards else {
+        return Vec::new();
+    };
+    let mut homes: std::collections::BTreeSet<DomainName> = specs
+        .iter()
+        .filter_map(|s| match &s.select {
+            Select::Shard { home, .. } => Some(home.clone()),
+            _ => None,
+        })
+        .collect();
+    if config.domains.is_none() {
+        // A zone whose origin is itself the `_mimi` name of its domain
+        // holds that domain's shards.
+        let home = config
+            .origin
+            .as_str()
+            .strip_prefix("_mimi.")
+            .and_then(|h| DomainName::parse_canonical(h).ok())
+            .unwrap_or_else(|| config.origin.clone());
+        homes.insert(home);
+    }
+    let have: std::collections::HashSet<&ZoneSpec> = specs.iter().collect();
+    let mut out = Vec::new();
+    for home in homes {
+        for shard in set.iter() {
+            match shard_name(&shard, &home) {
+                Ok(origin) => {
+                    let spec = ZoneSpec {
+                        origin,
+                        select: Select::Shard {
+                            home: home.clone(),
+                            shard,
+                        },
+                    };
+                    if !have.contains(&spec) {
+                        out.push(spec);
+                    }
+                }
+                Err(e) => errors.push(Problem::in_file(
+                    &config.path,
+                    format!("shard {shard} of {home}: {e}"),
+                )),
+            }
+        }
+    }
+    out
 }
 
 /// Where each line of a mappings file went: the text, and per line the
@@ -887,8 +950,11 @@ mod tests {
             &many,
         );
         // The authority's certificates are not inside any shard zone.
+        // Every listed shard has its zone, with SIIs or not (the parent
+        // delegates them all here).
         let out = f.build(&ZoneSet::default()).unwrap();
-        assert!(!out.set.zones.is_empty());
+        assert_eq!(out.set.zones.len(), 256, "00-7v: 8 × 32 shards");
+        assert!(out.set.zones.values().any(|z| z.records.is_empty()));
         let mut total = 0;
         for (origin, zone) in &out.set.zones {
             let (shard, rest) = origin.as_str().split_once('.').unwrap();
@@ -918,7 +984,7 @@ mod tests {
             THREE,
         );
         let out = f.build(&ZoneSet::default()).unwrap();
-        assert_eq!(out.set.zones.len(), 4);
+        assert_eq!(out.set.zones.len(), 3 * 1024, "every shard of each domain");
         let alice = owner("alice@a.example", "a.example");
         let zone = alice.split_once('.').unwrap().1;
         assert_eq!(out.set.zones[&d(zone)].records[0].owner.as_str(), alice);

@@ -87,6 +87,13 @@ impl ShardSet {
         shard_index(s).is_some_and(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
     }
 
+    /// The shards of the set, in order.
+    pub fn iter(&self) -> impl Iterator<Item = String> + '_ {
+        (0..SHARD_COUNT)
+            .filter(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
+            .map(shard_at)
+    }
+
     /// Number of shards in the set.
     pub fn len(&self) -> usize {
         self.bits.iter().map(|w| w.count_ones() as usize).sum()

@@ -14,10 +14,11 @@
 //! the publishers listen on distinct loopback addresses at one ephemeral
 //! port and BIND follows referrals to them there.
 //!
-//! Each shard zone is a plain home-role zone whose origin is
-//! `<shard>._mimi.example.com`: its SIIs' discovery names
-//! (`<label>.<shard>._mimi.example.com`) are inside it. The test makes
-//! shard zones for the shards its SIIs fall in only, not all 1024.
+//! Each group is one configuration with `[shards] zones = ["00-7v"]`
+//! (and the group's name server as its NS), reading the same mappings file
+//! as every other: it publishes a zone `<shard>._mimi.example.com` for
+//! each of its 256 shards, with SIIs or not, so every delegation the parent
+//! makes has its zone (1024 zones over the two publishers).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -72,14 +73,17 @@ fn parent_config(ws: &Workspace, mappings: &str) -> std::path::PathBuf {
     ws.write("parent/zone.toml", &s)
 }
 
-/// A shard zone holding `mappings` (all in `shard`), served by `ns`.
-fn shard_config(ws: &Workspace, shard: &str, ns: &str, mappings: &str) -> std::path::PathBuf {
-    let dir = format!("shard-{shard}");
+/// The configuration of shard group `g`: every shard of its range as a
+/// zone of its own, from the same mappings as every group, served by the
+/// group's name server name.
+fn group_config(ws: &Workspace, g: usize, mappings: &str) -> std::path::PathBuf {
+    let (shards, ns, _) = GROUPS[g];
+    let dir = format!("group-{g}");
     ws.write(&format!("{dir}/mappings.csv"), mappings);
     ws.write(
         &format!("{dir}/zone.toml"),
         &format!(
-            "origin = \"{shard}._mimi.example.com\"\nrole = \"home\"\nttl = 1\nns = [\"{ns}\"]\nmappings = \"mappings.csv\"\n{}[authority]\nname = \"example.com\"\nkey = \"../signing.pem\"\n",
+            "origin = \"example.com\"\nrole = \"home\"\nttl = 1\nns = [\"{ns}\"]\nmappings = \"mappings.csv\"\n{}[authority]\nname = \"example.com\"\nkey = \"../signing.pem\"\n[shards]\nzones = [\"{shards}\"]\n",
             SOA.replace("ns1.example.com", ns)
         ),
     )
@@ -211,9 +215,8 @@ async fn a_domain_split_in_four_shard_groups_over_two_publishers() {
     let all: String = siis.iter().map(|(w, _)| line(w)).collect();
     let parent = parent_config(&ws, &all);
     let mut configs: [Vec<std::path::PathBuf>; 2] = [vec![parent], vec![]];
-    for (who, shard) in &siis {
-        let (_, ns, publisher) = GROUPS[group_of(shard)];
-        configs[publisher].push(shard_config(&ws, shard, ns, &line(who)));
+    for (g, (_, _, publisher)) in GROUPS.iter().enumerate() {
+        configs[*publisher].push(group_config(&ws, g, &all));
     }
 
     // One ephemeral port, three loopback addresses: publishers on .2 and
@@ -288,6 +291,32 @@ async fn a_domain_split_in_four_shard_groups_over_two_publishers() {
             .iter()
             .all(|r| r.owner.as_str().starts_with("_mimi-ma.")),
         "only the certificate stays in the parent"
+    );
+    // Each publisher holds the 512 shard zones of its two groups (and
+    // publisher 1 the parent), whether a shard has SIIs or not.
+    assert_eq!(publishers[0].origins().len(), 513);
+    assert_eq!(publishers[1].origins().len(), 512);
+    // A name in a shard without SIIs, in a group of publisher 2: the
+    // resolver follows the referral and gets an authoritative NXDOMAIN
+    // from the (empty) shard zone, not a failure of a lame delegation.
+    let empty = (0..1024)
+        .map(mimi_publisher::input::shards::shard_at)
+        .find(|sh| group_of(sh) == 3 && !siis.iter().any(|(_, s)| s == sh))
+        .unwrap();
+    let nobody = format!(
+        "{}.{empty}._mimi.example.com.",
+        format!("{empty}{}", "0".repeat(50))
+    );
+    let at_p2 = dig(p2, &nobody, "TXT", &["+norec"]);
+    assert!(
+        at_p2.contains("status: NXDOMAIN") && at_p2.contains(" aa"),
+        "an empty shard zone answers NXDOMAIN with authority:\n{at_p2}"
+    );
+    let via = dig(resolver_addr, &nobody, "TXT", &[]);
+    assert!(
+        via.contains("status: NXDOMAIN"),
+        "through the resolver:\n{via}\n{}",
+        resolver.log()
     );
 
     for (who, shard) in &siis {

@@ -478,7 +478,7 @@ fn empty_shard_zones(
     let have: std::collections::HashSet<&ZoneSpec> = specs.iter().collect();
     let mut out = Vec::new();
     for home in homes {
-        for shard in set.iter() {
+        for shard in set.iter().map(|s| s.to_string()) {
             match shard_name(&shard, &home) {
                 Ok(origin) => {
                     let spec = ZoneSpec {
@@ -579,7 +579,7 @@ impl<'c> Expansion<'c> {
     /// configuration does not publish, or why it cannot be published.
     fn spec_of(&self, sii: &Sii) -> Result<Option<ZoneSpec>, String> {
         let config = self.config;
-        let in_shards = |shard: &str| config.shards.as_ref().is_none_or(|s| s.contains(shard));
+        let in_shards = |shard: &str| config.shards.as_ref().is_none_or(|s| s.contains_str(shard));
         match &config.domains {
             Some(d) => {
                 if sii.is_tel() {
@@ -715,7 +715,7 @@ fn could_publish_shape(config: &ZoneConfig, origin: &DomainName) -> bool {
             d.origin.origin_of(&dom).ok().as_ref() == Some(origin)
         }),
         (_, Some(shards)) => shard_part(origin).is_some_and(|(shard, home)| {
-            shards.contains(&shard)
+            shards.contains_str(&shard)
                 && match &config.domains {
                     Some(_) => true,
                     None => home.is_within(&config.origin),

@@ -1004,7 +1004,7 @@ mod many_tests {
             (
                 "origin = \"x.example\"\n",
                 "[shards]\nzones = [\"00-zz\"]\n",
-                "/c/z.toml: shards.zones: [0] = \"00-zz\"",
+                "/c/z.toml: shards.zones: [0] \"00-zz\"",
             ),
             (
                 "origin = \"x.example\"\n",

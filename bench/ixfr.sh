@@ -143,26 +143,26 @@ zone:
     master: primary
     acl: notify_from_primary
 CONF
+# wait_both SERIAL START: seconds from START (an $EPOCHREALTIME reading)
+# until NSD and until Knot serve SERIAL or newer, polled together.
+wait_both() {
+  local n="" k="" s
+  while [[ -z $n || -z $k ]]; do
+    (( $(calc "int($EPOCHREALTIME - $2)") < 900 )) || { echo "secondaries never reached serial $1" >&2; return 1; }
+    kill -0 "$npid" 2>/dev/null && kill -0 "$kpid" 2>/dev/null || { echo "a secondary exited" >&2; return 1; }
+    if [[ -z $n ]]; then s=$(serial_at "$nport" || true); [[ -n $s ]] && (( ((s - $1) & 0xffffffff) < 0x80000000 )) && n=$(since "$2"); fi
+    if [[ -z $k ]]; then s=$(serial_at "$kport" || true); [[ -n $s ]] && (( ((s - $1) & 0xffffffff) < 0x80000000 )) && k=$(since "$2"); fi
+    sleep 0.02
+  done
+  echo "$n $k"
+}
+
 echo "== secondaries: first transfer (whole zone)"
 s0=$(serial_at "$pport")
 t=$EPOCHREALTIME
 nsd -d -c "$work/nsd/nsd.conf" 2> "$work/nsd/nsd.log" & npid=$!; pids+=("$npid")
 knotd -c "$work/knot/knot.conf" 2> "$work/knot/knot.log" & kpid=$!; pids+=("$kpid")
-
-# wait_serial PORT SERIAL PID: seconds until PORT serves SERIAL or newer
-# (RFC 1982); fails after 900 s or when PID dies.
-wait_serial() {
-  local start=$EPOCHREALTIME s
-  while (( $(calc "int($EPOCHREALTIME - $start)") < 900 )); do
-    s=$(serial_at "$1" || true)
-    if [[ -n $s ]] && (( ((s - $2) & 0xffffffff) < 0x80000000 )); then since "$start"; return 0; fi
-    kill -0 "$3" 2>/dev/null || { echo "process $3 exited" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "port $1 never reached serial $2" >&2; return 1
-}
-first_nsd=$(wait_serial "$nport" "$s0" "$npid")
-first_knot=$(wait_serial "$kport" "$s0" "$kpid")
+read -r first_nsd first_knot <<< "$(wait_both "$s0" "$t")"
 echo "  NSD up after ${first_nsd}s, Knot after ${first_knot}s (both started at once)"
 
 # xfr_stats FILE: "records messages bytes" from dig's "XFR size" line.
@@ -200,8 +200,9 @@ for b in $(seq "$batches"); do
     sleep 0.05
   done
   new=$s
+  seen=$EPOCHREALTIME
   echo "  serial $prev → $new after $(since "$start")s"
-  cn=$(wait_serial "$nport" "$new" "$npid"); ck=$(wait_serial "$kport" "$new" "$kpid")
+  read -r cn ck <<< "$(wait_both "$new" "$seen")"
   echo "  NSD serves it ${cn}s later, Knot ${ck}s later"
   t=$EPOCHREALTIME
   timeout 600 dig +tcp +time=30 @127.0.0.1 -p "$pport" example.com "IXFR=$prev" > "$work/ixfr.txt"

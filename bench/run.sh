@@ -10,6 +10,10 @@
 #                                     # the limiter off and on (N = 100,000, 5 runs each; ~3 min)
 #   bench/run.sh --zones [ARGS]       # only many zones from one publisher (10,000 domains × 10 mappings,
 #                                     # --big N for a large zone alongside): bench/zones.sh ARGS
+#   bench/run.sh --ixfr [ARGS]        # only IXFR vs AXFR after re-sign batches at N = 1M, NSD and Knot as
+#                                     # secondaries (~8 min): bench/ixfr.sh ARGS → docs/BENCHMARKS-ixfr.md
+#   bench/run.sh --transfer-rss [ARGS] # only server memory during 4 concurrent slow AXFRs of a 1M zone:
+#                                     # bench/transfer-rss.sh ARGS (figures in docs/BENCHMARKS-transfer.md)
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -29,12 +33,14 @@ rrl_only=0
 while (($#)); do
   case "$1" in
     --zones) shift; exec bash bench/zones.sh "$@" ;;
+    --ixfr) shift; exec bash bench/ixfr.sh "$@" ;;
+    --transfer-rss) shift; exec bash bench/transfer-rss.sh "$@" ;;
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --rrl-only) rrl_only=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -13,12 +13,15 @@
 //!    │          build/zones: one configuration → its zones ([domains],
 //!    │          [shards]), each built from its own share of the inputs
 //!    ▼
-//!  zone/      the Zone model; its served form and index; zone files;
-//!    │          the kept copy in --state-dir; the shrink guard
+//!  zone/      the Zone model (TXT records, delegations, catalog PTRs);
+//!    │          its served form and index; zone files; the kept copy and
+//!    │          the IXFR journal in --state-dir; the catalog builder; the
+//!    │          shrink guard
 //!    ├──────────────────────────────┐
 //!    ▼                              ▼
-//!  serve/     UDP + TCP answers,   transfer/  AXFR/IXFR out, NOTIFY,
-//!             hot reload, RRL                 RFC 2136 push
+//!  serve/     UDP + TCP answers,   transfer/  AXFR/IXFR out (streamed,
+//!             zone table, hot                 limited), NOTIFY, signed
+//!             reload, RRL, catalog            answers, RFC 2136 push
 //! ```
 //!
 //! Every input is parsed into typed values first; a build either produces a

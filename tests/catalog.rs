@@ -4,10 +4,11 @@
 //! configurations name the catalog only. Each secondary provisions every
 //! member zone by itself, serves it (checked with dig) and a record of it
 //! verifies through `mimi-resolver` asking the secondary. A zone added to
-//! the publisher (here by restarting `serve` with a third configuration:
-//! today's server takes its zone list at start) appears at both
-//! secondaries after the catalog's NOTIFY, and a zone removed disappears,
-//! without touching their configuration.
+//! the publisher appears at both secondaries after the catalog's NOTIFY,
+//! and a zone removed disappears, without touching their configuration:
+//! by restarting `serve` with another set of configurations (the first
+//! test), and while serving, as a `[domains]` configuration gains and
+//! loses a customer domain (the second).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -409,6 +410,153 @@ async fn knot_and_bind_follow_the_catalog() {
     named.assert_running();
     let knot_log = knot.log();
     assert!(knot_log.contains("catalog"), "knot log:\n{knot_log}");
+    let status = publisher.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "mimi-publisher did not stop cleanly:\n{}",
+        publisher.log()
+    );
+}
+
+/// alice@`domain` verifies through `mimi-resolver` asking `server`, signed
+/// by the provider that hosts every customer domain.
+async fn verified_by_provider(
+    provider: &Authority,
+    domain: &str,
+    server: SocketAddr,
+) -> Result<(), String> {
+    let scope = format!("mailto:*@{domain}");
+    let trust = trust_toml(
+        1,
+        &[Trust {
+            authority: provider,
+            sii_scope: &[&scope],
+            ssi_scope: &["chat.provider.example"],
+        }],
+    );
+    let mut o = ResolverOptions::new(TrustStore::from_toml_str(&trust, "test trust").unwrap());
+    o.name_servers = NameServers::Explicit(vec![server]);
+    o.timeout = Duration::from_secs(2);
+    let resolver = mimi_resolver::Resolver::new(o).unwrap();
+    let sii = Sii::parse(&format!("alice@{domain}"), None).unwrap();
+    let r = resolver.lookup(&sii).await.map_err(|e| e.to_string())?;
+    match r.outcome() {
+        Outcome::Verified => Ok(()),
+        o => Err(format!("{o:?}: {:?} {:?}", r.rejected, r.errors)),
+    }
+}
+
+/// The issue's case, with no restart: one `[domains]` configuration
+/// serves a zone `_mimi.<domain>` per customer domain; a mapping of a new
+/// customer domain, appended to the running publisher's mappings file,
+/// makes a new zone, the catalog lists it and is NOTIFYed, and Knot and
+/// BIND (configured with the catalog only) provision it, serve it, and a
+/// lookup through each verifies. The customer's last mapping removed, its
+/// zone leaves the catalog and both secondaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_customer_domain_reaches_the_secondaries_while_serving() {
+    let ws = Workspace::new();
+    let dir = ws.path("servers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tsig = Key::random("transfer-key");
+    ws.write_secret("tsig.key", &tsig.bind_format());
+    let primary = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let knot_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let bind_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let secondaries = [("knot", knot_addr), ("bind", bind_addr)];
+    let transfer = format!(
+        "allow = [\"127.0.0.1\"]\nnotify = [\"{knot_addr}\", \"{bind_addr}\"]\ntsig_key = \"tsig.key\""
+    );
+    ws.write(
+        "catalog.toml",
+        &format!("origin = \"{CATALOG}\"\n[soa]\nrefresh = 2\nretry = 1\n[transfer]\n{transfer}\n"),
+    );
+    let provider = Authority::new("provider.example");
+    ws.write_key("root.pem", &provider.root);
+    let line = |d: &str| format!("alice@{d},mimi://chat.provider.example/u/alice-{d}\n");
+    // The first customer is large enough that the second's leaving is a
+    // small share of the configuration's assertions (the shrink guard,
+    // max_shrink 10% by default, would hold a larger drop back).
+    let first: String = std::iter::once(line("a.example"))
+        .chain((0..20).map(|i| format!("u{i}@a.example,mimi://chat.provider.example/u/{i}\n")))
+        .collect();
+    ws.write("mappings.csv", &first);
+    let config = ws.write(
+        "customers.toml",
+        &format!(
+            "role = \"home\"\nttl = 1\nns = [\"ns1.provider.example\"]\nmappings = \"mappings.csv\"\n\
+             [domains]\norigin = \"_mimi.{{domain}}\"\n\
+             [soa]\nmname = \"ns1.provider.example\"\nrname = \"hostmaster.provider.example\"\nrefresh = 2\nretry = 1\nminimum = 1\nttl = 1\n\
+             [authority]\nname = \"provider.example\"\nkey = \"root.pem\"\n\
+             [transfer]\n{transfer}\n"
+        ),
+    );
+    let publisher = serve(&ws, &[&config], primary, "publisher.log");
+    eventually(
+        Duration::from_secs(20),
+        "the first customer zone",
+        || async { soa_serial(primary, "_mimi.a.example").await },
+    )
+    .await;
+    let (mut knot, _) = knot(&dir, knot_addr.port(), primary, &tsig);
+    let (mut named, _) = bind(&dir, bind_addr.port(), primary, &tsig);
+    let dig = require("dig", "bind9-dnsutils");
+    let logs = [knot.log_path(), named.log_path()];
+    let served_by_both = async |domain: &str| {
+        let zone = format!("_mimi.{domain}");
+        for ((name, addr), log) in secondaries.into_iter().zip(&logs) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            while soa_serial(addr, &zone).await.is_none() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} does not serve {zone} from the catalog:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let txt = dig_alice(&dig, addr, domain);
+            assert!(txt.contains("v=mimi1"), "{name}: alice@{domain}: {txt:?}");
+            eventually(
+                Duration::from_secs(10),
+                &format!("alice@{domain} to verify at {name}"),
+                || async { verified_by_provider(&provider, domain, addr).await.ok() },
+            )
+            .await;
+        }
+    };
+    served_by_both("a.example").await;
+
+    // A new customer domain: one line appended (the whole file replaced at
+    // once, as README "Replacing files safely" says).
+    let both_lines = format!("{first}{}", line("b.example"));
+    ws.write("mappings.csv.new", &both_lines);
+    std::fs::rename(ws.path("mappings.csv.new"), ws.path("mappings.csv")).unwrap();
+    served_by_both("b.example").await;
+
+    // Its last mapping removed: the zone leaves the catalog and both
+    // secondaries; the first customer stays.
+    ws.write("mappings.csv.new", &first);
+    std::fs::rename(ws.path("mappings.csv.new"), ws.path("mappings.csv")).unwrap();
+    for (name, addr) in secondaries {
+        eventually(
+            Duration::from_secs(40),
+            &format!("{name} to drop _mimi.b.example"),
+            || async {
+                soa_serial(addr, "_mimi.b.example")
+                    .await
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(
+            soa_serial(addr, "_mimi.a.example").await.is_some(),
+            "{name} lost _mimi.a.example"
+        );
+    }
+    knot.assert_running();
+    named.assert_running();
+    let mut publisher = publisher;
     let status = publisher.stop();
     assert!(
         status.is_some_and(|s| s.success()),

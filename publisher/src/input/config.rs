@@ -261,7 +261,6 @@ struct RawConfig {
 struct RawDomains {
     origin: String,
     list: Option<PathBuf>,
-    catalog: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -385,15 +384,9 @@ impl ZoneConfig {
             .map(|d| -> Result<_, ConfigError> {
                 let origin = crate::input::domains::OriginPattern::parse(&d.origin)
                     .map_err(|m| invalid("domains.origin", m))?;
-                let catalog = d
-                    .catalog
-                    .as_deref()
-                    .map(|c| name("domains.catalog", c))
-                    .transpose()?;
                 Ok(crate::input::domains::DomainsConfig {
                     origin,
                     list: d.list.as_ref().map(resolve),
-                    catalog,
                 })
             })
             .transpose()?;

@@ -108,11 +108,6 @@ pub struct DomainsConfig {
     pub origin: OriginPattern,
     /// The file listing the domains allowed (absolute path), if any.
     pub list: Option<PathBuf>,
-    /// Reserved for catalog-zone provisioning (RFC 9432): the catalog
-    /// zone's name, when the configuration asks for one. Parsed and kept
-    /// here so that the builder of catalog content finds it; this module
-    /// does nothing with it.
-    pub catalog: Option<DomainName>,
 }
 
 /// A domain list file: one domain a line; blank lines and `#` comments

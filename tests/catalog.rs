@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mimi_e2e::secondaries::Key;
+use mimi_e2e::secondaries::{self, Key};
 use mimi_e2e::{
     bin, eventually, free_port, require, soa_serial, trust_toml, Authority, Daemon, Trust,
     Workspace, ZoneSpec,
@@ -28,72 +28,8 @@ const CATALOG: &str = "catalog.mimi.test";
 /// Knot as a consumer of the catalog at `primary`: members get the
 /// `member` template (same primary, same key).
 fn knot(dir: &Path, port: u16, primary: SocketAddr, key: &Key) -> (Daemon, SocketAddr) {
-    let knotd = require("knotd", "knot");
-    let d = dir.join("knot");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        r#"server:
-    rundir: "{d}"
-    listen: 127.0.0.1@{port}
-
-database:
-    storage: "{d}"
-
-log:
-  - target: stderr
-    any: info
-
-key:
-  - id: {key}
-    algorithm: hmac-sha256
-    secret: {secret}
-
-remote:
-  - id: primary
-    address: {pip}@{pport}
-    key: {key}
-
-acl:
-  - id: notify_from_primary
-    address: {pip}
-    key: {key}
-    action: notify
-
-template:
-  - id: default
-    storage: "{d}"
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: none
-  - id: member
-    storage: "{d}"
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: none
-    master: primary
-    acl: notify_from_primary
-
-zone:
-  - domain: {CATALOG}
-    master: primary
-    acl: notify_from_primary
-    catalog-role: interpret
-    catalog-template: member
-"#,
-        d = d.display(),
-        key = key.name,
-        secret = key.secret,
-        pip = primary.ip(),
-        pport = primary.port(),
-    );
-    let path = d.join("knot.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new(knotd);
-    cmd.arg("-c").arg(&path);
-    (
-        Daemon::spawn("knotd", cmd, d.join("knot.log")),
-        SocketAddr::from(([127, 0, 0, 1], port)),
-    )
+    let s = secondaries::knot_with_catalog(dir, port, primary, &[], Some(CATALOG), key);
+    (s.daemon, s.addr)
 }
 
 /// BIND as a consumer of the catalog at `primary`.

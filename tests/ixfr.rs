@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mimi_e2e::secondaries::Key;
+use mimi_e2e::secondaries::{self, Key};
 use mimi_e2e::{bin, eventually, free_port, require, soa_serial, Daemon, Workspace, ZoneSpec};
 
 const ZONE: &str = "example.com";
@@ -26,121 +26,15 @@ fn mappings(users: impl IntoIterator<Item = usize>) -> String {
 /// Knot as an IXFR secondary (Knot asks IXFR by default once it has the
 /// zone), which also lets 127.0.0.1 transfer the zone from it.
 fn knot(dir: &Path, primary: SocketAddr, key: &Key) -> (Daemon, SocketAddr) {
-    let knotd = require("knotd", "knot");
-    let port = free_port();
-    let d = dir.join("knot");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        r#"server:
-    rundir: "{d}"
-    listen: 127.0.0.1@{port}
-
-database:
-    storage: "{d}"
-
-log:
-  - target: stderr
-    any: info
-
-key:
-  - id: {key}
-    algorithm: hmac-sha256
-    secret: {secret}
-
-remote:
-  - id: primary
-    address: {primary}
-    key: {key}
-
-acl:
-  - id: notify_from_primary
-    address: {pip}
-    key: {key}
-    action: notify
-  - id: dump
-    address: 127.0.0.1
-    action: transfer
-
-template:
-  - id: default
-    storage: "{d}"
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: changes
-
-zone:
-  - domain: {ZONE}
-    master: primary
-    acl: [notify_from_primary, dump]
-"#,
-        d = d.display(),
-        key = key.name,
-        secret = key.secret,
-        primary = format_args!("{}@{}", primary.ip(), primary.port()),
-        pip = primary.ip(),
-    );
-    let path = d.join("knot.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new(knotd);
-    cmd.arg("-c").arg(&path);
-    (
-        Daemon::spawn("knotd", cmd, d.join("knot.log")),
-        SocketAddr::from(([127, 0, 0, 1], port)),
-    )
+    let s = secondaries::knot(dir, primary, &[ZONE], key);
+    (s.daemon, s.addr)
 }
 
 /// NSD as an IXFR secondary: `request-xfr` without `AXFR` asks IXFR over
 /// TCP (with AXFR fallback); 127.0.0.1 may transfer the zone from it.
 fn nsd(dir: &Path, primary: SocketAddr, key: &Key) -> (Daemon, SocketAddr) {
-    let nsd = require("nsd", "nsd");
-    let port = free_port();
-    let d = dir.join("nsd");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        r#"server:
-    ip-address: 127.0.0.1@{port}
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "{d}"
-    database: ""
-    pidfile: "{d}/nsd.pid"
-    xfrdfile: "{d}/xfrd.state"
-    zonelistfile: "{d}/zone.list"
-    xfrdir: "{d}"
-    verbosity: 2
-    rrl-ratelimit: 0
-
-remote-control:
-    control-enable: no
-
-key:
-    name: "{key}"
-    algorithm: hmac-sha256
-    secret: "{secret}"
-
-zone:
-    name: "{ZONE}"
-    zonefile: "{ZONE}.zone"
-    request-xfr: {pip}@{pport} {key}
-    allow-notify: {pip} {key}
-    allow-axfr-fallback: yes
-    provide-xfr: 127.0.0.1 NOKEY
-"#,
-        d = d.display(),
-        key = key.name,
-        secret = key.secret,
-        pip = primary.ip(),
-        pport = primary.port(),
-    );
-    let path = d.join("nsd.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new(nsd);
-    cmd.arg("-d").arg("-c").arg(&path);
-    (
-        Daemon::spawn("nsd", cmd, d.join("nsd.log")),
-        SocketAddr::from(([127, 0, 0, 1], port)),
-    )
+    let s = secondaries::nsd(dir, primary, &[ZONE], key);
+    (s.daemon, s.addr)
 }
 
 /// BIND as an IXFR secondary (`request-ixfr` is its default); 127.0.0.1

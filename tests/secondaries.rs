@@ -52,22 +52,25 @@ pub struct Server {
 /// Knot DNS as a secondary for `zones`, transferring from `primary` with
 /// `key` and accepting NOTIFY from it.
 pub fn knot(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
-    knot_with_catalog(dir, primary, zones, None, key)
+    knot_with_catalog(dir, free_port(), primary, zones, None, key)
 }
 
 /// Knot as a secondary of `primary` for `zones` and, with `catalog`, for
 /// every member of that catalog zone (RFC 9432, `catalog-role: interpret`:
 /// members are added and removed without touching this configuration).
 /// Knot keeps a journal of changes, so it asks IXFR once it holds a zone.
+/// It listens on 127.0.0.1 at `port` (tests that must name the secondary
+/// before it starts, in a NOTIFY list, choose it) and lets 127.0.0.1
+/// transfer every zone from it, for tests to compare its content.
 pub fn knot_with_catalog(
     dir: &Path,
+    port: u16,
     primary: SocketAddr,
     zones: &[&str],
     catalog: Option<&str>,
     key: &Key,
 ) -> Server {
     let knotd = require("knotd", "knot");
-    let port = free_port();
     let d = dir.join("knot");
     std::fs::create_dir_all(&d).unwrap();
     let mut conf = format!(
@@ -97,6 +100,9 @@ acl:
     address: {pip}
     key: {key}
     action: notify
+  - id: dump
+    address: 127.0.0.1
+    action: transfer
 
 template:
   - id: default
@@ -110,7 +116,7 @@ template:
     zonefile-load: none
     journal-content: changes
     master: primary
-    acl: notify_from_primary
+    acl: [notify_from_primary, dump]
 
 zone:
 "#,
@@ -122,12 +128,12 @@ zone:
     );
     for z in zones {
         conf.push_str(&format!(
-            "  - domain: {z}\n    master: primary\n    acl: notify_from_primary\n"
+            "  - domain: {z}\n    master: primary\n    acl: [notify_from_primary, dump]\n"
         ));
     }
     if let Some(c) = catalog {
         conf.push_str(&format!(
-            "  - domain: {c}\n    master: primary\n    acl: notify_from_primary\n    catalog-role: interpret\n    catalog-template: member\n"
+            "  - domain: {c}\n    master: primary\n    acl: [notify_from_primary, dump]\n    catalog-role: interpret\n    catalog-template: member\n"
         ));
     }
     let path = d.join("knot.conf");
@@ -141,7 +147,8 @@ zone:
 }
 
 /// NSD as a secondary for `zones`, transferring from `primary` with `key`
-/// (IXFR once it holds a zone, AXFR otherwise) and accepting NOTIFY from it.
+/// (IXFR once it holds a zone, AXFR otherwise) and accepting NOTIFY from
+/// it; 127.0.0.1 may transfer the zones from it.
 pub fn nsd(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
     let nsd = require("nsd", "nsd");
     let port = free_port();
@@ -177,7 +184,7 @@ key:
     );
     for z in zones {
         conf.push_str(&format!(
-            "zone:\n    name: \"{z}\"\n    zonefile: \"{z}.zone\"\n    request-xfr: {pip}@{pport} {key}\n    allow-notify: {pip} {key}\n    allow-axfr-fallback: yes\n\n",
+            "zone:\n    name: \"{z}\"\n    zonefile: \"{z}.zone\"\n    request-xfr: {pip}@{pport} {key}\n    allow-notify: {pip} {key}\n    allow-axfr-fallback: yes\n    provide-xfr: 127.0.0.1 NOKEY\n\n",
             pip = primary.ip(),
             pport = primary.port(),
             key = key.name,

@@ -89,8 +89,14 @@ async fn hidden_primary_knot_nsd_secondaries_and_unbound() {
     // primary's catalog (RFC 9432). NSD 4.6 reads no catalogs, so it lists
     // the zone. Both pull changes by IXFR once they hold the zone.
     let primary: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut knot =
-        secondaries::knot_with_catalog(&dir, primary, &[], Some("catalog.example.net"), &tsig);
+    let mut knot = secondaries::knot_with_catalog(
+        &dir,
+        free_port(),
+        primary,
+        &[],
+        Some("catalog.example.net"),
+        &tsig,
+    );
     let mut nsd = secondaries::nsd(&dir, primary, &["example.com"], &tsig);
     let transfer = format!(
         "allow = [\"127.0.0.1\"]\nnotify = [\"{}\", \"{}\"]\ntsig_key = \"../tsig.key\"",

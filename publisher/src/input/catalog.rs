@@ -94,20 +94,13 @@ fn minimum() -> u32 {
 impl CatalogConfig {
     /// Reads and checks a catalog configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text, path)
+        Self::from_toml(&crate::input::config::read_text(path)?, path)
     }
 
     /// Parses catalog configuration text; `path` locates relative paths
     /// and errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawCatalog = toml::from_str(text).map_err(|e| ConfigError::Toml {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })?;
+        let raw: RawCatalog = crate::input::config::parse_toml(text, path)?;
         let invalid = |field: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             field: field.to_owned(),

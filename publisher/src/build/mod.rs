@@ -166,11 +166,10 @@ impl Placement {
     /// Whether `owner` is at or below a shard this zone delegates.
     pub(crate) fn is_delegated(&self, owner: &DomainName) -> bool {
         !self.delegated.is_empty()
-            && crate::input::delegate::shard_of(
-                owner,
-                &crate::input::delegate::shard_parent(&self.zone),
-            )
-            .is_some_and(|s| self.delegated.contains(s))
+            && crate::input::delegate::shard_parent(&self.zone).is_some_and(|parent| {
+                crate::input::delegate::shard_of(owner, &parent)
+                    .is_some_and(|s| self.delegated.contains(s))
+            })
     }
 }
 
@@ -280,16 +279,25 @@ impl Shared {
 
 /// The zone cuts of `config`'s `[[delegate]]` entries, one per shard,
 /// sorted by owner.
+///
+/// The configuration refuses an origin whose shard names would not fit in
+/// DNS; for such an origin (only possible for a zone of a configuration of
+/// many, named by its inputs) there are no cuts, as no discovery name fits
+/// below it either.
 fn delegations(config: &ZoneConfig) -> Vec<crate::zone::Delegation> {
-    let parent = config.shard_parent();
+    let Some(parent) = config.shard_parent() else {
+        return Vec::new();
+    };
     let mut cuts: Vec<_> = config
         .delegate
         .iter()
         .flat_map(|d| {
             let parent = &parent;
-            d.shards.iter().map(move |s| crate::zone::Delegation {
-                owner: crate::input::delegate::shard_name(s, parent),
-                ns: d.ns.clone(),
+            d.shards.iter().filter_map(move |s| {
+                Some(crate::zone::Delegation {
+                    owner: crate::input::delegate::shard_name(s, parent)?,
+                    ns: d.ns.clone(),
+                })
             })
         })
         .collect();

@@ -108,6 +108,14 @@ impl CatalogConfig {
         };
         let origin =
             DomainName::parse(&raw.origin).map_err(|e| invalid("origin", e.to_string()))?;
+        // Member names are `<32 hex>.zones.<origin>` (and `version.<origin>`):
+        // refuse an origin they cannot fit under, rather than fail later.
+        if DomainName::parse(&format!("{}.zones.{origin}", "0".repeat(32))).is_err() {
+            return Err(invalid(
+                "origin",
+                format!("{origin} is too long: the member names <32 hex digits>.zones.{origin} would not fit in DNS (253 octets)"),
+            ));
+        }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let transfer = raw
             .transfer
@@ -165,5 +173,12 @@ mod tests {
                 .to_string();
             assert!(e.starts_with("c.toml: ") && e.contains(why), "{bad}: {e}");
         }
+        // Too long for the member names below it: refused, not a panic
+        // when the catalog is built.
+        let long = format!("origin = \"{}.example\"", vec!["a".repeat(55); 4].join("."));
+        let e = CatalogConfig::from_toml(&long, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("origin") && e.contains("too long"), "{e}");
     }
 }

@@ -42,7 +42,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::input::delegate::{shard_of, shard_parent, DelegateConfig, ShardSet};
+use crate::input::delegate::{shard_of, shard_parent, DelegateConfig, Shard, ShardSet};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, DomainName};
 use serde::Deserialize;
@@ -587,7 +587,7 @@ impl ZoneConfig {
 
     /// The `_mimi` name under which this zone's shards are: see
     /// [`crate::input::delegate::shard_parent`].
-    pub fn shard_parent(&self) -> DomainName {
+    pub fn shard_parent(&self) -> Option<DomainName> {
         shard_parent(&self.origin)
     }
 
@@ -595,8 +595,10 @@ impl ZoneConfig {
     /// its records belong to the shard zone, not to this one.
     pub fn is_delegated(&self, name: &DomainName) -> bool {
         !self.delegate.is_empty()
-            && shard_of(name, &self.shard_parent())
-                .is_some_and(|s| self.delegate.iter().any(|d| d.shards.contains(s)))
+            && self.shard_parent().is_some_and(|parent| {
+                shard_of(name, &parent)
+                    .is_some_and(|s| self.delegate.iter().any(|d| d.shards.contains(s)))
+            })
     }
 
     /// Every address record of the zone: the apex name servers' glue, then
@@ -735,6 +737,16 @@ fn parse_delegates(
         .iter()
         .map(|(h, ips)| (h.clone(), ips.clone(), "glue".to_owned()))
         .collect();
+    if !raw.is_empty()
+        && shard_parent(origin)
+            .and_then(|p| crate::input::delegate::shard_name(Shard::parse("vv").ok()?, &p))
+            .is_none()
+    {
+        return Err(invalid(
+            "delegate",
+            format!("origin {origin} is too long for shard names <shard>._mimi.{origin} to fit in DNS (253 octets)"),
+        ));
+    }
     for (i, d) in raw.iter().enumerate() {
         let at = |f: &str| format!("delegate[{i}].{f}");
         let shards = ShardSet::parse(&d.shards).map_err(|m| invalid(&at("shards"), m))?;
@@ -950,6 +962,16 @@ rname = "hostmaster.example.com"
                 .to_string();
             assert!(e.contains(field) && e.contains(why), "{bad}: {e}");
         }
+        // An origin with no room for `<shard>._mimi.` in front is refused,
+        // not a panic when the shard names are made.
+        let long = format!("{}.example", vec!["a".repeat(60); 4].join("."));
+        let text = format!(
+            "origin = \"{long}\"\nns = [\"ns.example.net\"]\n[soa]\nmname = \"ns.example.net\"\nrname = \"h.example.net\"\n[[delegate]]\nshards = [\"00\"]\nns = [\"ns.example.net\"]\n"
+        );
+        let e = ZoneConfig::from_toml(&text, Path::new("z.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("delegate") && e.contains("too long"), "{e}");
     }
 }
 

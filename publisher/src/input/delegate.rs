@@ -38,18 +38,20 @@ pub struct DelegateConfig {
 
 /// The name under which a zone's shards are (`_mimi.<domain>`): the origin
 /// itself if it is a `_mimi` name, else `_mimi.<origin>`.
-pub fn shard_parent(origin: &DomainName) -> DomainName {
+pub fn shard_parent(origin: &DomainName) -> Option<DomainName> {
     if origin.as_str() == "_mimi" || origin.as_str().starts_with("_mimi.") {
-        origin.clone()
+        Some(origin.clone())
     } else {
-        DomainName::parse(&format!("_mimi.{origin}"))
-            .expect("_mimi. and a valid name is a valid name")
+        // `None` when the origin is too long for `_mimi.` in front: no
+        // discovery name fits below it either.
+        DomainName::parse(&format!("_mimi.{origin}")).ok()
     }
 }
 
 /// The delegation point of `shard` under `parent` (see [`shard_parent`]).
-pub fn shard_name(shard: Shard, parent: &DomainName) -> DomainName {
-    DomainName::parse(&format!("{shard}.{parent}")).expect("a shard label and a valid name")
+pub fn shard_name(shard: Shard, parent: &DomainName) -> Option<DomainName> {
+    // `None` when the name would be too long for DNS.
+    DomainName::parse(&format!("{shard}.{parent}")).ok()
 }
 
 /// The shard whose subtree holds `name`, if `name` is at or below
@@ -69,14 +71,28 @@ mod tests {
     #[test]
     fn names() {
         let d = |s: &str| DomainName::parse(s).unwrap();
-        assert_eq!(shard_parent(&d("example.com")), d("_mimi.example.com"));
+        assert_eq!(
+            shard_parent(&d("example.com")),
+            Some(d("_mimi.example.com"))
+        );
         assert_eq!(
             shard_parent(&d("_mimi.example.com")),
-            d("_mimi.example.com")
+            Some(d("_mimi.example.com"))
         );
+        // Too long for `_mimi.` or a shard label in front: no name, no panic.
+        let long = d(&format!("{}.example", vec!["a".repeat(60); 4].join(".")));
+        assert_eq!(shard_parent(&long), None);
+        // 252 octets: a valid zone, but no room for "00." in front.
+        let edge = d(&format!(
+            "_mimi.{}.{}.ex",
+            vec!["b".repeat(61); 3].join("."),
+            "c".repeat(57)
+        ));
+        assert_eq!(edge.as_str().len(), 252);
+        assert_eq!(shard_name(Shard::parse("00").unwrap(), &edge), None);
         let p = d("_mimi.example.com");
         let a3 = Shard::parse("a3").unwrap();
-        assert_eq!(shard_name(a3, &p), d("a3._mimi.example.com"));
+        assert_eq!(shard_name(a3, &p), Some(d("a3._mimi.example.com")));
         assert_eq!(shard_of(&d("a3xyz.a3._mimi.example.com"), &p), Some(a3));
         assert_eq!(shard_of(&d("a3._mimi.example.com"), &p), Some(a3));
         assert_eq!(shard_of(&d("x.y.a3._mimi.example.com"), &p), Some(a3));

@@ -268,6 +268,21 @@ impl Shared {
             .transfer
             .as_ref()
             .and_then(|t| transfer_policy(t).map_err(|p| errors.push(p)).ok());
+        // BIND's check-names refuses a zone whose NS targets are not host
+        // names (an underscore, as in `ns1._mimi.example.com`): secondaries
+        // running BIND would never load this zone.
+        if transfer.is_some() {
+            for ns in config
+                .ns
+                .iter()
+                .filter(|n| !crate::input::config::is_host_name(n))
+            {
+                warnings.push(Problem::in_file(
+                    &config.path,
+                    format!("ns {ns} is not a host name (RFC 1123: letters, digits, inner hyphens); BIND secondaries refuse a zone with such NS records (check-names)"),
+                ));
+            }
+        }
         Shared {
             key,
             ring,
@@ -1266,6 +1281,34 @@ mod tests {
             .any(|o| o.ends_with("._mimi.9.3.e164.example.com")
                 && o.split('.').nth(1) == Some(&o[..2])));
         assert!(z.next_resign.is_some());
+    }
+
+    #[test]
+    fn ns_names_bind_would_refuse_are_warned_of_when_transferred() {
+        let f = Fixture::new(
+            "home",
+            "alice@example.com,mimi://chat.example.com/u/alice\n",
+        );
+        let text = std::fs::read_to_string(f.path("zone.toml")).unwrap();
+        let check_names = |out: BuildOutput| {
+            out.warnings
+                .iter()
+                .filter(|w| w.to_string().contains("check-names"))
+                .count()
+        };
+        assert_eq!(check_names(f.build(NOW, None).unwrap()), 0);
+        let underscored = text.replace(
+            "ns = [\"ns1.example.com\"]",
+            "ns = [\"ns1._mimi.example.com\"]",
+        );
+        // Without [transfer] nobody transfers the zone: nothing to say.
+        f.write("zone.toml", &underscored);
+        assert_eq!(check_names(f.build(NOW, None).unwrap()), 0);
+        f.write(
+            "zone.toml",
+            &format!("{underscored}[transfer]\nallow = [\"127.0.0.1\"]\n"),
+        );
+        assert_eq!(check_names(f.build(NOW, None).unwrap()), 1);
     }
 
     #[test]

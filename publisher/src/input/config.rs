@@ -714,7 +714,7 @@ pub(crate) fn transfer_config(
 
 /// Whether every label of `name` is a host name label (RFC 1123 §2.1:
 /// letters, digits, hyphens not at either end).
-fn is_host_name(name: &DomainName) -> bool {
+pub(crate) fn is_host_name(name: &DomainName) -> bool {
     name.as_str().split('.').all(|l| {
         !l.is_empty()
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

@@ -112,16 +112,27 @@ fn customer(ws: &Workspace, domain: &str, transfer: &str) -> (PathBuf, Authority
     (config, authority)
 }
 
-/// alice@`domain` verifies through `mimi-resolver` asking `server`.
+/// alice@`domain` verifies through `mimi-resolver` asking `server`, her
+/// SSI at the domain's own chat server (each customer its own authority).
 async fn verified(authority: &Authority, domain: &str, server: SocketAddr) -> Result<(), String> {
+    verified_at(authority, domain, &format!("chat.{domain}"), server).await
+}
+
+/// alice@`domain` verifies through `mimi-resolver` asking `server`,
+/// trusting `authority` for `domain`'s SIIs and SSIs at `ssi_host`.
+async fn verified_at(
+    authority: &Authority,
+    domain: &str,
+    ssi_host: &str,
+    server: SocketAddr,
+) -> Result<(), String> {
     let scope = format!("mailto:*@{domain}");
-    let ssi = format!("chat.{domain}");
     let trust = trust_toml(
         1,
         &[Trust {
             authority,
             sii_scope: &[&scope],
-            ssi_scope: &[&ssi],
+            ssi_scope: &[ssi_host],
         }],
     );
     let mut o = ResolverOptions::new(TrustStore::from_toml_str(&trust, "test trust").unwrap());
@@ -130,15 +141,9 @@ async fn verified(authority: &Authority, domain: &str, server: SocketAddr) -> Re
     let resolver = mimi_resolver::Resolver::new(o).unwrap();
     let sii = Sii::parse(&format!("alice@{domain}"), None).unwrap();
     let r = resolver.lookup(&sii).await.map_err(|e| e.to_string())?;
-    if r.outcome() == Outcome::Verified {
-        Ok(())
-    } else {
-        Err(format!(
-            "{:?}: {:?} {:?}",
-            r.outcome(),
-            r.rejected,
-            r.errors
-        ))
+    match r.outcome() {
+        Outcome::Verified => Ok(()),
+        o => Err(format!("{o:?}: {:?} {:?}", r.rejected, r.errors)),
     }
 }
 
@@ -354,34 +359,6 @@ async fn knot_and_bind_follow_the_catalog() {
     );
 }
 
-/// alice@`domain` verifies through `mimi-resolver` asking `server`, signed
-/// by the provider that hosts every customer domain.
-async fn verified_by_provider(
-    provider: &Authority,
-    domain: &str,
-    server: SocketAddr,
-) -> Result<(), String> {
-    let scope = format!("mailto:*@{domain}");
-    let trust = trust_toml(
-        1,
-        &[Trust {
-            authority: provider,
-            sii_scope: &[&scope],
-            ssi_scope: &["chat.provider.example"],
-        }],
-    );
-    let mut o = ResolverOptions::new(TrustStore::from_toml_str(&trust, "test trust").unwrap());
-    o.name_servers = NameServers::Explicit(vec![server]);
-    o.timeout = Duration::from_secs(2);
-    let resolver = mimi_resolver::Resolver::new(o).unwrap();
-    let sii = Sii::parse(&format!("alice@{domain}"), None).unwrap();
-    let r = resolver.lookup(&sii).await.map_err(|e| e.to_string())?;
-    match r.outcome() {
-        Outcome::Verified => Ok(()),
-        o => Err(format!("{o:?}: {:?} {:?}", r.rejected, r.errors)),
-    }
-}
-
 /// The case, with no restart: one `[domains]` configuration
 /// serves a zone `_mimi.<domain>` per customer domain; a mapping of a new
 /// customer domain, appended to the running publisher's mappings file,
@@ -455,7 +432,11 @@ async fn a_new_customer_domain_reaches_the_secondaries_while_serving() {
             eventually(
                 Duration::from_secs(10),
                 &format!("alice@{domain} to verify at {name}"),
-                || async { verified_by_provider(&provider, domain, addr).await.ok() },
+                || async {
+                    verified_at(&provider, domain, "chat.provider.example", addr)
+                        .await
+                        .ok()
+                },
             )
             .await;
         }

@@ -234,6 +234,7 @@ fn assert_fails_with(trust: &Path, args: &[&str], server: &str, reason: &str) {
         .filter_map(|l| l.trim().strip_prefix("error: "))
         .collect();
     assert!(!errors.is_empty(), "{shown}");
+    eprintln!("mimi-resolve {}:\n{stdout}", args.join(" "));
     for e in &errors {
         assert!(
             e.contains(&format!("{server}: {reason}")),

@@ -19,7 +19,9 @@ use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
 use tracing::debug;
 
 use crate::resolution::{Endpoint, Resolution, UnauthenticatedEndpoints, VerifiedSsi};
-use crate::transport::{client_config, ServerSpec, TlsOptions, TlsSetupError, Transports};
+use crate::transport::{
+    check_servers, client_config, ServerSpec, TlsOptions, TlsSetupError, Transports,
+};
 use crate::trust::TrustStore;
 use crate::verify::{
     authorities_needing_certificates, verify_prepared, PreparedCertificates, SourceRecords,
@@ -432,7 +434,12 @@ impl Resolver {
         let started = Instant::now();
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
             .await
-            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+            .map_err(|_| {
+                format!(
+                    "{fqdn}: {}",
+                    self.transports.explain_deadline(self.deadline(), started)
+                )
+            })?;
         match result {
             Ok(lookup) => {
                 let mut texts = Vec::new();
@@ -498,7 +505,12 @@ impl Resolver {
         let started = Instant::now();
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::SRV))
             .await
-            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+            .map_err(|_| {
+                format!(
+                    "{fqdn}: {}",
+                    self.transports.explain_deadline(self.deadline(), started)
+                )
+            })?;
         match result {
             Ok(lookup) => {
                 let mut eps: Vec<Endpoint> = lookup
@@ -558,6 +570,7 @@ fn explicit(
     if servers.is_empty() {
         return Err(ConfigError::NoNameServers);
     }
+    check_servers(servers, tls)?;
     let configs = servers
         .iter()
         .map(|s| s.name_server_config(tls.name.as_ref()))

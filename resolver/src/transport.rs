@@ -391,6 +391,11 @@ pub enum TlsSetupError {
     /// No system roots could be loaded.
     #[error("no system TLS roots could be loaded ({0}); give a CA file with --ca")]
     NoSystemRoots(String),
+    /// A DoH server at an IPv6 address without a certificate name: hickory
+    /// 0.26 uses the name as the HTTP/2 `:authority` without brackets, which
+    /// a bare IPv6 address cannot be.
+    #[error("{0}: DNS over HTTPS to an IPv6 address needs a certificate name (--tls-name or dns.tls_name)")]
+    DohIpv6NeedsName(String),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(String),
@@ -440,6 +445,20 @@ pub fn client_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, TlsSetupE
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(config)
+}
+
+/// Checks that every server can be spoken to with `tls` (see
+/// [`TlsSetupError::DohIpv6NeedsName`]).
+pub fn check_servers(servers: &[ServerSpec], tls: &TlsOptions) -> Result<(), TlsSetupError> {
+    if tls.name.is_none() {
+        if let Some(s) = servers
+            .iter()
+            .find(|s| matches!(s.transport, Transport::Https(_)) && s.addr.is_ipv6())
+        {
+            return Err(TlsSetupError::DohIpv6NeedsName(s.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// Adds an EDNS Padding option (RFC 7830, code 12) to `request` so that its
@@ -520,12 +539,18 @@ impl Transports {
             .insert(server.to_owned(), (Instant::now(), reason));
     }
 
-    /// The message for a failed query that started at `since`: when
-    /// encrypted servers failed since then, their reasons (e.g.
-    /// `tls://127.0.0.1:853: certificate not trusted: UnknownIssuer`) in
-    /// place of hickory's generic connection errors, or next to an error
-    /// that carries a server's answer; otherwise hickory's message.
-    pub fn explain(&self, error: &NetError, since: Instant) -> String {
+    /// The message for a query that started at `since` and got no answer
+    /// within `deadline`, with the reasons encrypted servers failed since.
+    pub fn explain_deadline(&self, deadline: Duration, since: Instant) -> String {
+        let reasons = self.reasons_since(since);
+        if reasons.is_empty() {
+            format!("no answer within {deadline:?}")
+        } else {
+            format!("no answer within {deadline:?}; {}", reasons.join("; "))
+        }
+    }
+
+    fn reasons_since(&self, since: Instant) -> Vec<String> {
         let mut reasons: Vec<String> = self
             .failures
             .lock()
@@ -535,6 +560,16 @@ impl Transports {
             .map(|(server, (_, why))| format!("{server}: {why}"))
             .collect();
         reasons.sort();
+        reasons
+    }
+
+    /// The message for a failed query that started at `since`: when
+    /// encrypted servers failed since then, their reasons (e.g.
+    /// `tls://127.0.0.1:853: certificate not trusted: UnknownIssuer`) in
+    /// place of hickory's generic connection errors, or next to an error
+    /// that carries a server's answer; otherwise hickory's message.
+    pub fn explain(&self, error: &NetError, since: Instant) -> String {
+        let reasons = self.reasons_since(since);
         if reasons.is_empty() {
             return error.to_string();
         }
@@ -835,6 +870,24 @@ mod tests {
     }
 
     #[test]
+    fn doh_to_ipv6_needs_a_name() {
+        let servers = [spec("tls://[::1]"), spec("https://[::1]:8443/dns-query")];
+        let e = check_servers(&servers, &TlsOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "https://[::1]:8443/dns-query: DNS over HTTPS to an IPv6 address needs"
+            ),
+            "{e}"
+        );
+        let named = TlsOptions {
+            name: Some(TlsName::parse("dns.example.net").unwrap()),
+            ..TlsOptions::default()
+        };
+        assert!(check_servers(&servers, &named).is_ok());
+        assert!(check_servers(&[spec("https://127.0.0.1")], &TlsOptions::default()).is_ok());
+    }
+
+    #[test]
     fn tls_names() {
         assert_eq!(
             TlsName::parse("dns.example.net").unwrap().to_string(),
@@ -1002,6 +1055,10 @@ mod tests {
         assert_eq!(
             t.explain(&NetError::NoConnections, before),
             "tls://127.0.0.1:853: certificate not trusted: UnknownIssuer"
+        );
+        assert_eq!(
+            t.explain_deadline(Duration::from_secs(5), before),
+            "no answer within 5s; tls://127.0.0.1:853: certificate not trusted: UnknownIssuer"
         );
         // Failures before the query began are not its reasons.
         assert_eq!(

@@ -85,8 +85,12 @@ struct BatchArgs {
 /// Which DNS servers to ask, and how to authenticate encrypted ones.
 #[derive(Args)]
 struct DnsArgs {
-    /// DNS server (repeatable, mixed): IP[:PORT] plain DNS (53), tls://IP[:PORT] DNS over TLS (853), https://IP[:PORT][/PATH] DNS over HTTPS (443, /dns-query), quic://IP[:PORT] DNS over QUIC (853); IPv6 as [::1]:853. Default: the trust store's [dns] servers, else the system's resolvers.
-    #[arg(long = "server", value_name = "SPEC", value_parser = parse_server)]
+    #[arg(
+        long = "server",
+        value_name = "SPEC",
+        value_parser = parse_server,
+        help = "DNS server (repeatable, mixed): IP[:PORT] plain DNS (53), tls://IP[:PORT] DNS over TLS (853), https://IP[:PORT][/PATH] DNS over HTTPS (443, /dns-query), quic://IP[:PORT] DNS over QUIC (853); IPv6 as [::1]:853. Default: the trust store's [dns] servers, else the system's resolvers."
+    )]
     servers: Vec<ServerSpec>,
     /// The name the certificates of encrypted servers must carry (default: the trust store's dns.tls_name, else each server's IP address, which must then be an IP SAN).
     #[arg(long, value_name = "NAME", value_parser = parse_tls_name)]

@@ -20,8 +20,13 @@ use mimi_e2e::secondaries::Server;
 use mimi_e2e::{
     bin, eventually, free_port, require, trust_toml, Authority, Daemon, Trust, Workspace, ZoneSpec,
 };
-use mimi_proto::UnixTime;
+use mimi_proto::{Sii, UnixTime};
 use mimi_publisher::serve::{self, RunningServer, ServeOptions};
+use mimi_resolver::transport::CaBundle;
+use mimi_resolver::{
+    LookupError, NameServers, Resolver, ResolverOptions, ServerSpec, TlsOptions, TrustRoots,
+    TrustStore,
+};
 use serde_json::Value;
 
 /// A CA and a server certificate it issued (names `dns.test` and
@@ -314,6 +319,33 @@ async fn dot_and_doh_to_unbound_with_a_private_ca() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(3), "{shown}");
     assert!(shown.contains("certificate not trusted"), "{shown}");
+
+    // The same through the library: LookupError::Dns carries the reason.
+    let mut o = ResolverOptions::new(TrustStore::load(&trust).unwrap());
+    o.name_servers = NameServers::Servers {
+        servers: vec![ServerSpec::parse(&dot).unwrap()],
+        tls: TlsOptions {
+            name: None,
+            roots: TrustRoots::Private(CaBundle::load(&other.ca).unwrap()),
+        },
+    };
+    o.timeout = Duration::from_secs(1);
+    let r = Resolver::new(o).unwrap();
+    match r
+        .lookup(&Sii::parse("alice@example.com", None).unwrap())
+        .await
+    {
+        Err(LookupError::Dns(msgs)) => {
+            assert!(!msgs.is_empty());
+            for m in &msgs {
+                assert!(
+                    m.contains(&format!("{dot}: certificate not trusted: UnknownIssuer")),
+                    "{msgs:?}"
+                );
+            }
+        }
+        other => panic!("expected a DNS failure, got {other:?}"),
+    }
 
     // A name the certificate does not carry.
     assert_fails_with(

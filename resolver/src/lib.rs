@@ -11,6 +11,8 @@
 //! * [`scope`] — the scope patterns of trusted authorities;
 //! * [`mod@verify`] — DNS-free verification (SPEC §8 steps 3–5, §11);
 //! * [`lookup`] — the DNS side, built on hickory-resolver;
+//! * [`transport`] — server specs (plain, DoT, DoH, DoQ), TLS trust and
+//!   query padding;
 //! * [`resolution`] — the result types;
 //! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI.
 //!
@@ -20,6 +22,7 @@ pub mod lookup;
 pub mod output;
 pub mod resolution;
 pub mod scope;
+pub mod transport;
 pub mod trust;
 pub mod verify;
 
@@ -30,5 +33,6 @@ pub use resolution::{
     Endpoint, Outcome, Rejected, Resolution, UnauthenticatedEndpoints, VerifiedSsi,
 };
 pub use scope::{HostPattern, SiiPattern};
-pub use trust::{Policy, TrustError, TrustStore, TrustedAuthority};
+pub use transport::{ServerSpec, TlsName, TlsOptions, Transport, TrustRoots};
+pub use trust::{DnsDefaults, Policy, TrustError, TrustStore, TrustedAuthority};
 pub use verify::{verify, verify_prepared, PreparedCertificates, SourceRecords, Verification};

@@ -12,15 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::config::{ResolveHosts, ResolverConfig};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::TokioResolver;
 use mimi_proto::name::{discovery_name, home_zones};
 use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
 use tracing::debug;
 
 use crate::resolution::{Endpoint, Resolution, UnauthenticatedEndpoints, VerifiedSsi};
+use crate::transport::{
+    check_servers, client_config, ServerSpec, TlsOptions, TlsSetupError, Transports,
+};
 use crate::trust::TrustStore;
 use crate::verify::{
     authorities_needing_certificates, verify_prepared, PreparedCertificates, SourceRecords,
@@ -33,8 +34,19 @@ pub enum NameServers {
     /// The operating system's configuration (`/etc/resolv.conf`).
     System,
     /// These servers, each with its own port, over UDP with TCP fallback
-    /// for truncated answers.
+    /// for truncated answers (a shorthand for [`NameServers::Servers`] with
+    /// plain servers only).
     Explicit(Vec<SocketAddr>),
+    /// These servers, each over its own transport (plain, DoT, DoH, DoQ),
+    /// encrypted ones authenticated as `tls` says. An encrypted server is
+    /// only ever asked over its transport: there is no fallback to plain
+    /// DNS.
+    Servers {
+        /// The servers, in the order given.
+        servers: Vec<ServerSpec>,
+        /// How encrypted servers are authenticated.
+        tls: TlsOptions,
+    },
 }
 
 /// Everything a [`Resolver`] needs to know.
@@ -86,6 +98,9 @@ pub enum ConfigError {
     /// `NameServers::Explicit` with an empty list.
     #[error("no name servers given")]
     NoNameServers,
+    /// TLS cannot be set up (an unusable CA file, no system roots).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// The system resolver configuration could not be read.
     #[error("cannot use the system resolver configuration: {0}")]
     SystemConfig(String),
@@ -186,7 +201,10 @@ struct CachedCertificates {
 /// DNS answer, parsed and with their signatures checked, so a burst of
 /// lookups fetches, decodes and verifies each authority's keys once.
 pub struct Resolver {
-    dns: TokioResolver,
+    dns: hickory_resolver::Resolver<Transports>,
+    /// The connection provider `dns` runs on, kept for the reasons of
+    /// failed encrypted connections.
+    transports: Transports,
     options: ResolverOptions,
     certificates: Mutex<HashMap<AuthorityName, CachedCertificates>>,
 }
@@ -208,28 +226,16 @@ impl Resolver {
         if options.timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout);
         }
+        let transports = Transports::new(options.timeout);
         let mut builder = match &options.name_servers {
-            NameServers::System => TokioResolver::builder_tokio()
+            NameServers::System => hickory_resolver::Resolver::builder(transports.clone())
                 .map_err(|e| ConfigError::SystemConfig(e.to_string()))?,
             NameServers::Explicit(addrs) => {
-                if addrs.is_empty() {
-                    return Err(ConfigError::NoNameServers);
-                }
-                let servers = addrs
-                    .iter()
-                    .map(|addr| {
-                        let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                        for c in &mut ns.connections {
-                            c.port = addr.port();
-                        }
-                        ns
-                    })
-                    .collect();
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(servers),
-                    TokioRuntimeProvider::default(),
-                )
+                let servers: Vec<ServerSpec> =
+                    addrs.iter().copied().map(ServerSpec::from).collect();
+                explicit(&servers, &TlsOptions::default(), transports.clone())?
             }
+            NameServers::Servers { servers, tls } => explicit(servers, tls, transports.clone())?,
         };
         let o = builder.options_mut();
         o.timeout = options.timeout;
@@ -241,6 +247,7 @@ impl Resolver {
             .map_err(|e| ConfigError::SystemConfig(e.to_string()))?;
         Ok(Resolver {
             dns,
+            transports,
             options,
             certificates: Mutex::new(HashMap::new()),
         })
@@ -424,9 +431,15 @@ impl Resolver {
     async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
         let fqdn = name.fqdn();
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
+        let started = Instant::now();
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
             .await
-            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+            .map_err(|_| {
+                format!(
+                    "{fqdn}: {}",
+                    self.transports.explain_deadline(self.deadline(), started)
+                )
+            })?;
         match result {
             Ok(lookup) => {
                 let mut texts = Vec::new();
@@ -451,7 +464,7 @@ impl Resolver {
             }
             Err(e) => {
                 debug!(name = %fqdn, error = %e, "TXT lookup failed");
-                Err(format!("{fqdn}: {e}"))
+                Err(format!("{fqdn}: {}", self.transports.explain(&e, started)))
             }
         }
     }
@@ -489,9 +502,15 @@ impl Resolver {
     async fn query_srv(&self, host: &DomainName) -> Result<Vec<Endpoint>, String> {
         let fqdn = format!("_mimi._tcp.{}.", host.as_str());
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
+        let started = Instant::now();
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::SRV))
             .await
-            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+            .map_err(|_| {
+                format!(
+                    "{fqdn}: {}",
+                    self.transports.explain_deadline(self.deadline(), started)
+                )
+            })?;
         match result {
             Ok(lookup) => {
                 let mut eps: Vec<Endpoint> = lookup
@@ -511,7 +530,7 @@ impl Resolver {
                 Ok(eps)
             }
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(format!("{fqdn}: {e}")),
+            Err(e) => Err(format!("{fqdn}: {}", self.transports.explain(&e, started))),
         }
     }
 }
@@ -538,6 +557,32 @@ pub(crate) fn sort_endpoints(eps: &mut [Endpoint]) {
             .then_with(|| a.target.cmp(&b.target))
             .then(a.port.cmp(&b.port))
     });
+}
+
+/// A resolver builder for explicitly given servers; the TLS client
+/// configuration is built (and the CA file or system roots consulted) only
+/// when one of them is encrypted.
+fn explicit(
+    servers: &[ServerSpec],
+    tls: &TlsOptions,
+    transports: Transports,
+) -> Result<hickory_resolver::ResolverBuilder<Transports>, ConfigError> {
+    if servers.is_empty() {
+        return Err(ConfigError::NoNameServers);
+    }
+    check_servers(servers, tls)?;
+    let configs = servers
+        .iter()
+        .map(|s| s.name_server_config(tls.name.as_ref()))
+        .collect();
+    let mut builder = hickory_resolver::Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(configs),
+        transports,
+    );
+    if servers.iter().any(|s| s.transport().is_encrypted()) {
+        builder = builder.with_tls_config(client_config(tls)?);
+    }
+    Ok(builder)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! was processed (each line's outcome is in its JSON, `internal_error` for a
 //! caught panic) and 2 for bad configuration or unreadable input.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,7 +22,8 @@ use mimi_resolver::output::{
     resolution_json, resolution_text,
 };
 use mimi_resolver::{
-    discovery_names, LookupError, NameServers, Outcome, Resolver, ResolverOptions, TrustStore,
+    discovery_names, LookupError, NameServers, Outcome, Resolver, ResolverOptions, ServerSpec,
+    TlsName, TlsOptions, TrustRoots, TrustStore,
 };
 
 #[derive(Parser)]
@@ -57,9 +57,8 @@ struct BatchArgs {
     /// Trust store (TOML, SPEC §7).
     #[arg(long, value_name = "FILE")]
     trust: PathBuf,
-    /// DNS server to ask, IP:PORT or IP for port 53 (repeatable); default: the system's resolvers.
-    #[arg(long = "server", value_name = "IP:PORT", value_parser = parse_server)]
-    servers: Vec<SocketAddr>,
+    #[command(flatten)]
+    dns: DnsArgs,
     /// Distribution zone (repeatable).
     #[arg(long = "zone", value_name = "ZONE", value_parser = parse_zone)]
     zones: Vec<DomainName>,
@@ -81,6 +80,24 @@ struct BatchArgs {
     /// Timeout of one DNS request (e.g. 2s, 500ms).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+/// Which DNS servers to ask, and how to authenticate encrypted ones.
+#[derive(Args)]
+struct DnsArgs {
+    #[arg(
+        long = "server",
+        value_name = "SPEC",
+        value_parser = parse_server,
+        help = "DNS server (repeatable, mixed): IP[:PORT] plain DNS (53), tls://IP[:PORT] DNS over TLS (853), https://IP[:PORT][/PATH] DNS over HTTPS (443, /dns-query), quic://IP[:PORT] DNS over QUIC (853); IPv6 as [::1]:853. Default: the trust store's [dns] servers, else the system's resolvers."
+    )]
+    servers: Vec<ServerSpec>,
+    /// The name the certificates of encrypted servers must carry (default: the trust store's dns.tls_name, else each server's IP address, which must then be an IP SAN).
+    #[arg(long, value_name = "NAME", value_parser = parse_tls_name)]
+    tls_name: Option<TlsName>,
+    /// PEM file of a private CA that encrypted servers' certificates must chain to (default: the trust store's dns.ca, else the system's roots).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -114,9 +131,8 @@ struct LookupArgs {
     /// Trust store (TOML, SPEC §7).
     #[arg(long, value_name = "FILE")]
     trust: PathBuf,
-    /// DNS server to ask, IP:PORT or IP for port 53 (repeatable); default: the system's resolvers.
-    #[arg(long = "server", value_name = "IP:PORT", value_parser = parse_server)]
-    servers: Vec<SocketAddr>,
+    #[command(flatten)]
+    dns: DnsArgs,
     /// Do not query the SII's home zone.
     #[arg(long)]
     no_home: bool,
@@ -135,13 +151,12 @@ fn parse_zone(s: &str) -> Result<DomainName, String> {
     DomainName::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_server(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    s.parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{s:?} is not IP:PORT, [IPv6]:PORT or an IP address"))
+fn parse_server(s: &str) -> Result<ServerSpec, String> {
+    ServerSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_tls_name(s: &str) -> Result<TlsName, String> {
+    TlsName::parse(s)
 }
 
 /// Bad input or configuration: message already formatted.
@@ -218,18 +233,55 @@ fn options(
     tel_roots: &[DomainName],
     no_home: bool,
     timeout: Duration,
-    servers: &[SocketAddr],
+    dns: &DnsArgs,
 ) -> Result<ResolverOptions, Usage> {
     let trust = TrustStore::load(trust).map_err(|e| Usage(e.to_string()))?;
+    let name_servers = name_servers(dns, &trust)?;
     let mut options = ResolverOptions::new(trust);
     options.distribution_zones = zones.to_vec();
     options.tel_roots = tel_roots.to_vec();
     options.home_lookup = !no_home;
     options.timeout = timeout;
-    if !servers.is_empty() {
-        options.name_servers = NameServers::Explicit(servers.to_vec());
-    }
+    options.name_servers = name_servers;
     Ok(options)
+}
+
+/// The servers and TLS settings: each flag overrides the trust store's
+/// `[dns]` value of the same meaning. `--tls-name` or `--ca` without any
+/// encrypted server is a mistake (they would silently do nothing).
+fn name_servers(dns: &DnsArgs, trust: &TrustStore) -> Result<NameServers, Usage> {
+    let defaults = trust.dns();
+    let servers = if dns.servers.is_empty() {
+        defaults.servers.clone()
+    } else {
+        dns.servers.clone()
+    };
+    if (dns.tls_name.is_some() || dns.ca.is_some())
+        && !servers.iter().any(|s| s.transport().is_encrypted())
+    {
+        return Err(Usage(
+            "--tls-name and --ca apply to tls://, https:// and quic:// servers, and none is configured"
+                .into(),
+        ));
+    }
+    if servers.is_empty() {
+        return Ok(NameServers::System);
+    }
+    let roots = match &dns.ca {
+        Some(path) => TrustRoots::Private(
+            mimi_resolver::transport::CaBundle::load(path)
+                .map_err(|e| Usage(format!("--ca: {e}")))?,
+        ),
+        None => defaults
+            .ca
+            .clone()
+            .map_or(TrustRoots::System, TrustRoots::Private),
+    };
+    let tls = TlsOptions {
+        name: dns.tls_name.clone().or_else(|| defaults.tls_name.clone()),
+        roots,
+    };
+    Ok(NameServers::Servers { servers, tls })
 }
 
 fn batch(args: BatchArgs) -> Result<u8, Usage> {
@@ -246,7 +298,7 @@ fn batch(args: BatchArgs) -> Result<u8, Usage> {
         &args.tel_roots,
         args.no_home,
         args.timeout,
-        &args.servers,
+        &args.dns,
     )?;
     let reader: Box<dyn BufRead> = match args.input.as_deref() {
         None => Box::new(std::io::stdin().lock()),
@@ -405,7 +457,7 @@ fn lookup(args: LookupArgs) -> Result<u8, Usage> {
         &args.sii.tel_roots,
         args.no_home,
         args.timeout,
-        &args.servers,
+        &args.dns,
     )?;
     options.endpoints = args.endpoints;
     let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);

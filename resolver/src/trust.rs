@@ -8,13 +8,14 @@
 //! refusing to start.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mimi_proto::{AuthorityName, KeyId, PublicKey};
 use serde::Deserialize;
 
 use crate::scope::{HostPattern, SiiPattern};
+use crate::transport::{CaBundle, ServerSpec, TlsName};
 
 /// Policy knobs of SPEC §7.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +201,36 @@ pub enum TrustErrorKind {
     /// No authorities at all.
     #[error("no [[authority]] entries: nothing could ever be verified")]
     NoAuthorities,
+    /// A `[dns]` value is unusable.
+    #[error("dns.{field}: {why}")]
+    Dns {
+        /// The key under `[dns]`, with the index for list entries
+        /// (`servers[1]`).
+        field: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// How to reach DNS by default, from the trust store's `[dns]` table, so
+/// that a client's choice of private, authenticated servers lives next to
+/// whom it trusts. Command-line flags override each value.
+///
+/// ```toml
+/// [dns]
+/// servers = ["tls://192.0.2.53:853", "https://192.0.2.53/dns-query"]
+/// tls_name = "dns.example.net"   # default: each server's IP address
+/// ca = "private-ca.pem"          # relative to the trust store; default: system roots
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DnsDefaults {
+    /// Servers to ask (empty: the system's resolvers).
+    pub servers: Vec<ServerSpec>,
+    /// The name encrypted servers' certificates must carry.
+    pub tls_name: Option<TlsName>,
+    /// A private CA instead of the system's roots, read when the trust
+    /// store is loaded.
+    pub ca: Option<CaBundle>,
 }
 
 /// The authorities a client trusts, and its policy.
@@ -207,6 +238,7 @@ pub enum TrustErrorKind {
 pub struct TrustStore {
     policy: Policy,
     authorities: BTreeMap<AuthorityName, TrustedAuthority>,
+    dns: DnsDefaults,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +248,17 @@ struct RawStore {
     policy: RawPolicy,
     #[serde(default)]
     authority: Vec<RawAuthority>,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default)]
+    servers: Vec<String>,
+    tls_name: Option<String>,
+    ca: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -257,6 +300,7 @@ impl TrustStore {
         TrustStore {
             policy,
             authorities: BTreeMap::new(),
+            dns: DnsDefaults::default(),
         }
     }
 
@@ -279,18 +323,21 @@ impl TrustStore {
             origin: origin.clone(),
             kind: TrustErrorKind::Io(e.to_string()),
         })?;
-        Self::from_toml_str(&text, &origin)
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_inner(&text, base).map_err(|kind| TrustError { origin, kind })
     }
 
-    /// Parses trust store TOML; `origin` names the source in errors.
+    /// Parses trust store TOML; `origin` names the source in errors. A
+    /// relative `[dns] ca` path is taken relative to the current directory
+    /// ([`TrustStore::load`] takes it relative to the file).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, TrustError> {
-        Self::parse_inner(text).map_err(|kind| TrustError {
+        Self::parse_inner(text, Path::new("")).map_err(|kind| TrustError {
             origin: origin.to_owned(),
             kind,
         })
     }
 
-    fn parse_inner(text: &str) -> Result<Self, TrustErrorKind> {
+    fn parse_inner(text: &str, base: &Path) -> Result<Self, TrustErrorKind> {
         let raw: RawStore = toml::from_str(text)
             .map_err(|e| TrustErrorKind::Syntax(e.to_string().trim().to_owned()))?;
         let defaults = Policy::default();
@@ -322,6 +369,7 @@ impl TrustStore {
             clock_skew: duration("clock_skew", raw.policy.clock_skew, defaults.clock_skew)?,
         };
         let mut store = TrustStore::new(policy);
+        store.dns = Self::raw_dns(raw.dns, base)?;
         if raw.authority.is_empty() {
             return Err(TrustErrorKind::NoAuthorities);
         }
@@ -334,6 +382,43 @@ impl TrustStore {
             store.add(entry)?;
         }
         Ok(store)
+    }
+
+    fn raw_dns(d: RawDns, base: &Path) -> Result<DnsDefaults, TrustErrorKind> {
+        let servers = d
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                ServerSpec::parse(s).map_err(|e| TrustErrorKind::Dns {
+                    field: format!("servers[{i}]"),
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls_name = d
+            .tls_name
+            .map(|n| {
+                TlsName::parse(&n).map_err(|why| TrustErrorKind::Dns {
+                    field: "tls_name".into(),
+                    why,
+                })
+            })
+            .transpose()?;
+        let ca =
+            d.ca.map(|p| {
+                let path: PathBuf = base.join(p);
+                CaBundle::load(&path).map_err(|e| TrustErrorKind::Dns {
+                    field: "ca".into(),
+                    why: e.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(DnsDefaults {
+            servers,
+            tls_name,
+            ca,
+        })
     }
 
     fn raw_authority(a: RawAuthority) -> Result<TrustedAuthority, AuthorityError> {
@@ -382,6 +467,16 @@ impl TrustStore {
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The `[dns]` defaults (empty when the table is absent).
+    pub fn dns(&self) -> &DnsDefaults {
+        &self.dns
+    }
+
+    /// The `[dns]` defaults, for setting them in code.
+    pub fn dns_mut(&mut self) -> &mut DnsDefaults {
+        &mut self.dns
     }
 
     /// The policy, for adjusting it after loading (tests, command-line overrides).
@@ -566,6 +661,62 @@ root_keys = ["{PROVIDER}", "{ROOT}"]
         assert!(e.contains("policy.clock_skew"), "{e}");
         assert!(err("").contains("no [[authority]]"));
         assert!(err("this is not toml").starts_with("trust store test.toml: "));
+    }
+
+    #[test]
+    fn dns_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["ca.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        std::fs::write(dir.path().join("certs/ca.pem"), ca.pem()).unwrap();
+        let auth = format!("[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n");
+        let path = dir.path().join("trust.toml");
+        std::fs::write(
+            &path,
+            format!("[dns]\nservers = [\"tls://127.0.0.1:8853\", \"https://[::1]/q\", \"192.0.2.1\"]\ntls_name = \"dns.example.net\"\nca = \"certs/ca.pem\"\n{auth}"),
+        )
+        .unwrap();
+        // `ca` is relative to the trust store, not to the current directory.
+        let s = TrustStore::load(&path).unwrap();
+        let d = s.dns();
+        let shown: Vec<String> = d.servers.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "tls://127.0.0.1:8853",
+                "https://[::1]:443/q",
+                "192.0.2.1:53"
+            ]
+        );
+        assert_eq!(d.tls_name.as_ref().unwrap().to_string(), "dns.example.net");
+        let bundle = d.ca.as_ref().unwrap();
+        assert_eq!(bundle.path(), dir.path().join("certs/ca.pem"));
+        assert_eq!(bundle.certificates().len(), 1);
+
+        // Absent: nothing.
+        assert_eq!(parse(&auth).unwrap().dns(), &DnsDefaults::default());
+
+        let e = err(&format!(
+            "[dns]\nservers = [\"127.0.0.1\", \"tls://dns.example\"]\n{auth}"
+        ));
+        assert!(
+            e.starts_with("trust store test.toml: dns.servers[1]: \"tls://dns.example\": "),
+            "{e}"
+        );
+        let e = err(&format!("[dns]\ntls_name = \"a b\"\n{auth}"));
+        assert!(e.contains("dns.tls_name: "), "{e}");
+        let e = err(&format!("[dns]\nca = \"/nonexistent/ca.pem\"\n{auth}"));
+        assert!(
+            e.contains("dns.ca: CA file /nonexistent/ca.pem: cannot read"),
+            "{e}"
+        );
+        // Unknown keys stay errors, in [dns] too.
+        let e = err(&format!("[dns]\nserver = [\"127.0.0.1\"]\n{auth}"));
+        assert!(e.contains("server"), "{e}");
     }
 
     #[test]

@@ -195,6 +195,76 @@ fn bad_trust_file_is_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A `--server` that is not a server spec, `--tls-name` that is not a name
+/// and `--ca` without an encrypted server are usage errors naming the
+/// argument; no query is sent.
+#[test]
+fn bad_server_specs_and_tls_flags_are_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(
+        &trust,
+        "[[authority]]\nname = \"x.example\"\nroot_keys = [\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\n",
+    )
+    .unwrap();
+    let path = trust.to_str().unwrap();
+    for (args, expect) in [
+        (
+            &["--server", "tls://dns.example.net"][..],
+            "\"tls://dns.example.net\": \"dns.example.net\" is not IP",
+        ),
+        (
+            &["--server", "udp://127.0.0.1"][..],
+            "unknown scheme \"udp\"",
+        ),
+        (
+            &["--server", "quic://127.0.0.1:853/dns-query"][..],
+            "takes no path",
+        ),
+        (
+            &["--server", "tls://127.0.0.1", "--tls-name", "a b"][..],
+            "is not a host name or IP address",
+        ),
+        (
+            &["--server", "127.0.0.1:53", "--tls-name", "dns.example.net"][..],
+            "--tls-name and --ca apply to tls://, https:// and quic:// servers",
+        ),
+        (
+            &["--server", "https://[::1]/dns-query"][..],
+            "DNS over HTTPS to an IPv6 address needs a certificate name",
+        ),
+    ] {
+        let mut all = vec!["lookup", "alice@example.com", "--trust", path];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let out = run(&[
+        "lookup",
+        "alice@example.com",
+        "--trust",
+        path,
+        "--server",
+        "tls://127.0.0.1:1",
+        "--ca",
+        empty.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--ca: CA file {}: no CERTIFICATE",
+            empty.display()
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn down_server_is_exit_3_with_dns_error_json() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,12 +10,14 @@
 //! * [`trust`] — the trust store and policy (SPEC §7);
 //! * [`scope`] — the scope patterns of trusted authorities;
 //! * [`mod@verify`] — DNS-free verification (SPEC §8 steps 3–5, §11);
+//! * [`dnssec`] — the DNSSEC policy (off, prefer, require) and trust anchors;
 //! * [`lookup`] — the DNS side, built on hickory-resolver;
 //! * [`resolution`] — the result types;
 //! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI.
 //!
 //! The library never prints; diagnostics go to `tracing` at debug level.
 
+pub mod dnssec;
 pub mod lookup;
 pub mod output;
 pub mod resolution;
@@ -23,6 +25,7 @@ pub mod scope;
 pub mod trust;
 pub mod verify;
 
+pub use dnssec::{DnssecMode, DnssecPolicy, TrustAnchor};
 pub use lookup::{
     discovery_names, ConfigError, LookupError, NameServers, Resolver, ResolverOptions,
 };

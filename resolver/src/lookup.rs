@@ -20,6 +20,7 @@ use mimi_proto::name::{discovery_name, home_zones};
 use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
 use tracing::debug;
 
+use crate::dnssec::{self, DnssecPolicy};
 use crate::resolution::{Endpoint, Resolution, UnauthenticatedEndpoints, VerifiedSsi};
 use crate::trust::TrustStore;
 use crate::verify::{
@@ -58,6 +59,10 @@ pub struct ResolverOptions {
     pub attempts: usize,
     /// Whether to look up SRV endpoints of verified SSIs (SPEC §8 step 6).
     pub endpoints: bool,
+    /// DNSSEC validation of every TXT answer (discovery names and
+    /// certificates, positive and negative); from the trust store's
+    /// `[policy]` by default. See [`crate::dnssec`].
+    pub dnssec: DnssecPolicy,
 }
 
 impl ResolverOptions {
@@ -65,6 +70,7 @@ impl ResolverOptions {
     /// system name servers, 2 s timeout, 1 retry, no endpoints.
     pub fn new(trust: TrustStore) -> Self {
         ResolverOptions {
+            dnssec: trust.dnssec().clone(),
             trust,
             distribution_zones: Vec::new(),
             tel_roots: Vec::new(),
@@ -231,6 +237,10 @@ impl Resolver {
                 )
             }
         };
+        if options.dnssec.validates() {
+            // Sets the DO bit and validates every answer from these anchors.
+            builder = builder.with_trust_anchor(Arc::new(options.dnssec.anchor.to_hickory()));
+        }
         let o = builder.options_mut();
         o.timeout = options.timeout;
         o.attempts = options.attempts;
@@ -420,15 +430,18 @@ impl Resolver {
     /// TXT texts at `name` (each RR's character-strings concatenated) and
     /// the smallest TTL among them (`None` when there were none).
     /// NXDOMAIN and NODATA are an empty answer; anything else is an error
-    /// message naming the name.
+    /// message naming the name. Under a DNSSEC policy an answer (or
+    /// negative answer) the policy does not accept is such an error too.
     async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
         let fqdn = name.fqdn();
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
             .await
             .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
+        let mode = self.options.dnssec.mode;
         match result {
             Ok(lookup) => {
+                dnssec::check_answer(mode, &fqdn, lookup.answers())?;
                 let mut texts = Vec::new();
                 let mut ttl: Option<u32> = None;
                 for record in lookup.answers() {
@@ -447,11 +460,16 @@ impl Resolver {
             }
             Err(e) if e.is_no_records_found() => {
                 debug!(name = %fqdn, nxdomain = e.is_nx_domain(), "no TXT records");
+                dnssec::check_negative(mode, &fqdn, &e)?;
                 Ok((Vec::new(), None))
             }
             Err(e) => {
                 debug!(name = %fqdn, error = %e, "TXT lookup failed");
-                Err(format!("{fqdn}: {e}"))
+                match dnssec::describe_failure(mode, &fqdn, &e) {
+                    Some(Ok(())) => Ok((Vec::new(), None)),
+                    Some(Err(reason)) => Err(reason),
+                    None => Err(format!("{fqdn}: {e}")),
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use mimi_proto::{AuthorityName, KeyId, PublicKey};
 use serde::Deserialize;
 
+use crate::dnssec::{AnchorError, DnssecMode, DnssecPolicy, TrustAnchor};
 use crate::scope::{HostPattern, SiiPattern};
 
 /// Policy knobs of SPEC §7.
@@ -200,12 +201,16 @@ pub enum TrustErrorKind {
     /// No authorities at all.
     #[error("no [[authority]] entries: nothing could ever be verified")]
     NoAuthorities,
+    /// The `policy.trust_anchor` file is unusable.
+    #[error("policy.trust_anchor: {0}")]
+    Anchor(AnchorError),
 }
 
 /// The authorities a client trusts, and its policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustStore {
     policy: Policy,
+    dnssec: DnssecPolicy,
     authorities: BTreeMap<AuthorityName, TrustedAuthority>,
 }
 
@@ -225,6 +230,10 @@ struct RawPolicy {
     max_assertion_validity: Option<String>,
     max_key_validity: Option<String>,
     clock_skew: Option<String>,
+    /// `off`, `prefer` or `require` (see [`crate::dnssec`]).
+    dnssec: Option<String>,
+    /// A file of DNSKEY records, relative to the trust store file.
+    trust_anchor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +265,7 @@ impl TrustStore {
     pub fn new(policy: Policy) -> Self {
         TrustStore {
             policy,
+            dnssec: DnssecPolicy::default(),
             authorities: BTreeMap::new(),
         }
     }
@@ -279,18 +289,21 @@ impl TrustStore {
             origin: origin.clone(),
             kind: TrustErrorKind::Io(e.to_string()),
         })?;
-        Self::from_toml_str(&text, &origin)
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_inner(&text, base).map_err(|kind| TrustError { origin, kind })
     }
 
-    /// Parses trust store TOML; `origin` names the source in errors.
+    /// Parses trust store TOML; `origin` names the source in errors. A
+    /// relative `policy.trust_anchor` is read relative to the current
+    /// directory ([`TrustStore::load`] reads it relative to the file).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, TrustError> {
-        Self::parse_inner(text).map_err(|kind| TrustError {
+        Self::parse_inner(text, Path::new("")).map_err(|kind| TrustError {
             origin: origin.to_owned(),
             kind,
         })
     }
 
-    fn parse_inner(text: &str) -> Result<Self, TrustErrorKind> {
+    fn parse_inner(text: &str, base: &Path) -> Result<Self, TrustErrorKind> {
         let raw: RawStore = toml::from_str(text)
             .map_err(|e| TrustErrorKind::Syntax(e.to_string().trim().to_owned()))?;
         let defaults = Policy::default();
@@ -321,7 +334,19 @@ impl TrustStore {
             )?,
             clock_skew: duration("clock_skew", raw.policy.clock_skew, defaults.clock_skew)?,
         };
+        let mode = match raw.policy.dnssec.as_deref() {
+            None => DnssecMode::Off,
+            Some(m) => DnssecMode::parse(m).map_err(|why| TrustErrorKind::Policy {
+                field: "dnssec",
+                why,
+            })?,
+        };
+        let anchor = match raw.policy.trust_anchor {
+            None => TrustAnchor::IanaRoot,
+            Some(p) => TrustAnchor::load(&base.join(p)).map_err(TrustErrorKind::Anchor)?,
+        };
         let mut store = TrustStore::new(policy);
+        store.dnssec = DnssecPolicy { mode, anchor };
         if raw.authority.is_empty() {
             return Err(TrustErrorKind::NoAuthorities);
         }
@@ -387,6 +412,17 @@ impl TrustStore {
     /// The policy, for adjusting it after loading (tests, command-line overrides).
     pub fn policy_mut(&mut self) -> &mut Policy {
         &mut self.policy
+    }
+
+    /// The DNSSEC policy (`[policy] dnssec` and `trust_anchor`; off by
+    /// default).
+    pub fn dnssec(&self) -> &DnssecPolicy {
+        &self.dnssec
+    }
+
+    /// The DNSSEC policy, for command-line overrides.
+    pub fn dnssec_mut(&mut self) -> &mut DnssecPolicy {
+        &mut self.dnssec
     }
 
     /// The trusted authority of this name, if any.
@@ -566,6 +602,62 @@ root_keys = ["{PROVIDER}", "{ROOT}"]
         assert!(e.contains("policy.clock_skew"), "{e}");
         assert!(err("").contains("no [[authority]]"));
         assert!(err("this is not toml").starts_with("trust store test.toml: "));
+    }
+
+    #[test]
+    fn dnssec_policy_and_anchor_relative_to_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = format!("[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let d = TrustStore::load(write("plain.toml", &auth)).unwrap();
+        assert_eq!(d.dnssec(), &DnssecPolicy::default());
+        assert_eq!(d.dnssec().mode, DnssecMode::Off);
+        assert_eq!(d.dnssec().anchor, TrustAnchor::IanaRoot);
+
+        write(
+            "anchors.txt",
+            "example.com. 0 IN DNSKEY 257 3 15 l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=\n",
+        );
+        let s = TrustStore::load(write(
+            "signed.toml",
+            &format!("[policy]\ndnssec = \"require\"\ntrust_anchor = \"anchors.txt\"\n{auth}"),
+        ))
+        .unwrap();
+        assert_eq!(s.dnssec().mode, DnssecMode::Require);
+        match &s.dnssec().anchor {
+            TrustAnchor::Keys { file, keys } => {
+                assert_eq!(file, &dir.path().join("anchors.txt"));
+                assert_eq!(keys.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let e = TrustStore::load(write(
+            "bad-mode.toml",
+            &format!("[policy]\ndnssec = \"on\"\n{auth}"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bad-mode.toml: policy.dnssec: \"on\" is not one of"),
+            "{e}"
+        );
+        write("bad-anchor.txt", "example.com. 0 IN DNSKEY 257 3 15 AAAA\n");
+        let e = TrustStore::load(write(
+            "bad-anchor.toml",
+            &format!("[policy]\ndnssec = \"prefer\"\ntrust_anchor = \"bad-anchor.txt\"\n{auth}"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bad-anchor.toml: policy.trust_anchor: ")
+                && e.contains("bad-anchor.txt:1: DNSKEY public key has 3 octets"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -410,6 +410,23 @@ pub(crate) fn describe_failure(
     }
 }
 
+/// The reason for a query that did not finish within `deadline`. Under a
+/// validating policy the wait may be the validator's: with signatures
+/// stripped on the path, hickory 0.26 searches for a proof of an unsigned
+/// delegation query after query (up to its depth limit of 26) instead of
+/// failing at once, so the deadline is what ends it — still a failed
+/// source, and said to be one of DNSSEC.
+pub(crate) fn timed_out(mode: DnssecMode, fqdn: &str, deadline: std::time::Duration) -> String {
+    if mode == DnssecMode::Off {
+        format!("{fqdn}: no answer within {deadline:?}")
+    } else {
+        format!(
+            "{fqdn}: DNSSEC ({mode}): no validated answer within {deadline:?} \
+             (no answer, or validation did not finish: signatures missing or unreachable)"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

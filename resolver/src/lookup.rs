@@ -435,10 +435,10 @@ impl Resolver {
     async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
         let fqdn = name.fqdn();
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
+        let mode = self.options.dnssec.mode;
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
             .await
-            .map_err(|_| format!("{fqdn}: no answer within {:?}", self.deadline()))?;
-        let mode = self.options.dnssec.mode;
+            .map_err(|_| dnssec::timed_out(mode, &fqdn, self.deadline()))?;
         match result {
             Ok(lookup) => {
                 dnssec::check_answer(mode, &fqdn, lookup.answers())?;

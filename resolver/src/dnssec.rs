@@ -369,12 +369,12 @@ pub(crate) fn check_negative(mode: DnssecMode, fqdn: &str, error: &NetError) -> 
     if denial_proven {
         return Ok(());
     }
-    let proof = weakest(authorities).unwrap_or(Proof::Insecure);
-    let proof = if proof == Proof::Secure {
-        // Signed authority records but no verified denial among them.
+    let proof = if authorities.iter().any(|r| r.proof == Proof::Secure) {
+        // A signed zone (its SOA verified) but no verified denial: never
+        // taken for an unsigned one.
         Proof::Indeterminate
     } else {
-        proof
+        weakest(authorities).unwrap_or(Proof::Insecure)
     };
     if mode == DnssecMode::Prefer && proof == Proof::Insecure {
         return Ok(());
@@ -504,6 +504,116 @@ mod tests {
             e.to_string().contains("/nonexistent/anchors: cannot read"),
             "{e}"
         );
+    }
+
+    fn record(data: RData, proof: Proof) -> Record {
+        let mut r = Record::from_rdata(Name::from_ascii("a.example.com.").unwrap(), 60, data);
+        r.proof = proof;
+        r
+    }
+
+    fn txt(proof: Proof) -> Record {
+        use hickory_resolver::proto::rr::rdata::TXT;
+        record(RData::TXT(TXT::new(vec!["v=mimi1".into()])), proof)
+    }
+
+    fn nsec(proof: Proof) -> Record {
+        use hickory_resolver::proto::dnssec::rdata::NSEC;
+        let next = Name::from_ascii("b.example.com.").unwrap();
+        record(
+            RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, [RecordType::A]))),
+            proof,
+        )
+    }
+
+    fn soa(proof: Proof) -> Record {
+        use hickory_resolver::proto::rr::rdata::SOA;
+        let n = Name::from_ascii("example.com.").unwrap();
+        record(RData::SOA(SOA::new(n.clone(), n, 1, 1, 1, 1, 1)), proof)
+    }
+
+    fn no_records(authorities: Vec<Record>) -> NetError {
+        use hickory_resolver::net::NoRecords;
+        use hickory_resolver::proto::op::{Query, ResponseCode};
+        let q = Query::query(Name::from_ascii("a.example.com.").unwrap(), RecordType::TXT);
+        let mut no = NoRecords::new(q, ResponseCode::NXDomain);
+        if !authorities.is_empty() {
+            no.authorities = Some(authorities.into());
+        }
+        NetError::Dns(DnsError::NoRecordsFound(no))
+    }
+
+    /// Every answer record counts, the weakest decides; RRSIGs carry no
+    /// proof of their own and are skipped.
+    #[test]
+    fn positive_answers_by_mode() {
+        use DnssecMode::*;
+        let secure = [txt(Proof::Secure), txt(Proof::Secure)];
+        let mixed = [txt(Proof::Secure), txt(Proof::Insecure)];
+        for m in [Off, Prefer, Require] {
+            assert_eq!(check_answer(m, "n.", &secure), Ok(()));
+            assert_eq!(check_answer(m, "n.", &[]), Ok(()));
+        }
+        assert_eq!(check_answer(Off, "n.", &mixed), Ok(()));
+        assert_eq!(check_answer(Prefer, "n.", &mixed), Ok(()));
+        assert_eq!(
+            check_answer(Require, "n.", &mixed).unwrap_err(),
+            "n.: DNSSEC (require): not signed (Insecure)"
+        );
+        let bogus = [txt(Proof::Secure), txt(Proof::Bogus)];
+        assert!(check_answer(Prefer, "n.", &bogus)
+            .unwrap_err()
+            .starts_with("n.: DNSSEC (prefer): bogus: "));
+        let unknown = [txt(Proof::Indeterminate)];
+        assert!(check_answer(Prefer, "n.", &unknown)
+            .unwrap_err()
+            .contains("Indeterminate"));
+    }
+
+    /// NXDOMAIN/NODATA under require needs a verified NSEC/NSEC3 denial;
+    /// a signed SOA alone, or nothing at all, is not a proof.
+    #[test]
+    fn negative_answers_by_mode() {
+        use DnssecMode::*;
+        let proven = no_records(vec![soa(Proof::Secure), nsec(Proof::Secure)]);
+        for m in [Off, Prefer, Require] {
+            assert_eq!(check_negative(m, "n.", &proven), Ok(()));
+        }
+        let unsigned = no_records(vec![soa(Proof::Insecure)]);
+        assert_eq!(check_negative(Off, "n.", &unsigned), Ok(()));
+        assert_eq!(check_negative(Prefer, "n.", &unsigned), Ok(()));
+        assert_eq!(
+            check_negative(Require, "n.", &unsigned).unwrap_err(),
+            "n.: DNSSEC (require): negative answer not proven (not signed (Insecure))"
+        );
+        let bare = no_records(vec![]);
+        assert_eq!(check_negative(Prefer, "n.", &bare), Ok(()));
+        assert!(check_negative(Require, "n.", &bare)
+            .unwrap_err()
+            .contains("negative answer not proven (not signed (Insecure))"));
+        let soa_only = no_records(vec![soa(Proof::Secure), nsec(Proof::Insecure)]);
+        for m in [Prefer, Require] {
+            assert!(check_negative(m, "n.", &soa_only)
+                .unwrap_err()
+                .contains("negative answer not proven (DNSSEC state undeterminable"));
+        }
+    }
+
+    #[test]
+    fn failures_by_mode() {
+        use DnssecMode::*;
+        let bogus = NetError::Dns(DnsError::DnssecBogus);
+        assert!(describe_failure(Require, "n.", &bogus)
+            .unwrap()
+            .unwrap_err()
+            .starts_with("n.: DNSSEC (require): bogus: "));
+        let other = NetError::from("connection refused");
+        assert_eq!(describe_failure(Require, "n.", &other), None);
+        assert!(
+            timed_out(Off, "n.", std::time::Duration::from_secs(5)) == "n.: no answer within 5s"
+        );
+        assert!(timed_out(Require, "n.", std::time::Duration::from_secs(5))
+            .starts_with("n.: DNSSEC (require): no validated answer within 5s"));
     }
 
     #[test]

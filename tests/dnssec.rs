@@ -333,6 +333,66 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
     eprintln!("signer bypassed, require, missing SII: {bypass_nx:?}");
     assert!(bypass_nx.unwrap_err().contains("DNSSEC (require)"));
 
+    // The CLI: the trust store's policy, and the flags that override it.
+    let cli = |server: SocketAddr, extra: &[&str]| {
+        let out = Command::new(bin("mimi-resolve"))
+            .args(["lookup", alice, "--trust"])
+            .arg(&store_path)
+            .args(["--server", &server.to_string(), "--timeout", "2s"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = cli(knot.addr, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(primary, &[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("DNSSEC (require): bogus"), "{text}");
+    let (code, text) = cli(primary, &["--dnssec", "off"]);
+    assert_eq!(code, Some(0), "{text}");
+    let plain = ws.write(
+        "plain-trust.toml",
+        &trust_toml(
+            1,
+            &[Trust {
+                authority: &provider,
+                sii_scope: &["mailto:*@example.com"],
+                ssi_scope: &["chat.example.com"],
+            }],
+        ),
+    );
+    let flags = |server: SocketAddr| {
+        let out = Command::new(bin("mimi-resolve"))
+            .args(["lookup", alice, "--trust"])
+            .arg(&plain)
+            .args([
+                "--server",
+                &server.to_string(),
+                "--dnssec",
+                "require",
+                "--trust-anchor",
+            ])
+            .arg(&anchor_file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(flags(knot.addr).0, Some(0));
+    let (code, text) = flags(primary);
+    assert_eq!(code, Some(3), "{text}");
+    let (code, text) = cli(knot.addr, &["--dnssec", "always"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("not one of"), "{text}");
+
     // On the path: a proxy in front of Knot.
     let label = Sii::parse(alice, None).unwrap().label().to_string();
     let mode = Arc::new(AtomicU8::new(PASS));

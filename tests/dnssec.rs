@@ -477,3 +477,132 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
         publisher.log()
     );
 }
+
+/// A TXT record's presentation form: the text in quoted strings of at most
+/// 255 octets (certificate records are longer than one string holds).
+fn txt_rdata(text: &str) -> String {
+    text.as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The alternative to a signing secondary: the signed parent `example.com`
+/// (Knot, automatic keys) delegates an unsigned `_mimi.example.com` served
+/// by `mimi-publisher serve`; the certificates stay in the signed parent.
+/// The delegation is proven insecure by the parent's NSEC3 (no DS): under
+/// `require` the mappings fail as "not signed (Insecure)", with the
+/// negative answers "not proven"; under `prefer` and `off` they verify,
+/// and `prefer` still demands that the certificates be Secure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_mimi_child_under_a_signed_parent() {
+    let ws = Workspace::new();
+    let dir = ws.path("servers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let provider = Authority::new("example.com");
+    let key = mimi_publisher::input::keys::generate();
+    let cert = provider.certify(&key, UnixTime::now().minus(86400), 90);
+    let tsig = Key::random("transfer-key");
+    ws.write_secret("tsig.key", &tsig.bind_format());
+    ws.write_key("child/signing.pem", &key);
+    ws.write("child/mappings.csv", MAPPINGS);
+    let parent = ws.write(
+        "parent.zone",
+        &format!(
+            "$ORIGIN example.com.\n$TTL 1\n@ SOA ns1 hostmaster 1 60 60 3600 1\n@ NS ns1\nns1 A 127.0.0.1\n\
+             _mimi NS ns1\n_mimi-ma TXT {}\n",
+            txt_rdata(&cert)
+        ),
+    );
+    let primary: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut knot = secondaries::knot_signed_parent(
+        &dir,
+        "example.com",
+        &parent,
+        primary,
+        "_mimi.example.com",
+        &tsig,
+    );
+    let config = ws.write(
+        "child/zone.toml",
+        &format!(
+            "origin = \"_mimi.example.com\"\nrole = \"home\"\nttl = 1\nns = [\"ns1.example.com\"]\nmappings = \"mappings.csv\"\n\
+             [soa]\nmname = \"ns1.example.com\"\nrname = \"hostmaster.example.com\"\nminimum = 1\nttl = 1\n\
+             [authority]\nname = \"example.com\"\nkey = \"signing.pem\"\n\
+             [transfer]\nallow = [\"127.0.0.1\"]\nnotify = [\"{}\"]\ntsig_key = \"../tsig.key\"\n",
+            knot.addr
+        ),
+    );
+    let mut cmd = Command::new(bin("mimi-publisher"));
+    cmd.arg("serve")
+        .arg(&config)
+        .args(["--listen", &primary.to_string()]);
+    let mut publisher = Daemon::spawn("mimi-publisher serve", cmd, ws.path("publisher.log"));
+    let started = Instant::now();
+    let keys = loop {
+        if soa_serial(knot.addr, "_mimi.example.com").await.is_some() {
+            if let Some(k) = dnskeys(knot.addr) {
+                break k;
+            }
+        }
+        knot.daemon.assert_running();
+        publisher.assert_running();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "knot did not serve both zones within 30 s:\n{}\n{}",
+            knot.daemon.log(),
+            publisher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ws.write("anchors.txt", &keys);
+    let toml = trust_toml(
+        1,
+        &[Trust {
+            authority: &provider,
+            sii_scope: &["mailto:*@example.com"],
+            ssi_scope: &["chat.example.com"],
+        }],
+    )
+    .replacen(
+        "[policy]\n",
+        "[policy]\ndnssec = \"require\"\ntrust_anchor = \"anchors.txt\"\n",
+        1,
+    );
+    let trust = TrustStore::load(ws.write("trust.toml", &toml)).unwrap();
+
+    use DnssecMode::{Off, Prefer, Require};
+    let (alice, dave) = ("alice@example.com", "dave@example.com");
+    assert_eq!(
+        outcome(&trust, Off, knot.addr, alice).await,
+        Ok(Outcome::Verified)
+    );
+    assert_eq!(
+        outcome(&trust, Prefer, knot.addr, alice).await,
+        Ok(Outcome::Verified)
+    );
+    assert_eq!(
+        outcome(&trust, Prefer, knot.addr, dave).await,
+        Ok(Outcome::NotFound)
+    );
+    let r = outcome(&trust, Require, knot.addr, alice).await;
+    eprintln!("unsigned child, require: {r:?}");
+    let reason = r.unwrap_err();
+    assert!(
+        reason.contains("DNSSEC (require): not signed (Insecure)"),
+        "{reason}"
+    );
+    let r = outcome(&trust, Require, knot.addr, dave).await;
+    eprintln!("unsigned child, require, missing SII: {r:?}");
+    let reason = r.unwrap_err();
+    assert!(
+        reason.contains("DNSSEC (require): negative answer not proven (not signed (Insecure))"),
+        "{reason}"
+    );
+    assert!(
+        publisher.stop().is_some_and(|s| s.success()),
+        "{}",
+        publisher.log()
+    );
+}

@@ -327,3 +327,89 @@ zone:
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     }
 }
+
+/// Knot as the signing *primary* of a parent zone read from `parent_file`
+/// (signed with automatic keys as in [`knot_signer`]) that delegates
+/// `child`, an unsigned zone Knot transfers from `primary` and serves as
+/// a plain secondary: the "unsigned `_mimi` child under a signed parent"
+/// setup. The parent's NSEC3 records prove the delegation insecure (no DS).
+pub fn knot_signed_parent(
+    dir: &Path,
+    parent: &str,
+    parent_file: &Path,
+    primary: SocketAddr,
+    child: &str,
+    key: &Key,
+) -> Server {
+    let knotd = require("knotd", "knot");
+    let port = free_port();
+    let d = dir.join("knot-parent");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+
+database:
+    storage: "{d}"
+
+log:
+  - target: stderr
+    any: info
+
+key:
+  - id: {key}
+    algorithm: hmac-sha256
+    secret: {secret}
+
+remote:
+  - id: primary
+    address: {pip}@{pport}
+    key: {key}
+
+acl:
+  - id: notify_from_primary
+    address: {pip}
+    key: {key}
+    action: notify
+
+policy:
+  - id: mimi
+    algorithm: ecdsap256sha256
+    nsec3: on
+    nsec3-iterations: 0
+    nsec3-salt-length: 0
+
+template:
+  - id: default
+    storage: "{d}"
+    zonefile-sync: -1
+    journal-content: all
+
+zone:
+  - domain: {parent}
+    file: "{file}"
+    zonefile-load: whole
+    dnssec-signing: on
+    dnssec-policy: mimi
+  - domain: {child}
+    master: primary
+    zonefile-load: none
+    acl: [notify_from_primary]
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+        file = parent_file.display(),
+    );
+    let path = d.join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(knotd);
+    cmd.arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("knotd (signed parent)", cmd, d.join("knot.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}

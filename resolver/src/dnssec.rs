@@ -11,8 +11,8 @@
 //!
 //! hickory-resolver validates but *annotates* rather than filters: each
 //! record carries a [`Proof`], and only Bogus answers become errors. This
-//! module turns those annotations into the policy's decision
-//! ([`check_answer`], [`check_negative`], [`describe_failure`]).
+//! module turns those annotations into the policy's decision, for
+//! positive answers, negative answers and validation errors alike.
 
 use std::path::{Path, PathBuf};
 
@@ -73,17 +73,37 @@ impl std::str::FromStr for DnssecMode {
     }
 }
 
-/// One trusted DNSKEY: the zone it is the key of, and the key.
+/// One trusted DNSKEY: the zone it is the key of, and the key. Only made
+/// by parsing an anchor file, so it is always a usable zone key of a
+/// supported algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnchorKey {
+    zone: String,
+    flags: u16,
+    algorithm: u8,
+    public_key: Vec<u8>,
+}
+
+impl AnchorKey {
     /// The zone (absolute, lowercase, e.g. `example.com.`; `.` for the root).
-    pub zone: String,
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
     /// DNSKEY flags (256 ZSK, 257 KSK).
-    pub flags: u16,
-    /// DNSSEC algorithm number (supported by the validator).
-    pub algorithm: u8,
+    pub fn flags(&self) -> u16 {
+        self.flags
+    }
+
+    /// DNSSEC algorithm number (one the validator supports).
+    pub fn algorithm(&self) -> u8 {
+        self.algorithm
+    }
+
     /// The public key as in the DNSKEY RDATA.
-    pub public_key: Vec<u8>,
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
 }
 
 /// Where validation starts.

@@ -247,3 +247,169 @@ remote-control:
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     }
 }
+
+/// Knot DNS as a *signing* secondary (the standard hidden-primary setup for
+/// DNSSEC): it transfers `zones` from `primary` (TSIG `key`, NOTIFY
+/// accepted), signs them itself with automatically generated keys
+/// (`dnssec-signing: on`, ECDSA P-256 KSK + ZSK, NSEC3 without extra
+/// iterations or salt, RFC 9276) and serves the signed zones. Every change
+/// the primary sends is re-signed on arrival. 127.0.0.1 may transfer the
+/// signed zones from it.
+pub fn knot_signer(dir: &Path, primary: SocketAddr, zones: &[&str], key: &Key) -> Server {
+    let knotd = require("knotd", "knot");
+    let port = free_port();
+    let d = dir.join("knot-signer");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut conf = format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+
+database:
+    storage: "{d}"
+
+log:
+  - target: stderr
+    any: info
+
+key:
+  - id: {key}
+    algorithm: hmac-sha256
+    secret: {secret}
+
+remote:
+  - id: primary
+    address: {pip}@{pport}
+    key: {key}
+
+acl:
+  - id: notify_from_primary
+    address: {pip}
+    key: {key}
+    action: notify
+  - id: dump
+    address: 127.0.0.1
+    action: transfer
+
+policy:
+  - id: mimi
+    algorithm: ecdsap256sha256
+    nsec3: on
+    nsec3-iterations: 0
+    nsec3-salt-length: 0
+
+template:
+  - id: default
+    storage: "{d}"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: all
+
+zone:
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+    );
+    for z in zones {
+        conf.push_str(&format!(
+            "  - domain: {z}\n    master: primary\n    acl: [notify_from_primary, dump]\n    dnssec-signing: on\n    dnssec-policy: mimi\n"
+        ));
+    }
+    let path = d.join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(knotd);
+    cmd.arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("knotd (signer)", cmd, d.join("knot.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// Knot as the signing *primary* of a parent zone read from `parent_file`
+/// (signed with automatic keys as in [`knot_signer`]) that delegates
+/// `child`, an unsigned zone Knot transfers from `primary` and serves as
+/// a plain secondary: the "unsigned `_mimi` child under a signed parent"
+/// setup. The parent's NSEC3 records prove the delegation insecure (no DS).
+pub fn knot_signed_parent(
+    dir: &Path,
+    parent: &str,
+    parent_file: &Path,
+    primary: SocketAddr,
+    child: &str,
+    key: &Key,
+) -> Server {
+    let knotd = require("knotd", "knot");
+    let port = free_port();
+    let d = dir.join("knot-parent");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+
+database:
+    storage: "{d}"
+
+log:
+  - target: stderr
+    any: info
+
+key:
+  - id: {key}
+    algorithm: hmac-sha256
+    secret: {secret}
+
+remote:
+  - id: primary
+    address: {pip}@{pport}
+    key: {key}
+
+acl:
+  - id: notify_from_primary
+    address: {pip}
+    key: {key}
+    action: notify
+
+policy:
+  - id: mimi
+    algorithm: ecdsap256sha256
+    nsec3: on
+    nsec3-iterations: 0
+    nsec3-salt-length: 0
+
+template:
+  - id: default
+    storage: "{d}"
+    zonefile-sync: -1
+    journal-content: all
+
+zone:
+  - domain: {parent}
+    file: "{file}"
+    zonefile-load: whole
+    dnssec-signing: on
+    dnssec-policy: mimi
+  - domain: {child}
+    master: primary
+    zonefile-load: none
+    acl: [notify_from_primary]
+"#,
+        d = d.display(),
+        key = key.name,
+        secret = key.secret,
+        pip = primary.ip(),
+        pport = primary.port(),
+        file = parent_file.display(),
+    );
+    let path = d.join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(knotd);
+    cmd.arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("knotd (signed parent)", cmd, d.join("knot.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}

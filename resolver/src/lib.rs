@@ -10,6 +10,7 @@
 //! * [`trust`] — the trust store and policy (SPEC §7);
 //! * [`scope`] — the scope patterns of trusted authorities;
 //! * [`mod@verify`] — DNS-free verification (SPEC §8 steps 3–5, §11);
+//! * [`dnssec`] — the DNSSEC policy (off, prefer, require) and trust anchors;
 //! * [`lookup`] — the DNS side, built on hickory-resolver;
 //! * [`transport`] — server specs (plain, DoT, DoH, DoQ), TLS trust and
 //!   query padding;
@@ -18,6 +19,7 @@
 //!
 //! The library never prints; diagnostics go to `tracing` at debug level.
 
+pub mod dnssec;
 pub mod lookup;
 pub mod output;
 pub mod resolution;
@@ -26,6 +28,7 @@ pub mod transport;
 pub mod trust;
 pub mod verify;
 
+pub use dnssec::{DnssecMode, DnssecPolicy, TrustAnchor};
 pub use lookup::{
     discovery_names, ConfigError, LookupError, NameServers, Resolver, ResolverOptions,
 };

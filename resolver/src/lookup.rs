@@ -18,6 +18,7 @@ use mimi_proto::name::{discovery_name, home_zones};
 use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
 use tracing::debug;
 
+use crate::dnssec::{self, DnssecPolicy};
 use crate::resolution::{Endpoint, Resolution, UnauthenticatedEndpoints, VerifiedSsi};
 use crate::transport::{
     check_servers, client_config, ServerSpec, TlsOptions, TlsSetupError, Transports,
@@ -70,6 +71,10 @@ pub struct ResolverOptions {
     pub attempts: usize,
     /// Whether to look up SRV endpoints of verified SSIs (SPEC §8 step 6).
     pub endpoints: bool,
+    /// DNSSEC validation of every TXT answer (discovery names and
+    /// certificates, positive and negative); from the trust store's
+    /// `[policy]` by default. See [`crate::dnssec`].
+    pub dnssec: DnssecPolicy,
 }
 
 impl ResolverOptions {
@@ -77,6 +82,7 @@ impl ResolverOptions {
     /// system name servers, 2 s timeout, 1 retry, no endpoints.
     pub fn new(trust: TrustStore) -> Self {
         ResolverOptions {
+            dnssec: trust.dnssec().clone(),
             trust,
             distribution_zones: Vec::new(),
             tel_roots: Vec::new(),
@@ -237,6 +243,10 @@ impl Resolver {
             }
             NameServers::Servers { servers, tls } => explicit(servers, tls, transports.clone())?,
         };
+        if options.dnssec.validates() {
+            // Sets the DO bit and validates every answer from these anchors.
+            builder = builder.with_trust_anchor(Arc::new(options.dnssec.anchor.to_hickory()));
+        }
         let o = builder.options_mut();
         o.timeout = options.timeout;
         o.attempts = options.attempts;
@@ -427,21 +437,28 @@ impl Resolver {
     /// TXT texts at `name` (each RR's character-strings concatenated) and
     /// the smallest TTL among them (`None` when there were none).
     /// NXDOMAIN and NODATA are an empty answer; anything else is an error
-    /// message naming the name.
+    /// message naming the name. Under a DNSSEC policy an answer (or
+    /// negative answer) the policy does not accept is such an error too.
     async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
         let fqdn = name.fqdn();
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
         let started = Instant::now();
+        let mode = self.options.dnssec.mode;
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
             .await
             .map_err(|_| {
-                format!(
-                    "{fqdn}: {}",
-                    self.transports.explain_deadline(self.deadline(), started)
-                )
+                if mode == dnssec::DnssecMode::Off {
+                    format!(
+                        "{fqdn}: {}",
+                        self.transports.explain_deadline(self.deadline(), started)
+                    )
+                } else {
+                    dnssec::timed_out(mode, &fqdn, self.deadline())
+                }
             })?;
         match result {
             Ok(lookup) => {
+                dnssec::check_answer(mode, &fqdn, lookup.answers())?;
                 let mut texts = Vec::new();
                 let mut ttl: Option<u32> = None;
                 for record in lookup.answers() {
@@ -460,11 +477,16 @@ impl Resolver {
             }
             Err(e) if e.is_no_records_found() => {
                 debug!(name = %fqdn, nxdomain = e.is_nx_domain(), "no TXT records");
+                dnssec::check_negative(mode, &fqdn, &e)?;
                 Ok((Vec::new(), None))
             }
             Err(e) => {
                 debug!(name = %fqdn, error = %e, "TXT lookup failed");
-                Err(format!("{fqdn}: {}", self.transports.explain(&e, started)))
+                match dnssec::describe_failure(mode, &fqdn, &e) {
+                    Some(Ok(())) => Ok((Vec::new(), None)),
+                    Some(Err(reason)) => Err(reason),
+                    None => Err(format!("{fqdn}: {}", self.transports.explain(&e, started))),
+                }
             }
         }
     }

@@ -80,6 +80,8 @@ struct BatchArgs {
     /// Timeout of one DNS request (e.g. 2s, 500ms).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    dnssec: DnssecArgs,
 }
 
 /// Which DNS servers to ask, and how to authenticate encrypted ones.
@@ -145,6 +147,32 @@ struct LookupArgs {
     /// Timeout of one DNS request (e.g. 2s, 500ms).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    dnssec: DnssecArgs,
+}
+
+/// DNSSEC overrides of the trust store's `[policy]`.
+#[derive(Args)]
+struct DnssecArgs {
+    /// DNSSEC policy: off, prefer (bogus answers fail) or require (every answer proven secure); default: the trust store's.
+    #[arg(long, value_name = "MODE")]
+    dnssec: Option<mimi_resolver::DnssecMode>,
+    /// File of DNSKEY records to validate from (instead of the trust store's anchor or the IANA root).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Option<PathBuf>,
+}
+
+impl DnssecArgs {
+    fn apply(&self, options: &mut ResolverOptions) -> Result<(), Usage> {
+        if let Some(mode) = self.dnssec {
+            options.dnssec.mode = mode;
+        }
+        if let Some(file) = &self.trust_anchor {
+            options.dnssec.anchor = mimi_resolver::TrustAnchor::load(file)
+                .map_err(|e| Usage(format!("--trust-anchor: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 fn parse_zone(s: &str) -> Result<DomainName, String> {
@@ -300,6 +328,8 @@ fn batch(args: BatchArgs) -> Result<u8, Usage> {
         args.timeout,
         &args.dns,
     )?;
+    let mut opts = opts;
+    args.dnssec.apply(&mut opts)?;
     let reader: Box<dyn BufRead> = match args.input.as_deref() {
         None => Box::new(std::io::stdin().lock()),
         Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
@@ -460,6 +490,7 @@ fn lookup(args: LookupArgs) -> Result<u8, Usage> {
         &args.dns,
     )?;
     options.endpoints = args.endpoints;
+    args.dnssec.apply(&mut options)?;
     let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);
     let json = args.sii.json;
     let endpoints = args.endpoints;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use mimi_proto::{AuthorityName, KeyId, PublicKey};
 use serde::Deserialize;
 
+use crate::dnssec::{AnchorError, DnssecMode, DnssecPolicy, TrustAnchor};
 use crate::scope::{HostPattern, SiiPattern};
 use crate::transport::{CaBundle, ServerSpec, TlsName};
 
@@ -201,6 +202,9 @@ pub enum TrustErrorKind {
     /// No authorities at all.
     #[error("no [[authority]] entries: nothing could ever be verified")]
     NoAuthorities,
+    /// The `policy.trust_anchor` file is unusable.
+    #[error("policy.trust_anchor: {0}")]
+    Anchor(AnchorError),
     /// A `[dns]` value is unusable.
     #[error("dns.{field}: {why}")]
     Dns {
@@ -237,6 +241,7 @@ pub struct DnsDefaults {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustStore {
     policy: Policy,
+    dnssec: DnssecPolicy,
     authorities: BTreeMap<AuthorityName, TrustedAuthority>,
     dns: DnsDefaults,
 }
@@ -268,6 +273,10 @@ struct RawPolicy {
     max_assertion_validity: Option<String>,
     max_key_validity: Option<String>,
     clock_skew: Option<String>,
+    /// `off`, `prefer` or `require` (see [`crate::dnssec`]).
+    dnssec: Option<String>,
+    /// A file of DNSKEY records, relative to the trust store file.
+    trust_anchor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +308,7 @@ impl TrustStore {
     pub fn new(policy: Policy) -> Self {
         TrustStore {
             policy,
+            dnssec: DnssecPolicy::default(),
             authorities: BTreeMap::new(),
             dns: DnsDefaults::default(),
         }
@@ -328,8 +338,9 @@ impl TrustStore {
     }
 
     /// Parses trust store TOML; `origin` names the source in errors. A
-    /// relative `[dns] ca` path is taken relative to the current directory
-    /// ([`TrustStore::load`] takes it relative to the file).
+    /// relative `[dns] ca` path or `policy.trust_anchor` is read relative
+    /// to the current directory ([`TrustStore::load`] reads them relative
+    /// to the file).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, TrustError> {
         Self::parse_inner(text, Path::new("")).map_err(|kind| TrustError {
             origin: origin.to_owned(),
@@ -368,8 +379,20 @@ impl TrustStore {
             )?,
             clock_skew: duration("clock_skew", raw.policy.clock_skew, defaults.clock_skew)?,
         };
+        let mode = match raw.policy.dnssec.as_deref() {
+            None => DnssecMode::Off,
+            Some(m) => DnssecMode::parse(m).map_err(|why| TrustErrorKind::Policy {
+                field: "dnssec",
+                why,
+            })?,
+        };
+        let anchor = match raw.policy.trust_anchor {
+            None => TrustAnchor::IanaRoot,
+            Some(p) => TrustAnchor::load(&base.join(p)).map_err(TrustErrorKind::Anchor)?,
+        };
         let mut store = TrustStore::new(policy);
         store.dns = Self::raw_dns(raw.dns, base)?;
+        store.dnssec = DnssecPolicy { mode, anchor };
         if raw.authority.is_empty() {
             return Err(TrustErrorKind::NoAuthorities);
         }
@@ -482,6 +505,17 @@ impl TrustStore {
     /// The policy, for adjusting it after loading (tests, command-line overrides).
     pub fn policy_mut(&mut self) -> &mut Policy {
         &mut self.policy
+    }
+
+    /// The DNSSEC policy (`[policy] dnssec` and `trust_anchor`; off by
+    /// default).
+    pub fn dnssec(&self) -> &DnssecPolicy {
+        &self.dnssec
+    }
+
+    /// The DNSSEC policy, for command-line overrides.
+    pub fn dnssec_mut(&mut self) -> &mut DnssecPolicy {
+        &mut self.dnssec
     }
 
     /// The trusted authority of this name, if any.
@@ -717,6 +751,62 @@ root_keys = ["{PROVIDER}", "{ROOT}"]
         // Unknown keys stay errors, in [dns] too.
         let e = err(&format!("[dns]\nserver = [\"127.0.0.1\"]\n{auth}"));
         assert!(e.contains("server"), "{e}");
+    }
+
+    #[test]
+    fn dnssec_policy_and_anchor_relative_to_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = format!("[[authority]]\nname = \"x.example\"\nroot_keys = [\"{ROOT}\"]\n");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let d = TrustStore::load(write("plain.toml", &auth)).unwrap();
+        assert_eq!(d.dnssec(), &DnssecPolicy::default());
+        assert_eq!(d.dnssec().mode, DnssecMode::Off);
+        assert_eq!(d.dnssec().anchor, TrustAnchor::IanaRoot);
+
+        write(
+            "anchors.txt",
+            "example.com. 0 IN DNSKEY 257 3 15 l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=\n",
+        );
+        let s = TrustStore::load(write(
+            "signed.toml",
+            &format!("[policy]\ndnssec = \"require\"\ntrust_anchor = \"anchors.txt\"\n{auth}"),
+        ))
+        .unwrap();
+        assert_eq!(s.dnssec().mode, DnssecMode::Require);
+        match &s.dnssec().anchor {
+            TrustAnchor::Keys { file, keys } => {
+                assert_eq!(file, &dir.path().join("anchors.txt"));
+                assert_eq!(keys.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let e = TrustStore::load(write(
+            "bad-mode.toml",
+            &format!("[policy]\ndnssec = \"on\"\n{auth}"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bad-mode.toml: policy.dnssec: \"on\" is not one of"),
+            "{e}"
+        );
+        write("bad-anchor.txt", "example.com. 0 IN DNSKEY 257 3 15 AAAA\n");
+        let e = TrustStore::load(write(
+            "bad-anchor.toml",
+            &format!("[policy]\ndnssec = \"prefer\"\ntrust_anchor = \"bad-anchor.txt\"\n{auth}"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bad-anchor.toml: policy.trust_anchor: ")
+                && e.contains("bad-anchor.txt:1: DNSKEY public key has 3 octets"),
+            "{e}"
+        );
     }
 
     #[test]

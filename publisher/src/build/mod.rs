@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use crate::input::config::{AuthorityConfig, ZoneConfig, ZoneRole};
 
+pub(crate) mod buckets;
 pub mod zones;
 use crate::input::problem::Problem;
 use crate::input::{certs, keys, mappings, presigned};
@@ -440,6 +441,7 @@ pub(crate) fn assemble(
             auth,
             ttl,
             now,
+            labels: config.buckets.is_some(),
         }),
         _ => None,
     };
@@ -476,6 +478,20 @@ pub(crate) fn assemble(
             .map(|(a, r)| (&a.name, r));
         if let Err(msg) = presigned::check(p, now, own) {
             errors.push(Problem::at(path, p.line, msg));
+            continue;
+        }
+        // A bucket copy without h= could not be told apart from the
+        // other labels' records in its bucket: refuse rather than publish
+        // an assertion that private lookups cannot find.
+        if config.buckets.is_some() && p.assertion.label().is_none() {
+            errors.push(Problem::at(
+                path,
+                p.line,
+                format!(
+                    "assertion by {} has no h= field, but this zone publishes privacy buckets (buckets = …), where every assertion needs h=<label> (SPEC §10): have it signed again with h= (mimi-publisher sign --with-label), or turn buckets off",
+                    p.assertion.authority()
+                ),
+            ));
             continue;
         }
         match owner_for(place, &p.sii) {
@@ -521,7 +537,7 @@ pub(crate) fn assemble(
         .max();
     records.sort_unstable();
     records.dedup();
-    let mut cache = BuildCache::default();
+    let mut mappings_cache: Option<MappingsCache> = None;
     if let (Some(signer), Some(plan), Some(path)) = (&signer, plan, &mappings_path) {
         let mut parents = plan.parents;
         for (_, owner) in &plan.todo {
@@ -557,7 +573,7 @@ pub(crate) fn assemble(
         );
         records = merged.records;
         let entries = merged.entries;
-        cache = BuildCache(Some(Arc::new(MappingsCache {
+        mappings_cache = Some(MappingsCache {
             params: CacheParams::of(place, path, signer),
             now,
             text: plan.text,
@@ -565,8 +581,31 @@ pub(crate) fn assemble(
             entries,
             parents,
             owner_parents: owner_parents.into_iter().collect(),
-        })));
+        });
     }
+    if let Some(setting) = config.buckets {
+        let with = buckets::add_buckets(
+            setting,
+            &config.path,
+            &config.origin,
+            ttl,
+            records,
+            previous,
+        )
+        .map_err(|problems| BuildError { problems })?;
+        records = with.records;
+        if let Some(c) = &mut mappings_cache {
+            for e in &mut c.entries {
+                e.idx = with.moved[e.idx as usize];
+            }
+            c.records = records.len();
+            c.owner_parents.extend(with.parents);
+            c.owner_parents.sort();
+            c.owner_parents.dedup();
+        }
+    }
+    let cache =
+        BuildCache(mappings_cache.map(|c| Arc::new(c) as Arc<dyn crate::zone::BuildMemory>));
 
     let floor = floor_t
         .map(|t| u32::try_from(t.0).unwrap_or(u32::MAX))
@@ -616,6 +655,8 @@ struct Signer<'a> {
     kid: KeyId,
     ttl: u32,
     now: UnixTime,
+    /// Whether records carry `h=` (a zone with privacy buckets).
+    labels: bool,
 }
 
 /// Everything a mapping line's record depends on besides the line: a
@@ -633,6 +674,8 @@ struct CacheParams {
     kid: KeyId,
     /// Which shards are delegated: a change decides which lines publish.
     delegated: crate::input::delegate::ShardSet,
+    /// Whether records carry `h=`.
+    labels: bool,
 }
 
 impl CacheParams {
@@ -648,6 +691,7 @@ impl CacheParams {
             window: signer.auth.window,
             kid: signer.kid.clone(),
             delegated: place.delegated.clone(),
+            labels: signer.labels,
         }
     }
 }
@@ -975,7 +1019,7 @@ fn sign_mappings(
                 ssi: m.ssi.clone(),
                 not_before: t,
                 expires: x,
-                include_label: false,
+                include_label: signer.labels,
                 extensions: vec![],
             };
             let body = unsigned.body(&hash, &signer.kid);
@@ -1669,5 +1713,244 @@ mod tests {
         std::fs::remove_file(f.path("k.pem")).unwrap();
         let e = f.build(NOW, None).unwrap_err();
         assert!(e.problems[0].file.ends_with("k.pem"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+    use mimi_proto::bucket::{BucketLen, MAX_BUCKET_ANSWER_OCTETS};
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    const NOW: u64 = 1_765_000_000;
+
+    impl Fixture {
+        /// A distribution zone `dir.example` with `buckets` settings and
+        /// `n` users.
+        fn new(settings: &str, n: usize) -> Self {
+            let f = Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            keys::write_signing_key(&f.path("k.pem"), &SigningKey::from_bytes(&[7u8; 32])).unwrap();
+            f.mappings(0..n);
+            std::fs::write(
+                f.path("zone.toml"),
+                format!("origin = \"dir.example\"\nrole = \"distribution\"\nns = [\"ns1.example.net\"]\nmappings = \"m.csv\"\npresigned = [\"p.txt\"]\n{settings}\n[soa]\nmname = \"ns1.example.net\"\nrname = \"hostmaster.example.net\"\n[authority]\nname = \"dir.example\"\nkey = \"k.pem\"\n"),
+            )
+            .unwrap();
+            std::fs::write(f.path("p.txt"), "").unwrap();
+            f
+        }
+        fn path(&self, n: &str) -> PathBuf {
+            self.dir.path().join(n)
+        }
+        fn mappings(&self, users: impl Iterator<Item = usize>) {
+            let text: String = users
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/user{i}\n"))
+                .collect();
+            std::fs::write(self.path("m.csv"), text).unwrap();
+        }
+        fn build(&self, prev: Option<&Zone>) -> Result<BuildOutput, BuildError> {
+            build_from_path(&self.path("zone.toml"), UnixTime(NOW), prev, None)
+        }
+    }
+
+    fn label_of(text: &str) -> &str {
+        text.split(';')
+            .find_map(|f| f.strip_prefix("h="))
+            .expect("h= on every record")
+    }
+
+    /// Every assertion carries h=, is copied byte for byte into the
+    /// bucket of its prefix, and `_mimi-b` announces N.
+    #[test]
+    fn buckets_hold_exact_copies_with_h() {
+        let f = Fixture::new("buckets = 2", 60);
+        let z = f.build(None).unwrap().zone;
+        let exact: Vec<&ZoneRecord> = z
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str().contains("._mimi."))
+            .collect();
+        let bucket: Vec<&ZoneRecord> = z
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str().ends_with("._mimi-b.dir.example"))
+            .collect();
+        assert_eq!(exact.len(), 60);
+        assert_eq!(bucket.len(), 60);
+        let apex: Vec<&str> = z
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str() == "_mimi-b.dir.example")
+            .map(|r| r.text.as_str())
+            .collect();
+        assert_eq!(apex, ["v=mimi1;n=2"]);
+        for r in &exact {
+            let label = label_of(&r.text);
+            assert!(r.owner.as_str().starts_with(label));
+            let b = format!("{}._mimi-b.dir.example", &label[..2]);
+            assert!(
+                bucket
+                    .iter()
+                    .any(|x| x.owner.as_str() == b && x.text == r.text && x.ttl == r.ttl),
+                "{b}"
+            );
+        }
+        for r in &bucket {
+            assert!(label_of(&r.text).starts_with(&r.owner.as_str()[..2]));
+        }
+        // The index answers a bucket name with all its records.
+        let index = crate::zone::index::OwnerIndex::new(&z);
+        let some = &bucket[0].owner;
+        let want = bucket.iter().filter(|r| r.owner == *some).count();
+        assert_eq!(index.records_at(&z, some.as_str()).len(), want);
+    }
+
+    /// Adding and removing mappings changes only their bucket records;
+    /// the other bucket records are the previous zone's (shared), and
+    /// the incremental build equals a full one.
+    #[test]
+    fn buckets_rebuild_incrementally() {
+        let f = Fixture::new("buckets = 1", 40);
+        let z1 = f.build(None).unwrap().zone;
+        f.mappings((0..39).chain([100]));
+        let z2 = f.build(Some(&z1)).unwrap().zone;
+        let full = f.build(None).unwrap().zone;
+        assert!(z2.same_content(&full));
+        assert_eq!(
+            crate::zone::index::OwnerIndex::new(&z2).empty_non_terminals(),
+            crate::zone::index::OwnerIndex::new(&Zone {
+                cache: BuildCache::default(),
+                ..z2.clone()
+            })
+            .empty_non_terminals()
+        );
+        let old: std::collections::HashSet<&ZoneRecord> = z1.records.iter().collect();
+        let new: std::collections::HashSet<&ZoneRecord> = z2.records.iter().collect();
+        let removed: Vec<_> = old.difference(&new).collect();
+        let added: Vec<_> = new.difference(&old).collect();
+        // user39 out, user100 in: one exact and one bucket record each.
+        assert_eq!(
+            (removed.len(), added.len()),
+            (2, 2),
+            "{removed:?} {added:?}"
+        );
+        for r in &z2.records {
+            if let Some(p) = z1.records.iter().find(|p| *p == r) {
+                assert!(p.same(r), "{r:?} not reused");
+            }
+        }
+        // Rebuilding the same input keeps the serial.
+        let z3 = f.build(Some(&z2)).unwrap().zone;
+        assert_eq!(z3.soa.serial, z2.soa.serial);
+        // Turning buckets off removes them and h= (the cache does not
+        // carry records signed with h= into a zone without buckets).
+        let text = std::fs::read_to_string(f.path("zone.toml")).unwrap();
+        std::fs::write(f.path("zone.toml"), text.replace("buckets = 1", "")).unwrap();
+        let z4 = f.build(Some(&z3)).unwrap().zone;
+        assert!(z4
+            .records
+            .iter()
+            .all(|r| !r.owner.as_str().contains("_mimi-b") && !r.text.contains(";h=")));
+    }
+
+    /// `"auto"` chooses N from the number of assertions and k.
+    #[test]
+    fn auto_chooses_n_from_k() {
+        let f = Fixture::new("buckets = \"auto\"\nbucket_k = 2", 70);
+        let z = f.build(None).unwrap().zone;
+        // 70 / 32 ≥ 2, 70 / 1024 < 2.
+        assert!(z
+            .records
+            .iter()
+            .any(|r| r.owner.as_str() == "_mimi-b.dir.example" && r.text == "v=mimi1;n=1"));
+        let f = Fixture::new("buckets = \"auto\"", 3);
+        let z = f.build(None).unwrap().zone;
+        assert!(z.records.iter().any(|r| r.text == "v=mimi1;n=1"));
+    }
+
+    /// A pre-signed assertion without h= is refused in a zone with
+    /// buckets, naming file and line; with h= it goes into its bucket.
+    #[test]
+    fn presigned_without_h_is_refused_with_its_line() {
+        let f = Fixture::new("buckets = 3", 1);
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let sii = Sii::parse("zoe@example.org", None).unwrap();
+        let line = |label: bool| {
+            let (t, x) = WindowPolicy::DEFAULT.window(&sii.hash(), UnixTime(NOW));
+            let a = UnsignedAssertion {
+                authority: AuthorityName::parse("ma.example.net").unwrap(),
+                ssi: mimi_proto::Ssi::parse("im:zoe@chat.example.org").unwrap(),
+                not_before: t,
+                expires: x,
+                include_label: label,
+                extensions: vec![],
+            }
+            .sign(&sii.hash(), &key)
+            .unwrap();
+            presigned::format_line(&sii, &a)
+        };
+        std::fs::write(f.path("p.txt"), format!("# third party\n{}\n", line(false))).unwrap();
+        let e = f.build(None).unwrap_err().to_string();
+        assert!(e.contains("p.txt:2") && e.contains("no h= field"), "{e}");
+        std::fs::write(f.path("p.txt"), format!("{}\n", line(true))).unwrap();
+        let z = f.build(None).unwrap().zone;
+        let label = sii.label();
+        let b = format!("{}._mimi-b.dir.example", &label.as_str()[..3]);
+        assert!(z
+            .records
+            .iter()
+            .any(|r| r.owner.as_str() == b && r.text.contains("ma.example.net")));
+    }
+
+    /// A bucket too large for one TCP message is refused, naming the
+    /// bucket and a longer prefix.
+    #[test]
+    fn oversized_bucket_is_refused() {
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        let origin = d("dir.example");
+        // 300 records of one prefix, 300 octets of text each.
+        let mut records: Vec<ZoneRecord> = (0..300u32)
+            .map(|i| {
+                // 52 characters whose last carries one bit (SPEC §2).
+                let label = format!("00{i:03}{}0", "0".repeat(46));
+                let owner = d(&format!("{label}.00._mimi.dir.example"));
+                let text = format!("v=mimi1;h={label};pad={}", "p".repeat(300 - 62));
+                ZoneRecord::new(owner, 300, text)
+            })
+            .collect();
+        records.sort();
+        let octets: usize = records
+            .iter()
+            .map(|r| mimi_proto::bucket::txt_answer_octets(r.text.len()))
+            .sum();
+        assert!(octets > MAX_BUCKET_ANSWER_OCTETS);
+        let setting = crate::input::buckets::BucketSetting::Fixed(BucketLen::new(2).unwrap());
+        let e = buckets::add_buckets(
+            setting,
+            Path::new("z.toml"),
+            &origin,
+            300,
+            records.clone(),
+            None,
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(e.len(), 1);
+        let msg = e[0].to_string();
+        assert!(
+            msg.contains("bucket 00._mimi-b.dir.example would hold 300 records")
+                && msg.contains("raise buckets to 3"),
+            "{msg}"
+        );
+        // Split over longer prefixes the same records fit.
+        let setting = crate::input::buckets::BucketSetting::Fixed(BucketLen::new(5).unwrap());
+        let ok = buckets::add_buckets(setting, Path::new("z.toml"), &origin, 300, records, None)
+            .unwrap();
+        assert_eq!(ok.records.len(), 601);
     }
 }

@@ -11,6 +11,7 @@
 //! * [`scope`] — the scope patterns of trusted authorities;
 //! * [`mod@verify`] — DNS-free verification (SPEC §8 steps 3–5, §11);
 //! * [`lookup`] — the DNS side, built on hickory-resolver;
+//! * [`private`] — private lookups through privacy buckets (SPEC §10);
 //! * [`resolution`] — the result types;
 //! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI.
 //!
@@ -18,6 +19,7 @@
 
 pub mod lookup;
 pub mod output;
+pub mod private;
 pub mod resolution;
 pub mod scope;
 pub mod trust;

@@ -58,6 +58,10 @@ pub struct ResolverOptions {
     pub attempts: usize,
     /// Whether to look up SRV endpoints of verified SSIs (SPEC §8 step 6).
     pub endpoints: bool,
+    /// Private mode: ask privacy buckets, never discovery names (see
+    /// [`crate::private`]). Defaults to the trust store's
+    /// `[policy] private`.
+    pub private: bool,
 }
 
 impl ResolverOptions {
@@ -65,7 +69,6 @@ impl ResolverOptions {
     /// system name servers, 2 s timeout, 1 retry, no endpoints.
     pub fn new(trust: TrustStore) -> Self {
         ResolverOptions {
-            trust,
             distribution_zones: Vec::new(),
             tel_roots: Vec::new(),
             home_lookup: true,
@@ -73,6 +76,8 @@ impl ResolverOptions {
             timeout: Duration::from_secs(2),
             attempts: 1,
             endpoints: false,
+            private: trust.policy().private,
+            trust,
         }
     }
 }
@@ -113,6 +118,17 @@ pub enum LookupError {
     /// Nothing a DNS server sends should ever cause this.
     #[error("internal error in mimi-resolver (please report it): {0}; only this lookup failed")]
     Internal(String),
+    /// Private mode, and no zone publishes privacy buckets (SPEC §10):
+    /// nothing was asked that names the SII. The caller decides whether
+    /// a normal lookup, which asks the exact discovery names, is
+    /// acceptable.
+    #[error("no privacy buckets in {}: private mode does not ask for the exact discovery names; look up without private mode to ask them", .zones.iter().map(|z| z.as_str()).collect::<Vec<_>>().join(", "))]
+    NoBuckets {
+        /// The zones consulted, none of which publishes buckets.
+        zones: Vec<DomainName>,
+        /// Per zone, what its `_mimi-b` name held, and any other notes.
+        errors: Vec<String>,
+    },
 }
 
 /// The discovery names of `sii` (SPEC §3): the home name(s) first (one per
@@ -189,6 +205,8 @@ pub struct Resolver {
     dns: TokioResolver,
     options: ResolverOptions,
     certificates: Mutex<HashMap<AuthorityName, CachedCertificates>>,
+    /// Bucket prefix lengths of zones, for private mode.
+    pub(crate) buckets: crate::private::BucketCache,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -243,6 +261,7 @@ impl Resolver {
             dns,
             options,
             certificates: Mutex::new(HashMap::new()),
+            buckets: Default::default(),
         })
     }
 
@@ -313,21 +332,43 @@ impl Resolver {
             };
             return Err(ConfigError::NoNames(sii.to_string(), hint).into());
         }
-        debug!(sii = %sii, names = ?names, "querying discovery names");
-        let answers = join_all(names.iter().map(|n| self.query_txt(n))).await;
-        let mut sources = Vec::new();
-        for (name, answer) in names.iter().zip(answers) {
-            match answer {
-                Ok((texts, _ttl)) => sources.push(SourceRecords {
-                    source: name.fqdn(),
-                    texts,
-                }),
-                Err(e) => errors.push(e),
+        let (sources, names, bucket_rejected) = if self.options.private {
+            // The zones of the discovery names, never the names themselves.
+            let label = sii.label();
+            let zones: Vec<DomainName> = zones_consulted(
+                sii,
+                self.options.home_lookup,
+                &self.options.tel_roots,
+                &self.options.distribution_zones,
+            )
+            .into_iter()
+            .filter(|z| discovery_name(&label, z).is_ok())
+            .fold(Vec::new(), |mut v, z| {
+                if !v.contains(&z) {
+                    v.push(z);
+                }
+                v
+            });
+            let p = self.private_sources(sii, &zones, &mut errors).await?;
+            (p.sources, p.names, p.rejected)
+        } else {
+            debug!(sii = %sii, names = ?names, "querying discovery names");
+            let answers = join_all(names.iter().map(|n| self.query_txt(n))).await;
+            let mut sources = Vec::new();
+            for (name, answer) in names.iter().zip(answers) {
+                match answer {
+                    Ok((texts, _ttl)) => sources.push(SourceRecords {
+                        source: name.fqdn(),
+                        texts,
+                    }),
+                    Err(e) => errors.push(e),
+                }
             }
-        }
-        if sources.is_empty() {
-            return Err(LookupError::Dns(errors));
-        }
+            if sources.is_empty() {
+                return Err(LookupError::Dns(errors));
+            }
+            (sources, names, Vec::new())
+        };
 
         let needed = authorities_needing_certificates(&self.options.trust, &sources);
         let fetched = join_all(needed.iter().map(|a| self.certificates(a))).await;
@@ -354,7 +395,10 @@ impl Resolver {
             label: sii.label(),
             names,
             verified,
-            rejected: verdict.rejected,
+            rejected: bucket_rejected
+                .into_iter()
+                .chain(verdict.rejected)
+                .collect(),
             unauthenticated_endpoints,
             errors,
         })
@@ -421,7 +465,10 @@ impl Resolver {
     /// the smallest TTL among them (`None` when there were none).
     /// NXDOMAIN and NODATA are an empty answer; anything else is an error
     /// message naming the name.
-    async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
+    pub(crate) async fn query_txt(
+        &self,
+        name: &DomainName,
+    ) -> Result<(Vec<String>, Option<u32>), String> {
         let fqdn = name.fqdn();
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
         let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))

@@ -14,6 +14,8 @@
 #                                     # secondaries (~8 min): bench/ixfr.sh ARGS → docs/BENCHMARKS-ixfr.md
 #   bench/run.sh --transfer-rss [ARGS] # only server memory during 4 concurrent slow AXFRs of a 1M zone:
 #                                     # bench/transfer-rss.sh ARGS (figures in docs/BENCHMARKS-transfer.md)
+#   bench/run.sh --buckets [ARGS]     # only privacy buckets of a 1M zone for N = 2, 3, 4: sizes, answer
+#                                     # octets, build time: bench/buckets.sh ARGS → docs/BENCHMARKS-buckets.md
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -35,12 +37,13 @@ while (($#)); do
     --zones) shift; exec bash bench/zones.sh "$@" ;;
     --ixfr) shift; exec bash bench/ixfr.sh "$@" ;;
     --transfer-rss) shift; exec bash bench/transfer-rss.sh "$@" ;;
+    --buckets) shift; exec bash bench/buckets.sh "$@" ;;
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --rrl-only) rrl_only=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -14,8 +14,10 @@
 # the records themselves; a build that refuses N (a bucket over the limits
 # of docs/PROTOCOL.md "Privacy buckets") is reported with its error and
 # its figures computed from the same records grouped by that prefix.
-# Then it serves the N = 3 zone and checks the computed answer size of a
-# few buckets against what `dig +tcp` receives.
+# Then it serves the zone without buckets and with N = 3, adds one
+# mapping and reports the incremental rebuild time, and checks the
+# computed answer size of a few N = 3 buckets against what `dig +tcp`
+# receives.
 # Writes docs/BENCHMARKS-buckets.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,7 @@ while (($#)); do
   case "$1" in
     --size) size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -141,21 +143,48 @@ json.dump(out, sys.stdout)
 PY
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [print(f"  N={n}: {v}") for n,v in d["n"].items()]' "$work/stats.json"
 
-echo "== serve buckets = 3, dig +tcp three buckets"
-: > "$work/dig.txt"
-if [[ -s $work/3/zone.zone ]]; then
+# reload_ms DIR: serve DIR/zone.toml, add one mapping, and set ms to how
+# long the incremental rebuild took (the server's "zone reloaded" ms);
+# leaves the server running as $pid on $port (globals: no subshell).
+reload_ms() {
+  local d=$1 i
   port=$(free_port)
-  "$pub" serve "$work/3/zone.toml" --listen "127.0.0.1:$port" --rrl-rate 0 2> "$work/serve.log" & pid=$!
+  cp "$work/mappings.csv" "$d/mappings.csv"
+  sed -i "s|^mappings = .*|mappings = \"$d/mappings.csv\"|" "$d/zone.toml"
+  "$pub" serve "$d/zone.toml" --listen "127.0.0.1:$port" --rrl-rate 0 2> "$d/serve.log" & pid=$!
   pids+=("$pid")
-  load=$(wait_soa "$port" "$pid")
-  echo "  answering after ${load}s"
-  for p in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["n"]["3"]["sample"]))' "$work/stats.json"); do
-    got=$(dig +tcp +norec +time=5 +tries=1 @127.0.0.1 -p "$port" "$p._mimi-b.example.com" TXT | awk '/MSG SIZE/ {print $NF}')
-    udp=$(dig +ignore +norec +time=5 +tries=1 +bufsize=1232 @127.0.0.1 -p "$port" "$p._mimi-b.example.com" TXT | grep -c ' tc' || true)
-    echo "  $p: $got octets over TCP, truncated over UDP: $udp"
-    printf '%s\t%s\t%s\n' "$p" "$got" "$udp" >> "$work/dig.txt"
+  wait_soa "$port" "$pid" > /dev/null
+  { cat "$d/mappings.csv"; echo "newcomer@example.com,mimi://chat.example.com/u/newcomer"; } > "$d/mappings.tmp"
+  mv "$d/mappings.tmp" "$d/mappings.csv"
+  for i in $(seq 6000); do
+    if grep -q "zone reloaded" "$d/serve.log"; then
+      ms=$(grep -m1 "zone reloaded" "$d/serve.log" | sed -E 's/\x1b\[[0-9;]*m//g; s/.*ms=([0-9]+).*/\1/'); return 0
+    fi
+    sleep 0.1
   done
-fi
+  echo "no reload within 600 s" >&2; return 1
+}
+
+echo "== hot reload after adding one mapping (serve), without buckets and with buckets = 3"
+: > "$work/reload.txt"
+for n in none 3; do
+  [[ -s $work/$n/zone.zone ]] || continue
+  reload_ms "$work/$n"
+  echo "  buckets = $n: ${ms} ms"
+  printf '%s\t%s\n' "$n" "$ms" >> "$work/reload.txt"
+  if [[ $n == 3 ]]; then
+    echo "== dig +tcp three buckets of the N = 3 zone"
+    : > "$work/dig.txt"
+    for p in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["n"]["3"]["sample"]))' "$work/stats.json"); do
+      got=$(dig +tcp +norec +time=5 +tries=1 @127.0.0.1 -p "$port" "$p._mimi-b.example.com" TXT | awk '/MSG SIZE/ {print $NF}')
+      udp=$(dig +ignore +norec +time=5 +tries=1 +bufsize=1232 @127.0.0.1 -p "$port" "$p._mimi-b.example.com" TXT | grep -c ' tc' || true)
+      echo "  $p: $got octets over TCP, truncated over UDP: $udp"
+      printf '%s\t%s\t%s\n' "$p" "$got" "$udp" >> "$work/dig.txt"
+    done
+  fi
+  stop "$pid"
+done
+[[ -e $work/dig.txt ]] || : > "$work/dig.txt"
 
 elapsed=$(since "$started")
 python3 - "$work" "$out" "$size" "$elapsed" "$machine" <<'PY'
@@ -164,6 +193,7 @@ work, out, size, elapsed, machine = sys.argv[1:6]
 s = json.load(open(f"{work}/stats.json"))
 builds = [l.rstrip("\n").split("\t") for l in open(f"{work}/builds.txt")]
 digs = [l.split() for l in open(f"{work}/dig.txt")]
+reloads = [l.split() for l in open(f"{work}/reload.txt")]
 L = []
 w = L.append
 w("# Privacy buckets: sizes, anonymity and build cost")
@@ -184,6 +214,14 @@ for n, rc, secs, kib, err in builds:
     res = "built" if rc == "0" else f"refused: {err}" if err else f"failed (exit {rc})"
     w(f"| {n} | {res} | {float(secs):.1f} s | {int(kib)//1024} MiB |")
 w("")
+if reloads:
+    w("Hot reload of the served zone after adding one mapping (`mimi-publisher serve`, the server's own \"zone reloaded\" time):")
+    w("")
+    w("| buckets | incremental rebuild |")
+    w("|---|---|")
+    for n, ms in reloads:
+        w(f"| {n} | {ms} ms |")
+    w("")
 w("## Buckets by prefix length")
 w("")
 w("Records per bucket and answer sizes are computed from the built records (owner compressed, EDNS OPT included,")

@@ -23,7 +23,8 @@
 use std::path::Path;
 
 use mimi_proto::bucket::{
-    txt_answer_octets, BUCKET_LABEL, MAX_BUCKET_ANSWER_OCTETS, MAX_BUCKET_RECORDS,
+    bucket_apex, txt_answer_octets, BucketLen, BUCKET_LABEL, MAX_BUCKET_ANSWER_OCTETS,
+    MAX_BUCKET_RECORDS,
 };
 use mimi_proto::{DomainName, Label};
 use rayon::prelude::*;
@@ -43,16 +44,30 @@ pub(crate) struct WithBuckets {
     pub(crate) parents: Vec<String>,
 }
 
-/// `<label>.<shard>._mimi.<domain>` → (`label`, `domain`), for an owner
-/// that is a discovery name.
-fn split_discovery(owner: &str) -> Option<(Label, &str)> {
-    let mut parts = owner.splitn(4, '.');
-    let label = Label::parse(parts.next()?).ok()?;
-    let shard = parts.next()?;
-    if shard != label.shard() || parts.next()? != "_mimi" {
-        return None;
+/// `<label>.<shard>._mimi.<domain>` → `domain`, for an owner shaped like a
+/// discovery name (a 52-character first label, its first two characters
+/// as the second, then `_mimi`): a structural test, cheap enough to run
+/// over every owner of a large zone at every build.
+fn discovery_domain(owner: &str) -> Option<&str> {
+    let b = owner.as_bytes();
+    if b.len() > 62 && b[52] == b'.' && b[53..55] == b[..2] && owner[55..].starts_with("._mimi.") {
+        Some(&owner[62..])
+    } else {
+        None
     }
-    Some((label, parts.next()?))
+}
+
+/// Whether `owner` is a bucket (`<prefix>._mimi-b.<domain>`).
+fn is_bucket(owner: &str) -> bool {
+    owner
+        .split_once('.')
+        .is_some_and(|(_, rest)| rest.starts_with("_mimi-b."))
+}
+
+/// Whether `owner` is a bucket or a `_mimi-b.<domain>` record: what this
+/// module adds to a zone.
+fn is_added(owner: &str) -> bool {
+    owner.starts_with("_mimi-b.") || is_bucket(owner)
 }
 
 /// A record's sort key, as [`ZoneRecord`]'s order compares it.
@@ -65,11 +80,95 @@ fn has_label_field(text: &str) -> bool {
     text.split(';').any(|f| f.starts_with("h="))
 }
 
+/// The bucket of the assertion record `r` (a discovery name in `domain`),
+/// or the problem that keeps it out.
+fn bucket_of(
+    r: &ZoneRecord,
+    domain: &str,
+    n: BucketLen,
+    config_path: &Path,
+) -> Result<Option<DomainName>, Problem> {
+    let Ok(label) = Label::parse(&r.owner.as_str()[..52]) else {
+        return Ok(None);
+    };
+    if !has_label_field(&r.text) {
+        return Err(Problem::in_file(
+            config_path,
+            format!(
+                "record at {} has no h= field, which a privacy bucket needs (SPEC §10)",
+                r.owner
+            ),
+        ));
+    }
+    let bucket = DomainName::parse(domain)
+        .ok()
+        .and_then(|d| mimi_proto::bucket::bucket_name(&label, n, &d).ok());
+    match bucket {
+        Some(b) => Ok(Some(b)),
+        None => Err(Problem::in_file(
+            config_path,
+            format!(
+                "the bucket of {} would be a name longer than 253 octets",
+                r.owner
+            ),
+        )),
+    }
+}
+
+/// The problem of a bucket of `count` records in `octets` octets of
+/// answer, if it is over a limit.
+fn over_limit(
+    owner: &str,
+    count: usize,
+    octets: usize,
+    n: BucketLen,
+    setting: BucketSetting,
+    config_path: &Path,
+) -> Option<Problem> {
+    if count <= MAX_BUCKET_RECORDS && octets <= MAX_BUCKET_ANSWER_OCTETS {
+        return None;
+    }
+    let advice = match n.longer() {
+        Some(l) => format!("raise buckets to {l} (or more) so that buckets are smaller"),
+        None => "the prefix cannot be longer than 8: publish fewer records per SII".into(),
+    };
+    let advice = if matches!(setting, BucketSetting::Auto { .. }) {
+        format!("{advice}; buckets = \"auto\" chose {n}: lower bucket_k or set buckets to a length")
+    } else {
+        advice
+    };
+    Some(Problem::in_file(
+        config_path,
+        format!(
+            "bucket {owner} would hold {count} records in {octets} octets of answer, but a bucket may hold at most {MAX_BUCKET_RECORDS} records (SPEC §11) in at most {MAX_BUCKET_ANSWER_OCTETS} octets (what fits one TCP message): {advice}"
+        ),
+    ))
+}
+
+/// Merges two sorted, duplicate-free lists into one.
+fn merge_sorted(a: Vec<ZoneRecord>, b: Vec<ZoneRecord>) -> Vec<ZoneRecord> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for r in a {
+        while let Some(x) = b.next_if(|x| *x < r) {
+            out.push(x);
+        }
+        if b.peek() == Some(&r) {
+            b.next();
+        }
+        out.push(r);
+    }
+    out.extend(b);
+    out
+}
+
 /// Adds to `records` (the zone's, sorted and without duplicates) the
 /// bucket copies of every assertion and, for every domain with
 /// discovery names in the zone and for the zone's origin, the
 /// `_mimi-b.<domain>` record with `ttl`. Records equal to one of
-/// `previous` are reused. Problems name `config_path`.
+/// `previous` are reused; when `previous` was built with the same prefix
+/// length, only the buckets of the assertions that changed are touched
+/// (see [`changed_buckets`]). Problems name `config_path`.
 pub(crate) fn add_buckets(
     setting: BucketSetting,
     config_path: &Path,
@@ -79,58 +178,34 @@ pub(crate) fn add_buckets(
     previous: Option<&Zone>,
 ) -> Result<WithBuckets, Vec<Problem>> {
     let mut problems = Vec::new();
-    let found: Vec<(usize, Label, &str)> = records
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| split_discovery(r.owner.as_str()).map(|(l, d)| (i, l, d)))
-        .collect();
-    let n = setting.choose(found.len());
-    // The domains, in owner order (records of one domain are adjacent
-    // except across other domains' names, so keep a few).
-    let mut domains: Vec<DomainName> = vec![origin.clone()];
-    let mut wanted: Vec<(DomainName, usize)> = Vec::with_capacity(found.len());
-    for (i, label, domain) in &found {
-        let d = match domains.iter().rev().find(|d| d.as_str() == *domain) {
-            Some(d) => d.clone(),
-            None => match DomainName::parse(domain) {
-                Ok(d) => {
-                    domains.push(d.clone());
-                    d
-                }
-                Err(_) => continue,
-            },
-        };
-        if !has_label_field(&records[*i].text) {
-            problems.push(Problem::in_file(
-                config_path,
-                format!(
-                    "record at {} has no h= field, which a privacy bucket needs (SPEC §10)",
-                    records[*i].owner
-                ),
-            ));
-            continue;
-        }
-        match mimi_proto::bucket::bucket_name(label, n, &d) {
-            Ok(b) => wanted.push((b, *i)),
-            Err(_) => problems.push(Problem::in_file(
-                config_path,
-                format!(
-                    "the bucket of {} would be a name longer than 253 octets",
-                    records[*i].owner
-                ),
-            )),
+    // The assertions, and the domains they are in (records of one domain
+    // are adjacent except across other domains' names, so keep a few).
+    let mut count = 0usize;
+    let mut domains: Vec<&str> = vec![origin.as_str()];
+    for r in &records {
+        if let Some(d) = discovery_domain(r.owner.as_str()) {
+            count += 1;
+            if !domains.iter().rev().take(8).any(|x| *x == d) {
+                domains.push(d);
+            }
         }
     }
-    domains.sort();
+    domains.sort_unstable();
     domains.dedup();
+    let n = setting.choose(count);
     let mut apexes = Vec::new();
     let mut parents = Vec::new();
-    for d in &domains {
-        match mimi_proto::bucket::bucket_apex(d) {
+    let prev: &[ZoneRecord] = previous.map_or(&[], |p| &p.records);
+    for d in domains {
+        let Ok(d) = DomainName::parse(d) else {
+            continue;
+        };
+        match mimi_proto::bucket::bucket_apex(&d) {
             Ok(a) if a.is_within(origin) => {
                 parents.push(a.as_str().to_owned());
                 parents.push(d.as_str().to_owned());
-                apexes.push(ZoneRecord::new(a, ttl, n.record_text()));
+                let a = ZoneRecord::new(a, ttl, n.record_text());
+                apexes.push(prev.binary_search(&a).map_or(a, |k| prev[k].clone()));
             }
             _ => problems.push(Problem::in_file(
                 config_path,
@@ -138,75 +213,25 @@ pub(crate) fn add_buckets(
             )),
         }
     }
-    wanted.par_sort_unstable_by(|(a, i), (b, j)| {
-        a.cmp(b)
-            .then_with(|| records[*i].ttl.cmp(&records[*j].ttl))
-            .then_with(|| records[*i].text.cmp(&records[*j].text))
+    apexes.sort_unstable();
+    let same_n = previous.is_some_and(|p| {
+        p.cache.0.is_some()
+            && p.origin == *origin
+            && bucket_apex(origin).is_ok_and(|a| {
+                let at = p.records.partition_point(|r| r.owner < a);
+                p.records
+                    .get(at)
+                    .is_some_and(|r| r.owner == a && BucketLen::parse_record(&r.text) == Ok(n))
+            })
     });
-    wanted.dedup_by(|(a, i), (b, j)| a == b && records[*i].text == records[*j].text);
-
-    // Limits, per bucket.
-    let mut at = 0;
-    while at < wanted.len() {
-        let owner = &wanted[at].0;
-        let end = at + wanted[at..].partition_point(|(o, _)| o == owner);
-        let count = end - at;
-        let octets: usize = wanted[at..end]
-            .iter()
-            .map(|&(_, i)| txt_answer_octets(records[i].text.len()))
-            .sum();
-        if count > MAX_BUCKET_RECORDS || octets > MAX_BUCKET_ANSWER_OCTETS {
-            let advice = match n.longer() {
-                Some(l) => format!("raise buckets to {l} (or more) so that buckets are smaller"),
-                None => "the prefix cannot be longer than 8: publish fewer records per SII".into(),
-            };
-            let advice = if matches!(setting, BucketSetting::Auto { .. }) {
-                format!("{advice}; buckets = \"auto\" chose {n}: lower bucket_k or set buckets to a length")
-            } else {
-                advice
-            };
-            problems.push(Problem::in_file(
-                config_path,
-                format!(
-                    "bucket {owner} would hold {count} records in {octets} octets of answer, but a bucket may hold at most {MAX_BUCKET_RECORDS} records (SPEC §11) in at most {MAX_BUCKET_ANSWER_OCTETS} octets (what fits one TCP message): {advice}"
-                ),
-            ));
-        }
-        at = end;
-    }
+    let buckets = match previous.filter(|_| same_n) {
+        Some(p) => changed_buckets(setting, n, config_path, &records, &p.records, &mut problems),
+        None => all_buckets(setting, n, config_path, &records, prev, &mut problems),
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
-
-    // The bucket records, reusing the previous zone's equal ones (both
-    // lists sorted the same way).
-    let prev: &[ZoneRecord] = previous.map_or(&[], |p| &p.records);
-    let mut cursor = 0usize;
-    let mut added: Vec<ZoneRecord> = Vec::with_capacity(wanted.len() + apexes.len());
-    for (owner, i) in wanted {
-        let r = &records[i];
-        let key = (
-            crate::zone::owner_key(owner.as_str()),
-            owner.as_str(),
-            r.ttl,
-            r.text.as_str(),
-        );
-        cursor += prev[cursor..].partition_point(|p| probe(p) < key);
-        match prev.get(cursor) {
-            Some(p) if probe(p) == key => added.push(p.clone()),
-            _ => added.push(ZoneRecord::new(owner, r.ttl, r.text.clone())),
-        }
-    }
-    for a in apexes {
-        let same = prev
-            .binary_search(&a)
-            .ok()
-            .map(|k| prev[k].clone())
-            .unwrap_or(a);
-        added.push(same);
-    }
-    added.par_sort_unstable();
-    added.dedup();
+    let added = merge_sorted(buckets, apexes);
 
     // Merge, remembering where each old record went.
     let mut out = Vec::with_capacity(records.len() + added.len());
@@ -230,4 +255,179 @@ pub(crate) fn add_buckets(
         moved,
         parents,
     })
+}
+
+/// Every bucket record of `records`, sorted, reusing equal ones of
+/// `prev`; problems (limits, missing `h=`) go to `problems`.
+fn all_buckets(
+    setting: BucketSetting,
+    n: BucketLen,
+    config_path: &Path,
+    records: &[ZoneRecord],
+    prev: &[ZoneRecord],
+    problems: &mut Vec<Problem>,
+) -> Vec<ZoneRecord> {
+    let found: Vec<Result<(DomainName, usize), Problem>> = records
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let d = discovery_domain(r.owner.as_str())?;
+            bucket_of(r, d, n, config_path)
+                .transpose()
+                .map(|b| b.map(|b| (b, i)))
+        })
+        .collect();
+    let mut wanted = Vec::with_capacity(found.len());
+    for f in found {
+        match f {
+            Ok(w) => wanted.push(w),
+            Err(p) => problems.push(p),
+        }
+    }
+    wanted.par_sort_unstable_by(|(a, i), (b, j)| {
+        a.cmp(b)
+            .then_with(|| records[*i].ttl.cmp(&records[*j].ttl))
+            .then_with(|| records[*i].text.cmp(&records[*j].text))
+    });
+    wanted.dedup_by(|(a, i), (b, j)| a == b && records[*i].text == records[*j].text);
+    let mut at = 0;
+    while at < wanted.len() {
+        let owner = &wanted[at].0;
+        let end = at + wanted[at..].partition_point(|(o, _)| o == owner);
+        let octets: usize = wanted[at..end]
+            .iter()
+            .map(|&(_, i)| txt_answer_octets(records[i].text.len()))
+            .sum();
+        problems.extend(over_limit(
+            owner.as_str(),
+            end - at,
+            octets,
+            n,
+            setting,
+            config_path,
+        ));
+        at = end;
+    }
+    if !problems.is_empty() {
+        return Vec::new();
+    }
+    // Reuse the previous zone's equal records (both lists sorted alike).
+    let mut cursor = 0usize;
+    let mut out = Vec::with_capacity(wanted.len());
+    for (owner, i) in wanted {
+        let r = &records[i];
+        let key = (
+            crate::zone::owner_key(owner.as_str()),
+            owner.as_str(),
+            r.ttl,
+            r.text.as_str(),
+        );
+        cursor += prev[cursor..].partition_point(|p| probe(p) < key);
+        match prev.get(cursor) {
+            Some(p) if probe(p) == key => out.push(p.clone()),
+            _ => out.push(ZoneRecord::new(owner, r.ttl, r.text.clone())),
+        }
+    }
+    out
+}
+
+/// The bucket records of `records` from those of `prev`, a zone built
+/// with the same prefix length: the assertions of `prev` that are gone
+/// take their bucket copies with them, the new ones add theirs, and only
+/// the buckets that gained records are checked against the limits (the
+/// others were within them in `prev`). Linear merges over the sorted
+/// records; nothing unchanged is parsed, allocated or sorted.
+fn changed_buckets(
+    setting: BucketSetting,
+    n: BucketLen,
+    config_path: &Path,
+    records: &[ZoneRecord],
+    prev: &[ZoneRecord],
+    problems: &mut Vec<Problem>,
+) -> Vec<ZoneRecord> {
+    let is_assertion = |r: &&ZoneRecord| discovery_domain(r.owner.as_str()).is_some();
+    let mut old = prev
+        .iter()
+        .filter(|r| !is_added(r.owner.as_str()))
+        .filter(is_assertion)
+        .peekable();
+    let mut new = records.iter().filter(is_assertion).peekable();
+    let (mut gone, mut came) = (Vec::new(), Vec::new());
+    loop {
+        match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => gone.push(old.next().expect("peeked")),
+            (None, Some(_)) => came.push(new.next().expect("peeked")),
+            (Some(o), Some(m)) => match o.cmp(m) {
+                std::cmp::Ordering::Less => gone.push(old.next().expect("peeked")),
+                std::cmp::Ordering::Greater => came.push(new.next().expect("peeked")),
+                std::cmp::Ordering::Equal => {
+                    old.next();
+                    new.next();
+                }
+            },
+        }
+    }
+    // The copies to drop: (bucket owner, ttl, text), sorted like records.
+    let mut drop: Vec<(u64, String, u32, &str)> = gone
+        .iter()
+        .filter_map(|r| {
+            let d = discovery_domain(r.owner.as_str())?;
+            let b = bucket_of(r, d, n, config_path).ok()??;
+            Some((
+                crate::zone::owner_key(b.as_str()),
+                b.as_str().to_owned(),
+                r.ttl,
+                r.text.as_str(),
+            ))
+        })
+        .collect();
+    drop.sort_unstable();
+    let mut add: Vec<ZoneRecord> = Vec::with_capacity(came.len());
+    for r in came {
+        let d = discovery_domain(r.owner.as_str()).expect("an assertion");
+        match bucket_of(r, d, n, config_path) {
+            Ok(Some(b)) => add.push(ZoneRecord::new(b, r.ttl, r.text.clone())),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+    }
+    add.sort_unstable();
+    add.dedup();
+    let mut kept = Vec::with_capacity(prev.len() / 2);
+    let mut j = 0usize;
+    for r in prev.iter().filter(|r| is_bucket(r.owner.as_str())) {
+        let key = probe(r);
+        while j < drop.len() && (drop[j].0, drop[j].1.as_str(), drop[j].2, drop[j].3) < key {
+            j += 1;
+        }
+        if j < drop.len() && (drop[j].0, drop[j].1.as_str(), drop[j].2, drop[j].3) == key {
+            j += 1;
+            continue;
+        }
+        kept.push(r.clone());
+    }
+    let touched: Vec<DomainName> = {
+        let mut t: Vec<DomainName> = add.iter().map(|r| r.owner.clone()).collect();
+        t.dedup();
+        t
+    };
+    let out = merge_sorted(kept, add);
+    for owner in touched {
+        let k = crate::zone::owner_key(owner.as_str());
+        let at = out.partition_point(|r| (r.owner_key(), r.owner.as_str()) < (k, owner.as_str()));
+        let group = out[at..].iter().take_while(|r| r.owner == owner);
+        let (count, octets) = group.fold((0, 0), |(c, o), r| {
+            (c + 1, o + txt_answer_octets(r.text.len()))
+        });
+        problems.extend(over_limit(
+            owner.as_str(),
+            count,
+            octets,
+            n,
+            setting,
+            config_path,
+        ));
+    }
+    out
 }

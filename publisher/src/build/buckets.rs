@@ -431,3 +431,340 @@ fn changed_buckets(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::build::*;
+    use mimi_proto::bucket::{BucketLen, MAX_BUCKET_ANSWER_OCTETS};
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    const NOW: u64 = 1_765_000_000;
+
+    impl Fixture {
+        /// A distribution zone `dir.example` with `buckets` settings and
+        /// `n` users.
+        fn new(settings: &str, n: usize) -> Self {
+            let f = Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            keys::write_signing_key(&f.path("k.pem"), &SigningKey::from_bytes(&[7u8; 32])).unwrap();
+            f.mappings(0..n);
+            std::fs::write(
+                f.path("zone.toml"),
+                format!("origin = \"dir.example\"\nrole = \"distribution\"\nns = [\"ns1.example.net\"]\nmappings = \"m.csv\"\npresigned = [\"p.txt\"]\n{settings}\n[soa]\nmname = \"ns1.example.net\"\nrname = \"hostmaster.example.net\"\n[authority]\nname = \"dir.example\"\nkey = \"k.pem\"\n"),
+            )
+            .unwrap();
+            std::fs::write(f.path("p.txt"), "").unwrap();
+            f
+        }
+        fn path(&self, n: &str) -> PathBuf {
+            self.dir.path().join(n)
+        }
+        fn mappings(&self, users: impl Iterator<Item = usize>) {
+            let text: String = users
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/user{i}\n"))
+                .collect();
+            std::fs::write(self.path("m.csv"), text).unwrap();
+        }
+        fn build(&self, prev: Option<&Zone>) -> Result<BuildOutput, BuildError> {
+            build_from_path(&self.path("zone.toml"), UnixTime(NOW), prev, None)
+        }
+    }
+
+    fn label_of(text: &str) -> &str {
+        text.split(';')
+            .find_map(|f| f.strip_prefix("h="))
+            .expect("h= on every record")
+    }
+
+    /// Every assertion carries h=, is copied byte for byte into the
+    /// bucket of its prefix, and `_mimi-b` announces N.
+    #[test]
+    fn buckets_hold_exact_copies_with_h() {
+        let f = Fixture::new("buckets = 2", 60);
+        let z = f.build(None).unwrap().zone;
+        let exact: Vec<&ZoneRecord> = z
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str().contains("._mimi."))
+            .collect();
+        let bucket: Vec<&ZoneRecord> = z
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str().ends_with("._mimi-b.dir.example"))
+            .collect();
+        assert_eq!(exact.len(), 60);
+        assert_eq!(bucket.len(), 60);
+        let apex: Vec<&str> = z
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str() == "_mimi-b.dir.example")
+            .map(|r| r.text.as_str())
+            .collect();
+        assert_eq!(apex, ["v=mimi1;n=2"]);
+        for r in &exact {
+            let label = label_of(&r.text);
+            assert!(r.owner.as_str().starts_with(label));
+            let b = format!("{}._mimi-b.dir.example", &label[..2]);
+            assert!(
+                bucket
+                    .iter()
+                    .any(|x| x.owner.as_str() == b && x.text == r.text && x.ttl == r.ttl),
+                "{b}"
+            );
+        }
+        for r in &bucket {
+            assert!(label_of(&r.text).starts_with(&r.owner.as_str()[..2]));
+        }
+        // The index answers a bucket name with all its records.
+        let index = crate::zone::index::OwnerIndex::new(&z);
+        let some = &bucket[0].owner;
+        let want = bucket.iter().filter(|r| r.owner == *some).count();
+        assert_eq!(index.records_at(&z, some.as_str()).len(), want);
+    }
+
+    /// Adding and removing mappings changes only their bucket records;
+    /// the other bucket records are the previous zone's (shared), and
+    /// the incremental build equals a full one.
+    #[test]
+    fn buckets_rebuild_incrementally() {
+        let f = Fixture::new("buckets = 1", 40);
+        let z1 = f.build(None).unwrap().zone;
+        f.mappings((0..39).chain([100]));
+        let z2 = f.build(Some(&z1)).unwrap().zone;
+        let full = f.build(None).unwrap().zone;
+        assert!(z2.same_content(&full));
+        assert_eq!(
+            crate::zone::index::OwnerIndex::new(&z2).empty_non_terminals(),
+            crate::zone::index::OwnerIndex::new(&Zone {
+                cache: BuildCache::default(),
+                ..z2.clone()
+            })
+            .empty_non_terminals()
+        );
+        let old: std::collections::HashSet<&ZoneRecord> = z1.records.iter().collect();
+        let new: std::collections::HashSet<&ZoneRecord> = z2.records.iter().collect();
+        let removed: Vec<_> = old.difference(&new).collect();
+        let added: Vec<_> = new.difference(&old).collect();
+        // user39 out, user100 in: one exact and one bucket record each.
+        assert_eq!(
+            (removed.len(), added.len()),
+            (2, 2),
+            "{removed:?} {added:?}"
+        );
+        for r in &z2.records {
+            if let Some(p) = z1.records.iter().find(|p| *p == r) {
+                assert!(p.same(r), "{r:?} not reused");
+            }
+        }
+        // Rebuilding the same input keeps the serial.
+        let z3 = f.build(Some(&z2)).unwrap().zone;
+        assert_eq!(z3.soa.serial, z2.soa.serial);
+        // Turning buckets off removes them and h= (the cache does not
+        // carry records signed with h= into a zone without buckets).
+        let text = std::fs::read_to_string(f.path("zone.toml")).unwrap();
+        std::fs::write(f.path("zone.toml"), text.replace("buckets = 1", "")).unwrap();
+        let z4 = f.build(Some(&z3)).unwrap().zone;
+        assert!(z4
+            .records
+            .iter()
+            .all(|r| !r.owner.as_str().contains("_mimi-b") && !r.text.contains(";h=")));
+    }
+
+    /// A sequence of edits (removals, additions, a changed SSI, a
+    /// reordering, nothing) rebuilt from the previous zone each time
+    /// gives exactly the zone a full build gives, rendered byte for byte.
+    #[test]
+    fn incremental_bucket_builds_equal_full_builds() {
+        let f = Fixture::new("buckets = 1", 50);
+        let mut z = f.build(None).unwrap().zone;
+        let edits: Vec<Vec<String>> = vec![
+            (0..45)
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/user{i}"))
+                .collect(),
+            (0..45)
+                .chain(200..230)
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/user{i}"))
+                .collect(),
+            (0..45)
+                .chain(200..230)
+                .map(|i| {
+                    format!(
+                        "user{i}@example.com,mimi://chat.example.com/u/{}",
+                        if i == 7 {
+                            "moved".into()
+                        } else {
+                            format!("user{i}")
+                        }
+                    )
+                })
+                .collect(),
+            (0..45)
+                .chain(200..230)
+                .rev()
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/user{i}"))
+                .collect(),
+            vec![],
+            (0..3)
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/user{i}"))
+                .collect(),
+        ];
+        for (k, lines) in edits.iter().enumerate() {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(f.path("m.csv"), text).unwrap();
+            let inc = f.build(Some(&z)).unwrap().zone;
+            let full = f.build(None).unwrap().zone;
+            assert!(inc.same_content(&full), "edit {k}");
+            let mut full = full;
+            full.soa.serial = inc.soa.serial;
+            assert_eq!(
+                crate::zone::zonefile::render(&inc),
+                crate::zone::zonefile::render(&full),
+                "edit {k}"
+            );
+            let copies = inc
+                .records
+                .iter()
+                .filter(|r| r.owner.as_str().ends_with("._mimi-b.dir.example"))
+                .count();
+            assert_eq!(copies, lines.len(), "edit {k}");
+            z = inc;
+        }
+    }
+
+    /// A bucket that an incremental rebuild grows past the octet limit
+    /// is refused as a full build refuses it, and the zone before stays.
+    #[test]
+    fn bucket_grown_over_the_limit_is_refused_incrementally() {
+        let f = Fixture::new("buckets = 1", 0);
+        // Users whose label starts with 0, with SSIs of ~500 octets:
+        // records of ~770 octets, 84 of which fit one bucket.
+        let zeros: Vec<usize> = (0..)
+            .filter(|i| {
+                Sii::parse(&format!("user{i}@example.com"), None)
+                    .unwrap()
+                    .label()
+                    .as_str()
+                    .starts_with('0')
+            })
+            .take(90)
+            .collect();
+        let long = "x".repeat(470);
+        let write = |users: &[usize]| {
+            let text: String = users
+                .iter()
+                .map(|i| format!("user{i}@example.com,mimi://chat.example.com/u/{long}{i}\n"))
+                .collect();
+            std::fs::write(f.path("m.csv"), text).unwrap();
+        };
+        write(&zeros[..70]);
+        let z = f.build(None).unwrap().zone;
+        write(&zeros);
+        let e = f.build(Some(&z)).unwrap_err().to_string();
+        assert!(
+            e.contains("bucket 0._mimi-b.dir.example would hold 90 records")
+                && e.contains("raise buckets to 2"),
+            "{e}"
+        );
+        assert_eq!(f.build(None).unwrap_err().to_string(), e);
+    }
+
+    /// `"auto"` chooses N from the number of assertions and k.
+    #[test]
+    fn auto_chooses_n_from_k() {
+        let f = Fixture::new("buckets = \"auto\"\nbucket_k = 2", 70);
+        let z = f.build(None).unwrap().zone;
+        // 70 / 32 ≥ 2, 70 / 1024 < 2.
+        assert!(z
+            .records
+            .iter()
+            .any(|r| r.owner.as_str() == "_mimi-b.dir.example" && r.text == "v=mimi1;n=1"));
+        let f = Fixture::new("buckets = \"auto\"", 3);
+        let z = f.build(None).unwrap().zone;
+        assert!(z.records.iter().any(|r| r.text == "v=mimi1;n=1"));
+    }
+
+    /// A pre-signed assertion without h= is refused in a zone with
+    /// buckets, naming file and line; with h= it goes into its bucket.
+    #[test]
+    fn presigned_without_h_is_refused_with_its_line() {
+        let f = Fixture::new("buckets = 3", 1);
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let sii = Sii::parse("zoe@example.org", None).unwrap();
+        let line = |label: bool| {
+            let (t, x) = WindowPolicy::DEFAULT.window(&sii.hash(), UnixTime(NOW));
+            let a = UnsignedAssertion {
+                authority: AuthorityName::parse("ma.example.net").unwrap(),
+                ssi: mimi_proto::Ssi::parse("im:zoe@chat.example.org").unwrap(),
+                not_before: t,
+                expires: x,
+                include_label: label,
+                extensions: vec![],
+            }
+            .sign(&sii.hash(), &key)
+            .unwrap();
+            presigned::format_line(&sii, &a)
+        };
+        std::fs::write(f.path("p.txt"), format!("# third party\n{}\n", line(false))).unwrap();
+        let e = f.build(None).unwrap_err().to_string();
+        assert!(e.contains("p.txt:2") && e.contains("no h= field"), "{e}");
+        std::fs::write(f.path("p.txt"), format!("{}\n", line(true))).unwrap();
+        let z = f.build(None).unwrap().zone;
+        let label = sii.label();
+        let b = format!("{}._mimi-b.dir.example", &label.as_str()[..3]);
+        assert!(z
+            .records
+            .iter()
+            .any(|r| r.owner.as_str() == b && r.text.contains("ma.example.net")));
+    }
+
+    /// A bucket too large for one TCP message is refused, naming the
+    /// bucket and a longer prefix.
+    #[test]
+    fn oversized_bucket_is_refused() {
+        let d = |s: &str| DomainName::parse(s).unwrap();
+        let origin = d("dir.example");
+        // 300 records of one prefix, 300 octets of text each.
+        let mut records: Vec<ZoneRecord> = (0..300u32)
+            .map(|i| {
+                // 52 characters whose last carries one bit (SPEC §2).
+                let label = format!("00{i:03}{}0", "0".repeat(46));
+                let owner = d(&format!("{label}.00._mimi.dir.example"));
+                let text = format!("v=mimi1;h={label};pad={}", "p".repeat(300 - 62));
+                ZoneRecord::new(owner, 300, text)
+            })
+            .collect();
+        records.sort();
+        let octets: usize = records
+            .iter()
+            .map(|r| mimi_proto::bucket::txt_answer_octets(r.text.len()))
+            .sum();
+        assert!(octets > MAX_BUCKET_ANSWER_OCTETS);
+        let setting = crate::input::buckets::BucketSetting::Fixed(BucketLen::new(2).unwrap());
+        let e = super::add_buckets(
+            setting,
+            Path::new("z.toml"),
+            &origin,
+            300,
+            records.clone(),
+            None,
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(e.len(), 1);
+        let msg = e[0].to_string();
+        assert!(
+            msg.contains("bucket 00._mimi-b.dir.example would hold 300 records")
+                && msg.contains("raise buckets to 3"),
+            "{msg}"
+        );
+        // Split over longer prefixes the same records fit.
+        let setting = crate::input::buckets::BucketSetting::Fixed(BucketLen::new(5).unwrap());
+        let ok =
+            super::add_buckets(setting, Path::new("z.toml"), &origin, 300, records, None).unwrap();
+        assert_eq!(ok.records.len(), 601);
+    }
+}

@@ -25,6 +25,7 @@
 //!
 //! mappings = "mappings.csv"     # (top level, before [soa])
 //! presigned = ["ma.example.net.presigned"]
+//! buckets = 3                   # privacy buckets (top level): see crate::input::buckets
 //!
 //! [[delegate]]                  # shards served by other name servers
 //! shards = ["00-7v"]

@@ -82,7 +82,7 @@ for n in none 2 3 4; do
   timeout 3600 /usr/bin/time -f "%e %M" -o "$d/time.txt" "$pub" build "$d/zone.toml" --out "$d/zone.zone" \
     > "$d/build.out" 2> "$d/build.err" || rc=$?
   read -r secs kib < <(tail -1 "$d/time.txt")
-  err=$( ((rc)) && grep -m1 'bucket ' "$d/build.err" | sed 's/^ *//' || true)
+  err=$( ((rc)) && grep -m1 'bucket ' "$d/build.err" | sed "s|^ *||; s|$d/||" || true)
   echo "  exit $rc, ${secs}s, $((kib / 1024)) MiB${err:+: $err}"
   printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$rc" "$secs" "$kib" "$err" >> "$work/builds.txt"
 done
@@ -222,6 +222,10 @@ if reloads:
     for n, ms in reloads:
         w(f"| {n} | {ms} ms |")
     w("")
+w("Both copies of every assertion are in the zone, so a zone with buckets holds twice the records: about twice the")
+w("memory, and a reload that re-indexes the whole zone does twice the work. Wall-clock figures on a shared machine vary")
+w("with its load (see the load average above).")
+w("")
 w("## Buckets by prefix length")
 w("")
 w("Records per bucket and answer sizes are computed from the built records (owner compressed, EDNS OPT included,")
@@ -248,8 +252,9 @@ w("  SIIs of that bucket, about records / 32^N of them (k-anonymity with k the b
 w("  are cheap to reverse, the bucket's other numbers).")
 w("- **Size.** Every private lookup downloads the whole bucket: about k times a record. Answers beyond a UDP payload are")
 w("  truncated and fetched again over TCP or an encrypted transport (DoT/DoH/DoQ).")
-w("- **N = 2** gives ~1,000 SIIs per bucket at 1M, but a bucket's answer (~300 KB) cannot fit one DNS message (65,535 octets):")
-w("  the publisher refuses it. **N = 3** gives ~30 per bucket and ~10 KB answers: one TCP message, the choice for a 1M zone")
+w("- **N = 2** gives ~1,000 SIIs per bucket at 1M, but a bucket's answer (~260 KB at 250-octet records) cannot fit one DNS message (65,535 octets),")
+w("  and the largest buckets exceed even SPEC §11's 1,024 records: the publisher refuses it. **N = 3** gives ~30 per bucket")
+w("  and 8-15 KB answers: one TCP message, the choice for a 1M zone")
 w("  (`buckets = \"auto\"` with k = 16 picks it). **N = 4** gives ~1 per bucket: answers as small as a normal lookup's, and")
 w("  no anonymity left (an empty bucket or a single record says as much as the exact name).")
 w("- **Enumeration.** With buckets, the whole zone is 32^N queries away (32,768 for N = 3), where the exact names need the")

@@ -391,5 +391,24 @@ async fn mimi_resolve_private_binary() {
     assert_eq!(json["outcome"], "no_buckets");
     assert_eq!(json["zones"], serde_json::json!(["plain.example"]));
     assert_eq!(cap.take(), ["_mimi-b.plain.example."]);
+    // `batch --private`: one line per SII, the same outcomes.
+    let input = w.ws.write("siis.txt", &format!("{}\n{}\n", sii(1), sii(2)));
+    for (zone, outcome) in [("dir.example", "verified"), ("plain.example", "no_buckets")] {
+        let mut cmd = std::process::Command::new(bin("mimi-resolve"));
+        cmd.arg("batch")
+            .arg(&input)
+            .args(["--no-home", "--private", "--trust"])
+            .arg(&trust)
+            .args(["--server", &addr, "--zone", zone]);
+        let out = tokio::task::block_in_place(|| cmd.output().unwrap());
+        assert!(out.status.success());
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l["outcome"] == outcome), "{lines:?}");
+        assert!(cap.take().iter().all(|n| n.contains("_mimi-b.")));
+    }
     server.shutdown().await.unwrap();
 }

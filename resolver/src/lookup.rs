@@ -173,7 +173,7 @@ pub fn unqueryable_zones(
 
 /// The home zone(s) of `sii` (unless `home_lookup` is off), then the
 /// distribution zones: every zone a lookup consults.
-fn zones_consulted(
+pub(crate) fn zones_consulted(
     sii: &Sii,
     home_lookup: bool,
     tel_roots: &[DomainName],
@@ -332,43 +332,35 @@ impl Resolver {
             };
             return Err(ConfigError::NoNames(sii.to_string(), hint).into());
         }
-        let (sources, names, bucket_rejected) = if self.options.private {
-            // The zones of the discovery names, never the names themselves.
-            let label = sii.label();
-            let zones: Vec<DomainName> = zones_consulted(
-                sii,
-                self.options.home_lookup,
-                &self.options.tel_roots,
-                &self.options.distribution_zones,
-            )
-            .into_iter()
-            .filter(|z| discovery_name(&label, z).is_ok())
-            .fold(Vec::new(), |mut v, z| {
-                if !v.contains(&z) {
-                    v.push(z);
-                }
-                v
-            });
-            let p = self.private_sources(sii, &zones, &mut errors).await?;
-            (p.sources, p.names, p.rejected)
-        } else {
-            debug!(sii = %sii, names = ?names, "querying discovery names");
-            let answers = join_all(names.iter().map(|n| self.query_txt(n))).await;
-            let mut sources = Vec::new();
-            for (name, answer) in names.iter().zip(answers) {
-                match answer {
-                    Ok((texts, _ttl)) => sources.push(SourceRecords {
-                        source: name.fqdn(),
-                        texts,
-                    }),
-                    Err(e) => errors.push(e),
-                }
-            }
-            if sources.is_empty() {
-                return Err(LookupError::Dns(errors));
-            }
-            (sources, names, Vec::new())
+        // Private mode asks the zones' buckets instead of the names
+        // (crate::private); the names are not asked at all.
+        let private = match self.options.private {
+            true => Some(self.private_sources(sii, &mut errors).await?),
+            false => None,
         };
+        let asked: &[DomainName] = if private.is_some() { &[] } else { &names };
+        debug!(sii = %sii, names = ?asked, "querying discovery names");
+        let answers = join_all(asked.iter().map(|n| self.query_txt(n))).await;
+        let mut sources = Vec::new();
+        for (name, answer) in asked.iter().zip(answers) {
+            match answer {
+                Ok((texts, _ttl)) => sources.push(SourceRecords {
+                    source: name.fqdn(),
+                    texts,
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        let (names, bucket_rejected) = match private {
+            Some(p) => {
+                sources = p.sources;
+                (p.names, p.rejected)
+            }
+            None => (names, Vec::new()),
+        };
+        if sources.is_empty() {
+            return Err(LookupError::Dns(errors));
+        }
 
         let needed = authorities_needing_certificates(&self.options.trust, &sources);
         let fetched = join_all(needed.iter().map(|a| self.certificates(a))).await;

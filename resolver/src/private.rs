@@ -30,9 +30,10 @@ use futures::future::join_all;
 use mimi_proto::bucket::{
     bucket_apex, bucket_name, BucketLen, MAX_BUCKET_MATCHING, MAX_BUCKET_RECORDS,
 };
+use mimi_proto::name::discovery_name;
 use mimi_proto::{DomainName, Label, Sii};
 
-use crate::lookup::{LookupError, Resolver};
+use crate::lookup::{zones_consulted, LookupError, Resolver};
 use crate::resolution::Rejected;
 use crate::verify::{authority_hint, SourceRecords};
 
@@ -214,16 +215,24 @@ impl Resolver {
         Ok((name, filtered))
     }
 
-    /// Asks every zone of `zones` privately for `sii`; failures go to
-    /// `errors`. [`LookupError::NoBuckets`] when no zone has buckets,
-    /// [`LookupError::Dns`] when none answered.
+    /// Asks every zone a lookup of `sii` consults (those whose discovery
+    /// name for it would fit in DNS, each once) privately for `sii`;
+    /// failures go to `errors`. [`LookupError::NoBuckets`] when no zone
+    /// has buckets, [`LookupError::Dns`] when none answered.
     pub(crate) async fn private_sources(
         &self,
         sii: &Sii,
-        zones: &[DomainName],
         errors: &mut Vec<String>,
     ) -> Result<PrivateSources, LookupError> {
         let label = sii.label();
+        let o = self.options();
+        let mut zones: Vec<DomainName> = Vec::new();
+        for z in zones_consulted(sii, o.home_lookup, &o.tel_roots, &o.distribution_zones) {
+            if discovery_name(&label, &z).is_ok() && !zones.contains(&z) {
+                zones.push(z);
+            }
+        }
+        let zones = &zones[..];
         tracing::debug!(sii = %sii, zones = ?zones, "private lookup through buckets");
         let answers = join_all(zones.iter().map(|z| self.private_source(&label, z))).await;
         let mut out = PrivateSources {

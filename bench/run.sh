@@ -16,6 +16,8 @@
 #                                     # bench/transfer-rss.sh ARGS (figures in docs/BENCHMARKS-transfer.md)
 #   bench/run.sh --encrypted [ARGS]   # only q/s and CPU per query over DoT and DoH next to UDP, with unbound
 #                                     # serving the same zone alongside: bench/encrypted.sh ARGS (~5 min)
+#   bench/run.sh --buckets [ARGS]     # only privacy buckets of a 1M zone for N = 2, 3, 4: sizes, answer
+#                                     # octets, build time: bench/buckets.sh ARGS → docs/BENCHMARKS-buckets.md
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -38,6 +40,7 @@ while (($#)); do
     --ixfr) shift; exec bash bench/ixfr.sh "$@" ;;
     --transfer-rss) shift; exec bash bench/transfer-rss.sh "$@" ;;
     --encrypted) shift; exec bash bench/encrypted.sh "$@" ;;
+    --buckets) shift; exec bash bench/buckets.sh "$@" ;;
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;

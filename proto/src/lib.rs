@@ -19,6 +19,7 @@
 //! whose `Display` text names the rule that was broken.
 
 pub mod assertion;
+pub mod bucket;
 pub mod certificate;
 pub mod key;
 pub mod label;

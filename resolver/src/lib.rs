@@ -14,6 +14,7 @@
 //! * [`lookup`] — the DNS side, built on hickory-resolver;
 //! * [`transport`] — server specs (plain, DoT, DoH, DoQ), TLS trust and
 //!   query padding;
+//! * [`private`] — private lookups through privacy buckets (SPEC §10);
 //! * [`resolution`] — the result types;
 //! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI.
 //!
@@ -22,6 +23,7 @@
 pub mod dnssec;
 pub mod lookup;
 pub mod output;
+pub mod private;
 pub mod resolution;
 pub mod scope;
 pub mod transport;

@@ -75,6 +75,10 @@ pub struct ResolverOptions {
     /// certificates, positive and negative); from the trust store's
     /// `[policy]` by default. See [`crate::dnssec`].
     pub dnssec: DnssecPolicy,
+    /// Private mode: ask privacy buckets, never discovery names (see
+    /// [`crate::private`]). Defaults to the trust store's
+    /// `[policy] private`.
+    pub private: bool,
 }
 
 impl ResolverOptions {
@@ -83,7 +87,6 @@ impl ResolverOptions {
     pub fn new(trust: TrustStore) -> Self {
         ResolverOptions {
             dnssec: trust.dnssec().clone(),
-            trust,
             distribution_zones: Vec::new(),
             tel_roots: Vec::new(),
             home_lookup: true,
@@ -91,6 +94,8 @@ impl ResolverOptions {
             timeout: Duration::from_secs(2),
             attempts: 1,
             endpoints: false,
+            private: trust.policy().private,
+            trust,
         }
     }
 }
@@ -134,6 +139,17 @@ pub enum LookupError {
     /// Nothing a DNS server sends should ever cause this.
     #[error("internal error in mimi-resolver (please report it): {0}; only this lookup failed")]
     Internal(String),
+    /// Private mode, and no zone publishes privacy buckets (SPEC §10):
+    /// nothing was asked that names the SII. The caller decides whether
+    /// a normal lookup, which asks the exact discovery names, is
+    /// acceptable.
+    #[error("no privacy buckets in {}: private mode does not ask for the exact discovery names; look up without private mode to ask them", .zones.iter().map(|z| z.as_str()).collect::<Vec<_>>().join(", "))]
+    NoBuckets {
+        /// The zones consulted, none of which publishes buckets.
+        zones: Vec<DomainName>,
+        /// Per zone, what its `_mimi-b` name held, and any other notes.
+        errors: Vec<String>,
+    },
 }
 
 /// The discovery names of `sii` (SPEC §3): the home name(s) first (one per
@@ -178,7 +194,7 @@ pub fn unqueryable_zones(
 
 /// The home zone(s) of `sii` (unless `home_lookup` is off), then the
 /// distribution zones: every zone a lookup consults.
-fn zones_consulted(
+pub(crate) fn zones_consulted(
     sii: &Sii,
     home_lookup: bool,
     tel_roots: &[DomainName],
@@ -213,6 +229,8 @@ pub struct Resolver {
     transports: Transports,
     options: ResolverOptions,
     certificates: Mutex<HashMap<AuthorityName, CachedCertificates>>,
+    /// Bucket prefix lengths of zones, for private mode.
+    pub(crate) buckets: crate::private::BucketCache,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -260,6 +278,7 @@ impl Resolver {
             transports,
             options,
             certificates: Mutex::new(HashMap::new()),
+            buckets: Default::default(),
         })
     }
 
@@ -330,10 +349,17 @@ impl Resolver {
             };
             return Err(ConfigError::NoNames(sii.to_string(), hint).into());
         }
-        debug!(sii = %sii, names = ?names, "querying discovery names");
-        let answers = join_all(names.iter().map(|n| self.query_txt(n))).await;
+        // Private mode asks the zones' buckets instead of the names
+        // (crate::private); the names are not asked at all.
+        let private = match self.options.private {
+            true => Some(self.private_sources(sii, &mut errors).await?),
+            false => None,
+        };
+        let asked: &[DomainName] = if private.is_some() { &[] } else { &names };
+        debug!(sii = %sii, names = ?asked, "querying discovery names");
+        let answers = join_all(asked.iter().map(|n| self.query_txt(n))).await;
         let mut sources = Vec::new();
-        for (name, answer) in names.iter().zip(answers) {
+        for (name, answer) in asked.iter().zip(answers) {
             match answer {
                 Ok((texts, _ttl)) => sources.push(SourceRecords {
                     source: name.fqdn(),
@@ -342,6 +368,13 @@ impl Resolver {
                 Err(e) => errors.push(e),
             }
         }
+        let (names, bucket_rejected) = match private {
+            Some(p) => {
+                sources = p.sources;
+                (p.names, p.rejected)
+            }
+            None => (names, Vec::new()),
+        };
         if sources.is_empty() {
             return Err(LookupError::Dns(errors));
         }
@@ -371,7 +404,10 @@ impl Resolver {
             label: sii.label(),
             names,
             verified,
-            rejected: verdict.rejected,
+            rejected: bucket_rejected
+                .into_iter()
+                .chain(verdict.rejected)
+                .collect(),
             unauthenticated_endpoints,
             errors,
         })
@@ -439,7 +475,10 @@ impl Resolver {
     /// NXDOMAIN and NODATA are an empty answer; anything else is an error
     /// message naming the name. Under a DNSSEC policy an answer (or
     /// negative answer) the policy does not accept is such an error too.
-    async fn query_txt(&self, name: &DomainName) -> Result<(Vec<String>, Option<u32>), String> {
+    pub(crate) async fn query_txt(
+        &self,
+        name: &DomainName,
+    ) -> Result<(Vec<String>, Option<u32>), String> {
         let fqdn = name.fqdn();
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
         let started = Instant::now();

@@ -4,7 +4,8 @@
 //! Exit codes of `lookup`: 0 verified, 1 not found, 2 bad input or
 //! configuration, 3 DNS failure, 4 records found but none verified, 5 an
 //! internal error (a bug: the lookup panicked; it is caught, reported and
-//! never takes other lookups down). `batch` exits 0 when every input line
+//! never takes other lookups down), 6 no privacy buckets (`--private`, and
+//! no zone publishes buckets: nothing naming the SII was asked). `batch` exits 0 when every input line
 //! was processed (each line's outcome is in its JSON, `internal_error` for a
 //! caught panic) and 2 for bad configuration or unreadable input.
 
@@ -19,7 +20,7 @@ const EXIT_INTERNAL: u8 = 5;
 use mimi_proto::{DomainName, Region, Sii, UnixTime};
 use mimi_resolver::output::{
     bad_input_json, batch_line_json, dns_error_json, dns_error_text, exit_code, names_json,
-    resolution_json, resolution_text,
+    no_buckets_json, no_buckets_text, resolution_json, resolution_text, EXIT_NO_BUCKETS,
 };
 use mimi_resolver::{
     discovery_names, LookupError, NameServers, Outcome, Resolver, ResolverOptions, ServerSpec,
@@ -82,6 +83,9 @@ struct BatchArgs {
     timeout: Duration,
     #[command(flatten)]
     dnssec: DnssecArgs,
+    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's [policy] private).
+    #[arg(long)]
+    private: bool,
 }
 
 /// Which DNS servers to ask, and how to authenticate encrypted ones.
@@ -149,6 +153,9 @@ struct LookupArgs {
     timeout: Duration,
     #[command(flatten)]
     dnssec: DnssecArgs,
+    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's [policy] private).
+    #[arg(long)]
+    private: bool,
 }
 
 /// DNSSEC overrides of the trust store's `[policy]`.
@@ -330,6 +337,7 @@ fn batch(args: BatchArgs) -> Result<u8, Usage> {
     )?;
     let mut opts = opts;
     args.dnssec.apply(&mut opts)?;
+    opts.private |= args.private;
     let reader: Box<dyn BufRead> = match args.input.as_deref() {
         None => Box::new(std::io::stdin().lock()),
         Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
@@ -465,6 +473,9 @@ async fn batch_line(
         Ok(res) => batch_line_json(input, resolution_json(&res, false)),
         Err(LookupError::Dns(errors)) => batch_line_json(input, dns_error_json(&sii, &errors)),
         Err(LookupError::Config(e)) => bad_input_json(input, Some(&sii), &e.to_string()),
+        Err(LookupError::NoBuckets { zones, errors }) => {
+            batch_line_json(input, no_buckets_json(&sii, &zones, &errors))
+        }
         Err(e @ LookupError::Internal(_)) => batch_line_json(
             input,
             serde_json::json!({
@@ -491,6 +502,7 @@ fn lookup(args: LookupArgs) -> Result<u8, Usage> {
     )?;
     options.endpoints = args.endpoints;
     args.dnssec.apply(&mut options)?;
+    options.private |= args.private;
     let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);
     let json = args.sii.json;
     let endpoints = args.endpoints;
@@ -528,6 +540,18 @@ fn lookup(args: LookupArgs) -> Result<u8, Usage> {
             Ok(exit_code(Outcome::DnsError) as u8)
         }
         Err((_, LookupError::Config(e))) => Err(Usage(e.to_string())),
+        Err((sii, LookupError::NoBuckets { zones, errors })) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&no_buckets_json(&sii, &zones, &errors))
+                        .expect("JSON")
+                );
+            } else {
+                print!("{}", no_buckets_text(&sii, &zones, &errors));
+            }
+            Ok(EXIT_NO_BUCKETS)
+        }
         Err((_, e @ LookupError::Internal(_))) => {
             tracing::error!("{e}");
             Ok(EXIT_INTERNAL)

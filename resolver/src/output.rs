@@ -117,6 +117,38 @@ pub fn dns_error_json(sii: &Sii, errors: &[String]) -> Value {
     })
 }
 
+/// JSON of a private lookup in which no zone publishes privacy buckets
+/// (`outcome` `no_buckets`, exit code [`EXIT_NO_BUCKETS`]): nothing was
+/// asked that names the SII; `zones` lists the zones without buckets.
+pub fn no_buckets_json(sii: &Sii, zones: &[DomainName], errors: &[String]) -> Value {
+    json!({
+        "canonical": sii.as_str(),
+        "outcome": "no_buckets",
+        "zones": zones.iter().map(|z| z.as_str()).collect::<Vec<_>>(),
+        "verified": [],
+        "rejected": [],
+        "errors": errors,
+    })
+}
+
+/// Text of a private lookup in which no zone publishes privacy buckets.
+pub fn no_buckets_text(sii: &Sii, zones: &[DomainName], errors: &[String]) -> String {
+    let zones: Vec<&str> = zones.iter().map(|z| z.as_str()).collect();
+    let mut s = format!(
+        "{sii} → no privacy buckets in {} (private mode asks no exact name)\n",
+        zones.join(", ")
+    );
+    for e in errors {
+        s.push_str(&format!("  error: {e}\n"));
+    }
+    s
+}
+
+/// Exit code of a private lookup in which no zone publishes privacy
+/// buckets: a caller tells it apart from "not found" and decides whether
+/// to look up again without private mode.
+pub const EXIT_NO_BUCKETS: u8 = 6;
+
 /// JSON line of `mimi-resolve batch` for an input line that cannot be
 /// looked up: not an SII, or (with `canonical`) an SII this configuration
 /// has nothing to query for. Same keys as a lookup's JSON, `outcome`

@@ -74,7 +74,8 @@ pub struct Resolution {
     pub canonical: Sii,
     /// Its DNS label.
     pub label: Label,
-    /// Every discovery name queried, home name(s) first.
+    /// Every discovery name queried, home name(s) first; in private mode
+    /// the bucket names queried instead (no discovery name is asked).
     pub names: Vec<DomainName>,
     /// Verified SSIs, sorted by SSI.
     pub verified: Vec<VerifiedSsi>,

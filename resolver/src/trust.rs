@@ -31,6 +31,9 @@ pub struct Policy {
     /// Tolerated difference between our clock and the signer's, applied to
     /// both ends of every validity window.
     pub clock_skew: Duration,
+    /// `private`: look up through privacy buckets only, never asking for
+    /// a discovery name (see [`crate::private`]); default off.
+    pub private: bool,
 }
 
 impl Default for Policy {
@@ -41,6 +44,7 @@ impl Default for Policy {
             max_assertion_validity: Duration::from_secs(90 * 86400),
             max_key_validity: Duration::from_secs(400 * 86400),
             clock_skew: Duration::from_secs(300),
+            private: false,
         }
     }
 }
@@ -277,6 +281,7 @@ struct RawPolicy {
     dnssec: Option<String>,
     /// A file of DNSKEY records, relative to the trust store file.
     trust_anchor: Option<String>,
+    private: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +383,7 @@ impl TrustStore {
                 defaults.max_key_validity,
             )?,
             clock_skew: duration("clock_skew", raw.policy.clock_skew, defaults.clock_skew)?,
+            private: raw.policy.private.unwrap_or(defaults.private),
         };
         let mode = match raw.policy.dnssec.as_deref() {
             None => DnssecMode::Off,

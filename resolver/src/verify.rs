@@ -279,7 +279,7 @@ pub fn verify_prepared(
 /// The authority a record claims, for reporting only (nothing about a
 /// rejected record is believed): its `a=` field when the record parses,
 /// else the first `a=` field of a malformed text if that is a valid name.
-fn authority_hint(text: &str) -> Option<AuthorityName> {
+pub(crate) fn authority_hint(text: &str) -> Option<AuthorityName> {
     let a = match RecordText::parse(text) {
         Ok(rec) => rec.get("a")?.to_owned(),
         Err(_) => text

@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use crate::input::config::{AuthorityConfig, ZoneConfig, ZoneRole};
 
+pub(crate) mod buckets;
 pub mod zones;
 use crate::input::problem::Problem;
 use crate::input::{certs, keys, mappings, presigned};
@@ -440,6 +441,7 @@ pub(crate) fn assemble(
             auth,
             ttl,
             now,
+            labels: config.buckets.is_some(),
         }),
         _ => None,
     };
@@ -476,6 +478,20 @@ pub(crate) fn assemble(
             .map(|(a, r)| (&a.name, r));
         if let Err(msg) = presigned::check(p, now, own) {
             errors.push(Problem::at(path, p.line, msg));
+            continue;
+        }
+        // A bucket copy without h= could not be told apart from the
+        // other labels' records in its bucket: refuse rather than publish
+        // an assertion that private lookups cannot find.
+        if config.buckets.is_some() && p.assertion.label().is_none() {
+            errors.push(Problem::at(
+                path,
+                p.line,
+                format!(
+                    "assertion by {} has no h= field, but this zone publishes privacy buckets (buckets = …), where every assertion needs h=<label> (SPEC §10): have it signed again with h= (mimi-publisher sign --with-label), or turn buckets off",
+                    p.assertion.authority()
+                ),
+            ));
             continue;
         }
         match owner_for(place, &p.sii) {
@@ -521,7 +537,7 @@ pub(crate) fn assemble(
         .max();
     records.sort_unstable();
     records.dedup();
-    let mut cache = BuildCache::default();
+    let mut mappings_cache: Option<MappingsCache> = None;
     if let (Some(signer), Some(plan), Some(path)) = (&signer, plan, &mappings_path) {
         let mut parents = plan.parents;
         for (_, owner) in &plan.todo {
@@ -557,7 +573,7 @@ pub(crate) fn assemble(
         );
         records = merged.records;
         let entries = merged.entries;
-        cache = BuildCache(Some(Arc::new(MappingsCache {
+        mappings_cache = Some(MappingsCache {
             params: CacheParams::of(place, path, signer),
             now,
             text: plan.text,
@@ -565,8 +581,31 @@ pub(crate) fn assemble(
             entries,
             parents,
             owner_parents: owner_parents.into_iter().collect(),
-        })));
+        });
     }
+    if let Some(setting) = config.buckets {
+        let with = buckets::add_buckets(
+            setting,
+            &config.path,
+            &config.origin,
+            ttl,
+            records,
+            previous,
+        )
+        .map_err(|problems| BuildError { problems })?;
+        records = with.records;
+        if let Some(c) = &mut mappings_cache {
+            for e in &mut c.entries {
+                e.idx = with.moved[e.idx as usize];
+            }
+            c.records = records.len();
+            c.owner_parents.extend(with.parents);
+            c.owner_parents.sort();
+            c.owner_parents.dedup();
+        }
+    }
+    let cache =
+        BuildCache(mappings_cache.map(|c| Arc::new(c) as Arc<dyn crate::zone::BuildMemory>));
 
     let floor = floor_t
         .map(|t| u32::try_from(t.0).unwrap_or(u32::MAX))
@@ -616,6 +655,8 @@ struct Signer<'a> {
     kid: KeyId,
     ttl: u32,
     now: UnixTime,
+    /// Whether records carry `h=` (a zone with privacy buckets).
+    labels: bool,
 }
 
 /// Everything a mapping line's record depends on besides the line: a
@@ -633,6 +674,8 @@ struct CacheParams {
     kid: KeyId,
     /// Which shards are delegated: a change decides which lines publish.
     delegated: crate::input::delegate::ShardSet,
+    /// Whether records carry `h=`.
+    labels: bool,
 }
 
 impl CacheParams {
@@ -648,6 +691,7 @@ impl CacheParams {
             window: signer.auth.window,
             kid: signer.kid.clone(),
             delegated: place.delegated.clone(),
+            labels: signer.labels,
         }
     }
 }
@@ -975,7 +1019,7 @@ fn sign_mappings(
                 ssi: m.ssi.clone(),
                 not_before: t,
                 expires: x,
-                include_label: false,
+                include_label: signer.labels,
                 extensions: vec![],
             };
             let body = unsigned.body(&hash, &signer.kid);

@@ -781,6 +781,40 @@ mod tests {
 
     const THREE: &str = "alice@a.example,im:alice@chat.provider.example\nbob@b.example,im:bob@chat.provider.example\n# comment\ncarol@c.example,im:carol@chat.provider.example\ndave@a.example,im:dave@chat.provider.example\n";
 
+    /// With `[domains]`, each domain's zone publishes its own buckets; a
+    /// zone per `_mimi.{domain}` cannot hold them and is refused.
+    #[test]
+    fn buckets_per_domain_zone() {
+        let f = Fixture::new("buckets = 1\n", "[domains]\norigin = \"{domain}\"\n", THREE);
+        let out = f.build(&ZoneSet::default()).unwrap();
+        let a = &out.set.zones[&d("a.example")];
+        let apex: Vec<&str> = a
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str() == "_mimi-b.a.example")
+            .map(|r| r.text.as_str())
+            .collect();
+        assert_eq!(apex, ["v=mimi1;n=1"]);
+        let copies = a
+            .records
+            .iter()
+            .filter(|r| r.owner.as_str().ends_with("._mimi-b.a.example"))
+            .count();
+        assert_eq!(copies, 2, "alice and dave");
+        let e = ZoneConfig::from_toml(
+            &std::fs::read_to_string(f.path("zone.toml"))
+                .unwrap()
+                .replace("origin = \"{domain}\"", "origin = \"_mimi.{domain}\""),
+            &f.path("zone.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("buckets") && e.contains("_mimi-b.<domain>"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn one_zone_per_domain_with_the_right_owners() {
         let f = Fixture::new("", "[domains]\norigin = \"_mimi.{domain}\"\n", THREE);

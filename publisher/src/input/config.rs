@@ -25,6 +25,7 @@
 //!
 //! mappings = "mappings.csv"     # (top level, before [soa])
 //! presigned = ["ma.example.net.presigned"]
+//! buckets = 3                   # privacy buckets (top level): see crate::input::buckets
 //!
 //! [[delegate]]                  # shards served by other name servers
 //! shards = ["00-7v"]
@@ -103,6 +104,9 @@ pub struct ZoneConfig {
     /// `[shards]`: the shards published as zones of their own (see
     /// [`crate::input::shards`]).
     pub shards: Option<crate::input::shards::ShardSet>,
+    /// `buckets` (and `bucket_k`): whether and how the zone publishes
+    /// privacy buckets (SPEC §10, see [`crate::input::buckets`]).
+    pub buckets: Option<crate::input::buckets::BucketSetting>,
 }
 
 /// Who may transfer the zone (AXFR) and whom to NOTIFY of new serials.
@@ -254,6 +258,8 @@ struct RawConfig {
     delegate: Vec<RawDelegate>,
     domains: Option<RawDomains>,
     shards: Option<RawShards>,
+    buckets: Option<toml::Value>,
+    bucket_k: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -565,6 +571,33 @@ impl ZoneConfig {
                 .map_err(|e| invalid("max_shrink", e.to_string()))?,
         };
         let delegate = parse_delegates(&raw.delegate, &origin, &glue, &invalid)?;
+        let buckets = match (&raw.buckets, raw.bucket_k) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "bucket_k",
+                    "applies only with buckets = \"auto\"".into(),
+                ))
+            }
+            (Some(v), k) => Some(
+                crate::input::buckets::BucketSetting::parse(v, k)
+                    .map_err(|m| invalid("buckets", m))?,
+            ),
+        };
+        if buckets.is_some() {
+            if let Some(d) = raw
+                .domains
+                .as_ref()
+                .filter(|d| d.origin.starts_with("_mimi."))
+            {
+                return Err(invalid(
+                    "buckets",
+                    format!("domains.origin = {:?} puts each zone inside a _mimi subtree, but buckets are published at _mimi-b.<domain>, next to _mimi.<domain> and outside such zones: use domains.origin = \"{{domain}}\" to publish buckets", d.origin),
+                ));
+            }
+            check_bucket_zone(&origin, !delegate.is_empty(), shards.is_some())
+                .map_err(|m| invalid("buckets", m))?;
+        }
         Ok(ZoneConfig {
             path: path.to_owned(),
             origin,
@@ -582,6 +615,7 @@ impl ZoneConfig {
             delegate,
             domains,
             shards,
+            buckets,
         })
     }
 
@@ -721,6 +755,30 @@ pub(crate) fn is_host_name(name: &DomainName) -> bool {
             && !l.starts_with('-')
             && !l.ends_with('-')
     })
+}
+
+/// Whether a zone at `origin` can publish privacy buckets: they are at
+/// `_mimi-b.<domain>`, a sibling of `_mimi.<domain>`, so a zone inside
+/// `_mimi.<domain>` (the DKIM-like delegation of the discovery subtree, or
+/// one shard) does not contain them; and a bucket gathers records of every
+/// shard, so a zone whose shards are published elsewhere (`[[delegate]]`,
+/// `[shards]`) does not hold what its buckets would need.
+fn check_bucket_zone(origin: &DomainName, delegates: bool, shards: bool) -> Result<(), String> {
+    let mut labels = origin.as_str().split('.');
+    let first = labels.next();
+    let second = labels.next();
+    if first == Some("_mimi") || second == Some("_mimi") {
+        return Err(format!(
+            "zone {origin} is inside a _mimi subtree, but buckets are published at _mimi-b.<domain>, next to _mimi.<domain> and outside this zone: set buckets in the configuration of the zone that contains _mimi-b.<domain> (the parent), or publish the discovery records from there"
+        ));
+    }
+    if delegates || shards {
+        return Err(format!(
+            "zone {origin} publishes some shards elsewhere ({}), but a bucket holds the records of every shard in one place: buckets need all of a domain's records in one zone; remove buckets or the shard split",
+            if delegates { "[[delegate]]" } else { "[shards]" }
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the `[[delegate]]` entries of the zone at `origin` whose apex
@@ -925,6 +983,50 @@ rname = "hostmaster.example.com"
         let c = ZoneConfig::from_toml(&ok, Path::new("/d/z.toml")).unwrap();
         assert_eq!(c.mappings, Some(PathBuf::from("/d/m.csv")));
         assert_eq!(c.authority.unwrap().window.validity(), 2 * 86400);
+    }
+
+    /// `buckets` parses, and is refused where the zone cannot hold
+    /// `_mimi-b.<domain>` or not all of the domain's shards, with the
+    /// reason.
+    #[test]
+    fn buckets_setting_and_where_it_is_refused() {
+        use crate::input::buckets::BucketSetting;
+        let load = |pre: &str, body: &str| {
+            ZoneConfig::from_toml(&format!("{pre}{body}"), Path::new("z.toml"))
+        };
+        let c = load("buckets = 3\n", MIN).unwrap();
+        assert_eq!(
+            c.buckets,
+            Some(BucketSetting::Fixed(
+                mimi_proto::bucket::BucketLen::new(3).unwrap()
+            ))
+        );
+        let c = load("buckets = \"auto\"\nbucket_k = 8\n", MIN).unwrap();
+        assert_eq!(c.buckets, Some(BucketSetting::Auto { k: 8 }));
+        assert_eq!(load("", MIN).unwrap().buckets, None);
+        let e = load("buckets = 9\n", MIN).unwrap_err().to_string();
+        assert!(e.contains("z.toml: buckets:") && e.contains("1..=8"), "{e}");
+        let e = load("bucket_k = 9\n", MIN).unwrap_err().to_string();
+        assert!(e.contains("bucket_k"), "{e}");
+        for origin in ["_mimi.example.com", "3b._mimi.example.com"] {
+            let e = load("buckets = 2\n", &MIN.replace("Example.com.", origin))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("_mimi-b.<domain>") && e.contains("outside this zone"),
+                "{e}"
+            );
+        }
+        let e = load(
+            "buckets = 2\n",
+            &format!("{MIN}[[delegate]]\nshards = [\"00\"]\nns = [\"ns1.other.example\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[[delegate]]") && e.contains("every shard"),
+            "{e}"
+        );
     }
 
     #[test]

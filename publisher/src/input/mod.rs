@@ -4,6 +4,7 @@
 //! layer is valid once constructed, and a bad file is a [`problem::Problem`]
 //! naming the file and line.
 
+pub mod buckets;
 pub mod catalog;
 pub mod certs;
 pub mod complete;

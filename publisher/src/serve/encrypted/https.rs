@@ -1,0 +1,236 @@
+//! DNS over HTTPS (RFC 8484) over HTTP/2 ([`h2`]): `GET
+//! /dns-query?dns=<base64url>` and `POST /dns-query` with
+//! `content-type: application/dns-message`.
+//!
+//! Answers are `200` with `application/dns-message` and, when the answer
+//! holds records, `cache-control: max-age=<smallest TTL>` (RFC 8484
+//! §5.1); `404` for any other path, `405` for any other method, `415` for
+//! a POST of another content type, `400` for a query that is missing, not
+//! base64url, larger than 65,535 octets, or not a DNS query at all. Zone
+//! transfers are not served over HTTPS (REFUSED, as the encoder answers
+//! AXFR and IXFR on [`Transport::Message`]).
+//!
+//! Bounds: at most [`super::EncryptedOptions::max_streams`] requests in
+//! flight per connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`),
+//! headers of at most [`MAX_HEADER_LIST`] octets, a body read in full of
+//! at most 65,535 octets within the idle timeout, at most
+//! [`TcpOptions::max_queries`] requests per connection, and the
+//! connection closed once it has had no request in flight for the idle
+//! timeout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{header, Method, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use super::Stats;
+use crate::serve::installed::Served;
+use crate::serve::tcp::TcpOptions;
+use crate::serve::wire::{self, Answer, Scratch, Transport, MAX_TCP_MESSAGE};
+
+/// The path DNS queries are served at (RFC 8484 §4.1's example, and what
+/// every client uses by default).
+pub const PATH: &str = "/dns-query";
+/// The media type of DNS messages (RFC 8484 §6).
+pub const DNS_MESSAGE: &str = "application/dns-message";
+/// The largest header list accepted: a GET query of 65,535 octets is
+/// 87,380 in base64url, so this bounds GET queries too (larger ones must
+/// be POSTed).
+pub const MAX_HEADER_LIST: u32 = 96 * 1024;
+
+/// Serves HTTP/2 requests on `stream` (a TLS session) until the client
+/// closes it, it is idle for `opts.idle_timeout`, or it has had
+/// `opts.max_queries` requests.
+pub(crate) async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    served: Arc<Served>,
+    opts: TcpOptions,
+    max_streams: u32,
+    stats: &Arc<Stats>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let idle = opts.idle_timeout;
+    let handshake = h2::server::Builder::new()
+        .max_concurrent_streams(max_streams)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .handshake::<_, Bytes>(stream);
+    let mut conn = match tokio::time::timeout(idle, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            debug!(%peer, "HTTP/2 handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "HTTP/2 handshake took too long");
+            return;
+        }
+    };
+    let mut requests = JoinSet::new();
+    let mut count = 0u32;
+    let mut closing = false;
+    loop {
+        while requests.try_join_next().is_some() {}
+        // `accept` drives the connection (it must be polled while requests
+        // are in flight) and is cancel-safe.
+        let next = match tokio::time::timeout(idle, conn.accept()).await {
+            Err(_) if requests.is_empty() || closing => {
+                debug!(%peer, "HTTPS connection idle too long; closing");
+                break;
+            }
+            Err(_) => continue,
+            Ok(next) => next,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                debug!(%peer, "HTTPS connection closed: {e}");
+                break;
+            }
+            Some(Ok((request, respond))) => {
+                count += 1;
+                requests.spawn(handle(
+                    request,
+                    respond,
+                    served.clone(),
+                    stats.clone(),
+                    idle,
+                ));
+                if count >= opts.max_queries && !closing {
+                    debug!(%peer, "HTTPS connection reached its request limit; closing");
+                    conn.graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+    requests.shutdown().await;
+}
+
+/// A response without a body.
+fn status(code: StatusCode) -> (StatusCode, Vec<u8>, Option<u32>) {
+    (code, Vec::new(), None)
+}
+
+/// Answers one request.
+async fn handle(
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    served: Arc<Served>,
+    stats: Arc<Stats>,
+    idle: Duration,
+) {
+    let (code, body, ttl) = match query_of(request, idle).await {
+        Err(code) => status(code),
+        Ok(packet) => {
+            let zones = served.zone_list().load_full();
+            let mut out = Vec::new();
+            let mut scratch = Scratch::default();
+            match wire::answer(&zones, &packet, Transport::Message, &mut out, &mut scratch) {
+                Answer::Reply => {
+                    stats.https_answers.fetch_add(1, Ordering::Relaxed);
+                    let ttl = wire::min_ttl(&out);
+                    (StatusCode::OK, out, ttl)
+                }
+                // Not a DNS query (or a transfer, which the encoder never
+                // hands on for this transport).
+                Answer::None | Answer::Transfer => status(StatusCode::BAD_REQUEST),
+            }
+        }
+    };
+    let mut response = Response::builder().status(code);
+    if code == StatusCode::OK {
+        response = response
+            .header(header::CONTENT_TYPE, DNS_MESSAGE)
+            .header(header::CONTENT_LENGTH, body.len());
+        if let Some(ttl) = ttl {
+            response = response.header(header::CACHE_CONTROL, format!("max-age={ttl}"));
+        }
+    } else if code == StatusCode::METHOD_NOT_ALLOWED {
+        response = response.header(header::ALLOW, "GET, POST");
+    }
+    let Ok(response) = response.body(()) else {
+        return;
+    };
+    match respond.send_response(response, body.is_empty()) {
+        Ok(mut send) if !body.is_empty() => {
+            if let Err(e) = send.send_data(Bytes::from(body), true) {
+                debug!("HTTPS response not sent: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => debug!("HTTPS response not sent: {e}"),
+    }
+}
+
+/// The DNS query a request carries, or the status that refuses it.
+async fn query_of(request: Request<RecvStream>, idle: Duration) -> Result<Vec<u8>, StatusCode> {
+    if request.uri().path() != PATH {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    match *request.method() {
+        Method::GET => {
+            let query = request.uri().query().unwrap_or("");
+            let dns = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("dns="))
+                .ok_or(StatusCode::BAD_REQUEST)?;
+            // RFC 8484 §4.1: base64url without padding; padding is
+            // tolerated.
+            let packet = data_encoding::BASE64URL_NOPAD
+                .decode(dns.trim_end_matches('=').as_bytes())
+                .map_err(|_| StatusCode::BAD_REQUEST)?;
+            if packet.len() > MAX_TCP_MESSAGE {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            Ok(packet)
+        }
+        Method::POST => {
+            let media = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(str::trim);
+            if !media.is_some_and(|m| m.eq_ignore_ascii_case(DNS_MESSAGE)) {
+                return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            }
+            let declared = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MAX_TCP_MESSAGE as u64) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            let mut body = request.into_body();
+            tokio::time::timeout(idle, read_body(&mut body))
+                .await
+                .map_err(|_| StatusCode::BAD_REQUEST)?
+        }
+        _ => Err(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+/// Reads a request body of at most 65,535 octets.
+async fn read_body(body: &mut RecvStream) -> Result<Vec<u8>, StatusCode> {
+    let mut packet = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if packet.len() + chunk.len() > MAX_TCP_MESSAGE {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        packet.extend_from_slice(&chunk);
+    }
+    Ok(packet)
+}

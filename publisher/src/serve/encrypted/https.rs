@@ -27,6 +27,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{header, Method, Request, Response, StatusCode};
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tracing::debug;
@@ -129,7 +130,8 @@ async fn handle(
     stats: Arc<Stats>,
     idle: Duration,
 ) {
-    let (code, body, ttl) = match query_of(request, idle).await {
+    let (parts, mut request_body) = request.into_parts();
+    let (code, body, ttl) = match query_of(&parts, &mut request_body, idle).await {
         Err(code) => status(code),
         Ok(packet) => {
             let zones = served.zone_list().load_full();
@@ -161,6 +163,13 @@ async fn handle(
     let Ok(response) = response.body(()) else {
         return;
     };
+    // A request refused before its body was read: read the rest (without
+    // keeping it, at most MAX_DISCARDED octets, within the idle timeout),
+    // so that the client, still sending, sees the response and not a
+    // reset stream.
+    if !request_body.is_end_stream() {
+        let _ = tokio::time::timeout(idle, discard(&mut request_body)).await;
+    }
     match respond.send_response(response, body.is_empty()) {
         Ok(mut send) if !body.is_empty() => {
             if let Err(e) = send.send_data(Bytes::from(body), true) {
@@ -170,16 +179,41 @@ async fn handle(
         Ok(_) => {}
         Err(e) => debug!("HTTPS response not sent: {e}"),
     }
+    // Still more body: it is not wanted (RFC 9113 §8.1: the response is
+    // complete; RST_STREAM with NO_ERROR ends the request).
+    if !request_body.is_end_stream() {
+        respond.send_reset(h2::Reason::NO_ERROR);
+    }
+}
+
+/// The most of a refused request's body read and thrown away before the
+/// stream is reset.
+const MAX_DISCARDED: usize = 1 << 20;
+
+/// Reads and drops the rest of a body, up to [`MAX_DISCARDED`] octets.
+async fn discard(body: &mut RecvStream) {
+    let mut seen = 0;
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        seen += chunk.len();
+        if seen > MAX_DISCARDED {
+            return;
+        }
+    }
 }
 
 /// The DNS query a request carries, or the status that refuses it.
-async fn query_of(request: Request<RecvStream>, idle: Duration) -> Result<Vec<u8>, StatusCode> {
-    if request.uri().path() != PATH {
+async fn query_of(
+    request: &http::request::Parts,
+    body: &mut RecvStream,
+    idle: Duration,
+) -> Result<Vec<u8>, StatusCode> {
+    if request.uri.path() != PATH {
         return Err(StatusCode::NOT_FOUND);
     }
-    match *request.method() {
+    match request.method {
         Method::GET => {
-            let query = request.uri().query().unwrap_or("");
+            let query = request.uri.query().unwrap_or("");
             let dns = query
                 .split('&')
                 .find_map(|p| p.strip_prefix("dns="))
@@ -196,7 +230,7 @@ async fn query_of(request: Request<RecvStream>, idle: Duration) -> Result<Vec<u8
         }
         Method::POST => {
             let media = request
-                .headers()
+                .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(';').next())
@@ -205,15 +239,14 @@ async fn query_of(request: Request<RecvStream>, idle: Duration) -> Result<Vec<u8
                 return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
             }
             let declared = request
-                .headers()
+                .headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > MAX_TCP_MESSAGE as u64) {
                 return Err(StatusCode::BAD_REQUEST);
             }
-            let mut body = request.into_body();
-            tokio::time::timeout(idle, read_body(&mut body))
+            tokio::time::timeout(idle, read_body(body))
                 .await
                 .map_err(|_| StatusCode::BAD_REQUEST)?
         }

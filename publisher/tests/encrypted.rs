@@ -776,3 +776,108 @@ async fn bad_certificate_settings_stop_the_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tls-cert"), "{stderr}");
 }
+
+/// Zone transfers run over DNS over TLS (XoT, RFC 9103) under the zone's
+/// transfer policy, as over TCP: kdig +tls gets the whole zone from an
+/// allowed address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_transfers_over_tls() {
+    let f = fixture();
+    std::fs::write(
+        &f.config,
+        format!("{CONFIG}\n[transfer]\nallow = [\"127.0.0.1\"]\n"),
+    )
+    .unwrap();
+    let server = start(&f).await;
+    let tls = server.tls_addrs()[0];
+    let (over_tls, over_tcp, plain_to_tls) = tokio::task::block_in_place(|| {
+        (
+            kdig(tls, &["+tls", "example.com", "AXFR"], Some(&f.ca_pem)),
+            kdig(server.local_addr(), &["example.com", "AXFR"], None),
+            kdig(tls, &["example.com", "AXFR"], None),
+        )
+    });
+    let records = |k: &Kdig| {
+        k.text
+            .lines()
+            .filter(|l| !l.starts_with(";;") && !l.is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(&over_tcp).len(), 4, "{}", over_tcp.text);
+    assert_eq!(records(&over_tls), records(&over_tcp), "{}", over_tls.text);
+    // The port speaks TLS only: what came back came over TLS.
+    assert!(records(&plain_to_tls).is_empty(), "{}", plain_to_tls.text);
+    server.shutdown().await.unwrap();
+}
+
+/// A connection that sends no handshake is closed after the handshake
+/// timeout, one that sends garbage at once, and connections over the
+/// per-source limit are closed on arrival; the listener serves the next
+/// client each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_and_connections_are_bounded() {
+    let f = fixture();
+    let mut opts = options(&f);
+    opts.encrypted.handshake_timeout = Duration::from_millis(300);
+    opts.tcp.max_per_source = 2;
+    let server = serve::start(opts).await.unwrap();
+    let addr = server.tls_addrs()[0];
+    let closed = |mut s: TcpStream| async move {
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(BOUND, s.read(&mut buf))
+                .await
+                .expect("closed in time")
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    let silent = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    closed(silent).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let mut garbage = TcpStream::connect(addr).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    closed(garbage).await;
+    assert_eq!(server.encrypted_stats().unwrap().failed_handshakes, 2);
+
+    let mut a = DotClient::connect(addr, &f.ca_pem).await;
+    let _b = DotClient::connect(addr, &f.ca_pem).await;
+    let third = TcpStream::connect(addr).await.unwrap();
+    closed(third).await;
+    assert_eq!(txt_of(&a.ask(1, &alice()).await.unwrap()).len(), 1);
+    drop(a);
+    // The slot is free again once the server has seen the close.
+    eventually_connects(addr, &f.ca_pem).await;
+    server.shutdown().await.unwrap();
+}
+
+/// Connects and asks until it works (a slot freed by a client's close is
+/// free once the server has read that close).
+async fn eventually_connects(addr: SocketAddr, ca: &Path) {
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let connector = tokio_rustls::TlsConnector::from(client_config(ca, b"dot"));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            BOUND,
+            connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+        )
+        .await
+        {
+            let mut c = DotClient { stream };
+            if c.ask(2, &alice()).await.is_ok() {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no slot freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -13,10 +13,11 @@
 //! Bounds: at most [`super::EncryptedOptions::max_streams`] requests in
 //! flight per connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`),
 //! headers of at most [`MAX_HEADER_LIST`] octets, a body read in full of
-//! at most 65,535 octets within the idle timeout, at most
-//! [`TcpOptions::max_queries`] requests per connection, and the
-//! connection closed once it has had no request in flight for the idle
-//! timeout.
+//! at most 65,535 octets within the idle timeout, and the connection
+//! closed once it has had no request in flight for the idle timeout. There
+//! is no limit of requests per connection: HTTP/2 connections are meant
+//! to last, and clients (dnsperf 2.11, for one) stall rather than
+//! reconnect after a GOAWAY.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -26,8 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{header, Method, Request, Response, StatusCode};
-
+use http::{header, Method, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tracing::debug;
@@ -47,9 +47,12 @@ pub const DNS_MESSAGE: &str = "application/dns-message";
 /// be POSTed).
 pub const MAX_HEADER_LIST: u32 = 96 * 1024;
 
+/// What h2 writes is gathered up to this much before it goes to TLS: one
+/// TLS record's worth (RFC 8446 §5.1).
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// Serves HTTP/2 requests on `stream` (a TLS session) until the client
-/// closes it, it is idle for `opts.idle_timeout`, or it has had
-/// `opts.max_queries` requests.
+/// closes it or it is idle for `opts.idle_timeout`.
 pub(crate) async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
@@ -61,6 +64,10 @@ pub(crate) async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let idle = opts.idle_timeout;
+    // h2 writes each frame head and payload separately; through a buffer
+    // they reach TLS as one write per flush, so that the frames written
+    // together leave in one TLS record (see below).
+    let stream = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, stream);
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(max_streams)
         .max_header_list_size(MAX_HEADER_LIST)
@@ -76,15 +83,28 @@ pub(crate) async fn serve_connection<S>(
             return;
         }
     };
+    // Bodies are read by one task per request; the answers are written by
+    // this task, between two polls of the connection, so that a
+    // response's HEADERS and DATA frames leave in one write (one TLS
+    // record). Clients that poll the socket after each TLS record (dnsperf
+    // 2.11) otherwise stall on a DATA record already read into their TLS
+    // buffer.
     let mut requests = JoinSet::new();
-    let mut count = 0u32;
-    let mut closing = false;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Ready>();
     loop {
         while requests.try_join_next().is_some() {}
         // `accept` drives the connection (it must be polled while requests
         // are in flight) and is cancel-safe.
-        let next = match tokio::time::timeout(idle, conn.accept()).await {
-            Err(_) if requests.is_empty() || closing => {
+        let next = tokio::select! {
+            biased;
+            Some(ready) = ready_rx.recv() => {
+                respond(ready, &served, stats);
+                continue;
+            }
+            next = tokio::time::timeout(idle, conn.accept()) => next,
+        };
+        let next = match next {
+            Err(_) if requests.is_empty() => {
                 debug!(%peer, "HTTPS connection idle too long; closing");
                 break;
             }
@@ -97,19 +117,38 @@ pub(crate) async fn serve_connection<S>(
                 debug!(%peer, "HTTPS connection closed: {e}");
                 break;
             }
-            Some(Ok((request, respond))) => {
-                count += 1;
-                requests.spawn(handle(
-                    request,
-                    respond,
-                    served.clone(),
-                    stats.clone(),
-                    idle,
-                ));
-                if count >= opts.max_queries && !closing {
-                    debug!(%peer, "HTTPS connection reached its request limit; closing");
-                    conn.graceful_shutdown();
-                    closing = true;
+            Some(Ok((request, sender))) => {
+                let (parts, mut body) = request.into_parts();
+                if body.is_end_stream() {
+                    // Nothing to wait for (GET, or an empty body).
+                    let query = query_of(&parts, &mut body, idle).await;
+                    respond(
+                        Ready {
+                            sender,
+                            body,
+                            query,
+                        },
+                        &served,
+                        stats,
+                    );
+                } else {
+                    let tx = ready_tx.clone();
+                    requests.spawn(async move {
+                        let query = query_of(&parts, &mut body, idle).await;
+                        // A request refused before its body was read: read
+                        // the rest (without keeping it, at most
+                        // MAX_DISCARDED octets, within the idle timeout), so
+                        // that the client, still sending, sees the response
+                        // and not a reset stream.
+                        if !body.is_end_stream() {
+                            let _ = tokio::time::timeout(idle, discard(&mut body)).await;
+                        }
+                        let _ = tx.send(Ready {
+                            sender,
+                            body,
+                            query,
+                        });
+                    });
                 }
             }
         }
@@ -117,21 +156,26 @@ pub(crate) async fn serve_connection<S>(
     requests.shutdown().await;
 }
 
+/// A request read in full (or refused), waiting for its response.
+struct Ready {
+    sender: SendResponse<Bytes>,
+    body: RecvStream,
+    query: Result<Vec<u8>, StatusCode>,
+}
+
 /// A response without a body.
 fn status(code: StatusCode) -> (StatusCode, Vec<u8>, Option<u32>) {
     (code, Vec::new(), None)
 }
 
-/// Answers one request.
-async fn handle(
-    request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-    served: Arc<Served>,
-    stats: Arc<Stats>,
-    idle: Duration,
-) {
-    let (parts, mut request_body) = request.into_parts();
-    let (code, body, ttl) = match query_of(&parts, &mut request_body, idle).await {
+/// Answers one request (queues its frames; the connection writes them).
+fn respond(ready: Ready, served: &Served, stats: &Stats) {
+    let Ready {
+        mut sender,
+        body: request_body,
+        query,
+    } = ready;
+    let (code, body, ttl) = match query {
         Err(code) => status(code),
         Ok(packet) => {
             let zones = served.zone_list().load_full();
@@ -163,14 +207,7 @@ async fn handle(
     let Ok(response) = response.body(()) else {
         return;
     };
-    // A request refused before its body was read: read the rest (without
-    // keeping it, at most MAX_DISCARDED octets, within the idle timeout),
-    // so that the client, still sending, sees the response and not a
-    // reset stream.
-    if !request_body.is_end_stream() {
-        let _ = tokio::time::timeout(idle, discard(&mut request_body)).await;
-    }
-    match respond.send_response(response, body.is_empty()) {
+    match sender.send_response(response, body.is_empty()) {
         Ok(mut send) if !body.is_empty() => {
             if let Err(e) = send.send_data(Bytes::from(body), true) {
                 debug!("HTTPS response not sent: {e}");
@@ -182,7 +219,7 @@ async fn handle(
     // Still more body: it is not wanted (RFC 9113 §8.1: the response is
     // complete; RST_STREAM with NO_ERROR ends the request).
     if !request_body.is_end_stream() {
-        respond.send_reset(h2::Reason::NO_ERROR);
+        sender.send_reset(h2::Reason::NO_ERROR);
     }
 }
 

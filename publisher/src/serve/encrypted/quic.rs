@@ -16,7 +16,8 @@
 //!   connection (QUIC stream credit; no unidirectional streams), a stream
 //!   of at most 2 + 65,535 octets that must be complete within the idle
 //!   timeout, and the connection closed after the idle timeout without
-//!   packets (QUIC's idle timeout).
+//!   packets (QUIC's idle timeout). No limit of queries per connection:
+//!   QUIC connections are meant to last.
 //! * Zone transfers (RFC 9250 §4.2 allows them) are REFUSED here.
 
 use std::net::SocketAddr;
@@ -179,7 +180,6 @@ async fn connection(
         }
     };
     let mut streams = JoinSet::new();
-    let mut count = 0u32;
     loop {
         while streams.try_join_next().is_some() {}
         let (send, recv) = match conn.accept_bi().await {
@@ -189,7 +189,6 @@ async fn connection(
                 break;
             }
         };
-        count += 1;
         streams.spawn(stream(
             conn.clone(),
             send,
@@ -198,13 +197,6 @@ async fn connection(
             limits.tcp.idle_timeout,
             stats.clone(),
         ));
-        if count >= limits.tcp.max_queries {
-            debug!(%peer, "QUIC connection reached its message limit; closing");
-            // Let the streams under way finish first.
-            while streams.join_next().await.is_some() {}
-            conn.close(VarInt::from_u32(DOQ_NO_ERROR), b"message limit");
-            break;
-        }
     }
     streams.shutdown().await;
 }

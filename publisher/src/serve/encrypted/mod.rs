@@ -2,7 +2,7 @@
 //! over HTTPS (RFC 8484, HTTP/2) and DNS over QUIC (RFC 9250), next to
 //! plain UDP and TCP.
 //!
-//! Every answer comes from the one encoder ([`crate::serve::wire`]) with
+//! Every answer comes from the one encoder (module `serve::wire`) with
 //! the TCP size limit, so what is found, missing or referred is decided as
 //! over UDP and TCP; on these transports answers to EDNS queries are
 //! padded to a multiple of 468 octets (RFC 7830, RFC 8467), so that the

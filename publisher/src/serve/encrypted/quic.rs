@@ -71,6 +71,16 @@ impl QuicServer {
         transport
             .max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
+            // A stream carries one query: it never needs more credit than
+            // its length prefix allows. Data read out of quinn frees
+            // credit, so what a connection holds is bounded by
+            // `max_streams` queries of at most 65,537 octets.
+            .stream_receive_window(VarInt::from_u32(2 + MAX_TCP_MESSAGE as u32))
+            .receive_window(VarInt::from_u32(
+                limits
+                    .max_streams
+                    .saturating_mul(2 + MAX_TCP_MESSAGE as u32),
+            ))
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(limits.tcp.idle_timeout)
                     .map_err(|e| format!("idle timeout: {e}"))?,

@@ -226,13 +226,8 @@ pub(crate) async fn start(
         .certificate
         .clone()
         .ok_or(EncryptedError::NoCertificate)?;
-    let store = tokio::task::spawn_blocking(move || CertStore::open(paths))
-        .await
-        .map_err(|e| EncryptedError::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            what: "certificate",
-            reason: e.to_string(),
-        })??;
+    // Two small files, read once at start.
+    let store = CertStore::open(paths)?;
     let stats = Arc::new(Stats::default());
     let mut running = Running {
         tls: Vec::new(),

@@ -413,3 +413,59 @@ zone:
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     }
 }
+
+/// unbound as a recursive resolver that forwards `zone` to `upstream`
+/// over DNS over TLS only (`forward-tls-upstream`), checking the
+/// upstream's certificate against `ca` for the name `tls_name`.
+pub fn unbound_forward_tls(
+    dir: &Path,
+    zone: &str,
+    upstream: SocketAddr,
+    tls_name: &str,
+    ca: &Path,
+) -> Server {
+    let unbound = require("unbound", "unbound");
+    let port = free_port();
+    let d = dir.join("unbound-tls");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-not-query-localhost: no
+    module-config: "iterator"
+    cache-max-ttl: 1
+    cache-max-negative-ttl: 1
+    access-control: 127.0.0.0/8 allow
+    tls-cert-bundle: "{ca}"
+
+remote-control:
+    control-enable: no
+
+forward-zone:
+    name: "{zone}"
+    forward-addr: {ip}@{uport}#{tls_name}
+    forward-tls-upstream: yes
+"#,
+        d = d.display(),
+        ca = ca.display(),
+        ip = upstream.ip(),
+        uport = upstream.port(),
+    );
+    let path = d.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(unbound);
+    cmd.arg("-d").arg("-c").arg(&path);
+    Server {
+        daemon: Daemon::spawn("unbound", cmd, d.join("unbound.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}

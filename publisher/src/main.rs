@@ -168,7 +168,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve zones over UDP and TCP; reload on change, re-sign on time; stop on SIGINT/SIGTERM.
+    /// Serve zones over UDP and TCP (and DNS over TLS, HTTPS, QUIC if asked); reload on change, re-sign on time; stop on SIGINT/SIGTERM.
     Serve {
         /// Zone configuration files.
         #[arg(required = true)]
@@ -220,7 +220,55 @@ enum Command {
         transfer_idle_timeout: std::time::Duration,
         #[command(flatten)]
         rrl: RrlArgs,
+        #[command(flatten)]
+        encrypted: EncryptedArgs,
     },
+}
+
+/// DNS over TLS, HTTPS and QUIC listeners and their certificate.
+#[derive(clap::Args)]
+struct EncryptedArgs {
+    /// Also serve DNS over TLS (RFC 7858) on ADDR (repeatable; 853 by
+    /// convention).
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Vec<SocketAddr>,
+    /// Also serve DNS over HTTPS (RFC 8484, HTTP/2, /dns-query) on ADDR
+    /// (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    listen_https: Vec<SocketAddr>,
+    /// Also serve DNS over QUIC (RFC 9250) on UDP ADDR (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    listen_quic: Vec<SocketAddr>,
+    /// PEM certificate chain for the encrypted listeners, the server's
+    /// certificate first; reloaded when it changes.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, SEC1 or PKCS#1; mode 0600);
+    /// reloaded when it changes.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Close a connection whose TLS or QUIC handshake takes longer.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    tls_handshake_timeout: std::time::Duration,
+    /// Queries in flight at once on one HTTPS or QUIC connection.
+    #[arg(long, default_value_t = serve::EncryptedOptions::DEFAULT.max_streams, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_streams: u32,
+}
+
+impl EncryptedArgs {
+    fn options(self) -> serve::EncryptedOptions {
+        serve::EncryptedOptions {
+            tls: self.listen_tls,
+            https: self.listen_https,
+            quic: self.listen_quic,
+            certificate: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(serve::encrypted::certs::CertPaths { cert, key }),
+                _ => None,
+            },
+            handshake_timeout: self.tls_handshake_timeout,
+            max_streams: self.max_streams,
+        }
+    }
 }
 
 /// Response rate limiting of UDP answers (NSD's defaults). TCP is never
@@ -552,8 +600,15 @@ fn run(command: Command) -> Result<ExitCode> {
             max_transfers_per_source,
             transfer_idle_timeout,
             rrl,
+            encrypted,
         } => {
             let rrl = rrl.config()?;
+            let encrypted = encrypted.options();
+            if encrypted.any() && encrypted.certificate.is_none() {
+                anyhow::bail!(
+                    "--listen-tls, --listen-https and --listen-quic need --tls-cert and --tls-key"
+                );
+            }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve::run(
                 serve::ServeOptions {
@@ -575,6 +630,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     },
                     rrl,
                     catalog,
+                    encrypted,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

@@ -13,6 +13,11 @@
 //! bounded accept loop ([`crate::serve::tcp`]) with the same encoder, and
 //! [`crate::transfer`] for zone transfers.
 //!
+//! With [`ServeOptions::encrypted`] the same zones are also served over
+//! DNS over TLS, HTTPS and QUIC ([`crate::serve::encrypted`]), with the
+//! same encoder, padded answers, and a certificate reloaded when its files
+//! change.
+//!
 //! With [`ServeOptions::catalog`] the server also serves a catalog zone
 //! (RFC 9432) of every zone it serves, rebuilt and NOTIFYed whenever the
 //! zone list changes (module `catalog`).
@@ -22,6 +27,7 @@
 //! a shutdown future completes, which is what the binary uses.
 
 pub(crate) mod catalog;
+pub mod encrypted;
 pub(crate) mod installed;
 pub(crate) mod memory;
 pub mod rrl;
@@ -45,6 +51,8 @@ use crate::build::zones::{build_zones, compare, publishable, ZoneSet, ZoneSetOut
 use crate::build::BuildError;
 use crate::input::config::ZoneConfig;
 use crate::input::problem::Problem;
+use crate::serve::encrypted::certs::CertEvent;
+pub use crate::serve::encrypted::{EncryptedOptions, EncryptedStats};
 use crate::serve::rrl::{Limiter, RrlConfig, RrlStats};
 pub use crate::serve::tcp::TcpOptions;
 use crate::serve::tcp::TcpServer;
@@ -92,6 +100,9 @@ pub struct ServeOptions {
     /// then also serves a catalog zone (RFC 9432) listing every zone it
     /// serves, so that catalog-consuming secondaries follow the zone set.
     pub catalog: Option<PathBuf>,
+    /// DNS over TLS, HTTPS and QUIC listeners and their certificate
+    /// ([`crate::serve::encrypted`]); none by default.
+    pub encrypted: EncryptedOptions,
 }
 
 impl ServeOptions {
@@ -116,6 +127,7 @@ impl ServeOptions {
             tcp: TcpOptions::DEFAULT,
             rrl: RrlConfig::default(),
             catalog: None,
+            encrypted: EncryptedOptions::DEFAULT,
         }
     }
 }
@@ -195,6 +207,9 @@ pub enum ServeError {
     /// The catalog configuration cannot be used.
     #[error("catalog: {0}")]
     Catalog(String),
+    /// The encrypted listeners cannot start (certificate, key, binding).
+    #[error(transparent)]
+    Encrypted(#[from] crate::serve::encrypted::EncryptedError),
     /// The input files cannot be watched.
     #[error("cannot watch input files: {0}")]
     Watch(#[from] notify::Error),
@@ -211,6 +226,7 @@ pub struct RunningServer {
     udp: Option<UdpServer>,
     rrl: Option<Arc<Limiter>>,
     reloader: Reloader,
+    encrypted: Option<encrypted::Running>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -251,6 +267,48 @@ impl RunningServer {
         self.rrl.as_ref().map(|l| l.stats())
     }
 
+    /// The addresses DNS over TLS is served on (as bound: port 0 becomes
+    /// the port chosen), in the order given.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.encrypted
+            .as_ref()
+            .map_or_else(Vec::new, |e| e.tls_addrs())
+    }
+
+    /// The addresses DNS over HTTPS is served on, as bound.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.encrypted
+            .as_ref()
+            .map_or_else(Vec::new, |e| e.https_addrs())
+    }
+
+    /// The addresses DNS over QUIC is served on, as bound.
+    pub fn quic_addrs(&self) -> Vec<SocketAddr> {
+        self.encrypted
+            .as_ref()
+            .map_or_else(Vec::new, |e| e.quic_addrs())
+    }
+
+    /// What the encrypted listeners have answered, or `None` when there
+    /// are none.
+    pub fn encrypted_stats(&self) -> Option<EncryptedStats> {
+        self.encrypted.as_ref().map(|e| e.stats())
+    }
+
+    /// Receives a [`CertEvent`] for every reload of the TLS certificate
+    /// files from now on, or `None` without encrypted listeners.
+    pub fn subscribe_certificates(&self) -> Option<broadcast::Receiver<CertEvent>> {
+        self.encrypted.as_ref().map(|e| e.store().subscribe())
+    }
+
+    /// The certificate chain presented to new handshakes now (DER), or
+    /// `None` without encrypted listeners.
+    pub fn certificate_chain(&self) -> Option<Vec<rustls_pki_types::CertificateDer<'static>>> {
+        self.encrypted
+            .as_ref()
+            .map(|e| e.store().current().cert.clone())
+    }
+
     /// Receives a [`ReloadEvent`] for every rebuild from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
         self.served.events.subscribe()
@@ -275,6 +333,9 @@ impl RunningServer {
         if let Some(tcp) = self.tcp.take() {
             tcp.stop().await?;
         }
+        if let Some(e) = self.encrypted.take() {
+            e.stop().await;
+        }
         info!(addr = %self.local_addr, "server stopped");
         Ok(())
     }
@@ -290,6 +351,9 @@ impl RunningServer {
 pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     if opts.configs.is_empty() {
         return Err(ServeError::NoZones);
+    }
+    if opts.encrypted.any() && opts.encrypted.certificate.is_none() {
+        return Err(encrypted::EncryptedError::NoCertificate.into());
     }
     let state = match &opts.state_dir {
         Some(d) => {
@@ -415,8 +479,17 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
                 source,
             }
         })?;
-    let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp);
+    let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp, encrypted::Layer::Plain);
     info!(addr = %local_addr, zones = served.zone_count(), "serving over UDP and TCP");
+    let encrypted = match encrypted::start(&opts.encrypted, opts.tcp, &served, opts.debounce).await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = tcp.stop().await;
+            let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
+            return Err(e.into());
+        }
+    };
     // Secondaries may hold an older serial from before this start.
     for zone in served.all_zones() {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
@@ -436,6 +509,9 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         Err(e) => {
             let _ = tcp.stop().await;
             let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
+            if let Some(listeners) = encrypted {
+                listeners.stop().await;
+            }
             return Err(e.into());
         }
     };
@@ -446,6 +522,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         udp: Some(udp),
         rrl,
         reloader,
+        encrypted,
     })
 }
 

@@ -36,12 +36,13 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
+use crate::serve::encrypted::{Layer, Stats};
 use crate::serve::installed::Served;
 use crate::serve::wire::{self, Answer, Scratch, Transport};
 use crate::transfer::limit::{TransferOptions, Transfers};
@@ -94,7 +95,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Full {
+pub(crate) enum Full {
     Total,
     Source,
 }
@@ -110,7 +111,7 @@ impl fmt::Display for Full {
 
 /// Counts connections, in total and per source.
 #[derive(Debug)]
-struct Limiter {
+pub(crate) struct Limiter {
     max_clients: usize,
     max_per_source: usize,
     /// `(total, per source)`; the map holds only sources with a
@@ -134,7 +135,18 @@ fn source_of(ip: IpAddr) -> IpAddr {
 }
 
 impl Limiter {
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Full> {
+    /// A limiter of `max_clients` connections, `max_per_source` from one
+    /// source.
+    pub(crate) fn new(max_clients: usize, max_per_source: usize) -> Arc<Self> {
+        Arc::new(Limiter {
+            max_clients,
+            max_per_source,
+            state: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// A slot for a connection from `ip`, or which limit is reached.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Full> {
         let source = source_of(ip);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (total, per) = &mut *state;
@@ -156,7 +168,7 @@ impl Limiter {
 
 /// One admitted connection's slot, given back on drop.
 #[derive(Debug)]
-struct Permit {
+pub(crate) struct Permit {
     limiter: Arc<Limiter>,
     source: IpAddr,
 }
@@ -187,10 +199,16 @@ pub(crate) struct TcpServer {
 }
 
 impl TcpServer {
-    /// Starts accepting on `listener` and answering from `served`.
-    pub(crate) fn spawn(listener: TcpListener, served: Arc<Served>, opts: TcpOptions) -> Self {
+    /// Starts accepting on `listener` and answering from `served`, over
+    /// `layer` (plain TCP, or TLS or HTTPS after a handshake).
+    pub(crate) fn spawn(
+        listener: TcpListener,
+        served: Arc<Served>,
+        opts: TcpOptions,
+        layer: Layer,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, served, opts, stopped));
+        let task = tokio::spawn(accept_loop(listener, served, opts, layer, stopped));
         TcpServer { stop, task }
     }
 
@@ -221,13 +239,10 @@ async fn accept_loop(
     listener: TcpListener,
     served: Arc<Served>,
     opts: TcpOptions,
+    layer: Layer,
     mut stop: watch::Receiver<bool>,
 ) {
-    let limiter = Arc::new(Limiter {
-        max_clients: opts.max_clients,
-        max_per_source: opts.max_per_source,
-        state: Mutex::new((0, HashMap::new())),
-    });
+    let limiter = Limiter::new(opts.max_clients, opts.max_per_source);
     let transfers = Transfers::new(opts.transfers);
     let mut backoff: Option<Duration> = None;
     let mut refused = 0u64;
@@ -253,6 +268,7 @@ async fn accept_loop(
                             served.clone(),
                             transfers.clone(),
                             opts,
+                            layer.clone(),
                         ));
                     }
                     Err(full) => {
@@ -299,24 +315,88 @@ async fn connection(
     served: Arc<Served>,
     transfers: Arc<Transfers>,
     opts: TcpOptions,
+    layer: Layer,
 ) {
     let _ = stream.set_nodelay(true);
-    if let Err(e) = converse(&mut stream, peer, &served, &transfers, opts).await {
-        debug!(%peer, "TCP connection closed: {e}");
+    match layer {
+        Layer::Plain => {
+            if let Err(e) = converse(&mut stream, peer, &served, &transfers, opts, None).await {
+                debug!(%peer, "TCP connection closed: {e}");
+            }
+            // The slot is free before the client sees the close, so that it can
+            // connect again at once.
+            drop(permit);
+            drop(stream);
+        }
+        Layer::Tls(tls) => {
+            let Some(mut stream) = tls.handshake(stream, peer).await else {
+                return;
+            };
+            if let Err(e) = converse(
+                &mut stream,
+                peer,
+                &served,
+                &transfers,
+                opts,
+                Some(&*tls.stats),
+            )
+            .await
+            {
+                debug!(%peer, "TLS connection closed: {e}");
+            }
+            drop(permit);
+            crate::serve::encrypted::tls::close(stream, opts.idle_timeout).await;
+        }
+        Layer::Https(tls) => {
+            let Some(stream) = tls.handshake(stream, peer).await else {
+                return;
+            };
+            crate::serve::encrypted::https::serve_connection(
+                stream,
+                peer,
+                served,
+                opts,
+                tls.max_streams,
+                &tls.stats,
+            )
+            .await;
+            drop(permit);
+        }
     }
-    // The slot is free before the client sees the close, so that it can
-    // connect again at once.
-    drop(permit);
-    drop(stream);
 }
 
-/// Answers messages on one connection, in order.
-async fn converse(
-    stream: &mut TcpStream,
+/// A byte stream DNS messages are exchanged over: a TCP connection, or a
+/// TLS session over one.
+pub(crate) trait DnsStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The transport its queries are answered as.
+    const TRANSPORT: Transport;
+    /// The TCP connection underneath (for socket options).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl DnsStream for TcpStream {
+    const TRANSPORT: Transport = Transport::Tcp;
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl DnsStream for tokio_rustls::server::TlsStream<TcpStream> {
+    const TRANSPORT: Transport = Transport::Tls;
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Answers messages on one connection, in order; counts the answers in
+/// `stats` (encrypted transports).
+async fn converse<S: DnsStream>(
+    stream: &mut S,
     peer: SocketAddr,
     served: &Served,
     transfers: &Arc<Transfers>,
     opts: TcpOptions,
+    stats: Option<&Stats>,
 ) -> io::Result<()> {
     let mut packet = Vec::new();
     let mut out = Vec::with_capacity(4096);
@@ -339,9 +419,14 @@ async fn converse(
             Ok(Err(e)) => return Err(e),
         }
         let zones = served.zone_list().load_full();
-        match wire::answer(&zones, &packet, Transport::Tcp, &mut out, &mut scratch) {
+        match wire::answer(&zones, &packet, S::TRANSPORT, &mut out, &mut scratch) {
             Answer::Reply => {
-                crate::transfer::framing::write_message(stream, &out, opts.idle_timeout).await?
+                crate::transfer::framing::write_message(stream, &out, opts.idle_timeout).await?;
+                if let Some(stats) = stats {
+                    stats
+                        .tls_answers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),
@@ -351,7 +436,7 @@ async fn converse(
                 // every other zone that changes while it runs.
                 let zone = zones.get(scratch.qname()).cloned();
                 drop(zones);
-                crate::transfer::framing::pace_by_reader(stream);
+                crate::transfer::framing::pace_by_reader(stream.tcp());
                 crate::transfer::serve(
                     &packet,
                     peer,

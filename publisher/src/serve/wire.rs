@@ -79,14 +79,53 @@ const BADVERS_HIGH: u8 = 1;
 /// DO bit in the OPT record's flags (RFC 3225).
 const EDNS_DO: u16 = 0x8000;
 
-/// The transport a query came over: it sets the answer's size limit.
+/// The transport a query came over: it sets the answer's size limit,
+/// whether zone transfers are handed on, and whether the answer is padded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
     /// The client's EDNS size (512 without EDNS, at most 1232); TC beyond.
     Udp,
     /// 65,535 octets.
     Tcp,
+    /// DNS over TLS (RFC 7858): as TCP (zone transfers included, RFC
+    /// 9103), and answers to EDNS queries padded (RFC 7830, RFC 8467).
+    Tls,
+    /// DNS over HTTPS or QUIC (RFC 8484, RFC 9250): one message per
+    /// request or stream, 65,535 octets, padded as over TLS; zone
+    /// transfers are REFUSED.
+    Message,
 }
+
+impl Transport {
+    /// Whether answers to EDNS queries carry the Padding option to a
+    /// multiple of [`RESPONSE_PADDING_BLOCK`]: on the encrypted transports
+    /// only, where the size is all an observer sees.
+    fn padded(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Message)
+    }
+
+    /// Whether AXFR is handed to [`crate::transfer`] (a stream that can
+    /// carry many messages).
+    fn streams_axfr(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// Whether IXFR is handed to [`crate::transfer`] (over UDP it answers
+    /// with one message, or asks for TCP).
+    fn serves_ixfr(self) -> bool {
+        !matches!(self, Transport::Message)
+    }
+}
+
+/// The block length responses are padded to (RFC 8467 §4.1, the
+/// Block-Length Padding policy's recommended response block): a found and
+/// a missing name give answers of the same size unless the answer is
+/// larger than a block.
+pub(crate) const RESPONSE_PADDING_BLOCK: usize = 468;
+/// The EDNS Padding option (RFC 7830).
+const EDNS_PADDING: u16 = 12;
+/// The OPT record without options: root owner, type, class, TTL, RDLENGTH.
+const OPT_LEN: usize = 11;
 
 /// Buffers reused from query to query by one serving thread or
 /// connection, so that answering allocates nothing once they have grown.
@@ -475,7 +514,8 @@ fn respond(
             Answer::Reply
         }
         Read::Query(q)
-            if (q.qtype == TYPE_IXFR || (transport == Transport::Tcp && q.qtype == TYPE_AXFR))
+            if ((q.qtype == TYPE_IXFR && transport.serves_ixfr())
+                || (q.qtype == TYPE_AXFR && transport.streams_axfr()))
                 && q.qclass == CLASS_IN
                 && q.edns.is_none_or(|e| e.version == 0) =>
         {
@@ -500,14 +540,54 @@ fn response_flags(query_flags: u16) -> u16 {
 
 /// Appends our OPT record (RFC 6891 §6.1.2): our payload size (never the
 /// client's), the high bits of the RCODE, version 0, the DO bit copied
-/// (RFC 3225 §3).
-fn push_opt(out: &mut Vec<u8>, rcode_high: u8, dnssec_ok: bool) {
+/// (RFC 3225 §3). With `pad`, the record carries a Padding option (RFC
+/// 7830) that brings the whole message to the next multiple of
+/// [`RESPONSE_PADDING_BLOCK`], unless that would pass 65,535 octets (then
+/// the message goes unpadded: only a zone's largest answers get there).
+fn push_opt(out: &mut Vec<u8>, rcode_high: u8, dnssec_ok: bool, pad: bool) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
     out.extend_from_slice(&[rcode_high, 0]);
     out.extend_from_slice(&(if dnssec_ok { EDNS_DO } else { 0 }).to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    // The option's own code and length count towards the block.
+    let unpadded = out.len() + 2 + 4;
+    let padding =
+        (RESPONSE_PADDING_BLOCK - unpadded % RESPONSE_PADDING_BLOCK) % RESPONSE_PADDING_BLOCK;
+    if pad && unpadded + padding <= MAX_TCP_MESSAGE {
+        out.extend_from_slice(&(4 + padding as u16).to_be_bytes());
+        out.extend_from_slice(&EDNS_PADDING.to_be_bytes());
+        out.extend_from_slice(&(padding as u16).to_be_bytes());
+        out.resize(out.len() + padding, 0);
+    } else {
+        out.extend_from_slice(&0u16.to_be_bytes());
+    }
+}
+
+/// The smallest TTL of the answer and authority records of the message
+/// `msg` (one this module wrote), or `None` if it has none or is
+/// malformed: what DoH gives as `cache-control: max-age` (RFC 8484 §5.1;
+/// a negative answer's SOA is in the authority section and bounds how
+/// long the absence may be cached).
+pub(crate) fn min_ttl(msg: &[u8]) -> Option<u32> {
+    let qd = u16_at(msg, 4)?;
+    let records = u32::from(u16_at(msg, 6)?) + u32::from(u16_at(msg, 8)?);
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        pos = skip_name(msg, pos)?.0 + 4;
+    }
+    let mut min: Option<u32> = None;
+    for _ in 0..records {
+        let (end, _) = skip_name(msg, pos)?;
+        let ttl = u32::from_be_bytes(msg.get(end + 4..end + 8)?.try_into().ok()?);
+        let rdlen = usize::from(u16_at(msg, end + 8)?);
+        pos = end + 10 + rdlen;
+        if pos > msg.len() {
+            return None;
+        }
+        min = Some(min.map_or(ttl, |m| m.min(ttl)));
+    }
+    min
 }
 
 /// Appends a TXT record owned by the question name (a pointer to offset
@@ -568,8 +648,9 @@ fn write_answer(
         Transport::Udp => query.edns.map_or(PLAIN_UDP_PAYLOAD, |e| {
             e.payload.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
         }) as usize,
-        Transport::Tcp => MAX_TCP_MESSAGE,
+        Transport::Tcp | Transport::Tls | Transport::Message => MAX_TCP_MESSAGE,
     };
+    let pad = transport.padded();
     let flags = response_flags(query.flags);
     let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
     let ar_opt = u16::from(query.edns.is_some());
@@ -578,7 +659,7 @@ fn write_answer(
     let question_end = out.len();
     let rcode_only = |out: &mut Vec<u8>, rcode: u16, high: u8| {
         if query.edns.is_some() {
-            push_opt(out, high, dnssec_ok);
+            push_opt(out, high, dnssec_ok, pad);
         }
         write_header(out, query.id, flags | rcode, [1, 0, 0, ar_opt]);
     };
@@ -604,15 +685,18 @@ fn write_answer(
     // A referral is not an authoritative answer (RFC 1034 §4.3.2).
     let aa = if resolved.referral.is_some() { 0 } else { AA };
     let flags = flags | aa | rcode;
+    // The limit applies to the answer without padding: padding never
+    // truncates an answer that fits (push_opt leaves out what would not).
+    let opt_at = out.len();
     if query.edns.is_some() {
-        push_opt(out, 0, dnssec_ok);
+        push_opt(out, 0, dnssec_ok, pad);
     }
-    if out.len() > limit {
+    if opt_at + if query.edns.is_some() { OPT_LEN } else { 0 } > limit {
         // Too large for the client: TC with the question only, and the
         // client asks again over TCP (RFC 7766 §5).
         out.truncate(question_end);
         if query.edns.is_some() {
-            push_opt(out, 0, dnssec_ok);
+            push_opt(out, 0, dnssec_ok, pad);
         }
         write_header(out, query.id, flags | TC, [1, 0, 0, ar_opt]);
     } else {

@@ -909,3 +909,141 @@ fn signed_queries_get_signed_answers() {
     assert_eq!(m.answers.len(), 1);
     assert!(m.signature().is_none());
 }
+
+/// The Padding option of a decoded answer's OPT record, if any.
+fn padding_of(m: &Message) -> Option<Vec<u8>> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    m.edns
+        .as_ref()?
+        .options()
+        .as_ref()
+        .iter()
+        .find_map(|(code, opt)| match (code, opt) {
+            (EdnsCode::Padding, EdnsOption::Unknown(_, data)) => Some(data.clone()),
+            (EdnsCode::Padding, _) => Some(Vec::new()),
+            _ => None,
+        })
+}
+
+/// Over the encrypted transports, the answer to an EDNS query is padded
+/// to a multiple of 468 octets (RFC 8467 §4.1) with a well-formed Padding
+/// option of zeros (RFC 7830 §3): for a found name, a missing name, a
+/// large answer, a refused zone and BADVERS, through both readers; the
+/// padded answer decodes (hickory) to the same records as over TCP.
+#[test]
+fn encrypted_answers_to_edns_queries_are_padded_to_468() {
+    let zones = zones();
+    let cases = [
+        ("aaa._mimi.example.com.", RecordType::TXT, 0),
+        ("nope._mimi.example.com.", RecordType::TXT, 0),
+        ("big._mimi.example.com.", RecordType::TXT, 0),
+        ("example.com.", RecordType::NS, 0),
+        ("example.org.", RecordType::TXT, 0),
+        ("example.com.", RecordType::SOA, 1),
+    ];
+    let mut sizes = std::collections::BTreeSet::new();
+    for (name, qtype, version) in cases {
+        for dnssec_ok in [false, true] {
+            let packet = query(name, qtype, Some((1232, version, dnssec_ok)))
+                .to_vec()
+                .unwrap();
+            let tcp = decode(&bytes(&zones, &packet, Transport::Tcp).unwrap());
+            for transport in [Transport::Tls, Transport::Message] {
+                let out = bytes(&zones, &packet, transport).unwrap();
+                assert_eq!(
+                    out,
+                    full_bytes(&zones, &packet, transport).unwrap(),
+                    "{name}: both readers pad alike"
+                );
+                assert_eq!(
+                    out.len() % RESPONSE_PADDING_BLOCK,
+                    0,
+                    "{name} {qtype}: {}",
+                    out.len()
+                );
+                sizes.insert((name, out.len()));
+                let m = decode(&out);
+                let pad = padding_of(&m).expect("a Padding option");
+                assert!(pad.iter().all(|&b| b == 0), "padding is zeros");
+                assert_eq!(m.answers, tcp.answers, "{name}");
+                assert_eq!(m.authorities, tcp.authorities, "{name}");
+                assert_eq!(m.metadata.response_code, tcp.metadata.response_code);
+                assert_eq!(
+                    m.edns.as_ref().unwrap().flags().dnssec_ok,
+                    dnssec_ok,
+                    "DO still copied"
+                );
+            }
+        }
+    }
+    let found = sizes.iter().find(|(n, _)| n.starts_with("aaa")).unwrap().1;
+    let missing = sizes.iter().find(|(n, _)| n.starts_with("nope")).unwrap().1;
+    assert_eq!(found, RESPONSE_PADDING_BLOCK);
+    assert_eq!(found, missing, "a found and a missing name look alike");
+    let big = sizes.iter().find(|(n, _)| n.starts_with("big")).unwrap().1;
+    assert!(big > RESPONSE_PADDING_BLOCK, "{big}");
+}
+
+/// Plain UDP and TCP are never padded, and queries without EDNS are not
+/// padded on any transport (there is no OPT record to carry the option).
+#[test]
+fn plain_transports_and_queries_without_edns_are_not_padded() {
+    let zones = zones();
+    for name in ["aaa._mimi.example.com.", "nope._mimi.example.com."] {
+        let edns = query(name, RecordType::TXT, Some((1232, 0, false)))
+            .to_vec()
+            .unwrap();
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let m = decode(&bytes(&zones, &edns, transport).unwrap());
+            assert!(padding_of(&m).is_none(), "{transport:?}");
+        }
+        let plain = query(name, RecordType::TXT, None).to_vec().unwrap();
+        for transport in [Transport::Tls, Transport::Message] {
+            let out = bytes(&zones, &plain, transport).unwrap();
+            assert_eq!(out, bytes(&zones, &plain, Transport::Tcp).unwrap());
+        }
+    }
+}
+
+/// Zone transfers are handed on over DNS over TLS as over TCP, and
+/// REFUSED over DNS over HTTPS and QUIC.
+#[test]
+fn transfers_over_tls_only() {
+    let zones = zones();
+    for qtype in [RecordType::AXFR, RecordType::IXFR] {
+        let packet = query("example.com.", qtype, None).to_vec().unwrap();
+        let mut out = Vec::new();
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            answer(&zones, &packet, Transport::Tls, &mut out, &mut scratch),
+            Answer::Transfer
+        );
+        assert_eq!(
+            answer(&zones, &packet, Transport::Message, &mut out, &mut scratch),
+            Answer::Reply
+        );
+        assert_eq!(decode(&out).metadata.response_code, ResponseCode::Refused);
+    }
+}
+
+/// `min_ttl` reads the smallest TTL of the answer and authority records:
+/// the records' TTL for a found name, the negative SOA's for a missing
+/// one, none for a refused zone.
+#[test]
+fn min_ttl_of_answers() {
+    let zones = zones();
+    let ttl = |name: &str| {
+        let packet = query(name, RecordType::TXT, Some((1232, 0, false)))
+            .to_vec()
+            .unwrap();
+        let out = bytes(&zones, &packet, Transport::Message).unwrap();
+        let m = decode(&out);
+        let expected = m.answers.iter().chain(&m.authorities).map(|r| r.ttl).min();
+        assert_eq!(min_ttl(&out), expected, "{name}");
+        min_ttl(&out)
+    };
+    assert_eq!(ttl("aaa._mimi.example.com."), Some(300));
+    assert!(ttl("nope._mimi.example.com.").is_some());
+    assert_eq!(ttl("example.org."), None);
+    assert_eq!(min_ttl(&[0; 5]), None);
+}

@@ -8,7 +8,7 @@
 //! and keeps only the records whose `h=` is the label: records of other
 //! labels are dropped unread (no signature is checked, nothing about them
 //! is reported), records without `h=` likewise. The kept texts are then
-//! that zone's source for the ordinary verification ([`crate::verify`]),
+//! that zone's source for the ordinary verification ([`mod@crate::verify`]),
 //! so a private lookup accepts exactly what a normal lookup would.
 //!
 //! A zone that publishes no buckets (no `_mimi-b` record, or one that is

@@ -83,7 +83,7 @@ struct BatchArgs {
     timeout: Duration,
     #[command(flatten)]
     dnssec: DnssecArgs,
-    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's [policy] private).
+    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's `[policy] private`).
     #[arg(long)]
     private: bool,
 }
@@ -153,7 +153,7 @@ struct LookupArgs {
     timeout: Duration,
     #[command(flatten)]
     dnssec: DnssecArgs,
-    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's [policy] private).
+    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's `[policy] private`).
     #[arg(long)]
     private: bool,
 }

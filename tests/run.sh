@@ -23,4 +23,15 @@ if ((${#need[@]})); then
   tests/install-packages.sh $pkgs
 fi
 
+# An independent DNS-over-QUIC client (dnspython over aioquic, from PyPI;
+# Debian 12's kdig has no QUIC) for tests/doq_independent.rs, in a virtual
+# environment of its own: nothing is installed into the system's Python.
+venv=tests/.venv
+if ! "$venv/bin/python" -c 'import aioquic, dns.quic' 2>/dev/null; then
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || tests/install-packages.sh python3-venv
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'aioquic>=1.2' 'dnspython>=2.6'
+fi
+
 exec cargo test --workspace "$@"

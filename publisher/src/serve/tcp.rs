@@ -421,12 +421,14 @@ async fn converse<S: DnsStream>(
         let zones = served.zone_list().load_full();
         match wire::answer(&zones, &packet, S::TRANSPORT, &mut out, &mut scratch) {
             Answer::Reply => {
-                crate::transfer::framing::write_message(stream, &out, opts.idle_timeout).await?;
+                // Counted before it is sent, so that a client holding the
+                // answer always finds it counted.
                 if let Some(stats) = stats {
                     stats
                         .tls_answers
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                crate::transfer::framing::write_message(stream, &out, opts.idle_timeout).await?;
             }
             // Not a query: nothing a DNS client would send.
             Answer::None => return Ok(()),

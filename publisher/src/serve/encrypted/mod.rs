@@ -136,11 +136,12 @@ impl Stats {
 /// tests to prove that a client really used an encrypted transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EncryptedStats {
-    /// Answers sent over DNS over TLS (zone transfers not counted).
+    /// Answers over DNS over TLS (zone transfers not counted), counted as
+    /// they are written (an answer the peer never read counts too).
     pub tls_answers: u64,
-    /// Answers sent over DNS over HTTPS.
+    /// Answers over DNS over HTTPS, counted as they are written.
     pub https_answers: u64,
-    /// Answers sent over DNS over QUIC.
+    /// Answers over DNS over QUIC, counted as they are written.
     pub quic_answers: u64,
     /// Handshakes that failed or took too long (all transports).
     pub failed_handshakes: u64,

@@ -259,10 +259,12 @@ async fn stream(
     let mut frame = Vec::with_capacity(out.len() + 2);
     frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
     frame.extend_from_slice(&out);
+    // Counted before it is sent, so that a client holding the answer
+    // always finds it counted.
+    stats.quic_answers.fetch_add(1, Ordering::Relaxed);
     match tokio::time::timeout(idle, send.write_all(&frame)).await {
         Ok(Ok(())) => {
             let _ = send.finish();
-            stats.quic_answers.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Err(e)) => debug!("DNS over QUIC answer not sent: {e}"),
         Err(_) => debug!("DNS over QUIC peer read nothing for the idle timeout"),

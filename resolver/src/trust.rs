@@ -784,7 +784,7 @@ root_keys = ["{PROVIDER}", "{ROOT}"]
         .unwrap();
         assert_eq!(s.dnssec().mode, DnssecMode::Require);
         match &s.dnssec().anchor {
-            TrustAnchor::Keys { file, keys } => {
+            TrustAnchor::Keys { file, keys, .. } => {
                 assert_eq!(file, &dir.path().join("anchors.txt"));
                 assert_eq!(keys.len(), 1);
             }

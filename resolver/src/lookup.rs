@@ -664,6 +664,7 @@ pub(crate) fn sort_endpoints(eps: &mut [Endpoint]) {
 
 /// The hickory resolver lookups go through: ready, or waiting for DS
 /// anchors to be established.
+#[allow(clippy::large_enum_variant)] // one per Resolver; boxing would add a hop per lookup
 enum Dns {
     /// No DS anchors: built with the resolver.
     Ready(hickory_resolver::Resolver<Transports>),

@@ -279,7 +279,7 @@ struct RawPolicy {
     clock_skew: Option<String>,
     /// `off`, `prefer` or `require` (see [`crate::dnssec`]).
     dnssec: Option<String>,
-    /// A file of DNSKEY records, relative to the trust store file.
+    /// A file of DNSKEY and/or DS records, relative to the trust store file.
     trust_anchor: Option<String>,
     private: Option<bool>,
 }

@@ -322,6 +322,164 @@ mod tests {
         assert!(!rfc_ds(RFC_DS).matches(&owner, &not_zone));
     }
 
+    use hickory_resolver::proto::dnssec::crypto::Ed25519SigningKey;
+    use hickory_resolver::proto::dnssec::rdata::{SigInput, RRSIG};
+    use hickory_resolver::proto::dnssec::{SigningKey, TBS};
+    use hickory_resolver::proto::rr::SerialNumber;
+
+    struct Zone {
+        name: Name,
+        ksk: Ed25519SigningKey,
+        zsk: Ed25519SigningKey,
+        keys: Vec<Record>,
+    }
+
+    fn dnskey(flags: u16, key: &Ed25519SigningKey) -> DNSKEY {
+        DNSKEY::with_flags(flags, key.to_public_key().unwrap())
+    }
+
+    fn zone() -> Zone {
+        let name = Name::from_ascii("example.com.").unwrap();
+        let gen = || {
+            Ed25519SigningKey::from_pkcs8(&Ed25519SigningKey::generate_pkcs8().unwrap()).unwrap()
+        };
+        let (ksk, zsk) = (gen(), gen());
+        let keys = [dnskey(257, &ksk), dnskey(256, &zsk)]
+            .into_iter()
+            .map(|k| Record::from_rdata(name.clone(), 3600, RData::DNSSEC(DNSSECRData::DNSKEY(k))))
+            .collect();
+        Zone {
+            name,
+            ksk,
+            zsk,
+            keys,
+        }
+    }
+
+    fn ds_of(zone: &Zone, key: &DNSKEY, digest_type: u8) -> AnchorDs {
+        AnchorDs {
+            zone: "example.com.".into(),
+            key_tag: key.calculate_key_tag().unwrap(),
+            algorithm: 15,
+            digest_type,
+            digest: key
+                .to_digest(&zone.name, DigestType::from(digest_type))
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+        }
+    }
+
+    /// An RRSIG over the zone's DNSKEY set by `key`, valid from
+    /// `inception` to `expiration`.
+    fn rrsig(
+        zone: &Zone,
+        key: &Ed25519SigningKey,
+        flags: u16,
+        inception: u32,
+        expiration: u32,
+    ) -> Record {
+        let input = SigInput {
+            type_covered: RecordType::DNSKEY,
+            algorithm: Algorithm::ED25519,
+            num_labels: zone.name.num_labels(),
+            original_ttl: 3600,
+            sig_expiration: SerialNumber::new(expiration),
+            sig_inception: SerialNumber::new(inception),
+            key_tag: dnskey(flags, key).calculate_key_tag().unwrap(),
+            signer_name: zone.name.clone(),
+        };
+        let tbs = TBS::from_input(&zone.name, DNSClass::IN, &input, zone.keys.iter()).unwrap();
+        let sig = key.sign(&tbs).unwrap();
+        Record::from_rdata(
+            zone.name.clone(),
+            3600,
+            RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))),
+        )
+    }
+
+    /// The DNSKEY set is accepted only with a key matching the DS and a
+    /// signature by that key, valid now, over the set as received; then all
+    /// of its keys are the anchors.
+    #[test]
+    fn dnskey_sets_verified_against_the_ds() {
+        let z = zone();
+        let now = 1_800_000_000;
+        let ksk_ds = ds_of(&z, &dnskey(257, &z.ksk), 2);
+        let tag = ksk_ds.key_tag;
+        let with =
+            |extra: Vec<Record>| -> Vec<Record> { z.keys.iter().cloned().chain(extra).collect() };
+        let signed = with(vec![rrsig(&z, &z.ksk, 257, now - 100, now + 100)]);
+        let keys = verify_dnskeys(&z.name, &[&ksk_ds], &signed, now).unwrap();
+        assert_eq!(keys.len(), 2, "every key of the set, the ZSK too");
+        assert!(keys.contains(&z.zsk.to_public_key().unwrap()));
+        // The set in another order is the same set (canonical order).
+        let reversed: Vec<Record> = signed.iter().rev().cloned().collect();
+        assert!(verify_dnskeys(&z.name, &[&ksk_ds], &reversed, now).is_ok());
+        // SHA-384 works the same.
+        let ds384 = ds_of(&z, &dnskey(257, &z.ksk), 4);
+        assert_eq!(
+            verify_dnskeys(&z.name, &[&ds384], &signed, now)
+                .unwrap()
+                .len(),
+            2
+        );
+
+        let what = format!("trust anchor example.com. DS {tag}");
+        assert_eq!(
+            verify_dnskeys(&z.name, &[&ksk_ds], &[], now).unwrap_err(),
+            format!("{what}: no DNSKEY records in the answer")
+        );
+        let other = zone();
+        let foreign = ds_of(&other, &dnskey(257, &other.ksk), 2);
+        assert!(verify_dnskeys(&z.name, &[&foreign], &signed, now)
+            .unwrap_err()
+            .contains(": no DNSKEY matches (the zone's 2 key(s) have other digests)"));
+        // Signed by the ZSK only: not by the key the DS vouches for.
+        let by_zsk = with(vec![rrsig(&z, &z.zsk, 256, now - 100, now + 100)]);
+        assert_eq!(
+            verify_dnskeys(&z.name, &[&ksk_ds], &by_zsk, now).unwrap_err(),
+            format!("{what}: the DNSKEY set is not signed by the matching key (no RRSIG by it in the answer)")
+        );
+        for (inception, expiration) in [(now - 200, now - 1), (now + 1, now + 200)] {
+            let stale = with(vec![rrsig(&z, &z.ksk, 257, inception, expiration)]);
+            assert_eq!(
+                verify_dnskeys(&z.name, &[&ksk_ds], &stale, now).unwrap_err(),
+                format!("{what}: the DNSKEY set's signature by the matching key is expired or not yet valid")
+            );
+        }
+        // A key added to the set after signing: the signature no longer
+        // covers what was received.
+        let mut grown = signed.clone();
+        grown.push(Record::from_rdata(
+            z.name.clone(),
+            3600,
+            RData::DNSSEC(DNSSECRData::DNSKEY(dnskey(256, &other.zsk))),
+        ));
+        assert_eq!(
+            verify_dnskeys(&z.name, &[&ksk_ds], &grown, now).unwrap_err(),
+            format!("{what}: the DNSKEY set's RRSIG by the matching key does not verify")
+        );
+        // One good signature among bad ones is enough.
+        let both = with(vec![
+            rrsig(&z, &z.ksk, 257, now - 200, now - 1),
+            rrsig(&z, &z.ksk, 257, now - 100, now + 100),
+        ]);
+        assert!(verify_dnskeys(&z.name, &[&ksk_ds], &both, now).is_ok());
+        // Records of another owner are not part of the set.
+        let elsewhere: Vec<Record> = signed
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.name = Name::from_ascii("other.example.").unwrap();
+                r
+            })
+            .collect();
+        assert!(verify_dnskeys(&z.name, &[&ksk_ds], &elsewhere, now)
+            .unwrap_err()
+            .contains("no DNSKEY records in the answer"));
+    }
+
     #[test]
     fn windows_in_serial_arithmetic() {
         assert!(in_window(100, 200, 150));

@@ -24,9 +24,10 @@ use mimi_e2e::{
     ZoneSpec,
 };
 use mimi_proto::{Sii, UnixTime};
+use mimi_resolver::transport::CaBundle;
 use mimi_resolver::{
-    DnssecMode, LookupError, NameServers, Outcome, Resolver, ResolverOptions, TrustAnchor,
-    TrustStore,
+    DnssecMode, LookupError, NameServers, Outcome, Resolver, ResolverOptions, ServerSpec,
+    TlsOptions, TrustAnchor, TrustRoots, TrustStore,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -217,6 +218,69 @@ fn dnskeys(server: SocketAddr) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     (text.matches("DNSKEY").count() >= 2).then_some(text)
+}
+
+/// unbound with a DNS-over-TLS listener (certificate for 127.0.0.1 from a
+/// CA written to `dir/dot-ca.pem`, generated here) in front of `knot`.
+fn unbound_dot(dir: &std::path::Path, knot: SocketAddr) -> secondaries::Server {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = p.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let d = dir.join("unbound-dot");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(dir.join("dot-ca.pem"), ca.pem()).unwrap();
+    std::fs::write(d.join("cert.pem"), cert.pem()).unwrap();
+    let key_path = d.join("key.pem");
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tls = free_port();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.1@{tls}
+    tls-port: {tls}
+    tls-service-key: "{d}/key.pem"
+    tls-service-pem: "{d}/cert.pem"
+    do-ip6: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-not-query-localhost: no
+    module-config: "iterator"
+    cache-max-ttl: 1
+    cache-max-negative-ttl: 1
+    access-control: 127.0.0.0/8 allow
+
+remote-control:
+    control-enable: no
+
+stub-zone:
+    name: "example.com"
+    stub-addr: {}@{}
+"#,
+        knot.ip(),
+        knot.port(),
+        d = d.display(),
+    );
+    let path = d.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(mimi_e2e::require("unbound", "unbound"));
+    cmd.arg("-d").arg("-c").arg(&path);
+    secondaries::Server {
+        daemon: Daemon::spawn("unbound (DoT)", cmd, d.join("unbound.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], tls)),
+    }
 }
 
 /// The SHA-256 DS of the KSK(s) among the DNSKEY records in `file`, as
@@ -421,6 +485,39 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
             "{e}"
         );
     }
+    // The DS anchor established over DNS over TLS: unbound's own DoT
+    // listener in front of Knot, the resolver asking only it.
+    let dot = unbound_dot(&dir, knot.addr);
+    let mut o = ResolverOptions::new(ds_trust.clone());
+    o.name_servers = NameServers::Servers {
+        servers: vec![ServerSpec::parse(&format!("tls://{}", dot.addr)).unwrap()],
+        tls: TlsOptions {
+            name: None,
+            roots: TrustRoots::Private(CaBundle::load(&dir.join("dot-ca.pem")).unwrap()),
+        },
+    };
+    o.timeout = Duration::from_secs(2);
+    let over_tls = o;
+    eventually(
+        Duration::from_secs(20),
+        "alice to verify from the DS over DoT",
+        || async {
+            let r = Resolver::new(over_tls.clone()).unwrap();
+            (judge(&r, alice).await == Ok(Outcome::Verified)).then_some(())
+        },
+    )
+    .await;
+    let mut wrong = over_tls.clone();
+    wrong.dnssec.anchor = bad_trust.dnssec().anchor.clone();
+    let e = judge(&Resolver::new(wrong).unwrap(), alice)
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "DNSSEC (require): trust anchor example.com. DS {tag}: no DNSKEY matches"
+        )),
+        "{e}"
+    );
 
     // The signer bypassed: the primary's unsigned answers fail under
     // require, with the reason; without DNSSEC they verify as before.

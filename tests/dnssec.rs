@@ -493,7 +493,7 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
         servers: vec![ServerSpec::parse(&format!("tls://{}", dot.addr)).unwrap()],
         tls: TlsOptions {
             name: None,
-            roots: TrustRoots::Private(CaBundle::load(&dir.join("dot-ca.pem")).unwrap()),
+            roots: TrustRoots::Private(CaBundle::load(dir.join("dot-ca.pem")).unwrap()),
         },
     };
     o.timeout = Duration::from_secs(2);

@@ -254,6 +254,8 @@ impl Resolver {
         }
         let transports = Transports::new(options.timeout);
         let anchors = Arc::new(options.dnssec.anchor.to_hickory());
+        // Built here even with DS anchors (and then dropped) so that a
+        // configuration that cannot work is an error now, not at a lookup.
         let dns = hickory(&options, transports.clone(), anchors)?;
         let dns = match options.dnssec.validates() && !options.dnssec.anchor.ds().is_empty() {
             false => Dns::Ready(dns),

@@ -244,7 +244,6 @@ pub(crate) async fn establish<H: DnsHandle>(
     now: u32,
 ) -> Result<Vec<(Name, PublicKeyBuf)>, String> {
     let mut zones: Vec<&str> = ds.iter().map(|d| d.zone.as_str()).collect();
-    zones.dedup();
     zones.sort_unstable();
     zones.dedup();
     let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! `mimi-publisher serve` as an unsigned hidden primary → Knot DNS as a
 //! signing secondary (automatic keys, NSEC3) → unbound → `mimi-resolver`
 //! with `dnssec = "require"` and the test zone's DNSKEYs (exported with
-//! kdig) as its trust anchor.
+//! kdig) as its trust anchor — or only the DS of its KSK.
 //!
 //! Also the attacks DNSSEC is there for, by a small proxy on the path that
 //! changes a TXT record, strips signatures, or answers NXDOMAIN in place of
@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY};
+use hickory_proto::dnssec::{PublicKey, PublicKeyBuf};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use mimi_e2e::secondaries::{self, Key};
@@ -22,9 +24,10 @@ use mimi_e2e::{
     ZoneSpec,
 };
 use mimi_proto::{Sii, UnixTime};
+use mimi_resolver::transport::CaBundle;
 use mimi_resolver::{
-    DnssecMode, LookupError, NameServers, Outcome, Resolver, ResolverOptions, TrustAnchor,
-    TrustStore,
+    DnssecMode, LookupError, NameServers, Outcome, Resolver, ResolverOptions, ServerSpec,
+    TlsOptions, TrustAnchor, TrustRoots, TrustStore,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -41,8 +44,13 @@ async fn outcome(
     o.dnssec.mode = mode;
     o.name_servers = NameServers::Explicit(vec![server]);
     o.timeout = Duration::from_secs(2);
+    judge(&Resolver::new(o).unwrap(), who).await
+}
+
+/// What a lookup of `who` by `resolver` came to.
+async fn judge(resolver: &Resolver, who: &str) -> Result<Outcome, String> {
     let sii = Sii::parse(who, None).unwrap();
-    match Resolver::new(o).unwrap().lookup(&sii).await {
+    match resolver.lookup(&sii).await {
         Ok(r) if r.errors.is_empty() => Ok(r.outcome()),
         Ok(r) => Err(format!(
             "{:?} with errors: {}",
@@ -64,6 +72,10 @@ const STRIP_RRSIG: u8 = 2;
 /// answer or authority records (a mapping suppressed on the path).
 const SUPPRESS: u8 = 3;
 
+/// Changes one byte of the public key of every ZSK (flags 256) in the
+/// answer section: the DNSKEY set no longer matches its RRSIG.
+const FLIP_ZSK: u8 = 4;
+
 fn tamper(mode: u8, packet: &[u8], victim: &str) -> Vec<u8> {
     let Ok(mut m) = Message::from_vec(packet) else {
         return packet.to_vec();
@@ -83,6 +95,18 @@ fn tamper(mode: u8, packet: &[u8], victim: &str) -> Vec<u8> {
         STRIP_RRSIG => {
             for section in [&mut m.answers, &mut m.authorities, &mut m.additionals] {
                 section.retain(|r| r.record_type() != RecordType::RRSIG);
+            }
+        }
+        FLIP_ZSK => {
+            for r in &mut m.answers {
+                if let RData::DNSSEC(DNSSECRData::DNSKEY(k)) = &r.data {
+                    if k.flags() == 256 {
+                        let mut bytes = k.public_key().public_bytes().to_vec();
+                        bytes[0] ^= 1;
+                        let key = PublicKeyBuf::new(bytes, k.public_key().algorithm());
+                        r.data = RData::DNSSEC(DNSSECRData::DNSKEY(DNSKEY::with_flags(256, key)));
+                    }
+                }
             }
         }
         SUPPRESS => {
@@ -194,6 +218,89 @@ fn dnskeys(server: SocketAddr) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     (text.matches("DNSKEY").count() >= 2).then_some(text)
+}
+
+/// unbound with a DNS-over-TLS listener (certificate for 127.0.0.1 from a
+/// CA written to `dir/dot-ca.pem`, generated here) in front of `knot`.
+fn unbound_dot(dir: &std::path::Path, knot: SocketAddr) -> secondaries::Server {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = p.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let d = dir.join("unbound-dot");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(dir.join("dot-ca.pem"), ca.pem()).unwrap();
+    std::fs::write(d.join("cert.pem"), cert.pem()).unwrap();
+    let key_path = d.join("key.pem");
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tls = free_port();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.1@{tls}
+    tls-port: {tls}
+    tls-service-key: "{d}/key.pem"
+    tls-service-pem: "{d}/cert.pem"
+    do-ip6: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-not-query-localhost: no
+    module-config: "iterator"
+    cache-max-ttl: 1
+    cache-max-negative-ttl: 1
+    access-control: 127.0.0.0/8 allow
+
+remote-control:
+    control-enable: no
+
+stub-zone:
+    name: "example.com"
+    stub-addr: {}@{}
+"#,
+        knot.ip(),
+        knot.port(),
+        d = d.display(),
+    );
+    let path = d.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(mimi_e2e::require("unbound", "unbound"));
+    cmd.arg("-d").arg("-c").arg(&path);
+    secondaries::Server {
+        daemon: Daemon::spawn("unbound (DoT)", cmd, d.join("unbound.log")),
+        addr: SocketAddr::from(([127, 0, 0, 1], tls)),
+    }
+}
+
+/// The SHA-256 DS of the KSK(s) among the DNSKEY records in `file`, as
+/// BIND's `dnssec-dsfromkey` computes it (an implementation independent of
+/// ours).
+fn ds_of(file: &std::path::Path) -> String {
+    let tool = mimi_e2e::require("dnssec-dsfromkey", "bind9-utils");
+    let out = Command::new(tool)
+        .args(["-2", "-f"])
+        .arg(file)
+        .arg("example.com.")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains(" DS "),
+        "dnssec-dsfromkey: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,6 +442,83 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
         Ok(Outcome::NotFound)
     );
 
+    // A DS as the only anchor: the SHA-256 DS of Knot's KSK as BIND's
+    // dnssec-dsfromkey computes it from the published DNSKEYs. The resolver
+    // fetches the DNSKEY set itself (directly and through unbound), checks
+    // it against the DS and its RRSIG, and validates from it.
+    let ds = ds_of(&anchor_file);
+    eprintln!("DS anchor:\n{ds}");
+    let with_anchor = |name: &str, text: &str| {
+        ws.write(name, text);
+        let store = ws.write(
+            &format!("{name}.trust.toml"),
+            &toml.replacen("\"anchors.txt\"", &format!("\"{name}\""), 1),
+        );
+        TrustStore::load(&store).unwrap()
+    };
+    let ds_trust = with_anchor("ds-anchors.txt", &ds);
+    assert_eq!(ds_trust.dnssec().anchor.ds().len(), 1, "{ds}");
+    for server in [knot.addr, via_unbound] {
+        assert_eq!(
+            outcome(&ds_trust, Require, server, alice).await,
+            Ok(Outcome::Verified)
+        );
+        assert_eq!(
+            outcome(&ds_trust, Require, server, dave).await,
+            Ok(Outcome::NotFound)
+        );
+    }
+    // One hex digit of the digest altered: no key matches, and every
+    // lookup fails with that reason, under require and prefer alike.
+    let fields: Vec<&str> = ds.split_whitespace().collect();
+    let tag = fields[fields.iter().position(|f| *f == "DS").unwrap() + 1];
+    let last = ds.trim_end().chars().last().unwrap();
+    let flipped = if last == '0' { '1' } else { '0' };
+    let altered = format!("{}{flipped}\n", &ds.trim_end()[..ds.trim_end().len() - 1]);
+    let bad_trust = with_anchor("bad-ds-anchors.txt", &altered);
+    for m in [Require, Prefer] {
+        let e = outcome(&bad_trust, m, knot.addr, alice).await.unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "DNSSEC ({m}): trust anchor example.com. DS {tag}: no DNSKEY matches"
+            )),
+            "{e}"
+        );
+    }
+    // The DS anchor established over DNS over TLS: unbound's own DoT
+    // listener in front of Knot, the resolver asking only it.
+    let dot = unbound_dot(&dir, knot.addr);
+    let mut o = ResolverOptions::new(ds_trust.clone());
+    o.name_servers = NameServers::Servers {
+        servers: vec![ServerSpec::parse(&format!("tls://{}", dot.addr)).unwrap()],
+        tls: TlsOptions {
+            name: None,
+            roots: TrustRoots::Private(CaBundle::load(dir.join("dot-ca.pem")).unwrap()),
+        },
+    };
+    o.timeout = Duration::from_secs(2);
+    let over_tls = o;
+    eventually(
+        Duration::from_secs(20),
+        "alice to verify from the DS over DoT",
+        || async {
+            let r = Resolver::new(over_tls.clone()).unwrap();
+            (judge(&r, alice).await == Ok(Outcome::Verified)).then_some(())
+        },
+    )
+    .await;
+    let mut wrong = over_tls.clone();
+    wrong.dnssec.anchor = bad_trust.dnssec().anchor.clone();
+    let e = judge(&Resolver::new(wrong).unwrap(), alice)
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "DNSSEC (require): trust anchor example.com. DS {tag}: no DNSKEY matches"
+        )),
+        "{e}"
+    );
+
     // The signer bypassed: the primary's unsigned answers fail under
     // require, with the reason; without DNSSEC they verify as before.
     let bypass = outcome(&trust, Require, primary, alice).await;
@@ -452,6 +636,56 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
         assert!(reason.contains(&format!("DNSSEC ({m})")), "{reason}");
     }
     mode.store(PASS, Ordering::SeqCst);
+
+    // The DS anchor's DNSKEY fetch attacked on the path: one resolver,
+    // which fails every lookup with the reason while the attack lasts and
+    // establishes the anchor once it stops (a failure is not kept).
+    let mut o = ResolverOptions::new(ds_trust.clone());
+    o.name_servers = NameServers::Explicit(vec![path]);
+    o.timeout = Duration::from_secs(2);
+    let ds_resolver = Resolver::new(o).unwrap();
+    let anchor = format!("DNSSEC (require): trust anchor example.com. DS {tag}: ");
+    for (attack, why) in [
+        (
+            STRIP_RRSIG,
+            "the DNSKEY set is not signed by the matching key (no RRSIG by it in the answer)",
+        ),
+        (
+            FLIP_ZSK,
+            "the DNSKEY set's RRSIG by the matching key does not verify",
+        ),
+    ] {
+        mode.store(attack, Ordering::SeqCst);
+        for who in [alice, dave] {
+            let e = judge(&ds_resolver, who).await.unwrap_err();
+            eprintln!("DS anchor, DNSKEY fetch attacked ({attack}): {e}");
+            assert!(e.contains(&format!("{anchor}{why}")), "{e}");
+        }
+    }
+    mode.store(PASS, Ordering::SeqCst);
+    assert_eq!(judge(&ds_resolver, alice).await, Ok(Outcome::Verified));
+    assert_eq!(judge(&ds_resolver, dave).await, Ok(Outcome::NotFound));
+
+    // The CLI reads DS lines from --trust-anchor the same way.
+    let out = Command::new(bin("mimi-resolve"))
+        .args(["lookup", alice, "--trust"])
+        .arg(&plain)
+        .args([
+            "--server",
+            &knot.addr.to_string(),
+            "--dnssec",
+            "require",
+            "--trust-anchor",
+        ])
+        .arg(ws.path("ds-anchors.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A mapping added at the primary: NOTIFY → Knot transfers and re-signs
     // → verified under require.

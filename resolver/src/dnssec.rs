@@ -16,6 +16,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod ds;
+pub(crate) use ds::establish;
+pub use ds::AnchorDs;
+
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
 use hickory_resolver::proto::dnssec::{Algorithm, Proof, PublicKeyBuf, TrustAnchors};
@@ -112,26 +116,36 @@ pub enum TrustAnchor {
     /// The IANA root KSKs (2017 and 2024) built into hickory.
     #[default]
     IanaRoot,
-    /// DNSKEYs read from a file; they replace the IANA root anchors.
+    /// DNSKEYs and DS records read from a file; they replace the IANA root
+    /// anchors.
     Keys {
         /// The file they came from, for messages.
         file: PathBuf,
-        /// The keys (never empty).
+        /// The keys, trusted as they are.
         keys: Vec<AnchorKey>,
+        /// DS records: each zone's DNSKEY set is fetched and verified
+        /// against them before the first validated lookup (see
+        /// [`AnchorDs`]). `keys` and `ds` are never both empty.
+        ds: Vec<AnchorDs>,
     },
 }
 
 impl TrustAnchor {
-    /// Reads a file of DNSKEY records in zone-file presentation format, one
-    /// per line (`name [ttl] [IN] DNSKEY flags 3 algorithm base64…`, as
-    /// `kdig ZONE DNSKEY` prints them); `;` starts a comment.
+    /// Reads a file of DNSKEY and DS records in zone-file presentation
+    /// format, one per line, mixed as needed:
+    /// `name [ttl] [IN] DNSKEY flags 3 algorithm base64…` (as `kdig ZONE
+    /// DNSKEY` prints them) or `name [ttl] [IN] DS keytag algorithm
+    /// digesttype hex…` (as `keymgr ZONE ds` or `dnssec-dsfromkey` print
+    /// them); `;` starts a comment.
     ///
     /// The validator (hickory 0.26) trusts exactly the keys listed at a
     /// name: when a zone's DNSKEY set holds keys not in the file (a ZSK
     /// next to the listed KSK), it looks for a DS in the parent and, finding
-    /// none, judges the zone Bogus. So list *every* DNSKEY of the zone (or
-    /// sign with one combined key). DS records are refused with that
-    /// explanation rather than accepted and never matched.
+    /// none, judges the zone Bogus. So DNSKEY lines must list *every* DNSKEY
+    /// of the zone. A DS line needs only the KSK's digest: the zone's whole
+    /// DNSKEY set is fetched and, once verified against the DS, trusted
+    /// (see [`AnchorDs`]). DS digests must be SHA-256 (2) or SHA-384 (4);
+    /// SHA-1 is refused.
     pub fn load(path: &Path) -> Result<Self, AnchorError> {
         let text = std::fs::read_to_string(path).map_err(|e| AnchorError {
             file: path.to_owned(),
@@ -144,6 +158,7 @@ impl TrustAnchor {
     /// Parses anchor text; `file` names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Self, AnchorError> {
         let mut keys = Vec::new();
+        let mut ds = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let err = |why: String| AnchorError {
                 file: file.to_owned(),
@@ -154,22 +169,36 @@ impl TrustAnchor {
             if line.is_empty() {
                 continue;
             }
-            keys.push(parse_line(line).map_err(err)?);
+            match parse_line(line).map_err(err)? {
+                Line::Key(k) => keys.push(k),
+                Line::Ds(d) => ds.push(d),
+            }
         }
-        if keys.is_empty() {
+        if keys.is_empty() && ds.is_empty() {
             return Err(AnchorError {
                 file: file.to_owned(),
                 line: 0,
-                why: "no DNSKEY records: nothing could ever be validated".into(),
+                why: "no DNSKEY or DS records: nothing could ever be validated".into(),
             });
         }
         Ok(TrustAnchor::Keys {
             file: file.to_owned(),
             keys,
+            ds,
         })
     }
 
-    /// The anchors in hickory's form.
+    /// The DS anchors, which must be established (turned into keys by
+    /// fetching and verifying the zones' DNSKEY sets) before validating.
+    pub fn ds(&self) -> &[AnchorDs] {
+        match self {
+            TrustAnchor::IanaRoot => &[],
+            TrustAnchor::Keys { ds, .. } => ds,
+        }
+    }
+
+    /// The key anchors in hickory's form (DS anchors are not among them:
+    /// see [`TrustAnchor::ds`]).
     pub fn to_hickory(&self) -> TrustAnchors {
         match self {
             TrustAnchor::IanaRoot => TrustAnchors::default(),
@@ -189,7 +218,13 @@ impl TrustAnchor {
     }
 }
 
-fn parse_line(line: &str) -> Result<AnchorKey, String> {
+/// One parsed anchor line.
+enum Line {
+    Key(AnchorKey),
+    Ds(AnchorDs),
+}
+
+fn parse_line(line: &str) -> Result<Line, String> {
     let mut tokens = line.split_whitespace().peekable();
     let owner = tokens.next().ok_or("empty line")?;
     if !owner.ends_with('.') {
@@ -215,12 +250,12 @@ fn parse_line(line: &str) -> Result<AnchorKey, String> {
     }
     let rtype = tokens.next().ok_or("no record type")?;
     if rtype.eq_ignore_ascii_case("DS") {
-        return Err("DS anchors are not supported: the validator (hickory 0.26) trusts DNSKEYs only; \
-                    list the zone's DNSKEY records instead (e.g. `kdig ZONE DNSKEY +noall +answer`)"
-            .into());
+        return ds::parse_ds(zone, tokens).map(Line::Ds);
     }
     if !rtype.eq_ignore_ascii_case("DNSKEY") {
-        return Err(format!("{rtype:?} record: only DNSKEY records are anchors"));
+        return Err(format!(
+            "{rtype:?} record: only DNSKEY and DS records are anchors"
+        ));
     }
     let number = |what: &str, t: Option<&str>| -> Result<u64, String> {
         let t = t.ok_or_else(|| format!("DNSKEY without {what}"))?;
@@ -278,12 +313,12 @@ fn parse_line(line: &str) -> Result<AnchorKey, String> {
             ));
         }
     }
-    Ok(AnchorKey {
+    Ok(Line::Key(AnchorKey {
         zone,
         flags,
         algorithm,
         public_key,
-    })
+    }))
 }
 
 /// Why a trust-anchor file is unusable; names the file and line (0: the
@@ -485,11 +520,6 @@ mod tests {
 
     #[test]
     fn bad_anchor_lines_name_file_and_line() {
-        let e = parse(&format!("{ED}\nexample.com. DS 12345 15 2 abcdef\n")).unwrap_err();
-        assert!(
-            e.starts_with("anchors.txt:2: DS anchors are not supported"),
-            "{e}"
-        );
         let e = parse("example.com DNSKEY 257 3 15 AAAA").unwrap_err();
         assert!(
             e.starts_with("anchors.txt:1: ") && e.contains("not absolute"),
@@ -517,13 +547,110 @@ mod tests {
         let e = parse("; nothing\n\n").unwrap_err();
         assert_eq!(
             e,
-            "anchors.txt: no DNSKEY records: nothing could ever be validated"
+            "anchors.txt: no DNSKEY or DS records: nothing could ever be validated"
         );
         let e = TrustAnchor::load(Path::new("/nonexistent/anchors")).unwrap_err();
         assert!(
             e.to_string().contains("/nonexistent/anchors: cannot read"),
             "{e}"
         );
+    }
+
+    const SHA256: &str = "D4B7D520E7BB5F0F67674A0CCEB1E3E0614B93C4F9E99B8383F6A1E4469DA50A";
+
+    /// DS lines as `keymgr ZONE ds` and `dnssec-dsfromkey` print them,
+    /// mixed with DNSKEY lines; the digest may be split by blanks and in
+    /// either case.
+    #[test]
+    fn ds_lines_mixed_with_dnskey_lines() {
+        let sha384 = "ab".repeat(48);
+        let a = parse(&format!(
+            "{ED}\nExample.COM. DS 12345 13 2 {SHA256}\nother.example. 3600 IN DS 7 15 4 {} {}\n",
+            &sha384[..40],
+            &sha384[40..]
+        ))
+        .unwrap();
+        let TrustAnchor::Keys { keys, ds, .. } = &a else {
+            panic!()
+        };
+        assert_eq!(keys.len(), 1);
+        assert_eq!(ds.len(), 2);
+        assert_eq!(a.ds(), &ds[..]);
+        assert_eq!(ds[0].zone(), "example.com.");
+        assert_eq!(ds[0].key_tag(), 12345);
+        assert_eq!(ds[0].algorithm(), 13);
+        assert_eq!(ds[0].digest_type(), 2);
+        assert_eq!(
+            data_encoding::HEXUPPER.encode(ds[0].digest()),
+            SHA256.to_ascii_uppercase()
+        );
+        assert_eq!(ds[1].zone(), "other.example.");
+        assert_eq!(ds[1].digest(), &[0xab; 48][..]);
+        assert!(a.to_hickory().is_empty(), "DS are not keys");
+        // DS lines alone are an anchor file.
+        let only = parse(&format!(
+            "example.com. IN DS 12345 13 2 {}\n",
+            SHA256.to_lowercase()
+        ))
+        .unwrap();
+        assert_eq!(only.ds().len(), 1);
+        assert_eq!(TrustAnchor::IanaRoot.ds(), &[]);
+    }
+
+    #[test]
+    fn bad_ds_lines_name_file_and_line() {
+        let e = parse(&format!(
+            "{ED}\nexample.com. DS 12345 13 1 {}\n",
+            "ab".repeat(20)
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("anchors.txt:2: DS digest type 1 (SHA-1) is refused: SHA-1 is broken"),
+            "{e}"
+        );
+        let e = parse(&format!("example.com. DS 12345 13 3 {SHA256}")).unwrap_err();
+        assert_eq!(
+            e,
+            "anchors.txt:1: DS digest type 3 is not supported: only SHA-256 (2) and SHA-384 (4)"
+        );
+        let e = parse("example.com. DS 12345 13 2 D4B7D520E7BB5F0F67674A0CCEB1E3E0614B93C4F9E99B8383F6A1E4469DA5").unwrap_err();
+        assert_eq!(
+            e,
+            "anchors.txt:1: DS digest has 31 octets; digest type 2 digests have 32"
+        );
+        let e = parse(&format!("example.com. DS 12345 13 4 {SHA256}")).unwrap_err();
+        assert!(
+            e.contains("32 octets; digest type 4 digests have 48"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "example.com. DS 12345 13 2 {}",
+            SHA256.replace('D', "G")
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("anchors.txt:1: DS digest is not hexadecimal"),
+            "{e}"
+        );
+        let e = parse("example.com. DS 12345 13 2 ABC").unwrap_err();
+        assert!(e.contains("not hexadecimal"), "{e}");
+        let e = parse(&format!("example.com. DS 12345 16 2 {SHA256}")).unwrap_err();
+        assert!(
+            e.contains("DS algorithm 16") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = parse(&format!("example.com. DS 65536 13 2 {SHA256}")).unwrap_err();
+        assert!(e.contains("key tag 65536 out of range"), "{e}");
+        let e = parse("example.com. DS 12345 13 2").unwrap_err();
+        assert!(e.contains("DS without a digest"), "{e}");
+        let e = parse("example.com. DS 12345 x 2 AB").unwrap_err();
+        assert!(e.contains("DS algorithm \"x\" is not a number"), "{e}");
+        let e = parse("example.com. DS 12345 13").unwrap_err();
+        assert!(e.contains("DS without digest type"), "{e}");
+        let e = parse(&format!("example.com. DS 12345 13 2 ( {SHA256} )")).unwrap_err();
+        assert!(e.contains("multi-line"), "{e}");
+        let e = parse(&format!("example.com DS 12345 13 2 {SHA256}")).unwrap_err();
+        assert!(e.contains("not absolute"), "{e}");
     }
 
     fn record(data: RData, proof: Proof) -> Record {

@@ -30,7 +30,7 @@ pub mod transport;
 pub mod trust;
 pub mod verify;
 
-pub use dnssec::{DnssecMode, DnssecPolicy, TrustAnchor};
+pub use dnssec::{AnchorDs, AnchorKey, DnssecMode, DnssecPolicy, TrustAnchor};
 pub use lookup::{
     discovery_names, ConfigError, LookupError, NameServers, Resolver, ResolverOptions,
 };

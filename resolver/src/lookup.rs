@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hickory_resolver::config::{ResolveHosts, ResolverConfig};
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::proto::dnssec::TrustAnchors;
+use hickory_resolver::proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use mimi_proto::name::{discovery_name, home_zones};
 use mimi_proto::{AuthorityName, DomainName, Sii, UnixTime};
 use tracing::debug;
@@ -223,7 +225,7 @@ struct CachedCertificates {
 /// DNS answer, parsed and with their signatures checked, so a burst of
 /// lookups fetches, decodes and verifies each authority's keys once.
 pub struct Resolver {
-    dns: hickory_resolver::Resolver<Transports>,
+    dns: Dns,
     /// The connection provider `dns` runs on, kept for the reasons of
     /// failed encrypted connections.
     transports: Transports,
@@ -251,28 +253,17 @@ impl Resolver {
             return Err(ConfigError::ZeroTimeout);
         }
         let transports = Transports::new(options.timeout);
-        let mut builder = match &options.name_servers {
-            NameServers::System => hickory_resolver::Resolver::builder(transports.clone())
-                .map_err(|e| ConfigError::SystemConfig(e.to_string()))?,
-            NameServers::Explicit(addrs) => {
-                let servers: Vec<ServerSpec> =
-                    addrs.iter().copied().map(ServerSpec::from).collect();
-                explicit(&servers, &TlsOptions::default(), transports.clone())?
-            }
-            NameServers::Servers { servers, tls } => explicit(servers, tls, transports.clone())?,
+        let anchors = Arc::new(options.dnssec.anchor.to_hickory());
+        // Built here even with DS anchors (and then dropped) so that a
+        // configuration that cannot work is an error now, not at a lookup.
+        let dns = hickory(&options, transports.clone(), anchors)?;
+        let dns = match options.dnssec.validates() && !options.dnssec.anchor.ds().is_empty() {
+            false => Dns::Ready(dns),
+            true => Dns::Anchored(Box::new(Anchored {
+                fetch: fetch_pool(&options, transports.clone())?,
+                ready: tokio::sync::OnceCell::new(),
+            })),
         };
-        if options.dnssec.validates() {
-            // Sets the DO bit and validates every answer from these anchors.
-            builder = builder.with_trust_anchor(Arc::new(options.dnssec.anchor.to_hickory()));
-        }
-        let o = builder.options_mut();
-        o.timeout = options.timeout;
-        o.attempts = options.attempts;
-        o.use_hosts_file = ResolveHosts::Never;
-        o.try_tcp_on_error = true;
-        let dns = builder
-            .build()
-            .map_err(|e| ConfigError::SystemConfig(e.to_string()))?;
         Ok(Resolver {
             dns,
             transports,
@@ -280,6 +271,43 @@ impl Resolver {
             certificates: Mutex::new(HashMap::new()),
             buckets: Default::default(),
         })
+    }
+
+    /// The hickory resolver lookups go through. With DS anchors, it is
+    /// built once they are established (the first call fetches and checks
+    /// the DNSKEY sets); a failure is the reason, and the next call tries
+    /// again.
+    async fn dns(&self) -> Result<&hickory_resolver::Resolver<Transports>, String> {
+        let anchored = match &self.dns {
+            Dns::Ready(dns) => return Ok(dns),
+            Dns::Anchored(a) => a,
+        };
+        anchored
+            .ready
+            .get_or_try_init(|| async {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as u32);
+                let ds = self.options.dnssec.anchor.ds();
+                let keys = tokio::time::timeout(
+                    self.deadline(),
+                    dnssec::establish(&anchored.fetch, ds, now),
+                )
+                .await
+                .map_err(|_| {
+                    format!(
+                        "trust anchors from DS: the DNSKEY sets could not be fetched within {:?}",
+                        self.deadline()
+                    )
+                })??;
+                let mut anchors = self.options.dnssec.anchor.to_hickory();
+                for (zone, key) in &keys {
+                    anchors.insert_with_name(key, LowerName::from(zone));
+                }
+                hickory(&self.options, self.transports.clone(), Arc::new(anchors))
+                    .map_err(|e| e.to_string())
+            })
+            .await
     }
 
     /// The options this resolver was built with.
@@ -348,6 +376,13 @@ impl Resolver {
                 ""
             };
             return Err(ConfigError::NoNames(sii.to_string(), hint).into());
+        }
+        // DS anchors are established before anything is asked: when that
+        // fails, every source fails with the reason (retried next lookup).
+        if let Err(reason) = self.dns().await {
+            let mode = self.options.dnssec.mode;
+            errors.push(format!("DNSSEC ({mode}): {reason}"));
+            return Err(LookupError::Dns(errors));
         }
         // Private mode asks the zones' buckets instead of the names
         // (crate::private); the names are not asked at all.
@@ -483,7 +518,11 @@ impl Resolver {
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
         let started = Instant::now();
         let mode = self.options.dnssec.mode;
-        let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::TXT))
+        let dns = self
+            .dns()
+            .await
+            .map_err(|reason| format!("{fqdn}: DNSSEC ({mode}): {reason}"))?;
+        let result = tokio::time::timeout(self.deadline(), dns.lookup(qname, RecordType::TXT))
             .await
             .map_err(|_| {
                 if mode == dnssec::DnssecMode::Off {
@@ -564,7 +603,12 @@ impl Resolver {
         let fqdn = format!("_mimi._tcp.{}.", host.as_str());
         let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{fqdn}: bad name: {e}"))?;
         let started = Instant::now();
-        let result = tokio::time::timeout(self.deadline(), self.dns.lookup(qname, RecordType::SRV))
+        let mode = self.options.dnssec.mode;
+        let dns = self
+            .dns()
+            .await
+            .map_err(|reason| format!("{fqdn}: DNSSEC ({mode}): {reason}"))?;
+        let result = tokio::time::timeout(self.deadline(), dns.lookup(qname, RecordType::SRV))
             .await
             .map_err(|_| {
                 format!(
@@ -618,6 +662,101 @@ pub(crate) fn sort_endpoints(eps: &mut [Endpoint]) {
             .then_with(|| a.target.cmp(&b.target))
             .then(a.port.cmp(&b.port))
     });
+}
+
+/// The hickory resolver lookups go through: ready, or waiting for DS
+/// anchors to be established.
+#[allow(clippy::large_enum_variant)] // one per Resolver; boxing would add a hop per lookup
+enum Dns {
+    /// No DS anchors: built with the resolver.
+    Ready(hickory_resolver::Resolver<Transports>),
+    /// DS anchors (see [`dnssec::AnchorDs`]): the validating resolver is
+    /// built from the keys they lead to, on first use.
+    Anchored(Box<Anchored>),
+}
+
+struct Anchored {
+    /// Asks the configured servers, over their transports, for the DNSKEY
+    /// sets with the DO bit set and no validation.
+    fetch: NameServerPool<Transports>,
+    /// The validating resolver, once the anchors are established; an
+    /// initialisation that fails leaves it empty for the next lookup.
+    ready: tokio::sync::OnceCell<hickory_resolver::Resolver<Transports>>,
+}
+
+/// The hickory resolver for `options`, validating from `anchors` when the
+/// policy validates.
+fn hickory(
+    options: &ResolverOptions,
+    transports: Transports,
+    anchors: Arc<TrustAnchors>,
+) -> Result<hickory_resolver::Resolver<Transports>, ConfigError> {
+    let mut builder = match &options.name_servers {
+        NameServers::System => hickory_resolver::Resolver::builder(transports)
+            .map_err(|e| ConfigError::SystemConfig(e.to_string()))?,
+        NameServers::Explicit(addrs) => {
+            let servers: Vec<ServerSpec> = addrs.iter().copied().map(ServerSpec::from).collect();
+            explicit(&servers, &TlsOptions::default(), transports)?
+        }
+        NameServers::Servers { servers, tls } => explicit(servers, tls, transports)?,
+    };
+    if options.dnssec.validates() {
+        // Sets the DO bit and validates every answer from these anchors.
+        builder = builder.with_trust_anchor(anchors);
+    }
+    set_options(builder.options_mut(), options);
+    builder
+        .build()
+        .map_err(|e| ConfigError::SystemConfig(e.to_string()))
+}
+
+fn set_options(o: &mut ResolverOpts, options: &ResolverOptions) {
+    o.timeout = options.timeout;
+    o.attempts = options.attempts;
+    o.use_hosts_file = ResolveHosts::Never;
+    o.try_tcp_on_error = true;
+}
+
+/// The configured servers as a bare pool (no cache, no validation), for
+/// fetching the DNSKEY sets DS anchors lead to.
+fn fetch_pool(
+    options: &ResolverOptions,
+    transports: Transports,
+) -> Result<NameServerPool<Transports>, ConfigError> {
+    let (configs, tls) = match &options.name_servers {
+        NameServers::System => {
+            let (config, _) = hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| ConfigError::SystemConfig(e.to_string()))?;
+            (config.name_servers().to_vec(), None)
+        }
+        NameServers::Explicit(addrs) => (
+            addrs
+                .iter()
+                .map(|a| ServerSpec::from(*a).name_server_config(None))
+                .collect(),
+            None,
+        ),
+        NameServers::Servers { servers, tls } => (
+            servers
+                .iter()
+                .map(|s| s.name_server_config(tls.name.as_ref()))
+                .collect(),
+            servers
+                .iter()
+                .any(|s| s.transport().is_encrypted())
+                .then_some(tls),
+        ),
+    };
+    let tls = match tls {
+        Some(tls) => TlsConfig {
+            config: client_config(tls)?,
+        },
+        None => TlsConfig::new().map_err(|e| ConfigError::SystemConfig(e.to_string()))?,
+    };
+    let mut opts = ResolverOpts::default();
+    set_options(&mut opts, options);
+    let cx = Arc::new(PoolContext::new(opts, tls));
+    Ok(NameServerPool::from_config(configs, cx, transports))
 }
 
 /// A resolver builder for explicitly given servers; the TLS client

@@ -164,7 +164,7 @@ struct DnssecArgs {
     /// DNSSEC policy: off, prefer (bogus answers fail) or require (every answer proven secure); default: the trust store's.
     #[arg(long, value_name = "MODE")]
     dnssec: Option<mimi_resolver::DnssecMode>,
-    /// File of DNSKEY records to validate from (instead of the trust store's anchor or the IANA root).
+    /// File of DNSKEY and/or DS records to validate from (instead of the trust store's anchor or the IANA root).
     #[arg(long, value_name = "FILE")]
     trust_anchor: Option<PathBuf>,
 }

@@ -279,7 +279,7 @@ struct RawPolicy {
     clock_skew: Option<String>,
     /// `off`, `prefer` or `require` (see [`crate::dnssec`]).
     dnssec: Option<String>,
-    /// A file of DNSKEY records, relative to the trust store file.
+    /// A file of DNSKEY and/or DS records, relative to the trust store file.
     trust_anchor: Option<String>,
     private: Option<bool>,
 }
@@ -784,7 +784,7 @@ root_keys = ["{PROVIDER}", "{ROOT}"]
         .unwrap();
         assert_eq!(s.dnssec().mode, DnssecMode::Require);
         match &s.dnssec().anchor {
-            TrustAnchor::Keys { file, keys } => {
+            TrustAnchor::Keys { file, keys, .. } => {
                 assert_eq!(file, &dir.path().join("anchors.txt"));
                 assert_eq!(keys.len(), 1);
             }

@@ -555,6 +555,11 @@ pub(crate) fn assemble(
                 .iter()
                 .map(|r| parent_of(r.owner.as_str()).to_owned()),
         );
+        tracing::debug!(
+            reused = plan.kept.len(),
+            to_sign = plan.todo.len(),
+            "mappings planned"
+        );
         let fresh =
             sign_mappings(path, signer, plan.todo, previous, progress).map_err(|mut e| {
                 remap(&mut e.problems);
@@ -786,11 +791,26 @@ fn plan_mappings(
         .and_then(|p| p.cache.0.as_deref())
         .and_then(|c| c.as_any().downcast_ref::<MappingsCache>())
         .filter(|c| {
-            c.now <= signer.now
+            let usable = c.now <= signer.now
                 && signer.now.0 >= period
                 && previous.is_some_and(|p| p.records.len() == c.records)
-                && c.params == CacheParams::of(place, path, signer)
+                && c.params == CacheParams::of(place, path, signer);
+            if !usable {
+                tracing::debug!(
+                    time = c.now <= signer.now,
+                    records = previous.map(|p| p.records.len()) == Some(c.records),
+                    params = c.params == CacheParams::of(place, path, signer),
+                    "mappings cache not usable: parsing every line"
+                );
+            }
+            usable
         });
+    if previous.is_some() && cache.is_none() {
+        tracing::debug!(
+            has_cache = previous.is_some_and(|p| p.cache.0.is_some()),
+            "no mappings cache from the previous zone"
+        );
+    }
     let (kept, lines, parents) = match cache {
         Some(c) => {
             let prev_records = previous.map_or(&[][..], |p| &p.records[..]);

@@ -362,6 +362,7 @@ pub(crate) fn prepare(
             PrepareError::Failed(e.to_string())
         }
     })?;
+    let t_build = started.elapsed();
     if !allow_shrink && !previous.zones.is_empty() {
         compare(previous, &output.set)
             .check(output.max_shrink)
@@ -448,7 +449,8 @@ pub(crate) fn prepare(
         built = output.built,
         changed = changed.len(),
         removed = removed.len(),
-        build_ms = built.as_millis() as u64,
+        build_ms = t_build.as_millis() as u64,
+        shrink_ms = (built - t_build).as_millis() as u64,
         convert_ms = (started.elapsed() - built).as_millis() as u64,
         "zones prepared"
     );

@@ -18,6 +18,7 @@ use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY};
 use hickory_proto::dnssec::{PublicKey, PublicKeyBuf};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use mimi_e2e::pki::TestCa;
 use mimi_e2e::secondaries::{self, Key};
 use mimi_e2e::{
     bin, eventually, free_port, soa_serial, trust_toml, Authority, Daemon, Trust, Workspace,
@@ -223,22 +224,14 @@ fn dnskeys(server: SocketAddr) -> Option<String> {
 /// unbound with a DNS-over-TLS listener (certificate for 127.0.0.1 from a
 /// CA written to `dir/dot-ca.pem`, generated here) in front of `knot`.
 fn unbound_dot(dir: &std::path::Path, knot: SocketAddr) -> secondaries::Server {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca = p.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
+    let ca = TestCa::new("mimi dnssec test CA");
+    let (cert_pem, key_pem) = ca.issue(&["127.0.0.1"], 1);
     let d = dir.join("unbound-dot");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(dir.join("dot-ca.pem"), ca.pem()).unwrap();
-    std::fs::write(d.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(d.join("cert.pem"), cert_pem).unwrap();
     let key_path = d.join("key.pem");
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&key_path, key_pem).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let tls = free_port();

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mimi_e2e::pki::TestCa;
 use mimi_e2e::{Authority, Workspace, ZoneSpec};
 use mimi_proto::Sii;
 use mimi_publisher::serve::encrypted::certs::CertPaths;
@@ -27,23 +28,6 @@ fn python() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// A CA and a `localhost` certificate it signed: (CA, cert, key) as PEM.
-fn pki() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "mimi doq CA");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// The JSON line `doq_query.py` printed, and whether it succeeded.
@@ -90,9 +74,10 @@ async fn dnspython_over_aioquic_asks_serve() {
             ..Default::default()
         },
     );
-    let (ca, cert, key) = pki();
-    let ca_path = ws.write("tls/ca.pem", &ca);
-    let other_ca = ws.write("tls/other-ca.pem", &pki().0);
+    let ca = TestCa::new("mimi doq CA");
+    let (cert, key) = ca.issue(&["localhost"], 1);
+    let ca_path = ws.write("tls/ca.pem", &ca.pem());
+    let other_ca = ws.write("tls/other-ca.pem", &TestCa::new("another CA").pem());
     let cert = ws.write("tls/server.crt", &cert);
     let key = ws.write_secret("tls/server.key", &key);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mimi_e2e::pki::TestCa;
 use mimi_e2e::secondaries;
 use mimi_e2e::{eventually, trust_toml, Authority, Trust, Workspace, ZoneSpec};
 use mimi_proto::Sii;
@@ -16,24 +17,6 @@ use mimi_publisher::serve::{EncryptedOptions, ServeOptions};
 use mimi_resolver::{NameServers, Outcome, Resolver, ResolverOptions, TrustStore};
 
 const MAPPINGS: &str = "alice@example.com,mimi://chat.example.com/u/alice\n";
-
-/// A CA and a server certificate for `localhost` it signed, as PEM: (CA
-/// certificate, server certificate, server key).
-fn pki() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "mimi e2e CA");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_forwards_over_tls_to_serve() {
@@ -52,7 +35,9 @@ async fn unbound_forwards_over_tls_to_serve() {
             ..Default::default()
         },
     );
-    let (ca, cert, key) = pki();
+    let ca = TestCa::new("mimi e2e CA");
+    let (cert, key) = ca.issue(&["localhost"], 1);
+    let ca = ca.pem();
     let ca_path = ws.write("tls/ca.pem", &ca);
     let cert_path = ws.write("tls/server.crt", &cert);
     let key_path = ws.write_secret("tls/server.key", &key);

@@ -7,6 +7,7 @@
 //! and lookups go over UDP/TCP to 127.0.0.1.
 
 pub mod bind;
+pub mod pki;
 pub mod secondaries;
 
 use std::io::Write;

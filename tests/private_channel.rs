@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mimi_e2e::pki::TestCa;
 use mimi_e2e::{trust_toml, Authority, Trust, Workspace, ZoneSpec};
 use mimi_proto::Sii;
 use mimi_publisher::serve::encrypted::certs::{CertEvent, CertPaths};
@@ -27,34 +28,6 @@ use mimi_resolver::{
 
 const MAPPINGS: &str = "alice@example.com,mimi://chat.example.com/u/alice\n\
                         carol@example.com,mimi://chat.example.com/u/carol\n";
-
-/// A CA that issues certificates for `localhost`.
-struct Ca {
-    key: rcgen::KeyPair,
-    cert: rcgen::Certificate,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "mimi private-channel CA");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        Ca { key, cert }
-    }
-
-    /// A new server certificate and key (PEM), with its own serial.
-    fn issue(&self, serial: u64) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.serial_number = Some(rcgen::SerialNumber::from(serial));
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// Replaces `path` by renaming a complete temporary file over it, as an
 /// ACME client does.
@@ -70,7 +43,7 @@ struct Setup {
     /// Kept for its temporary directory.
     _ws: Workspace,
     provider: Authority,
-    ca: Ca,
+    ca: TestCa,
     ca_path: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -99,9 +72,9 @@ async fn setup(buckets: bool) -> Setup {
         let text = std::fs::read_to_string(&config).unwrap();
         std::fs::write(&config, format!("buckets = 1\n{text}")).unwrap();
     }
-    let ca = Ca::new();
-    let ca_path = ws.write("tls/ca.pem", &ca.cert.pem());
-    let (cert_pem, key_pem) = ca.issue(1);
+    let ca = TestCa::new("mimi private-channel CA");
+    let ca_path = ws.write("tls/ca.pem", &ca.pem());
+    let (cert_pem, key_pem) = ca.issue(&["localhost"], 1);
     let cert = ws.write("tls/server.crt", &cert_pem);
     let key = ws.write_secret("tls/server.key", &key_pem);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -297,7 +270,7 @@ async fn certificate_rotation_while_lookups_run() {
     .await
     .expect("the loop's first lookups over every transport");
     let mut events = s.server.subscribe_certificates().unwrap();
-    let (cert_pem, key_pem) = s.ca.issue(2);
+    let (cert_pem, key_pem) = s.ca.issue(&["localhost"], 2);
     replace(&s.cert, &cert_pem, 0o644);
     replace(&s.key, &key_pem, 0o600);
     tokio::time::timeout(Duration::from_secs(30), async {

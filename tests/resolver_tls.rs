@@ -8,6 +8,7 @@
 //! Certificates are generated here with rcgen (a private CA and a server
 //! certificate for `dns.test` and 127.0.0.1); nothing secret is committed.
 
+use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use mimi_e2e::pki::TestCa;
 use mimi_e2e::secondaries::Server;
 use mimi_e2e::{
     bin, eventually, free_port, require, trust_toml, Authority, Daemon, Trust, Workspace, ZoneSpec,
@@ -39,32 +41,15 @@ struct Pki {
     key_der: Vec<u8>,
 }
 
-fn ca_cert(key: &rcgen::KeyPair, name: &str) -> rcgen::Certificate {
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, name.to_owned());
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    p.self_signed(key).unwrap()
-}
-
 fn pki(dir: &Path, prefix: &str) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_cert(&ca_key, &format!("{prefix} test CA"));
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(vec!["dns.test".into(), "127.0.0.1".into()]).unwrap();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "dns.test");
-    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    let ca = TestCa::new(&format!("{prefix} test CA"));
+    let (cert_pem, key_pem) = ca.issue(&["dns.test", "127.0.0.1"], 1);
     let write = |name: &str, text: String| {
         let path = dir.join(format!("{prefix}-{name}"));
         std::fs::write(&path, text).unwrap();
         path
     };
-    let key_path = write("key.pem", key.serialize_pem());
+    let key_path = write("key.pem", key_pem.clone());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -72,10 +57,13 @@ fn pki(dir: &Path, prefix: &str) -> Pki {
     }
     Pki {
         ca: write("ca.pem", ca.pem()),
-        cert: write("cert.pem", cert.pem()),
+        cert_der: rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap(),
+        key_der: rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .unwrap()
+            .secret_der()
+            .to_vec(),
+        cert: write("cert.pem", cert_pem),
         key: key_path,
-        cert_der: cert.der().clone(),
-        key_der: key.serialize_der(),
     }
 }
 

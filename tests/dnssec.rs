@@ -221,9 +221,10 @@ fn dnskeys(server: SocketAddr) -> Option<String> {
     (text.matches("DNSKEY").count() >= 2).then_some(text)
 }
 
-/// unbound with a DNS-over-TLS listener (certificate for 127.0.0.1 from a
-/// CA written to `dir/dot-ca.pem`, generated here) in front of `knot`.
-fn unbound_dot(dir: &std::path::Path, knot: SocketAddr) -> secondaries::Server {
+/// unbound with its own DNS-over-TLS listener (certificate for 127.0.0.1
+/// from a CA written to `dir/dot-ca.pem`, generated here) in front of
+/// `knot`.
+fn unbound_dot(dir: &std::path::Path, knot: SocketAddr) -> secondaries::UnboundTls {
     let ca = TestCa::new("mimi dnssec test CA");
     let (cert_pem, key_pem) = ca.issue(&["127.0.0.1"], 1);
     let d = dir.join("unbound-dot");
@@ -234,46 +235,7 @@ fn unbound_dot(dir: &std::path::Path, knot: SocketAddr) -> secondaries::Server {
     std::fs::write(&key_path, key_pem).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let tls = free_port();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.1@{tls}
-    tls-port: {tls}
-    tls-service-key: "{d}/key.pem"
-    tls-service-pem: "{d}/cert.pem"
-    do-ip6: no
-    username: ""
-    chroot: ""
-    directory: "{d}"
-    pidfile: "{d}/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    do-not-query-localhost: no
-    module-config: "iterator"
-    cache-max-ttl: 1
-    cache-max-negative-ttl: 1
-    access-control: 127.0.0.0/8 allow
-
-remote-control:
-    control-enable: no
-
-stub-zone:
-    name: "example.com"
-    stub-addr: {}@{}
-"#,
-        knot.ip(),
-        knot.port(),
-        d = d.display(),
-    );
-    let path = d.join("unbound.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new(mimi_e2e::require("unbound", "unbound"));
-    cmd.arg("-d").arg("-c").arg(&path);
-    secondaries::Server {
-        daemon: Daemon::spawn("unbound (DoT)", cmd, d.join("unbound.log")),
-        addr: SocketAddr::from(([127, 0, 0, 1], tls)),
-    }
+    secondaries::unbound_tls(&d, "example.com", knot, &d.join("cert.pem"), &key_path)
 }
 
 /// The SHA-256 DS of the KSK(s) among the DNSKEY records in `file`, as
@@ -483,7 +445,7 @@ async fn signed_by_knot_verified_under_require_and_attacks_fail() {
     let dot = unbound_dot(&dir, knot.addr);
     let mut o = ResolverOptions::new(ds_trust.clone());
     o.name_servers = NameServers::Servers {
-        servers: vec![ServerSpec::parse(&format!("tls://{}", dot.addr)).unwrap()],
+        servers: vec![ServerSpec::parse(&format!("tls://{}", dot.tls)).unwrap()],
         tls: TlsOptions {
             name: None,
             roots: TrustRoots::Private(CaBundle::load(dir.join("dot-ca.pem")).unwrap()),

@@ -18,9 +18,9 @@ use std::time::Duration;
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use mimi_e2e::pki::TestCa;
-use mimi_e2e::secondaries::Server;
+use mimi_e2e::secondaries::{self, UnboundTls};
 use mimi_e2e::{
-    bin, eventually, free_port, require, trust_toml, Authority, Daemon, Trust, Workspace, ZoneSpec,
+    bin, eventually, free_port, require, trust_toml, Authority, Trust, Workspace, ZoneSpec,
 };
 use mimi_proto::{Sii, UnixTime};
 use mimi_publisher::serve::{self, RunningServer, ServeOptions};
@@ -121,71 +121,10 @@ async fn zone() -> Zone {
     Zone { ws, server, trust }
 }
 
-/// unbound with a plain, a DNS-over-TLS and a DNS-over-HTTPS listener,
-/// reaching example.com through the publisher (a stub zone).
-struct Unbound {
-    server: Server,
-    plain: SocketAddr,
-    tls: SocketAddr,
-    https: SocketAddr,
-}
-
-fn unbound(dir: &Path, pki: &Pki, authority: SocketAddr) -> Unbound {
-    let unbound = require("unbound", "unbound");
-    let (plain, tls, https) = (free_port(), free_port(), free_port());
-    let d = dir.join("unbound");
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.1@{plain}
-    interface: 127.0.0.1@{tls}
-    interface: 127.0.0.1@{https}
-    tls-port: {tls}
-    https-port: {https}
-    http-endpoint: "/dns-query"
-    tls-service-key: "{key}"
-    tls-service-pem: "{cert}"
-    do-ip6: no
-    username: ""
-    chroot: ""
-    directory: "{d}"
-    pidfile: "{d}/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    do-not-query-localhost: no
-    module-config: "iterator"
-    cache-max-ttl: 1
-    cache-max-negative-ttl: 1
-    access-control: 127.0.0.0/8 allow
-
-remote-control:
-    control-enable: no
-
-stub-zone:
-    name: "example.com"
-    stub-addr: {}@{}
-"#,
-        authority.ip(),
-        authority.port(),
-        key = pki.key.display(),
-        cert = pki.cert.display(),
-        d = d.display(),
-    );
-    let path = d.join("unbound.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new(unbound);
-    cmd.arg("-d").arg("-c").arg(&path);
-    let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    Unbound {
-        server: Server {
-            daemon: Daemon::spawn("unbound", cmd, d.join("unbound.log")),
-            addr: at(plain),
-        },
-        plain: at(plain),
-        tls: at(tls),
-        https: at(https),
-    }
+/// unbound with its own plain, TLS and HTTPS listeners in front of the
+/// publisher (see [`secondaries::unbound_tls`]).
+fn unbound(dir: &Path, pki: &Pki, authority: SocketAddr) -> UnboundTls {
+    secondaries::unbound_tls(dir, "example.com", authority, &pki.cert, &pki.key)
 }
 
 fn resolve(trust: &Path, args: &[&str]) -> Output {

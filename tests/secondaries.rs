@@ -469,3 +469,83 @@ forward-zone:
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     }
 }
+
+/// unbound as a recursive resolver with its own plain, DNS-over-TLS and
+/// DNS-over-HTTPS (`/dns-query`) listeners (certificate and key: PEM files),
+/// reaching `zone` through `authority` (a stub zone, no validation: the
+/// resolver under test validates).
+pub struct UnboundTls {
+    /// The daemon; its address is the plain listener.
+    pub server: Server,
+    /// Plain DNS (UDP and TCP).
+    pub plain: SocketAddr,
+    /// DNS over TLS.
+    pub tls: SocketAddr,
+    /// DNS over HTTPS.
+    pub https: SocketAddr,
+}
+
+/// Starts an [`UnboundTls`] in `dir/unbound`.
+pub fn unbound_tls(
+    dir: &Path,
+    zone: &str,
+    authority: SocketAddr,
+    cert: &Path,
+    key: &Path,
+) -> UnboundTls {
+    let unbound = require("unbound", "unbound");
+    let (plain, tls, https) = (free_port(), free_port(), free_port());
+    let d = dir.join("unbound");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.1@{plain}
+    interface: 127.0.0.1@{tls}
+    interface: 127.0.0.1@{https}
+    tls-port: {tls}
+    https-port: {https}
+    http-endpoint: "/dns-query"
+    tls-service-key: "{key}"
+    tls-service-pem: "{cert}"
+    do-ip6: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-not-query-localhost: no
+    module-config: "iterator"
+    cache-max-ttl: 1
+    cache-max-negative-ttl: 1
+    access-control: 127.0.0.0/8 allow
+
+remote-control:
+    control-enable: no
+
+stub-zone:
+    name: "{zone}"
+    stub-addr: {aip}@{aport}
+"#,
+        aip = authority.ip(),
+        aport = authority.port(),
+        key = key.display(),
+        cert = cert.display(),
+        d = d.display(),
+    );
+    let path = d.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(unbound);
+    cmd.arg("-d").arg("-c").arg(&path);
+    let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    UnboundTls {
+        server: Server {
+            daemon: Daemon::spawn("unbound (TLS, HTTPS)", cmd, d.join("unbound.log")),
+            addr: at(plain),
+        },
+        plain: at(plain),
+        tls: at(tls),
+        https: at(https),
+    }
+}

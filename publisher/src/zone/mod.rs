@@ -2,6 +2,7 @@
 //! or served.
 
 pub mod catalog;
+pub mod figures;
 pub(crate) mod index;
 pub mod journal;
 pub mod seal;

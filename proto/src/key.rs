@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 ///
 /// Records name their signing key by kid so a verifier can pick the key
 /// without trying them all.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct KeyId(String);
 
 /// Why a key or key id was rejected.

@@ -66,6 +66,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Key ceremony (offline, with the root key): generate N signing keys,
+    /// certify each for a staggered window, and write them as a bundle that
+    /// `[authority] bundle = "DIR"` rolls over by itself. Continues an
+    /// existing bundle in DIR after its last key.
+    Ceremony {
+        /// The authority's root private key (it is only read, never copied).
+        #[arg(long)]
+        root: PathBuf,
+        /// The authority's name, e.g. ma.example.net.
+        #[arg(long)]
+        authority: String,
+        /// The bundle directory to create (or continue).
+        #[arg(long)]
+        out: PathBuf,
+        /// How many signing keys to certify.
+        #[arg(long, default_value_t = 4)]
+        keys: u32,
+        /// How long each key's certificate is valid, e.g. 120d.
+        #[arg(long, default_value = "120d", value_parser = parse_positive_duration)]
+        key_validity: std::time::Duration,
+        /// How long consecutive certificates overlap, e.g. 30d: the time a
+        /// rollover has to publish, switch and let old assertions expire;
+        /// at least the assertion validity for re-signing to be gradual.
+        #[arg(long, default_value = "30d", value_parser = parse_positive_duration)]
+        overlap: std::time::Duration,
+        /// Start of the first key's window, Unix seconds (default: now;
+        /// ignored when continuing a bundle).
+        #[arg(long)]
+        start: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign one SII → SSI mapping; prints a pre-signed line (`SII RECORD`) for a provider's `presigned` file.
     Sign {
         /// The signing key.
@@ -389,6 +422,64 @@ fn run(command: Command) -> Result<ExitCode> {
                 );
             } else {
                 println!("{}", cert.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ceremony {
+            root,
+            authority,
+            out,
+            keys: n,
+            key_validity,
+            overlap,
+            start,
+            json,
+        } => {
+            let root = keys::load_signing_key(&root)?;
+            let plan = mimi_publisher::input::bundle::CeremonyPlan {
+                authority: AuthorityName::parse(&authority).context("--authority")?,
+                keys: n,
+                start: now_or(start),
+                key_validity: key_validity.as_secs(),
+                overlap: overlap.as_secs(),
+            };
+            let done = mimi_publisher::input::bundle::ceremony(&out, &root, &plan)?;
+            let date = |t: UnixTime| {
+                humantime::format_rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0),
+                )
+                .to_string()
+            };
+            if json {
+                let keys: Vec<_> = done
+                    .added
+                    .iter()
+                    .map(|c| json!({"kid": c.kid().as_str(), "not_before": c.not_before().0, "expires": c.expires().0}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"bundle": out, "continued": done.continued, "root_kid": keys::public_key(&root)?.kid().as_str(), "keys": keys})
+                );
+            } else {
+                println!(
+                    "{} {} with {} keys:",
+                    if done.continued { "continued" } else { "wrote" },
+                    out.display(),
+                    done.added.len()
+                );
+                for c in &done.added {
+                    println!(
+                        "  {}  {} .. {}",
+                        c.kid(),
+                        date(c.not_before()),
+                        date(c.expires())
+                    );
+                }
+                println!(
+                    "copy {} to the server (it holds no root key) and set [authority] bundle = \"{}\"",
+                    out.display(),
+                    out.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -923,6 +1014,12 @@ fn build_cmd(
     for w in &output.warnings {
         tracing::warn!("{w}");
     }
+    let rollover = output.rollover.clone();
+    if let Some(r) = &rollover {
+        for step in &r.steps {
+            tracing::info!(step = step.name(), "key rollover: {step}");
+        }
+    }
     if let (Some(old), false) = (&kept, allow_shrink) {
         if let Err(refused) =
             Shrink::between(&old.records, &output.zone.records).check(output.max_shrink)
@@ -940,7 +1037,11 @@ fn build_cmd(
     if let Some(prev_serial) = previous.as_deref().and_then(zonefile::read_serial) {
         zone.soa.serial = prev_serial;
         let body = previous.as_deref().map(seal::body);
-        if body == Some(zonefile::render(&zone).as_str()) {
+        // The same DNS content is the same zone, whatever its rollover
+        // ledger says (the ledger of the file still holds for it).
+        let same = body == Some(zonefile::render(&zone).as_str())
+            || (trusted && kept.as_ref().is_some_and(|k| k.same_content(&zone)));
+        if same {
             // Same zone; rewrite it only to (re)seal it.
             changed = seal_key.is_some() && !trusted;
         } else {
@@ -965,7 +1066,7 @@ fn build_cmd(
     if json {
         println!(
             "{}",
-            json!({"zone": zone.origin.as_str(), "out": out, "records": zone.record_count(), "serial": zone.soa.serial, "changed": changed, "seconds": secs})
+            json!({"zone": zone.origin.as_str(), "out": out, "records": zone.record_count(), "serial": zone.soa.serial, "changed": changed, "seconds": secs, "rollover": rollover})
         );
     } else {
         eprintln!(

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use crate::input::config::{AuthorityConfig, ZoneConfig, ZoneRole};
 
 pub(crate) mod buckets;
+pub mod rollover;
 pub mod zones;
 use crate::input::problem::Problem;
 use crate::input::{certs, keys, mappings, presigned};
@@ -50,6 +51,9 @@ pub struct BuildOutput {
     /// this zone may remove before it needs confirmation (the build itself
     /// does not compare; installing it does, see [`crate::zone::shrink`]).
     pub max_shrink: crate::zone::shrink::ShrinkLimit,
+    /// With a key bundle: what the rollover decided (active key, steps
+    /// taken, next step).
+    pub rollover: Option<rollover::RolloverReport>,
 }
 
 /// A failed build: every problem found, each with its file and line.
@@ -228,43 +232,143 @@ pub(crate) struct Shared {
     /// inside it.
     pub(crate) certs: Vec<ZoneRecord>,
     pub(crate) transfer: Option<Arc<crate::input::config::TransferPolicy>>,
+    /// Keys other than `key` whose assertions in the previous zone may
+    /// stay (a rollover in progress, see [`rollover`]).
+    pub(crate) reusable: Vec<KeyId>,
+    /// The rollover's decision, with a key bundle.
+    pub(crate) rollover: Option<RolloverShare>,
+}
+
+/// What a rollover decided that the built zone carries.
+pub(crate) struct RolloverShare {
+    pub(crate) ledger: crate::zone::ledger::Ledger,
+    pub(crate) next_event: Option<UnixTime>,
+    pub(crate) report: rollover::RolloverReport,
 }
 
 impl Shared {
     /// Loads the key, certificates and TSIG key of `config`; `cert_zone`
-    /// is the configuration whose origin the certificates must be inside.
+    /// is the configuration whose origin the certificates must be inside,
+    /// `previous` the zone built last time (its rollover ledger).
     pub(crate) fn load(
         config: &ZoneConfig,
         cert_zone: &ZoneConfig,
+        previous: Option<&Zone>,
         now: UnixTime,
         errors: &mut Vec<Problem>,
         warnings: &mut Vec<Problem>,
     ) -> Shared {
-        let key: Option<SigningKey> = config
-            .authority
-            .as_ref()
-            .and_then(|a| a.key.as_ref())
-            .and_then(|p| match keys::load_signing_key(p) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
-                    None
-                }
-            });
-        let signing_pk = key
-            .as_ref()
-            .map(|k| keys::public_key(k).expect("loaded keys are not weak"));
+        let mut reusable = Vec::new();
+        let mut rollover_share = None;
         let mut records = Vec::new();
-        let ring = config.authority.as_ref().map(|auth| {
-            let certs = certs::read(cert_zone, auth, signing_pk.as_ref(), now, errors, warnings);
-            records.extend(
-                certs
-                    .records
-                    .into_iter()
-                    .map(|(owner, text)| ZoneRecord::new(owner, config.ttl, text)),
-            );
-            certs.ring
-        });
+        let (key, ring) = match config.authority.as_ref() {
+            Some(auth) if auth.bundle.is_some() => {
+                let b = auth.bundle.as_ref().expect("matched");
+                match crate::input::bundle::read(&b.dir, &auth.name, &auth.root_keys) {
+                    Err(problems) => {
+                        errors.extend(problems);
+                        (None, None)
+                    }
+                    Ok(bundle) => {
+                        let owner = auth.name.certificate_name();
+                        let publishes_here = owner.is_within(&cert_zone.origin);
+                        let empty = crate::zone::ledger::Ledger::default();
+                        let ledger = previous.map_or(&empty, |p| &p.ledger);
+                        let previously_published = previous.is_some_and(|p| {
+                            p.records
+                                .iter()
+                                .any(|r| r.owner == owner && r.text.contains(";pk="))
+                        });
+                        let timing = rollover::Timing {
+                            lead: u64::from(config.ttl) + b.propagation_delay,
+                            margin: auth.window.margin(),
+                            validity: auth.window.validity(),
+                            warn_before: b.warn_before,
+                        };
+                        match rollover::decide(
+                            &bundle,
+                            ledger,
+                            previously_published,
+                            publishes_here,
+                            now,
+                            timing,
+                            errors,
+                            warnings,
+                        ) {
+                            None => (None, None),
+                            Some(d) => {
+                                let key = d.active.key.as_ref().ok().cloned();
+                                let active_pk = key.as_ref().map(|k| {
+                                    keys::public_key(k).expect("loaded keys are not weak")
+                                });
+                                // The bundle's root is a root key of the
+                                // authority, whether or not it is pinned.
+                                let mut with_root = auth.clone();
+                                if !with_root.root_keys.contains(&bundle.root) {
+                                    with_root.root_keys.push(bundle.root);
+                                }
+                                let path = bundle.certificates_path();
+                                let list = d
+                                    .publish
+                                    .iter()
+                                    .map(|k| (path.as_path(), k.line, k.cert.clone()))
+                                    .collect();
+                                let certs = certs::check(
+                                    cert_zone,
+                                    &with_root,
+                                    true,
+                                    list,
+                                    active_pk.as_ref(),
+                                    now,
+                                    errors,
+                                    warnings,
+                                );
+                                if publishes_here {
+                                    records.extend(certs.records.into_iter().map(
+                                        |(owner, text)| ZoneRecord::new(owner, config.ttl, text),
+                                    ));
+                                }
+                                reusable = d.reusable;
+                                rollover_share = Some(RolloverShare {
+                                    ledger: d.ledger,
+                                    next_event: d.next_event,
+                                    report: d.report,
+                                });
+                                (key, Some(certs.ring))
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                let key: Option<SigningKey> = config
+                    .authority
+                    .as_ref()
+                    .and_then(|a| a.key.as_ref())
+                    .and_then(|p| match keys::load_signing_key(p) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            errors.push(Problem::in_file(p, strip_path(&e.to_string(), p)));
+                            None
+                        }
+                    });
+                let signing_pk = key
+                    .as_ref()
+                    .map(|k| keys::public_key(k).expect("loaded keys are not weak"));
+                let ring = config.authority.as_ref().map(|auth| {
+                    let certs =
+                        certs::read(cert_zone, auth, signing_pk.as_ref(), now, errors, warnings);
+                    records.extend(
+                        certs
+                            .records
+                            .into_iter()
+                            .map(|(owner, text)| ZoneRecord::new(owner, config.ttl, text)),
+                    );
+                    certs.ring
+                });
+                (key, ring)
+            }
+        };
         let transfer = config
             .transfer
             .as_ref()
@@ -289,6 +393,8 @@ impl Shared {
             ring,
             certs: records,
             transfer,
+            reusable,
+            rollover: rollover_share,
         }
     }
 }
@@ -376,7 +482,7 @@ pub fn build_zone(
 ) -> Result<BuildOutput, BuildError> {
     let mut errors: Vec<Problem> = Vec::new();
     let mut warnings: Vec<Problem> = Vec::new();
-    let shared = Shared::load(config, config, now, &mut errors, &mut warnings);
+    let shared = Shared::load(config, config, previous, now, &mut errors, &mut warnings);
     let mappings = config.mappings.as_ref().and_then(|path| {
         read_complete(path, "mappings", &mut errors).map(|text| MappingsShare {
             path: path.clone(),
@@ -439,6 +545,7 @@ pub(crate) fn assemble(
                 .kid(),
             key,
             auth,
+            also: &shared.reusable,
             ttl,
             now,
             labels: config.buckets.is_some(),
@@ -529,8 +636,11 @@ pub(crate) fn assemble(
     }
 
     // Sign (all cores), reusing unchanged records of the previous zone.
-    let mut next_resign: Option<UnixTime> =
-        records.iter().filter_map(|r| record_expiry(&r.text)).min();
+    let mut next_resign: Option<UnixTime> = records
+        .iter()
+        .filter_map(|r| record_expiry(&r.text))
+        .chain(shared.rollover.as_ref().and_then(|r| r.next_event))
+        .min();
     let mut floor_t: Option<UnixTime> = records
         .iter()
         .filter_map(|r| record_not_before(&r.text))
@@ -635,6 +745,11 @@ pub(crate) fn assemble(
         next_resign,
         transfer,
         cache,
+        ledger: shared
+            .rollover
+            .as_ref()
+            .map(|r| r.ledger.clone())
+            .unwrap_or_default(),
     };
     if let Some(prev) = previous {
         zone.soa.serial = if zone.same_content(prev) {
@@ -643,13 +758,17 @@ pub(crate) fn assemble(
             next_serial(prev.soa.serial, floor)
         };
     }
-    let seal = key.map(crate::zone::seal::SealKey::from_signing_key);
+    let seal = match &config.authority {
+        Some(a) if a.bundle.is_some() => crate::zone::seal::key_for(config),
+        _ => key.map(crate::zone::seal::SealKey::from_signing_key),
+    };
     remap(&mut warnings);
     Ok(BuildOutput {
         zone,
         warnings,
         seal,
         max_shrink: config.max_shrink,
+        rollover: shared.rollover.as_ref().map(|r| r.report.clone()),
     })
 }
 
@@ -658,6 +777,8 @@ struct Signer<'a> {
     key: &'a SigningKey,
     auth: &'a AuthorityConfig,
     kid: KeyId,
+    /// Other keys whose signatures in the previous zone may stay.
+    also: &'a [KeyId],
     ttl: u32,
     now: UnixTime,
     /// Whether records carry `h=` (a zone with privacy buckets).
@@ -677,6 +798,8 @@ struct CacheParams {
     authority: AuthorityName,
     window: WindowPolicy,
     kid: KeyId,
+    /// Other keys whose records may stay: a change may drop some.
+    also: Vec<KeyId>,
     /// Which shards are delegated: a change decides which lines publish.
     delegated: crate::input::delegate::ShardSet,
     /// Whether records carry `h=`.
@@ -695,6 +818,7 @@ impl CacheParams {
             authority: signer.auth.name.clone(),
             window: signer.auth.window,
             kid: signer.kid.clone(),
+            also: signer.also.to_vec(),
             delegated: place.delegated.clone(),
             labels: signer.labels,
         }
@@ -1043,7 +1167,14 @@ fn sign_mappings(
                 extensions: vec![],
             };
             let body = unsigned.body(&hash, &signer.kid);
-            let rec = match reuse.find(owner.as_str(), &body, signer.ttl) {
+            // The active key's record, else (a rollover under way) an
+            // older key's that may stay until its window rolls over.
+            let found = reuse.find(owner.as_str(), &body, signer.ttl).or_else(|| {
+                signer.also.iter().find_map(|kid| {
+                    reuse.find(owner.as_str(), &unsigned.body(&hash, kid), signer.ttl)
+                })
+            });
+            let rec = match found {
                 Some(r) => r,
                 None => ZoneRecord::new(
                     owner.clone(),

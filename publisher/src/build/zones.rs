@@ -131,6 +131,8 @@ pub struct ZoneSetOutput {
     pub max_shrink: ShrinkLimit,
     /// How many zones were built (the others were kept as they were).
     pub built: usize,
+    /// With a key bundle: what the rollover decided.
+    pub rollover: Option<crate::build::rollover::RolloverReport>,
 }
 
 impl ZoneSetOutput {
@@ -194,6 +196,7 @@ pub fn build_zones(
             seal: out.seal,
             max_shrink: out.max_shrink,
             built: 1,
+            rollover: out.rollover,
         });
     }
     let mut errors = Vec::new();
@@ -203,7 +206,7 @@ pub fn build_zones(
         Some(a) => config.for_zone(&a.name.certificate_name()),
         None => config.clone(),
     };
-    let shared = Shared::load(config, &cert_zone, now, &mut errors, &mut warnings);
+    let shared = Shared::load(config, &cert_zone, None, now, &mut errors, &mut warnings);
 
     // Partition the mappings by zone: every line, or with the previous
     // build's placement, only the lines between the unchanged prefix and
@@ -440,6 +443,7 @@ pub fn build_zones(
         seal,
         max_shrink,
         built,
+        rollover: None,
     })
 }
 

@@ -133,18 +133,6 @@ pub fn read(
     errors: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
 ) -> Certificates {
-    let mut out = Certificates::default();
-    let ring = &mut out.ring;
-    ring.complete = !auth.certificates.is_empty() || !auth.root_keys.is_empty();
-    for k in &auth.root_keys {
-        ring.keys.insert(
-            k.kid(),
-            Known {
-                key: *k,
-                window: None,
-            },
-        );
-    }
     // Parse every certificate first: which keys are roots depends on all.
     let mut certs: Vec<(&Path, usize, Certificate)> = Vec::new();
     for path in &auth.certificates {
@@ -178,6 +166,40 @@ pub fn read(
                 )),
             }
         }
+    }
+    let complete = !auth.certificates.is_empty() || !auth.root_keys.is_empty();
+    check(
+        config, auth, complete, certs, signing, now, errors, warnings,
+    )
+}
+
+/// Checks `certs` (with the file and line each came from) as the
+/// certificates of `auth` to publish in `config`'s zone, and the signing
+/// key `signing` against them, as [`read`] does for certificate files;
+/// `complete` says whether they and `auth.root_keys` are every key
+/// clients may use (see [`KeyRing`]).
+#[allow(clippy::too_many_arguments)]
+pub fn check(
+    config: &ZoneConfig,
+    auth: &AuthorityConfig,
+    complete: bool,
+    certs: Vec<(&Path, usize, Certificate)>,
+    signing: Option<&PublicKey>,
+    now: UnixTime,
+    errors: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Certificates {
+    let mut out = Certificates::default();
+    let ring = &mut out.ring;
+    ring.complete = complete;
+    for k in &auth.root_keys {
+        ring.keys.insert(
+            k.kid(),
+            Known {
+                key: *k,
+                window: None,
+            },
+        );
     }
     // The signing key signs certificates: it is a root key.
     if let Some(pk) = signing {

@@ -22,6 +22,11 @@
 //! root_keys = ["<base64url Ed25519 public key>"]   # optional, as clients pin them
 //! validity = "14d"
 //! resign_margin = "4d"
+//! # or, instead of key and certificates, a key ceremony's bundle
+//! # (crate::input::bundle): keys roll over by themselves
+//! # bundle = "bundle/"
+//! # propagation_delay = "1h"
+//! # bundle_warning = "30d"
 //!
 //! mappings = "mappings.csv"     # (top level, before [soa])
 //! presigned = ["ma.example.net.presigned"]
@@ -202,6 +207,32 @@ pub struct AuthorityConfig {
     pub root_keys: Vec<mimi_proto::PublicKey>,
     /// Validity and re-sign margin of assertions.
     pub window: WindowPolicy,
+    /// A key ceremony's bundle (see [`crate::input::bundle`]) instead of
+    /// `key` and `certificates`: the publisher then picks the signing key
+    /// and the certificates to publish by itself, rolling keys over.
+    pub bundle: Option<BundleConfig>,
+}
+
+/// How a zone rolls over the keys of a ceremony bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleConfig {
+    /// The bundle directory.
+    pub dir: PathBuf,
+    /// How long after a certificate first appears in the zone its key may
+    /// sign, on top of the certificate TTL: time for secondaries to load
+    /// the zone (NOTIFY, transfer) and for resolvers to drop the cached
+    /// certificate set without it. Default one hour (Knot's
+    /// `propagation-delay`).
+    pub propagation_delay: u64,
+    /// How long before the bundle runs out a build warns. Default 30 days.
+    pub warn_before: u64,
+}
+
+impl BundleConfig {
+    /// Default [`BundleConfig::propagation_delay`].
+    pub const DEFAULT_PROPAGATION_DELAY: u64 = 3600;
+    /// Default [`BundleConfig::warn_before`].
+    pub const DEFAULT_WARN_BEFORE: u64 = 30 * 86400;
 }
 
 /// A configuration problem, with the file it is in.
@@ -325,6 +356,9 @@ struct RawAuthority {
     root_keys: Vec<String>,
     validity: Option<String>,
     resign_margin: Option<String>,
+    bundle: Option<PathBuf>,
+    propagation_delay: Option<String>,
+    bundle_warning: Option<String>,
 }
 
 fn default_ttl() -> u32 {
@@ -541,20 +575,62 @@ impl ZoneConfig {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let bundle = match &a.bundle {
+                    None => {
+                        for (field, given) in [
+                            ("propagation_delay", a.propagation_delay.is_some()),
+                            ("bundle_warning", a.bundle_warning.is_some()),
+                        ] {
+                            if given {
+                                return Err(invalid(
+                                    &format!("authority.{field}"),
+                                    "applies only with authority.bundle".into(),
+                                ));
+                            }
+                        }
+                        None
+                    }
+                    Some(dir) => {
+                        if a.key.is_some() || !a.certificates.is_empty() {
+                            return Err(invalid(
+                                "authority.bundle",
+                                "a bundle holds the signing keys and their certificates: remove authority.key and authority.certificates".into(),
+                            ));
+                        }
+                        Some(BundleConfig {
+                            dir: resolve(dir),
+                            propagation_delay: dur(
+                                "authority.propagation_delay",
+                                &a.propagation_delay,
+                                BundleConfig::DEFAULT_PROPAGATION_DELAY,
+                            )?,
+                            warn_before: dur(
+                                "authority.bundle_warning",
+                                &a.bundle_warning,
+                                BundleConfig::DEFAULT_WARN_BEFORE,
+                            )?,
+                        })
+                    }
+                };
                 Ok(AuthorityConfig {
                     name: an,
                     key: a.key.as_ref().map(resolve),
                     certificates: a.certificates.iter().map(resolve).collect(),
                     root_keys,
                     window,
+                    bundle,
                 })
             })
             .transpose()?;
         let mappings = raw.mappings.as_ref().map(resolve);
-        if mappings.is_some() && authority.as_ref().and_then(|a| a.key.as_ref()).is_none() {
+        if mappings.is_some()
+            && authority
+                .as_ref()
+                .is_none_or(|a| a.key.is_none() && a.bundle.is_none())
+        {
             return Err(invalid(
                 "mappings",
-                "a mappings file needs [authority] with a signing key to sign them".into(),
+                "a mappings file needs [authority] with a signing key (key = …) or a key bundle (bundle = …) to sign them".into(),
             ));
         }
         if raw.ttl == 0 {
@@ -597,6 +673,14 @@ impl ZoneConfig {
             }
             check_bucket_zone(&origin, !delegate.is_empty(), shards.is_some())
                 .map_err(|m| invalid("buckets", m))?;
+        }
+        if authority.as_ref().is_some_and(|a| a.bundle.is_some())
+            && (domains.is_some() || shards.is_some())
+        {
+            return Err(invalid(
+                "authority.bundle",
+                "a key bundle is supported for a configuration of one zone only (not with [domains] or [shards]) in this version: the zone that publishes the certificates must be the one that rolls the keys".into(),
+            ));
         }
         Ok(ZoneConfig {
             path: path.to_owned(),

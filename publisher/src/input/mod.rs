@@ -5,6 +5,7 @@
 //! naming the file and line.
 
 pub mod buckets;
+pub mod bundle;
 pub mod catalog;
 pub mod certs;
 pub mod complete;

@@ -117,6 +117,8 @@ pub(crate) struct Prepared {
     pub(crate) removed: Vec<(DomainName, u32)>,
     pub(crate) warnings: Vec<Problem>,
     pub(crate) elapsed: Duration,
+    /// With a key bundle: what the rollover decided.
+    pub(crate) rollover: Option<crate::build::rollover::RolloverReport>,
 }
 
 impl Prepared {
@@ -462,6 +464,7 @@ pub(crate) fn prepare(
         removed,
         warnings: output.warnings,
         elapsed: started.elapsed(),
+        rollover: output.rollover,
     })
 }
 
@@ -490,6 +493,20 @@ pub(crate) fn log_journal(zone: &Zone, journal: &Journal, outcome: &Outcome) {
             info!(%origin, serial, "journal reset: {why}; IXFR from older serials gets the whole zone")
         }
         Outcome::Reset(_) => {}
+    }
+}
+
+/// Logs the rollover steps an installed build took, and its next step.
+pub(crate) fn log_rollover(
+    origin: &DomainName,
+    report: Option<&crate::build::rollover::RolloverReport>,
+) {
+    let Some(r) = report else { return };
+    for step in &r.steps {
+        info!(origin = %origin, step = step.name(), active = %r.active, "key rollover: {step}");
+    }
+    if let Some(n) = &r.next {
+        debug!(origin = %origin, at = n.at.0, "key rollover: next step at {}: {}", crate::build::rollover::rfc3339(n.at), n.what);
     }
 }
 

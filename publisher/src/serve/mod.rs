@@ -593,8 +593,10 @@ fn initial_set(
         warnings,
         seal,
         max_shrink,
+        rollover,
         ..
     } = output;
+    installed::log_rollover(&loaded.origin, rollover.as_ref());
     let kept_set = ZoneSet::of(kept.iter().map(|k| k.zone.clone()));
     // A build keeps the serial only for the same content: then the kept
     // file already holds this zone.

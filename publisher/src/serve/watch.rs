@@ -50,7 +50,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::input::config::ZoneConfig;
 use crate::serve::installed::{
-    log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served,
+    log_rollover, log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served,
 };
 
 /// The shortest wait before a re-sign: a zone whose `next_resign` is already
@@ -483,6 +483,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
             Ok(retired) => {
                 drop_off_thread(retired);
                 log_warnings(&first_origin, &prepared.warnings);
+                log_rollover(&first_origin, prepared.rollover.as_ref());
                 for zone in &prepared.changed {
                     let previous_serial = previous.zones.get(&zone.origin).map(|z| z.soa.serial);
                     info!(

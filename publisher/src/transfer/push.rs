@@ -769,6 +769,7 @@ mod tests {
             next_resign: None,
             transfer: None,
             cache: Default::default(),
+            ledger: Default::default(),
         }
     }
 

@@ -128,6 +128,7 @@ pub fn build<'a>(
         next_resign: None,
         transfer: settings.transfer.clone(),
         cache: Default::default(),
+        ledger: Default::default(),
     };
     if let Some(prev) = previous {
         zone.soa.serial = if zone.same_content(prev) {

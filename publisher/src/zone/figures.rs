@@ -107,6 +107,7 @@ mod tests {
             next_resign: None,
             transfer: None,
             cache: Default::default(),
+            ledger: Default::default(),
         };
         let f = ZoneFigures::of(&zone);
         assert_eq!(f.serial, 7);

@@ -194,6 +194,7 @@ mod tests {
             next_resign: None,
             transfer: None,
             cache: Default::default(),
+            ledger: Default::default(),
         };
         let index = OwnerIndex::new(&zone);
         for h in hosts {

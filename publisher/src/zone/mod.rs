@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod figures;
 pub(crate) mod index;
 pub mod journal;
+pub mod ledger;
 pub mod seal;
 pub mod served;
 pub mod shrink;
@@ -199,6 +200,9 @@ pub struct Zone {
     /// ignored by comparisons. `Default::default()` when building a zone by
     /// hand.
     pub cache: BuildCache,
+    /// The key rollover's history (see [`ledger`]): not DNS content, but
+    /// written into the zone file so that the rollover survives restarts.
+    pub ledger: ledger::Ledger,
 }
 
 /// State a build leaves in its zone for the next build: lets a rebuild

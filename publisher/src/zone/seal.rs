@@ -43,6 +43,17 @@ impl std::fmt::Debug for SealKey {
 }
 
 impl SealKey {
+    /// The seal key of zones signed from a key bundle: derived from the
+    /// bundle's seal secret, so that it stays the same when the signing key
+    /// rolls over (a key switch must not make the server's own zone file
+    /// untrusted, or every record would be signed afresh at once).
+    pub fn from_bundle_secret(secret: &[u8; 32]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"mimi-publisher zone file seal v1 bundle\0");
+        h.update(secret);
+        SealKey(h.finalize().into())
+    }
+
     /// The seal key of zones signed with `key`.
     pub fn from_signing_key(key: &SigningKey) -> Self {
         let mut h = Sha256::new();
@@ -56,7 +67,11 @@ impl SealKey {
 /// if it has one and the key loads (`None` otherwise: nothing signed, so
 /// nothing to reuse).
 pub fn key_for(config: &crate::input::config::ZoneConfig) -> Option<SealKey> {
-    let path = config.authority.as_ref()?.key.as_ref()?;
+    let auth = config.authority.as_ref()?;
+    if let Some(b) = &auth.bundle {
+        return crate::input::bundle::read_seal(&b.dir).map(|s| SealKey::from_bundle_secret(&s));
+    }
+    let path = auth.key.as_ref()?;
     crate::input::keys::load_signing_key(path)
         .ok()
         .map(|k| SealKey::from_signing_key(&k))

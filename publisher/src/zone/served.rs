@@ -627,6 +627,7 @@ pub(crate) mod tests {
             next_resign: None,
             transfer: None,
             cache: Default::default(),
+            ledger: Default::default(),
         }))
         .unwrap()
     }

@@ -97,6 +97,7 @@ impl Kept {
                 next_resign: None,
                 transfer: None,
                 cache: Default::default(),
+                ledger: Default::default(),
             })
         }
     }

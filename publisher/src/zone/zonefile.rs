@@ -33,6 +33,7 @@ pub fn render_to(zone: &Zone, w: &mut impl std::io::Write) -> std::io::Result<()
         out,
         "; mimi-dns zone {origin} written by mimi-publisher; do not edit, rebuild instead"
     );
+    zone.ledger.render(&mut out);
     let _ = writeln!(out, "$ORIGIN {origin}");
     let _ = writeln!(
         out,
@@ -160,7 +161,14 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
     let mut records = Vec::new();
     let mut delegations: Vec<crate::zone::Delegation> = Vec::new();
     let mut ptrs = Vec::new();
+    let mut ledger = crate::zone::ledger::Ledger::default();
     while let Some((n, line)) = lines.next() {
+        if let Some(rest) = line.strip_prefix(crate::zone::ledger::PREFIX) {
+            ledger
+                .parse_line(rest)
+                .map_err(|m| err(n, format!("rollover ledger: {m}")))?;
+            continue;
+        }
         if line.is_empty() || line.starts_with(';') {
             continue;
         }
@@ -273,6 +281,7 @@ pub fn parse(text: &str) -> Result<Zone, ParseError> {
         next_resign: None,
         transfer: None,
         cache: Default::default(),
+        ledger,
     })
 }
 
@@ -475,6 +484,7 @@ mod tests {
             next_resign: None,
             transfer: None,
             cache: Default::default(),
+            ledger: Default::default(),
         }
     }
 

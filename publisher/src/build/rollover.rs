@@ -1,0 +1,444 @@
+//! Automatic signing-key rollover from a ceremony bundle: which key signs
+//! now, which certificates the zone publishes, which old signatures may
+//! stay, and when the next step is due.
+//!
+//! The decision is a pure function of the bundle, the zone's previous
+//! [`Ledger`] and the time, so that `serve`, `build` and `push` follow the
+//! same schedule and a restarted server continues a rollover where it was.
+//! The safe order, step by step (DNSSEC's pre-publication rollover, RFC
+//! 6781 §4.1.1.1, with the certificate set in the role of the DNSKEY set):
+//!
+//! 1. **Publish ahead.** While a key signs, the certificate of the next
+//!    key of the bundle is published too. A key may sign only once its
+//!    certificate has been in the zone for `lead` = certificate TTL +
+//!    propagation delay (secondaries have the zone, resolvers have dropped
+//!    any cached certificate set without it) and its window has begun.
+//!    The publisher refuses to sign with a key whose certificate is not yet
+//!    published long enough.
+//! 2. **Switch.** The newest key that may sign signs every new assertion
+//!    and every window that rolls over; that is the switch.
+//! 3. **Re-sign progressively.** An assertion of an older key stays as it
+//!    is, until its own window rolls over (SPEC §9), as long as that key's
+//!    certificate has at least the re-sign margin left. When the old
+//!    certificate would end sooner than its assertions, every remaining
+//!    assertion of it is signed again at once, a margin before the end.
+//! 4. **Retire.** The old certificate stays published until every
+//!    assertion that key signed has expired (`signed_until` in the
+//!    ledger), then is removed.
+//!
+//! The first zone built from a bundle (nothing of the authority was
+//! published before) may sign at once: no resolver can hold a certificate
+//! set of it, and no assertion is published that could go unverifiable.
+//! A zone that does not itself publish the certificates (they are at
+//! `_mimi-ma.<authority>` outside it) cannot see their publication: the
+//! schedule then assumes each certificate was published by its window's
+//! start.
+//!
+//! When the newest usable key's certificate has less than the margin left
+//! and no next key may sign yet, the old key keeps signing (with a
+//! warning) until its certificate ends; after that the build fails, so the
+//! previous zone stays and nothing unverifiable is published.
+
+use mimi_proto::{KeyId, UnixTime};
+
+use crate::input::bundle::{Bundle, BundleKey};
+use crate::input::problem::Problem;
+use crate::zone::ledger::{KeyHistory, Ledger};
+
+/// Timing of a rollover, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Certificate TTL plus propagation delay.
+    pub lead: u64,
+    /// Re-sign margin of assertions.
+    pub margin: u64,
+    /// Validity of assertions.
+    pub validity: u64,
+    /// Warn when the bundle runs out within this.
+    pub warn_before: u64,
+}
+
+/// One step a build took, for logs, counters and status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// A certificate entered the zone.
+    Published {
+        /// Its key.
+        key: KeyId,
+    },
+    /// Signing switched to another key.
+    Switched {
+        /// The key that signed before (none at the first build).
+        from: Option<KeyId>,
+        /// The key that signs now.
+        to: KeyId,
+    },
+    /// A certificate left the zone.
+    Retired {
+        /// Its key.
+        key: KeyId,
+    },
+}
+
+impl Step {
+    /// A short name: the `step` label of the counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Published { .. } => "published",
+            Step::Switched { .. } => "switched",
+            Step::Retired { .. } => "retired",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Published { key } => write!(f, "published the certificate of key {key}"),
+            Step::Switched { from: None, to } => write!(f, "signing with key {to}"),
+            Step::Switched { from: Some(a), to } => {
+                write!(f, "switched signing from key {a} to key {to}")
+            }
+            Step::Retired { key } => write!(
+                f,
+                "removed the certificate of key {key} (every assertion it signed has expired)"
+            ),
+        }
+    }
+}
+
+/// The next step a rollover will take by itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NextStep {
+    /// When.
+    pub at: UnixTime,
+    /// What, in words.
+    pub what: String,
+}
+
+/// What the rollover decided for one build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RolloverReport {
+    /// The bundle directory.
+    pub bundle: std::path::PathBuf,
+    /// The key that signs now.
+    pub active: KeyId,
+    /// The active key's certificate window.
+    pub active_window: (UnixTime, UnixTime),
+    /// The keys whose certificates the zone publishes.
+    pub published: Vec<KeyId>,
+    /// The steps this build took (compared with the previous zone).
+    pub steps: Vec<Step>,
+    /// The next step, if one is scheduled.
+    pub next: Option<NextStep>,
+    /// When the bundle runs out: the end of its last certificate less the
+    /// re-sign margin, after which no key can sign with room to spare.
+    pub runs_out: UnixTime,
+}
+
+/// The decision for one build.
+pub(crate) struct Decision<'b> {
+    /// The key that signs.
+    pub(crate) active: &'b BundleKey,
+    /// The certificates to publish, in bundle order.
+    pub(crate) publish: Vec<&'b BundleKey>,
+    /// Other keys whose existing assertions may stay.
+    pub(crate) reusable: Vec<KeyId>,
+    /// When the decision may change (a rebuild is due).
+    pub(crate) next_event: Option<UnixTime>,
+    /// The ledger of the zone built.
+    pub(crate) ledger: Ledger,
+    /// For logs, status and metrics.
+    pub(crate) report: RolloverReport,
+}
+
+/// Decides the rollover at `now`. `previous` is the previous zone's ledger
+/// and `previously_published` whether the previous zone published any
+/// certificate of the authority; `publishes_here` whether this zone
+/// publishes the certificates at all. Problems go to `errors` (no key can
+/// sign: the build fails) and `warnings`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decide<'b>(
+    bundle: &'b Bundle,
+    previous: &Ledger,
+    previously_published: bool,
+    publishes_here: bool,
+    now: UnixTime,
+    timing: Timing,
+    errors: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Option<Decision<'b>> {
+    let at = |k: &BundleKey| Problem::at(bundle.certificates_path(), k.line, String::new());
+    let bootstrap = publishes_here
+        && !previously_published
+        && previous.keys.values().all(|h| h.published.is_none());
+    // When each key may sign (None: not published yet).
+    let usable_from = |k: &BundleKey| -> Option<UnixTime> {
+        if !publishes_here || bootstrap {
+            return Some(k.not_before());
+        }
+        let p = previous.get(k.kid()).published?;
+        Some(
+            k.not_before()
+                .max(UnixTime(p.0.saturating_add(timing.lead))),
+        )
+    };
+    let may_sign = |k: &BundleKey, room: u64| {
+        k.key.is_ok()
+            && usable_from(k).is_some_and(|u| u <= now)
+            && now.0.saturating_add(room) < k.expires().0
+    };
+    let runs_out = UnixTime(
+        bundle
+            .ends()
+            .map_or(0, |e| e.0.saturating_sub(timing.margin)),
+    );
+    // The newest key that may sign with the margin left; else, degraded,
+    // the newest that may sign at all.
+    let preferred = bundle
+        .keys
+        .iter()
+        .rev()
+        .find(|k| may_sign(k, timing.margin));
+    let active = match preferred {
+        Some(k) => k,
+        None => match bundle.keys.iter().rev().find(|k| may_sign(k, 0)) {
+            Some(k) => {
+                let mut p = at(k);
+                p.message = format!(
+                    "key {} signs although its certificate ends at {} (within the re-sign margin): no later key of the bundle may sign yet{}",
+                    k.kid(),
+                    k.expires(),
+                    waiting(bundle, previous, publishes_here, bootstrap, now, timing)
+                );
+                warnings.push(p);
+                k
+            }
+            None => {
+                errors.push(Problem::in_file(
+                    bundle.certificates_path(),
+                    format!(
+                        "no key of the bundle can sign at {now}: {}; the zone is left as it was",
+                        why_none(bundle, previous, publishes_here, bootstrap, now, timing)
+                    ),
+                ));
+                return None;
+            }
+        },
+    };
+    if now.0.saturating_add(timing.warn_before) >= runs_out.0 {
+        warnings.push(Problem::in_file(
+            bundle.certificates_path(),
+            format!(
+                "the key bundle runs out at {} (in {}): hold a key ceremony (mimi-publisher ceremony --out {} …) and copy the new keys in",
+                rfc3339(runs_out),
+                human(runs_out.0.saturating_sub(now.0)),
+                bundle.dir.display()
+            ),
+        ));
+    }
+    // The next key: the first after the active one that could ever sign.
+    let next = bundle
+        .keys
+        .iter()
+        .skip_while(|k| !std::ptr::eq(*k, active))
+        .skip(1)
+        .find(|k| k.key.is_ok() && k.expires() > now);
+    // Old keys whose assertions may stay: they signed before (the ledger
+    // says so) and their certificates have the margin left. Assertions of
+    // any other key are signed again.
+    let reusable: Vec<&BundleKey> = bundle
+        .keys
+        .iter()
+        .filter(|k| !std::ptr::eq(*k, active) && k.not_before() <= now)
+        .filter(|k| now.0.saturating_add(timing.margin) < k.expires().0)
+        .filter(|k| previous.get(k.kid()).signed_until.is_some_and(|s| s > now))
+        .collect();
+    let publish: Vec<&BundleKey> = bundle
+        .keys
+        .iter()
+        .filter(|k| k.expires() > now)
+        .filter(|k| {
+            std::ptr::eq(*k, active)
+                || next.is_some_and(|n| std::ptr::eq(*k, n))
+                || reusable.iter().any(|r| std::ptr::eq(*k, *r))
+                || previous.get(k.kid()).signed_until.is_some_and(|s| s > now)
+        })
+        .collect();
+
+    // The ledger of the zone built.
+    let mut ledger = Ledger {
+        active: Some(active.kid().clone()),
+        keys: Default::default(),
+    };
+    for k in &publish {
+        let old = previous.get(k.kid());
+        ledger.keys.insert(
+            k.kid().clone(),
+            KeyHistory {
+                published: Some(old.published.unwrap_or(now)),
+                signed_until: old.signed_until,
+            },
+        );
+    }
+    let signs_until = UnixTime(now.0.saturating_add(timing.validity));
+    // Every assertion the active key signs by now expires by now + V.
+    let entry = ledger.keys.entry(active.kid().clone()).or_default();
+    entry.signed_until = entry.signed_until.max(Some(signs_until));
+
+    // Steps, compared with the previous ledger.
+    let mut steps = Vec::new();
+    if previous.active.as_ref() != Some(active.kid()) {
+        steps.push(Step::Switched {
+            from: previous.active.clone(),
+            to: active.kid().clone(),
+        });
+    }
+    for k in &publish {
+        if previous.get(k.kid()).published.is_none() {
+            steps.push(Step::Published {
+                key: k.kid().clone(),
+            });
+        }
+    }
+    for (kid, h) in &previous.keys {
+        if h.published.is_some() && !ledger.keys.contains_key(kid) {
+            steps.push(Step::Retired { key: kid.clone() });
+        }
+    }
+
+    // The next event: the earliest time at which this decision changes.
+    let mut events: Vec<(UnixTime, String)> = Vec::new();
+    if let Some(n) = next {
+        let published = ledger.get(n.kid()).published.unwrap_or(now);
+        let from = if !publishes_here || bootstrap {
+            n.not_before()
+        } else {
+            n.not_before()
+                .max(UnixTime(published.0.saturating_add(timing.lead)))
+        };
+        events.push((from, format!("switch signing to key {}", n.kid())));
+    }
+    events.push((
+        UnixTime(active.expires().0.saturating_sub(timing.margin)),
+        format!(
+            "the certificate of key {} comes within the re-sign margin of its end",
+            active.kid()
+        ),
+    ));
+    for k in &reusable {
+        events.push((
+            UnixTime(k.expires().0.saturating_sub(timing.margin)),
+            format!(
+                "sign the remaining assertions of key {} again (its certificate ends at {})",
+                k.kid(),
+                k.expires()
+            ),
+        ));
+    }
+    for k in &publish {
+        if std::ptr::eq(*k, active) || next.is_some_and(|n| std::ptr::eq(*k, n)) {
+            continue;
+        }
+        let until = ledger.get(k.kid()).signed_until.unwrap_or(k.expires());
+        events.push((
+            until.min(k.expires()),
+            format!("remove the certificate of key {}", k.kid()),
+        ));
+    }
+    let next_step = events
+        .into_iter()
+        .filter(|(t, _)| *t > now)
+        .min_by_key(|(t, _)| *t);
+    let report = RolloverReport {
+        bundle: bundle.dir.clone(),
+        active: active.kid().clone(),
+        active_window: (active.not_before(), active.expires()),
+        published: publish.iter().map(|k| k.kid().clone()).collect(),
+        steps,
+        next: next_step.as_ref().map(|(at, what)| NextStep {
+            at: *at,
+            what: what.clone(),
+        }),
+        runs_out,
+    };
+    Some(Decision {
+        active,
+        publish,
+        reusable: reusable.iter().map(|k| k.kid().clone()).collect(),
+        next_event: next_step.map(|(t, _)| t),
+        ledger,
+        report,
+    })
+}
+
+/// Why the later keys cannot sign yet (for the degraded warning).
+fn waiting(
+    bundle: &Bundle,
+    previous: &Ledger,
+    publishes_here: bool,
+    bootstrap: bool,
+    now: UnixTime,
+    timing: Timing,
+) -> String {
+    let reasons = why_none(bundle, previous, publishes_here, bootstrap, now, timing);
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reasons})")
+    }
+}
+
+/// Why no key may sign, key by key.
+fn why_none(
+    bundle: &Bundle,
+    previous: &Ledger,
+    publishes_here: bool,
+    bootstrap: bool,
+    now: UnixTime,
+    timing: Timing,
+) -> String {
+    let mut out = Vec::new();
+    for k in bundle.keys.iter().filter(|k| k.expires() > now) {
+        let why = if let Err(e) = &k.key {
+            format!("has no key file ({e})")
+        } else if k.not_before() > now {
+            format!("is valid only from {}", rfc3339(k.not_before()))
+        } else if publishes_here && !bootstrap {
+            match previous.get(k.kid()).published {
+                None => format!(
+                    "its certificate was never published; refusing to sign with it before it has been published for {} (certificate TTL + propagation delay)",
+                    human(timing.lead)
+                ),
+                Some(p) if p.0.saturating_add(timing.lead) > now.0 => format!(
+                    "its certificate has been published only since {}; refusing to sign with it before {}",
+                    rfc3339(p),
+                    rfc3339(UnixTime(p.0 + timing.lead))
+                ),
+                Some(_) => continue,
+            }
+        } else {
+            continue;
+        };
+        out.push(format!("key {} {why}", k.kid()));
+    }
+    if bundle.keys.iter().all(|k| k.expires() <= now) {
+        out.push(format!(
+            "every certificate of the bundle has expired (the last at {})",
+            bundle.ends().map_or_else(String::new, rfc3339)
+        ));
+    }
+    out.join("; ")
+}
+
+/// A time as RFC 3339 UTC.
+pub(crate) fn rfc3339(t: UnixTime) -> String {
+    humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0))
+        .to_string()
+}
+
+/// A duration in words (`12d 3h`).
+pub(crate) fn human(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}

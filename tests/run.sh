@@ -34,4 +34,19 @@ if ! "$venv/bin/python" -c 'import aioquic, dns.quic' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'aioquic>=1.2' 'dnspython>=2.6'
 fi
 
+# promtool (from Debian's prometheus package) checks the metrics endpoint's
+# exposition and the example alert rules. Installing that package would
+# start a Prometheus service, so only the package file is fetched and its
+# promtool extracted into tests/.tools.
+tools=tests/.tools
+if [[ -z "${PROMTOOL:-}" ]] && ! command -v promtool >/dev/null 2>&1; then
+  if [[ ! -x "$tools/usr/bin/promtool" ]]; then
+    mkdir -p "$tools"
+    (cd "$tools" && rm -f prometheus_*.deb && apt-get download prometheus >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get download prometheus >/dev/null; })
+    dpkg-deb -x "$tools"/prometheus_*.deb "$tools"
+  fi
+  export PROMTOOL="$PWD/$tools/usr/bin/promtool"
+fi
+
 exec cargo test --workspace "$@"

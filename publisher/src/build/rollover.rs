@@ -442,3 +442,65 @@ pub(crate) fn rfc3339(t: UnixTime) -> String {
 pub(crate) fn human(secs: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
+
+/// The timing of `config`'s rollover.
+pub(crate) fn timing_of(
+    config: &crate::input::config::ZoneConfig,
+    auth: &crate::input::config::AuthorityConfig,
+    bundle: &crate::input::config::BundleConfig,
+) -> Timing {
+    Timing {
+        lead: u64::from(config.ttl) + bundle.propagation_delay,
+        margin: auth.window.margin(),
+        validity: auth.window.validity(),
+        warn_before: bundle.warn_before,
+    }
+}
+
+/// Whether `zone` publishes any certificate of `auth`.
+pub(crate) fn publishes_certificates(
+    zone: &crate::zone::Zone,
+    auth: &crate::input::config::AuthorityConfig,
+) -> bool {
+    let owner = auth.name.certificate_name();
+    zone.records
+        .iter()
+        .any(|r| r.owner == owner && r.text.contains(";pk="))
+}
+
+/// Where the rollover of `config` stands at `now`, given the zone
+/// published last (`served`, with its ledger): what `mimi-publisher
+/// status` reports. `Ok(None)` without a key bundle; the warnings (bundle
+/// running out, degraded signing) come with the report; `Err` holds the
+/// problems when no key can sign or the bundle does not read.
+pub fn status(
+    config: &crate::input::config::ZoneConfig,
+    served: Option<&crate::zone::Zone>,
+    now: UnixTime,
+) -> Result<Option<(RolloverReport, Vec<Problem>)>, Vec<Problem>> {
+    let Some(auth) = config.authority.as_ref() else {
+        return Ok(None);
+    };
+    let Some(b) = auth.bundle.as_ref() else {
+        return Ok(None);
+    };
+    let bundle = crate::input::bundle::read(&b.dir, &auth.name, &auth.root_keys)?;
+    let empty = Ledger::default();
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    // The zone as served is the one whose ledger holds; deciding again at
+    // `now` from it gives what the server's next build will do.
+    let decision = decide(
+        &bundle,
+        served.map_or(&empty, |z| &z.ledger),
+        served.is_some_and(|z| publishes_certificates(z, auth)),
+        auth.name.certificate_name().is_within(&config.origin),
+        now,
+        timing_of(config, auth, b),
+        &mut errors,
+        &mut warnings,
+    );
+    match decision {
+        Some(d) if errors.is_empty() => Ok(Some((d.report, warnings))),
+        _ => Err(errors),
+    }
+}

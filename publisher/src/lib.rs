@@ -31,6 +31,7 @@
 pub mod build;
 pub mod input;
 pub mod serve;
+pub mod status;
 pub mod transfer;
 pub mod zone;
 

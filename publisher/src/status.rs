@@ -716,12 +716,17 @@ pub fn expiry_problem(
 ) -> Option<Problem> {
     let left = seconds_between(now, x);
     let at = Time::of(x).rfc3339;
+    let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     if left <= 0 {
         return Some(Problem::new(
             Severity::Critical,
             code,
             format!(
-                "an {what} expired {} ago ({at}): clients reject it",
+                "{article} {what} expired {} ago ({at}): clients reject it",
                 human(-left)
             ),
         ));
@@ -737,7 +742,7 @@ pub fn expiry_problem(
     Some(Problem::new(
         severity,
         code,
-        format!("an {what} expires in {} ({at})", human(left)),
+        format!("{article} {what} expires in {} ({at})", human(left)),
     ))
 }
 
@@ -990,4 +995,191 @@ fn zone_line(z: &ZoneReport) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::status::{Attempt, Outcome, Trigger};
+
+    const DAY: u64 = 86_400;
+    const NOW: UnixTime = UnixTime(1_800_000_000);
+
+    fn severity_of(p: Option<Problem>) -> Severity {
+        p.map_or(Severity::Ok, |p| p.severity)
+    }
+
+    #[test]
+    fn expiry_severity_follows_the_thresholds() {
+        let t = Thresholds::default();
+        let at = |secs: i64| {
+            let x = UnixTime((NOW.secs() as i64 + secs) as u64);
+            severity_of(expiry_problem(
+                "assertion",
+                ProblemCode::AssertionExpiry,
+                x,
+                NOW,
+                &t,
+            ))
+        };
+        let d = DAY as i64;
+        assert_eq!(at(-d), Severity::Critical);
+        assert_eq!(at(0), Severity::Critical);
+        assert_eq!(at(2 * d), Severity::Critical);
+        assert_eq!(at(2 * d + 1), Severity::Warning);
+        assert_eq!(at(7 * d), Severity::Warning);
+        assert_eq!(at(7 * d + 1), Severity::Ok);
+        let p = expiry_problem(
+            "certificate",
+            ProblemCode::CertificateExpiry,
+            NOW.minus(DAY + 3600),
+            NOW,
+            &t,
+        )
+        .unwrap();
+        assert!(
+            p.message.starts_with("a certificate expired 1d 1h ago ("),
+            "{}",
+            p.message
+        );
+        // The most distant times do not overflow or panic.
+        let far = expiry_problem(
+            "assertion",
+            ProblemCode::AssertionExpiry,
+            UnixTime(u64::MAX),
+            UnixTime(0),
+            &t,
+        );
+        assert_eq!(severity_of(far), Severity::Ok);
+    }
+
+    fn failing(since: u64, last: u64) -> ZoneStatus {
+        let mut z = ZoneStatus::first(
+            "zone.toml".into(),
+            Attempt {
+                at: UnixTime(since - 10),
+                trigger: Trigger::Start,
+                outcome: Outcome::Installed { serial: 3 },
+            },
+        );
+        for at in [since, last] {
+            z.note(Attempt {
+                at: UnixTime(at),
+                trigger: Trigger::FileChange,
+                outcome: Outcome::Failed {
+                    serial: 3,
+                    error: "m.csv:3: not an SII".into(),
+                },
+            });
+        }
+        z
+    }
+
+    #[test]
+    fn a_failing_reload_is_a_warning_until_stale() {
+        let hour = Duration::from_secs(3600);
+        let z = failing(NOW.secs() - 1800, NOW.secs() - 60);
+        let p = reload_problem(&z, NOW, hour).unwrap();
+        assert_eq!(p.severity, Severity::Warning);
+        assert!(
+            p.message.contains("failing for 30m 0s (2 attempt(s)"),
+            "{}",
+            p.message
+        );
+        assert!(
+            p.message.ends_with("serial 3:\nm.csv:3: not an SII"),
+            "{}",
+            p.message
+        );
+        let z = failing(NOW.secs() - 3600, NOW.secs() - 60);
+        assert_eq!(
+            severity_of(reload_problem(&z, NOW, hour)),
+            Severity::Critical
+        );
+        assert_eq!(
+            severity_of(reload_problem(&z, NOW, Duration::ZERO)),
+            Severity::Critical
+        );
+        // A success since clears it.
+        let mut z = z;
+        z.note(Attempt {
+            at: NOW,
+            trigger: Trigger::Resign,
+            outcome: Outcome::Unchanged { serial: 3 },
+        });
+        assert_eq!(reload_problem(&z, NOW, hour), None);
+    }
+
+    #[test]
+    fn changed_inputs_warn_only_after_the_grace() {
+        let g = INPUT_GRACE.as_secs();
+        let f = Path::new("m.csv");
+        let built = NOW.minus(3600);
+        let sev = |changed: UnixTime, now: UnixTime, kind| {
+            severity_of(inputs_problem(f, changed, built, now, kind))
+        };
+        // Changed before (or just after) the build: picked up.
+        assert_eq!(sev(built.minus(5), NOW, SourceKind::StateDir), Severity::Ok);
+        assert_eq!(sev(built.plus(g), NOW, SourceKind::StateDir), Severity::Ok);
+        // Changed well after, long enough ago: not picked up.
+        let changed = built.plus(g + 1);
+        assert_eq!(sev(changed, NOW, SourceKind::StateDir), Severity::Warning);
+        assert_eq!(sev(changed, NOW, SourceKind::ZoneFile), Severity::Warning);
+        // Just changed: the server may still be building.
+        assert_eq!(
+            sev(changed, changed.plus(g), SourceKind::StateDir),
+            Severity::Ok
+        );
+        // Built in memory from the inputs themselves: never stale.
+        assert_eq!(sev(changed, NOW, SourceKind::Built), Severity::Ok);
+    }
+
+    #[test]
+    fn a_server_is_running_only_with_its_own_start_time() {
+        let me = std::process::id();
+        let ticks = record::proc_start_ticks(me);
+        let info = |pid, proc_start_ticks| ServerInfo {
+            pid,
+            started: NOW,
+            proc_start_ticks,
+        };
+        assert!(server_running(&info(me, ticks)));
+        assert!(server_running(&info(me, None)));
+        if let Some(t) = ticks {
+            // Our pid, but another process's start: a reused pid.
+            assert!(!server_running(&info(me, Some(t + 1))));
+        }
+        assert!(!server_running(&info(u32::MAX, None)));
+        let p = server_problem(&info(u32::MAX, None), false, Path::new("s/status.json")).unwrap();
+        assert_eq!(
+            (p.severity, p.code),
+            (Severity::Critical, ProblemCode::ServerNotRunning)
+        );
+        assert_eq!(server_problem(&info(me, None), true, Path::new("x")), None);
+    }
+
+    #[test]
+    fn the_worst_problem_sets_the_exit_code() {
+        assert_eq!(worst(&[]), Severity::Ok);
+        let p = |s| Problem::new(s, ProblemCode::ReloadFailing, "x");
+        assert_eq!(worst(&[p(Severity::Warning)]), Severity::Warning);
+        assert_eq!(
+            worst(&[p(Severity::Warning), p(Severity::Critical)]),
+            Severity::Critical
+        );
+        let codes: Vec<u8> = [
+            Severity::Ok,
+            Severity::Warning,
+            Severity::Critical,
+            Severity::Unknown,
+        ]
+        .iter()
+        .map(|s| s.exit_code())
+        .collect();
+        assert_eq!(codes, [0, 1, 2, 3]);
+        assert_eq!(human(9 * DAY as i64 + 4 * 3600 + 59), "9d 4h");
+        assert_eq!(human(3 * 3600 + 12 * 60), "3h 12m");
+        assert_eq!(human(42), "42s");
+        assert_eq!(Time::of(UnixTime(u64::MAX)).rfc3339, "9999-12-31T23:59:59Z");
+    }
 }

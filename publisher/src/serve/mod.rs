@@ -464,6 +464,18 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             second,
         },
     )?);
+    // Written before the sockets are bound, so that a server that answers
+    // has its record; subscribed before the reloaders start, so that no
+    // outcome is missed.
+    if let Some(dir) = &opts.state_dir {
+        status_file::start(
+            dir.clone(),
+            started,
+            status_initial,
+            served.events.subscribe(),
+        )
+        .await;
+    }
 
     crate::serve::tcp::raise_open_file_limit();
     let (udp, tcp) = bind(opts.listen)?;
@@ -509,15 +521,6 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
     }
 
-    // Subscribed before the reloaders start, so that no outcome is missed.
-    if let Some(dir) = &opts.state_dir {
-        status_file::spawn(
-            dir.clone(),
-            started,
-            status_initial,
-            served.events.subscribe(),
-        );
-    }
     let reloader = match watch::spawn(
         served.clone(),
         inputs,

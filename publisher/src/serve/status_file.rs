@@ -125,11 +125,12 @@ impl Keeper {
     }
 }
 
-/// Starts keeping `dir/status.json`: first with the zones served at start
-/// (`initial`: configuration file, origin, serial), then after every event
-/// of `events` (subscribed before any rebuild could start, so none is
-/// missed). The task ends when the server's event channel closes.
-pub(crate) fn spawn(
+/// Starts keeping `dir/status.json`: writes it with the zones served at
+/// start (`initial`: configuration file, origin, serial) before returning,
+/// so that a server that answers has its record on disk, then after every
+/// event of `events` (subscribed before any rebuild could start, so none
+/// is missed). The task ends when the server's event channel closes.
+pub(crate) async fn start(
     dir: PathBuf,
     started: UnixTime,
     initial: Vec<(PathBuf, String, u32)>,
@@ -159,52 +160,58 @@ pub(crate) fn spawn(
             zones,
         },
     };
+    let Some(mut keeper) = write_off_thread(keeper).await else {
+        return;
+    };
     tokio::spawn(async move {
-        let mut keeper = Some(keeper);
         loop {
-            let mut k = keeper
-                .take()
-                .expect("the keeper comes back after each write");
-            let Ok(k) = tokio::task::spawn_blocking(move || {
-                k.write();
-                k
-            })
-            .await
-            else {
-                warn!("the status file writer failed; the status file is no longer updated");
-                return;
-            };
-            keeper = Some(k);
-            let k = keeper.as_mut().expect("just put back");
             // Wait for one event, then take every one already queued.
+            let mut closed = false;
             match events.recv().await {
-                Ok(e) => k.apply(&e),
+                Ok(e) => keeper.apply(&e),
                 Err(RecvError::Closed) => return,
-                Err(RecvError::Lagged(n)) => {
-                    warn!(missed = n, "status file: {n} reload events missed; the record of some zones may be behind until their next rebuild")
-                }
+                Err(RecvError::Lagged(n)) => lagged(n),
             }
             loop {
                 match events.try_recv() {
-                    Ok(e) => k.apply(&e),
-                    Err(TryRecvError::Lagged(n)) => {
-                        warn!(missed = n, "status file: {n} reload events missed; the record of some zones may be behind until their next rebuild")
-                    }
+                    Ok(e) => keeper.apply(&e),
+                    Err(TryRecvError::Lagged(n)) => lagged(n),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Closed) => {
-                        // Write what came last, then stop.
-                        let k = keeper.take().expect("present");
-                        let _ = tokio::task::spawn_blocking(move || {
-                            let mut k = k;
-                            k.write();
-                        })
-                        .await;
-                        return;
+                        closed = true;
+                        break;
                     }
                 }
             }
+            match write_off_thread(keeper).await {
+                Some(k) if !closed => keeper = k,
+                _ => return,
+            }
         }
     });
+}
+
+fn lagged(n: u64) {
+    warn!(
+        missed = n,
+        "status file: {n} reload events missed; the record of some zones may be behind until their next rebuild"
+    );
+}
+
+/// Writes the record on the blocking pool; `None` if that task failed.
+async fn write_off_thread(mut keeper: Keeper) -> Option<Keeper> {
+    match tokio::task::spawn_blocking(move || {
+        keeper.write();
+        keeper
+    })
+    .await
+    {
+        Ok(k) => Some(k),
+        Err(e) => {
+            warn!("the status file writer failed ({e}); the status file is no longer updated");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

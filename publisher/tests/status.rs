@@ -48,7 +48,8 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// A zone `example.com` with two mappings, signed with a key certified
-/// for 30 days from now.
+/// for 30 days from now; the re-sign margin keeps every assertion valid
+/// for more than the default `--warn-within` (7 days).
 struct Fixture {
     dir: tempfile::TempDir,
 }
@@ -93,6 +94,8 @@ rname = "hostmaster.example.com"
 name = "example.com"
 key = "signing.pem"
 certificates = ["certs"]
+# Every assertion expires 8 days or more from now: beyond --warn-within.
+resign_margin = "8d"
 "#,
         )
         .unwrap();
@@ -163,11 +166,15 @@ struct Server {
 
 impl Server {
     fn start(f: &Fixture, state: &Path) -> Server {
+        Server::start_with(f, &f.config(), state)
+    }
+
+    fn start_with(f: &Fixture, config: &str, state: &Path) -> Server {
         let log = f.path("serve.log");
         let child = Command::new(bin())
             .args([
                 "serve",
-                &f.config(),
+                config,
                 "--listen",
                 "127.0.0.1:0",
                 "--state-dir",
@@ -204,8 +211,8 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The serial dig gets for the zone's SOA.
-    fn dig_serial(&self) -> Option<u32> {
+    /// The serial dig gets for the SOA of `zone`.
+    fn dig_serial(&self, zone: &str) -> Option<u32> {
         let (ip, port) = self.addr.rsplit_once(':').unwrap();
         let o = Command::new("dig")
             .args([
@@ -215,7 +222,7 @@ impl Server {
                 "+short",
                 "+time=1",
                 "+tries=1",
-                "example.com",
+                zone,
                 "SOA",
             ])
             .output()
@@ -257,7 +264,7 @@ fn a_served_zone_through_a_broken_edit_a_stop_and_a_damaged_record() {
     let state_s = state.to_str().unwrap().to_owned();
     let config = f.config();
     let mut server = Server::start(&f, &state);
-    let serial = until("dig answers", || server.dig_serial());
+    let serial = until("dig answers", || server.dig_serial("example.com"));
 
     // Healthy: OK, and what status reads is what dig gets.
     let (code, v) = status_json(&[&config, "--state-dir", &state_s]);
@@ -326,7 +333,7 @@ fn a_served_zone_through_a_broken_edit_a_stop_and_a_damaged_record() {
     assert!(p.as_str().unwrap().contains("m.csv:3:"), "{v:#}");
     assert_eq!(v["zones"][0]["last_reload"]["consecutive_failures"], 1);
     assert_eq!(v["zones"][0]["figures"]["serial"], serial);
-    assert_eq!(server.dig_serial(), Some(serial));
+    assert_eq!(server.dig_serial("example.com"), Some(serial));
     let (code, text) = status(&[&config, "--state-dir", &state_s]);
     assert_eq!(code, 1);
     assert!(
@@ -483,4 +490,100 @@ fn zone_files_missing_zones_and_unknowns() {
     let o = run(&["status", "--help"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("slow for large ones"));
+}
+
+/// One configuration of many zones (`[domains]`): one report per zone, a
+/// failed reload holds back (and is reported for) every zone of it, and a
+/// zone that appears is reported once served.
+#[test]
+fn every_zone_of_a_configuration_of_many() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("many.toml"),
+        r#"role = "home"
+ttl = 300
+ns = ["ns1.provider.example"]
+mappings = "many.csv"
+
+[domains]
+origin = "_mimi.{domain}"
+
+[soa]
+mname = "ns1.provider.example"
+rname = "hostmaster.provider.example"
+
+[authority]
+name = "example.com"
+key = "signing.pem"
+certificates = ["certs"]
+# Every assertion expires 8 days or more from now: beyond --warn-within.
+resign_margin = "8d"
+"#,
+    )
+    .unwrap();
+    let users = |domains: &[u32]| -> String {
+        domains
+            .iter()
+            .map(|d| format!("u@d{d}.example,im:u{d}@chat.example.com\n"))
+            .collect()
+    };
+    std::fs::write(f.path("many.csv"), users(&[1, 2])).unwrap();
+    let config = f.path("many.toml").to_str().unwrap().to_owned();
+    let state = f.path("state");
+    let state_s = state.to_str().unwrap().to_owned();
+    let server = Server::start_with(&f, &config, &state);
+    until("dig answers", || server.dig_serial("_mimi.d2.example"));
+    let origins = |v: &Value| -> Vec<String> {
+        v["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z["origin"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (code, v) = status_json(&[&config, "--state-dir", &state_s]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(origins(&v), ["_mimi.d1.example", "_mimi.d2.example"]);
+    for z in v["zones"].as_array().unwrap() {
+        assert_eq!(z["figures"]["assertions"], 1, "{z:#}");
+        assert_eq!(z["last_reload"]["outcome"], "installed");
+    }
+
+    // A broken line holds back both zones.
+    let mut m = users(&[1, 2]);
+    m.push_str("broken\n");
+    std::fs::write(f.path("many.csv"), m).unwrap();
+    let v = until("both zones failing", || {
+        let (_, v) = status_json(&[&config, "--state-dir", &state_s]);
+        v["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|z| z["last_reload"]["outcome"] == "failed")
+            .then_some(v)
+    });
+    assert_eq!(
+        codes(&v),
+        ["warning:reload_failing", "warning:reload_failing"]
+    );
+    assert!(v["zones"][1]["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("many.csv:3:"));
+
+    // Fixed, with a third domain: every zone fine, the new one reported.
+    std::fs::write(f.path("many.csv"), users(&[1, 2, 3])).unwrap();
+    let v = until("three zones, all fine", || {
+        let (code, v) = status_json(&[&config, "--state-dir", &state_s]);
+        (code == 0 && v["zones"].as_array().unwrap().len() == 3).then_some(v)
+    });
+    assert_eq!(
+        origins(&v),
+        ["_mimi.d1.example", "_mimi.d2.example", "_mimi.d3.example"]
+    );
+    assert_eq!(v["zones"][2]["last_reload"]["outcome"], "installed");
+    assert_eq!(
+        v["zones"][2]["figures"]["serial"],
+        server.dig_serial("_mimi.d3.example").unwrap()
+    );
 }

@@ -59,7 +59,7 @@ impl Keeper {
                 });
                 any = true;
             }
-            if !any {
+            if !any && e.origin != ZoneConfig::many() {
                 let attempt = Attempt {
                     at,
                     trigger,

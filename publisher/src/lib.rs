@@ -24,6 +24,10 @@
 //!             reload, RRL, catalog            answers, RFC 2136 push
 //! ```
 //!
+//! [`status`] (the `status` command: what monitoring asks about each
+//! published zone) stands on all of them; `zone::status` is the reload
+//! record a server keeps for it in its state directory.
+//!
 //! Every input is parsed into typed values first; a build either produces a
 //! complete [`zone::Zone`] or an error listing every problem with its file
 //! and line, so a bad input can never replace good published data.
@@ -31,6 +35,7 @@
 pub mod build;
 pub mod input;
 pub mod serve;
+pub mod status;
 pub mod transfer;
 pub mod zone;
 

@@ -157,6 +157,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Report each zone's serial, record counts, earliest expiries, last
+    /// reload and what is wrong, as a Nagios/Icinga plugin: exit 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    ///
+    /// The zones are read from a server's --state-dir (its kept zones and
+    /// status.json) or from what `build --out` wrote (--zone-file); with
+    /// neither, each zone is built in memory as `check` does, which signs
+    /// every mapping: fine for small zones, slow for large ones.
+    Status {
+        /// Zone configuration files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        /// The state directory of the server (`serve --state-dir`).
+        #[arg(long, value_name = "DIR", conflicts_with = "zone_file")]
+        state_dir: Option<PathBuf>,
+        /// The zone file `build --out FILE` wrote (its directory for a
+        /// configuration of many zones). One configuration only.
+        #[arg(long, value_name = "FILE")]
+        zone_file: Option<PathBuf>,
+        /// Report as of this time, Unix seconds (default: now).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(..=mimi_proto::UnixTime::MAX_RECORD.secs()))]
+        now: Option<u64>,
+        /// Warn when an assertion or certificate expires within this.
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        warn_within: std::time::Duration,
+        /// Critical when an assertion or certificate expires within this.
+        #[arg(long, default_value = "2d", value_parser = parse_duration)]
+        critical_within: std::time::Duration,
+        /// A reload failing for this long is critical (before: a warning).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        stale_after: std::time::Duration,
+        /// Machine-readable output (see mimi_publisher::status::Report).
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a zone and write it as an RFC 1035 zone file (atomically); a
     /// configuration of many zones ([domains], [shards]) writes one file per
     /// zone, DIR/<origin>.zone.
@@ -347,7 +382,24 @@ impl RrlArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A monitoring plugin's bad arguments are UNKNOWN (3), not 2,
+            // which would read as CRITICAL.
+            if e.use_stderr()
+                && std::env::args()
+                    .skip(1)
+                    .find(|a| !a.starts_with('-'))
+                    .as_deref()
+                    == Some("status")
+            {
+                let _ = e.print();
+                return ExitCode::from(3);
+            }
+            e.exit()
+        }
+    };
     let default = match cli.verbose {
         0 => "info",
         1 => "debug",
@@ -641,6 +693,27 @@ fn run(command: Command) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Status {
+            configs,
+            state_dir,
+            zone_file,
+            now,
+            warn_within,
+            critical_within,
+            stale_after,
+            json,
+        } => Ok(status_cmd(
+            &configs,
+            state_dir,
+            zone_file,
+            now_or(now),
+            mimi_publisher::status::Thresholds {
+                warn_within,
+                critical_within,
+                stale_after,
+            },
+            json,
+        )),
         Command::Build {
             config,
             out,
@@ -914,6 +987,54 @@ fn push_cmd(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => fail(e),
+    }
+}
+
+/// `status`: the report on stdout, its severity as the exit code; status's
+/// own failures are UNKNOWN (3), in the same output format.
+fn status_cmd(
+    configs: &[PathBuf],
+    state_dir: Option<PathBuf>,
+    zone_file: Option<PathBuf>,
+    now: UnixTime,
+    thresholds: mimi_publisher::status::Thresholds,
+    json: bool,
+) -> ExitCode {
+    use mimi_publisher::status::{self, Source};
+    let source = match (state_dir, zone_file) {
+        (Some(d), _) => Source::StateDir(d),
+        (None, Some(f)) => Source::ZoneFile(f),
+        (None, None) => Source::Build,
+    };
+    match status::report(configs, &source, now, &thresholds) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        println!(
+                            "{}",
+                            json!({"status": "unknown", "exit": 3, "error": e.to_string()})
+                        );
+                        return ExitCode::from(3);
+                    }
+                }
+            } else {
+                print!("{}", report.text());
+            }
+            ExitCode::from(report.exit)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"status": "unknown", "exit": 3, "error": e.to_string(), "zones": []})
+                );
+            } else {
+                println!("MIMI UNKNOWN - {e}");
+            }
+            ExitCode::from(3)
+        }
     }
 }
 

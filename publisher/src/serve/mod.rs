@@ -31,6 +31,7 @@ pub mod encrypted;
 pub(crate) mod installed;
 pub(crate) mod memory;
 pub mod rrl;
+pub(crate) mod status_file;
 pub mod tcp;
 pub(crate) mod udp;
 pub mod watch;
@@ -349,6 +350,7 @@ impl RunningServer {
 /// configuration file and every problem: a server that starts has all its
 /// zones.
 pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
+    let started = UnixTime::now();
     if opts.configs.is_empty() {
         return Err(ServeError::NoZones);
     }
@@ -446,6 +448,15 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             Some(c)
         }
     };
+    let status_initial: Vec<(PathBuf, String, u32)> = slots
+        .iter()
+        .flat_map(|s| {
+            s.set
+                .zones
+                .iter()
+                .map(|(o, z)| (s.config.clone(), o.as_str().to_owned(), z.soa.serial))
+        })
+        .collect();
     let served = Arc::new(Served::new(slots, state.clone(), catalog).map_err(
         |(first, second, origin)| ServeError::DuplicateOrigin {
             origin,
@@ -453,6 +464,18 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             second,
         },
     )?);
+    // Written before the sockets are bound, so that a server that answers
+    // has its record; subscribed before the reloaders start, so that no
+    // outcome is missed.
+    if let Some(dir) = &opts.state_dir {
+        status_file::start(
+            dir.clone(),
+            started,
+            status_initial,
+            served.events.subscribe(),
+        )
+        .await;
+    }
 
     crate::serve::tcp::raise_open_file_limit();
     let (udp, tcp) = bind(opts.listen)?;

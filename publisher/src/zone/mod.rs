@@ -10,6 +10,7 @@ pub mod seal;
 pub mod served;
 pub mod shrink;
 pub(crate) mod state;
+pub mod status;
 pub mod zonefile;
 
 use mimi_proto::{DomainName, UnixTime};

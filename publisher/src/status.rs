@@ -110,6 +110,8 @@ pub enum ProblemCode {
     StatusUnreadable,
     /// An input changed after the published zone was built.
     InputsChanged,
+    /// The key bundle runs out soon, or no key of it can sign.
+    KeyBundle,
 }
 
 /// One thing wrong.
@@ -261,10 +263,90 @@ pub struct ZoneReport {
     pub certificate_expiry: Option<Expiry>,
     /// The last reload, if a server recorded one.
     pub last_reload: Option<ReloadReport>,
+    /// With a key bundle: where its rollover stands.
+    pub rollover: Option<RolloverStatus>,
     /// The worst of `problems`.
     pub status: Severity,
     /// What is wrong.
     pub problems: Vec<Problem>,
+}
+
+/// Where a zone's key rollover stands (see `crate::build::rollover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloverStatus {
+    /// The key that signs.
+    pub active_key: String,
+    /// Its certificate's window.
+    pub active_until: Time,
+    /// The keys whose certificates are published.
+    pub published: Vec<String>,
+    /// The next step the server takes by itself.
+    pub next_step: Option<RolloverStep>,
+    /// When the bundle runs out (its last certificate's end less the
+    /// re-sign margin).
+    pub bundle_runs_out: Expiry,
+}
+
+/// A scheduled rollover step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloverStep {
+    /// When.
+    pub at: Time,
+    /// What.
+    pub what: String,
+}
+
+/// The rollover of `config` at `now` from the zone as `served`, with its
+/// problems: the bundle's own warnings (running out within its
+/// `bundle_warning`, degraded signing) are warnings, running out within
+/// `critical_within` or no key able to sign is critical.
+pub fn rollover_status(
+    config: &ZoneConfig,
+    served: Option<&crate::zone::Zone>,
+    now: UnixTime,
+    t: &Thresholds,
+) -> (Option<RolloverStatus>, Vec<Problem>) {
+    match crate::build::rollover::status(config, served, now) {
+        Ok(None) => (None, Vec::new()),
+        Ok(Some((r, warnings))) => {
+            let runs_out = Expiry::of(r.runs_out, now);
+            let mut problems: Vec<Problem> = Vec::new();
+            if runs_out.in_seconds <= t.critical_within.as_secs() as i64 {
+                problems.push(Problem::new(
+                    Severity::Critical,
+                    ProblemCode::KeyBundle,
+                    format!(
+                        "the key bundle {} runs out at {}: hold a key ceremony now",
+                        r.bundle.display(),
+                        runs_out.at.rfc3339
+                    ),
+                ));
+            }
+            problems.extend(
+                warnings.iter().map(|w| {
+                    Problem::new(Severity::Warning, ProblemCode::KeyBundle, w.to_string())
+                }),
+            );
+            let status = RolloverStatus {
+                active_key: r.active.to_string(),
+                active_until: Time::of(r.active_window.1),
+                published: r.published.iter().map(ToString::to_string).collect(),
+                next_step: r.next.as_ref().map(|n| RolloverStep {
+                    at: Time::of(n.at),
+                    what: n.what.clone(),
+                }),
+                bundle_runs_out: runs_out,
+            };
+            (Some(status), problems)
+        }
+        Err(errors) => (
+            None,
+            errors
+                .iter()
+                .map(|e| Problem::new(Severity::Critical, ProblemCode::KeyBundle, e.to_string()))
+                .collect(),
+        ),
+    }
 }
 
 /// The server that wrote the status file.
@@ -473,6 +555,7 @@ fn config_reports(
             assertion_expiry: None,
             certificate_expiry: None,
             last_reload: None,
+            rollover: None,
             status,
             problems,
         }
@@ -562,6 +645,11 @@ fn config_reports(
                     report.figures = Some(figures);
                 }
                 Err(p) => problems.push(p.clone()),
+            }
+            if !config.is_many() {
+                let (rollover, p) = rollover_status(&config, f.zone.as_ref().ok(), now, thresholds);
+                report.rollover = rollover;
+                problems.extend(p);
             }
             if let Some(entry) = entry {
                 problems.extend(reload_problem(entry, now, thresholds.stale_after));
@@ -992,6 +1080,22 @@ fn zone_line(z: &ZoneReport) -> String {
                 record::Trigger::FileChange => "file change",
                 record::Trigger::Resign => "re-sign",
             }
+        ));
+    }
+    if let Some(r) = &z.rollover {
+        s.push_str(&format!(
+            ", signing key {} (certified until {})",
+            r.active_key, r.active_until.rfc3339
+        ));
+        if let Some(n) = &r.next_step {
+            s.push_str(&format!(
+                ", next rollover step at {}: {}",
+                n.at.rfc3339, n.what
+            ));
+        }
+        s.push_str(&format!(
+            ", key bundle runs out {}",
+            r.bundle_runs_out.at.rfc3339
         ));
     }
     s

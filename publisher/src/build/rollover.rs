@@ -175,7 +175,9 @@ pub(crate) fn decide<'b>(
         && previous.keys.values().all(|h| h.published.is_none());
     // When each key may sign (None: not published yet).
     let usable_from = |k: &BundleKey| -> Option<UnixTime> {
-        if !publishes_here || bootstrap {
+        // The key that signs already may go on (a build from its own
+        // output decides the same again).
+        if !publishes_here || bootstrap || previous.active.as_ref() == Some(k.kid()) {
             return Some(k.not_before());
         }
         let p = previous.get(k.kid()).published?;
@@ -402,9 +404,9 @@ fn why_none(
     let mut out = Vec::new();
     for k in bundle.keys.iter().filter(|k| k.expires() > now) {
         let why = if let Err(e) = &k.key {
-            format!("has no key file ({e})")
+            format!("cannot sign, its key file is unusable ({e})")
         } else if k.not_before() > now {
-            format!("is valid only from {}", rfc3339(k.not_before()))
+            format!("certified only from {}", rfc3339(k.not_before()))
         } else if publishes_here && !bootstrap {
             match previous.get(k.kid()).published {
                 None => format!(
@@ -421,7 +423,7 @@ fn why_none(
         } else {
             continue;
         };
-        out.push(format!("key {} {why}", k.kid()));
+        out.push(format!("key {}: {why}", k.kid()));
     }
     if bundle.keys.iter().all(|k| k.expires() <= now) {
         out.push(format!(

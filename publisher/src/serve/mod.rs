@@ -844,10 +844,9 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     // One poll runs `shutdown` up to its first wait, installing the
     // handlers it waits on.
-    let stopped = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready())
-    })
-    .await;
+    let stopped =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready()))
+            .await;
     if stopped {
         return Ok(());
     }

@@ -60,7 +60,9 @@ pub enum PrivilegeError {
         source: nix::Error,
     },
     /// After the drop, the process could still become root again.
-    #[error("--user {user}: after dropping privileges the process could still regain root ({what})")]
+    #[error(
+        "--user {user}: after dropping privileges the process could still regain root ({what})"
+    )]
     Regained {
         /// The user asked for.
         user: String,

@@ -327,11 +327,11 @@ pub(crate) async fn start(
                     limits,
                     stats.clone(),
                 )
-                        .map_err(|reason| EncryptedError::Bind {
-                            addr,
-                            what: "DNS over QUIC",
-                            reason,
-                        })?;
+                .map_err(|reason| EncryptedError::Bind {
+                    addr,
+                    what: "DNS over QUIC",
+                    reason,
+                })?;
                 let bound = q.local_addr().unwrap_or(addr);
                 info!(addr = %bound, "serving DNS over QUIC");
                 running.quic.push((bound, q));

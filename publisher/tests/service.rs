@@ -322,8 +322,8 @@ fn user_is_refused_when_it_cannot_be_honoured() {
     assert!(!err.contains("zone loaded"), "{err}");
 }
 
-/// The uid and gid lines of /proc/PID/status.
-fn ids(pid: u32) -> (String, String) {
+/// The uid and gid lines of /proc/PID/status (or PID/task/TID/status).
+fn ids(pid: &str) -> (String, String) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = |key: &str| {
         status
@@ -416,11 +416,22 @@ fn user_drops_to_nobody_after_binding_a_privileged_port() {
             continue;
         };
         assert_eq!(addr.port(), port);
-        let (uid, gid) = ids(server.child.id());
         let u = nobody.uid.as_raw().to_string();
         let g = nobody.gid.as_raw().to_string();
+        let pid = server.child.id();
+        let (uid, gid) = ids(&pid.to_string());
         assert_eq!(uid, [u.as_str(); 4].join(" "));
         assert_eq!(gid, [g.as_str(); 4].join(" "));
+        // Every thread, including those started before the drop.
+        let mut threads = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let tid = task.unwrap().file_name().into_string().unwrap();
+            let (uid, gid) = ids(&format!("{pid}/task/{tid}"));
+            assert_eq!(uid, [u.as_str(); 4].join(" "), "thread {tid}");
+            assert_eq!(gid, [g.as_str(); 4].join(" "), "thread {tid}");
+            threads += 1;
+        }
+        assert!(threads > 1, "{threads} threads");
         assert_eq!(
             dig(addr, &name_of("alice@example.com"), false),
             ("NOERROR".to_owned(), 1)

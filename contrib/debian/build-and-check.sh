@@ -28,7 +28,9 @@ fi
 cd "$(dirname "$0")/../.."
 # mimi-resolve belongs to the resolver crate: build it too, in release.
 cargo build --release --locked -p mimi-publisher -p mimi-resolver --bins
-deb=$(cargo deb -p mimi-publisher --no-build --locked | tail -n 1)
+# Stripped, as Debian ships binaries (the release profile keeps line
+# tables, which would make the package six times larger).
+deb=$(cargo deb -p mimi-publisher --no-build --locked --strip | tail -n 1)
 [ -f "$deb" ] || { echo "cargo deb did not report a package: $deb" >&2; exit 1; }
 echo "built $deb"
 dpkg-deb --info "$deb"

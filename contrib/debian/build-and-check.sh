@@ -40,6 +40,7 @@ dpkg -i "$deb"
 /usr/bin/mimi-publisher --version
 /usr/bin/mimi-resolve --version
 /usr/bin/mimi-publisher check /etc/mimi-dns/zone.toml
+# Packaged in usr/lib/systemd/system: the same file on merged-/usr Debian 12.
 test -f /lib/systemd/system/mimi-publisher.service
 getent passwd mimi-dns
 id mimi-dns

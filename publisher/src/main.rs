@@ -30,8 +30,21 @@ struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines on stderr as text, or as one JSON object per line (for
+    /// log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -241,9 +254,16 @@ enum Command {
         /// Zone configuration files.
         #[arg(required = true)]
         configs: Vec<PathBuf>,
-        /// Address to listen on (UDP and TCP).
-        #[arg(long, default_value = "127.0.0.1:5300")]
-        listen: SocketAddr,
+        /// Address to listen on (UDP and TCP); repeatable, e.g. once for
+        /// IPv4 and once for IPv6 ([::]:53 is IPv6-only). Default
+        /// 127.0.0.1:5300.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+        /// Become this user once every socket is bound, before reading any
+        /// input (start as root to bind port 53; keys and the state
+        /// directory must be readable by the user).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
         /// Keep each served zone in DIR/<origin>.zone and start from it:
         /// a restart reuses its signatures and continues its serial.
         #[arg(long, value_name = "DIR")]
@@ -410,10 +430,15 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default},hickory_proto=warn"))
     });
-    tracing_subscriber::fmt()
+    // Colours only for a terminal: journald and log files get plain text.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -752,6 +777,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Serve {
             configs,
             listen,
+            user,
             state_dir,
             allow_shrink,
             tcp_max_clients,
@@ -777,7 +803,13 @@ fn run(command: Command) -> Result<ExitCode> {
             rt.block_on(serve::run(
                 serve::ServeOptions {
                     configs,
-                    listen,
+                    listen: listen
+                        .first()
+                        .copied()
+                        .unwrap_or(serve::ServeOptions::DEFAULT_LISTEN),
+                    extra_listen: listen.iter().skip(1).copied().collect(),
+                    user,
+                    systemd: true,
                     state_dir,
                     allow_shrink,
                     tcp: serve::TcpOptions {

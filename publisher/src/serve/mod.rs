@@ -22,16 +22,21 @@
 //! (RFC 9432) of every zone it serves, rebuilt and NOTIFYed whenever the
 //! zone list changes (module `catalog`).
 //!
-//! [`start`] builds every zone, binds the sockets and starts the watcher and
-//! re-sign timers of [`crate::serve::watch`]; [`run`] does the same and serves until
-//! a shutdown future completes, which is what the binary uses.
+//! [`start`] binds the sockets, drops privileges if asked
+//! ([`crate::serve::privileges`]), builds every zone, and starts the
+//! watcher and re-sign timers of [`crate::serve::watch`]; [`run`] does the
+//! same and serves until a shutdown future completes, which is what the
+//! binary uses. Under systemd it reports readiness, reloads and the
+//! watchdog ([`crate::serve::systemd`]).
 
 pub(crate) mod catalog;
 pub mod encrypted;
 pub(crate) mod installed;
 pub(crate) mod memory;
+pub mod privileges;
 pub mod rrl;
 pub(crate) mod status_file;
+pub mod systemd;
 pub mod tcp;
 pub(crate) mod udp;
 pub mod watch;
@@ -76,6 +81,21 @@ pub struct ServeOptions {
     /// Address for both UDP and TCP. Port 0 picks a free port, the same for
     /// both protocols (see [`RunningServer::local_addr`]).
     pub listen: SocketAddr,
+    /// More addresses served like `listen` (UDP and TCP on each), e.g. an
+    /// IPv6 one next to an IPv4 one. `listen` and this list together are
+    /// never empty, which is why the first address has a field of its own.
+    /// IPv6 sockets are IPv6-only, so that `0.0.0.0:53` and `[::]:53` can
+    /// both be given.
+    pub extra_listen: Vec<SocketAddr>,
+    /// Become this user once every socket is bound, before any input is
+    /// read ([`crate::serve::privileges`]); the server must be started as
+    /// root then.
+    pub user: Option<String>,
+    /// Tell the service manager about readiness, reloads, stopping and the
+    /// watchdog when `NOTIFY_SOCKET` is set ([`crate::serve::systemd`]).
+    /// Off by default, so that servers started inside another program (its
+    /// tests) do not speak for that program's process.
+    pub systemd: bool,
     /// How long the input files must be quiet before a rebuild starts, so
     /// that a file written in several steps is read once, complete.
     pub debounce: Duration,
@@ -122,6 +142,9 @@ impl ServeOptions {
         ServeOptions {
             configs,
             listen: Self::DEFAULT_LISTEN,
+            extra_listen: Vec::new(),
+            user: None,
+            systemd: false,
             debounce: Self::DEFAULT_DEBOUNCE,
             state_dir: None,
             allow_shrink: false,
@@ -130,6 +153,15 @@ impl ServeOptions {
             catalog: None,
             encrypted: EncryptedOptions::DEFAULT,
         }
+    }
+}
+
+impl ServeOptions {
+    /// Every address UDP and TCP are served on, `listen` first.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.listen)
+            .chain(self.extra_listen.iter().copied())
+            .collect()
     }
 }
 
@@ -211,6 +243,9 @@ pub enum ServeError {
     /// The encrypted listeners cannot start (certificate, key, binding).
     #[error(transparent)]
     Encrypted(#[from] crate::serve::encrypted::EncryptedError),
+    /// `--user` cannot be honoured.
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
     /// The input files cannot be watched.
     #[error("cannot watch input files: {0}")]
     Watch(#[from] notify::Error),
@@ -221,10 +256,12 @@ pub enum ServeError {
 
 /// A server that is running: its address, its zones, and the way to stop it.
 pub struct RunningServer {
-    local_addr: SocketAddr,
+    local_addrs: Vec<SocketAddr>,
     served: Arc<Served>,
-    tcp: Option<TcpServer>,
-    udp: Option<UdpServer>,
+    tcp: Vec<TcpServer>,
+    udp: Vec<UdpServer>,
+    notifier: systemd::Notifier,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
     rrl: Option<Arc<Limiter>>,
     reloader: Reloader,
     encrypted: Option<encrypted::Running>,
@@ -233,16 +270,22 @@ pub struct RunningServer {
 impl std::fmt::Debug for RunningServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunningServer")
-            .field("local_addr", &self.local_addr)
+            .field("local_addrs", &self.local_addrs)
             .finish_non_exhaustive()
     }
 }
 
 impl RunningServer {
-    /// The address actually bound (UDP and TCP share it), which tells the
-    /// port chosen when the options asked for port 0.
+    /// The first address actually bound (UDP and TCP share it), which
+    /// tells the port chosen when the options asked for port 0.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every address UDP and TCP are served on, as bound, in the order
+    /// given ([`ServeOptions::listen`] first).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// The serial currently served for `origin`, or `None` if no served zone
@@ -323,32 +366,40 @@ impl RunningServer {
 
     /// Stops watching, stops the timers, and shuts the DNS server down
     /// gracefully (no new queries are accepted; the sockets are closed).
+    ///
+    /// Under systemd, `STOPPING=1` is sent first.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        self.notifier.stopping();
         self.reloader.stop().await;
-        if let Some(udp) = self.udp.take() {
-            tokio::task::spawn_blocking(move || udp.stop()).await?;
-        }
+        let udp = std::mem::take(&mut self.udp);
+        tokio::task::spawn_blocking(move || udp.into_iter().for_each(UdpServer::stop)).await?;
         if let Some(rrl) = &self.rrl {
             rrl.log_totals();
         }
-        if let Some(tcp) = self.tcp.take() {
+        for tcp in std::mem::take(&mut self.tcp) {
             tcp.stop().await?;
         }
         if let Some(e) = self.encrypted.take() {
             e.stop().await;
         }
-        info!(addr = %self.local_addr, "server stopped");
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
+        info!(addrs = ?self.local_addrs, "server stopped");
         Ok(())
     }
 }
 
-/// Builds every zone, binds UDP and TCP at `opts.listen`, and starts
+/// Binds UDP and TCP at every address of `opts` (and the encrypted
+/// listeners), becomes `opts.user` if asked, builds every zone, and starts
 /// serving, watching and re-signing in the background of the current tokio
 /// runtime.
 ///
 /// Any zone that fails its initial build is an error naming its
 /// configuration file and every problem: a server that starts has all its
-/// zones.
+/// zones. Every socket is bound before anything is read, and nothing is
+/// read before privileges are dropped (see [`crate::serve::privileges`]
+/// for why).
 pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let started = UnixTime::now();
     if opts.configs.is_empty() {
@@ -356,6 +407,33 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
     }
     if opts.encrypted.any() && opts.encrypted.certificate.is_none() {
         return Err(encrypted::EncryptedError::NoCertificate.into());
+    }
+    let user = opts
+        .user
+        .as_deref()
+        .map(privileges::ServiceUser::lookup)
+        .transpose()?;
+    // Connected while still root: the service manager's socket need not be
+    // reachable by the service user.
+    let notifier = if opts.systemd {
+        systemd::Notifier::from_env()
+    } else {
+        systemd::Notifier::none()
+    };
+    crate::serve::tcp::raise_open_file_limit();
+    let mut plain = Vec::new();
+    for addr in opts.listen_addrs() {
+        plain.push((addr, bind(addr)?));
+    }
+    let encrypted_sockets = encrypted::bind(&opts.encrypted)?;
+    if let Some(user) = &user {
+        user.become_user()?;
+        info!(
+            user = user.name(),
+            uid = user.uid(),
+            gid = user.gid(),
+            "privileges dropped"
+        );
     }
     let state = match &opts.state_dir {
         Some(d) => {
@@ -464,7 +542,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             second,
         },
     )?);
-    // Written before the sockets are bound, so that a server that answers
+    // Written before the sockets serve, so that a server that answers
     // has its record; subscribed before the reloaders start, so that no
     // outcome is missed.
     if let Some(dir) = &opts.state_dir {
@@ -477,12 +555,6 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         .await;
     }
 
-    crate::serve::tcp::raise_open_file_limit();
-    let (udp, tcp) = bind(opts.listen)?;
-    let local_addr = udp.local_addr().map_err(|source| ServeError::Bind {
-        addr: opts.listen,
-        source,
-    })?;
     let rrl = Limiter::new(&opts.rrl).map(Arc::new);
     match opts.rrl.rate() {
         Some(rate) => info!(
@@ -495,22 +567,52 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         ),
         None => info!("UDP response rate limiting off"),
     }
-    let udp =
-        UdpServer::spawn(udp, served.clone(), udp_threads(), rrl.clone()).map_err(|source| {
-            ServeError::Bind {
-                addr: opts.listen,
-                source,
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let mut local_addrs = Vec::new();
+    let mut failed = None;
+    for (addr, (u, t, bound)) in plain {
+        let listener = t
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(t));
+        let spawned = listener.and_then(|l| {
+            UdpServer::spawn(u, served.clone(), udp_threads(), rrl.clone()).map(|u| (u, l))
+        });
+        match spawned {
+            Ok((u, l)) => {
+                udp.push(u);
+                tcp.push(TcpServer::spawn(
+                    l,
+                    served.clone(),
+                    opts.tcp,
+                    encrypted::Layer::Plain,
+                ));
+                info!(addr = %bound, zones = served.zone_count(), "serving over UDP and TCP");
+                local_addrs.push(bound);
             }
-        })?;
-    let tcp = TcpServer::spawn(tcp, served.clone(), opts.tcp, encrypted::Layer::Plain);
-    info!(addr = %local_addr, zones = served.zone_count(), "serving over UDP and TCP");
-    let encrypted = match encrypted::start(&opts.encrypted, opts.tcp, &served, opts.debounce).await
-    {
+            Err(source) => {
+                failed = Some(ServeError::Bind { addr, source });
+                break;
+            }
+        }
+    }
+    let encrypted = match failed {
+        Some(e) => Err(e),
+        None => encrypted::start(
+            &opts.encrypted,
+            encrypted_sockets,
+            opts.tcp,
+            &served,
+            opts.debounce,
+        )
+        .await
+        .map_err(ServeError::from),
+    };
+    let encrypted = match encrypted {
         Ok(e) => e,
         Err(e) => {
-            let _ = tcp.stop().await;
-            let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
-            return Err(e.into());
+            stop_plain(tcp, udp).await;
+            return Err(e);
         }
     };
     // Secondaries may hold an older serial from before this start.
@@ -521,32 +623,62 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
     }
 
+    let status = format!(
+        "serving {} zones on {}",
+        served.zone_count(),
+        local_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let gate = Arc::new(systemd::ReloadGate::new(notifier.clone()));
+    gate.set_status(status.clone());
     let reloader = match watch::spawn(
         served.clone(),
         inputs,
         resign_at,
         opts.debounce,
         opts.allow_shrink,
+        gate,
     ) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tcp.stop().await;
-            let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
+            stop_plain(tcp, udp).await;
             if let Some(listeners) = encrypted {
                 listeners.stop().await;
             }
             return Err(e.into());
         }
     };
+    // Every zone is built and every listener is serving.
+    notifier.ready(&status);
+    let watchdog = match systemd::watchdog_interval() {
+        Some(interval) if notifier.enabled() => {
+            info!(ms = interval.as_millis() as u64, "systemd watchdog on");
+            Some(systemd::spawn_watchdog(notifier.clone(), interval))
+        }
+        _ => None,
+    };
     Ok(RunningServer {
-        local_addr,
+        local_addrs,
         served,
-        tcp: Some(tcp),
-        udp: Some(udp),
+        tcp,
+        udp,
+        notifier,
+        watchdog,
         rrl,
         reloader,
         encrypted,
     })
+}
+
+/// Stops the UDP and TCP servers started so far (a start that failed).
+async fn stop_plain(tcp: Vec<TcpServer>, udp: Vec<UdpServer>) {
+    for t in tcp {
+        let _ = t.stop().await;
+    }
+    let _ = tokio::task::spawn_blocking(move || udp.into_iter().for_each(UdpServer::stop)).await;
 }
 
 /// A configuration's zones, their warnings and their indexes.
@@ -723,15 +855,77 @@ fn initial_set(
 }
 
 /// Serves until `shutdown` completes, then stops gracefully: what the
-/// binary runs, with [`shutdown_signal`].
+/// binary runs, with [`shutdown_signal`]. On SIGHUP every input of every
+/// zone is read again ([`RunningServer::reload_all`]).
+///
+/// Both signal handlers are in place before the server starts (and so
+/// before systemd is told it is ready): a signal sent the moment the
+/// server is ready must be handled, not kill the process by its default
+/// action.
 pub async fn run(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    // One poll runs `shutdown` up to its first wait, installing the
+    // handlers it waits on.
+    let stopped =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready()))
+            .await;
+    if stopped {
+        return Ok(());
+    }
+    let mut hangup = Hangup::install();
     let running = start(opts).await?;
-    shutdown.await;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = hangup.recv() => {
+                info!("SIGHUP: reloading every zone");
+                running.reload_all();
+            }
+        }
+    }
     info!("shutting down");
     running.shutdown().await
+}
+
+/// SIGHUP, where there is one.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(s) => Hangup { signal: Some(s) },
+                Err(e) => {
+                    warn!("cannot wait for SIGHUP: {e}");
+                    Hangup { signal: None }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Hangup {}
+        }
+    }
+
+    /// Completes at the next SIGHUP; never without one.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            if s.recv().await.is_some() {
+                return;
+            }
+            self.signal = None;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM, the signals a terminal or a
@@ -776,39 +970,72 @@ fn udp_threads() -> usize {
 /// Attempts to find a port free for both UDP and TCP when port 0 is asked.
 const BIND_ATTEMPTS: usize = 8;
 
-/// Binds UDP and TCP on the same address. With port 0, UDP picks the port
-/// and TCP takes the same one; if TCP finds it taken, both try again.
-fn bind(addr: SocketAddr) -> Result<(std::net::UdpSocket, tokio::net::TcpListener), ServeError> {
+/// Binds UDP and TCP on the same address, returning both and the address
+/// bound. With port 0, UDP picks the port and TCP takes the same one; if
+/// TCP finds it taken, both try again.
+fn bind(
+    addr: SocketAddr,
+) -> Result<(std::net::UdpSocket, std::net::TcpListener, SocketAddr), ServeError> {
     let err = |source| ServeError::Bind { addr, source };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let udp = bind_udp(addr).map_err(err)?;
-        let port = udp.local_addr().map_err(err)?.port();
-        let tcp_addr = SocketAddr::new(addr.ip(), port);
-        match std::net::TcpListener::bind(tcp_addr) {
-            Ok(tcp) => {
-                tcp.set_nonblocking(true).map_err(err)?;
-                let tcp = tokio::net::TcpListener::from_std(tcp).map_err(err)?;
-                return Ok((udp, tcp));
-            }
+        let bound = udp.local_addr().map_err(err)?;
+        let tcp_addr = SocketAddr::new(addr.ip(), bound.port());
+        match tcp_listener(tcp_addr) {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
             Err(e)
                 if addr.port() == 0
                     && e.kind() == io::ErrorKind::AddrInUse
                     && attempt < BIND_ATTEMPTS =>
             {
-                debug!(port, "TCP port taken, trying another");
+                debug!(port = bound.port(), "TCP port taken, trying another");
             }
             Err(e) => return Err(err(e)),
         }
     }
 }
 
+/// A socket of `kind` for `addr`: IPv6 sockets are IPv6-only
+/// (`IPV6_V6ONLY`), whatever the system default, so that the IPv4 and
+/// IPv6 wildcards can both be bound and each address means exactly itself.
+fn socket_for(addr: SocketAddr, kind: socket2::Type) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let protocol = if kind == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    };
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+/// A bound, listening TCP socket (`SO_REUSEADDR`, as std sets it, so that
+/// a restart does not wait for old connections in TIME_WAIT; IPv6-only
+/// for an IPv6 address).
+pub(crate) fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket_for(addr, socket2::Type::STREAM)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// A bound UDP socket (IPv6-only for an IPv6 address), for DNS over QUIC.
+pub(crate) fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = socket_for(addr, socket2::Type::DGRAM)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// A non-blocking UDP socket with a large receive buffer (if the kernel
 /// grants it; refusing is not fatal).
 fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = socket_for(addr, socket2::Type::DGRAM)?;
     match socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
         Ok(()) => {
             // Linux reports twice the size granted (bookkeeping overhead),

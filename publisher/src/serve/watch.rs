@@ -52,6 +52,35 @@ use crate::input::config::ZoneConfig;
 use crate::serve::installed::{
     log_rollover, log_warnings, prepare, PrepareError, ReloadEvent, ReloadReason, Served,
 };
+use crate::serve::systemd::ReloadGate;
+
+/// What wakes a zone's worker for a reload: a file event or a request
+/// (SIGHUP). The first request since the worker last started a rebuild
+/// opens a reload in the [`ReloadGate`], which the worker closes once the
+/// rebuild it then runs has ended, so the service manager sees
+/// `RELOADING=1` before and `READY=1` after.
+struct Trigger {
+    notify: Notify,
+    pending: std::sync::atomic::AtomicBool,
+    gate: Arc<ReloadGate>,
+}
+
+impl Trigger {
+    fn fire(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            self.gate.begin();
+        }
+        self.notify.notify_one();
+    }
+
+    /// Whether a reload is open for this worker; closes the request, so
+    /// that a request arriving from now on opens another.
+    fn take(&self) -> bool {
+        self.pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
 
 /// The shortest wait before a re-sign: a zone whose `next_resign` is already
 /// due (or nearly) is rebuilt after this long instead of in a tight loop.
@@ -213,7 +242,7 @@ impl Watcher {
 
 /// Matches debounced events to zones and wakes their workers. Runs on the
 /// debouncer's thread.
-fn on_events(result: DebounceEventResult, state: &Mutex<WatchState>, triggers: &[Arc<Notify>]) {
+fn on_events(result: DebounceEventResult, state: &Mutex<WatchState>, triggers: &[Arc<Trigger>]) {
     let mut hit = vec![false; triggers.len()];
     match result {
         Ok(events) => {
@@ -253,7 +282,7 @@ fn on_events(result: DebounceEventResult, state: &Mutex<WatchState>, triggers: &
     }
     for (trigger, hit) in triggers.iter().zip(hit) {
         if hit {
-            trigger.notify_one();
+            trigger.fire();
         }
     }
 }
@@ -271,7 +300,7 @@ struct Ctx {
 
 /// The running watcher and per-zone workers of a server.
 pub(crate) struct Reloader {
-    triggers: Vec<Arc<Notify>>,
+    triggers: Vec<Arc<Trigger>>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     watcher: Arc<Watcher>,
@@ -280,7 +309,11 @@ pub(crate) struct Reloader {
 impl Reloader {
     /// Wakes every zone's worker as if its files had changed.
     pub(crate) fn trigger_all(&self) {
-        self.triggers.iter().for_each(|t| t.notify_one());
+        info!(
+            configs = self.triggers.len(),
+            "re-reading every input of every zone"
+        );
+        self.triggers.iter().for_each(|t| t.fire());
     }
 
     /// Stops the workers (a rebuild in progress is abandoned: its result is
@@ -315,8 +348,18 @@ pub(crate) fn spawn(
     resign_at: Vec<Option<UnixTime>>,
     debounce: Duration,
     allow_shrink: bool,
+    gate: Arc<ReloadGate>,
 ) -> Result<Reloader, notify::Error> {
-    let triggers: Vec<Arc<Notify>> = inputs.iter().map(|_| Arc::new(Notify::new())).collect();
+    let triggers: Vec<Arc<Trigger>> = inputs
+        .iter()
+        .map(|_| {
+            Arc::new(Trigger {
+                notify: Notify::new(),
+                pending: false.into(),
+                gate: gate.clone(),
+            })
+        })
+        .collect();
     let state = Arc::new(Mutex::new(WatchState {
         per_zone: inputs
             .iter()
@@ -364,13 +407,13 @@ pub(crate) fn spawn(
 }
 
 /// Rebuilds zone `idx` whenever its trigger fires or its re-sign time comes.
-async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Option<UnixTime>) {
+async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Trigger>, resign_at: Option<UnixTime>) {
     let mut stop = ctx.stop.clone();
     let mut deadline = Instant::now() + resign_delay(resign_at, UnixTime::now());
     loop {
         let reason = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            () = trigger.notified() => ReloadReason::FileChange,
+            () = trigger.notify.notified() => ReloadReason::FileChange,
             () = tokio::time::sleep_until(deadline) => ReloadReason::Resign,
         };
         if reason == ReloadReason::FileChange {
@@ -388,16 +431,22 @@ async fn worker(ctx: Arc<Ctx>, idx: usize, trigger: Arc<Notify>, resign_at: Opti
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
-                    () = trigger.notified() => continue,
+                    () = trigger.notify.notified() => continue,
                     () = tokio::time::sleep(ctx.quiet) => break,
                     () = tokio::time::sleep_until(settled_by) => break,
                 }
             }
         }
+        // Taken before the rebuild reads the files: a change from now on
+        // opens another reload (and leaves a trigger for another rebuild).
+        let reload = trigger.take();
         let delay = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             delay = rebuild(&ctx, idx, reason) => delay,
         };
+        if reload {
+            trigger.gate.end();
+        }
         debug!(
             zone = idx,
             seconds = delay.as_secs(),

@@ -198,24 +198,65 @@ impl Running {
     }
 }
 
-fn bind_tcp(
-    addr: SocketAddr,
+fn bind_tcp(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, EncryptedError> {
+    crate::serve::tcp_listener(addr).map_err(|e| EncryptedError::Bind {
+        addr,
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// The sockets of the encrypted listeners, bound before anything is read
+/// (and before privileges are dropped, see [`crate::serve::privileges`]).
+#[derive(Debug, Default)]
+pub(crate) struct Bound {
+    tls: Vec<std::net::TcpListener>,
+    https: Vec<std::net::TcpListener>,
+    quic: Vec<(SocketAddr, std::net::UdpSocket)>,
+}
+
+/// Binds every listener `opts` asks for, in order.
+pub(crate) fn bind(opts: &EncryptedOptions) -> Result<Bound, EncryptedError> {
+    let mut bound = Bound::default();
+    for &addr in &opts.tls {
+        bound.tls.push(bind_tcp(addr, "DNS over TLS")?);
+    }
+    for &addr in &opts.https {
+        bound.https.push(bind_tcp(addr, "DNS over HTTPS")?);
+    }
+    for &addr in &opts.quic {
+        let s = crate::serve::udp_socket(addr).map_err(|e| EncryptedError::Bind {
+            addr,
+            what: "DNS over QUIC",
+            reason: e.to_string(),
+        })?;
+        bound.quic.push((addr, s));
+    }
+    Ok(bound)
+}
+
+/// A bound std listener made a tokio one.
+fn listener(
+    l: std::net::TcpListener,
     what: &'static str,
-) -> Result<tokio::net::TcpListener, EncryptedError> {
+) -> Result<(tokio::net::TcpListener, SocketAddr), EncryptedError> {
+    let addr = l
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let err = |e: std::io::Error| EncryptedError::Bind {
         addr,
         what,
         reason: e.to_string(),
     };
-    let l = std::net::TcpListener::bind(addr).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
-    tokio::net::TcpListener::from_std(l).map_err(err)
+    Ok((tokio::net::TcpListener::from_std(l).map_err(err)?, addr))
 }
 
 /// Loads the certificate, binds every encrypted listener of `opts` and
 /// starts serving `served` on them; `None` when none is asked for.
 pub(crate) async fn start(
     opts: &EncryptedOptions,
+    bound: Bound,
     tcp: TcpOptions,
     served: &Arc<Served>,
     debounce: Duration,
@@ -248,9 +289,8 @@ pub(crate) async fn start(
                 stats.clone(),
                 "DNS over TLS",
             ));
-            for &addr in &opts.tls {
-                let l = bind_tcp(addr, "DNS over TLS")?;
-                let bound = l.local_addr().unwrap_or(addr);
+            for l in bound.tls {
+                let (l, bound) = listener(l, "DNS over TLS")?;
                 let s = TcpServer::spawn(l, served.clone(), tcp, Layer::Tls(hs.clone()));
                 info!(addr = %bound, "serving DNS over TLS");
                 running.tls.push((bound, s));
@@ -265,9 +305,8 @@ pub(crate) async fn start(
                 stats.clone(),
                 "DNS over HTTPS",
             ));
-            for &addr in &opts.https {
-                let l = bind_tcp(addr, "DNS over HTTPS")?;
-                let bound = l.local_addr().unwrap_or(addr);
+            for l in bound.https {
+                let (l, bound) = listener(l, "DNS over HTTPS")?;
                 let s = TcpServer::spawn(l, served.clone(), tcp, Layer::Https(hs.clone()));
                 info!(addr = %bound, path = https::PATH, "serving DNS over HTTPS");
                 running.https.push((bound, s));
@@ -280,14 +319,19 @@ pub(crate) async fn start(
                 handshake_timeout: opts.handshake_timeout,
                 max_streams: opts.max_streams,
             };
-            for &addr in &opts.quic {
-                let q =
-                    QuicServer::spawn(addr, config.clone(), served.clone(), limits, stats.clone())
-                        .map_err(|reason| EncryptedError::Bind {
-                            addr,
-                            what: "DNS over QUIC",
-                            reason,
-                        })?;
+            for (addr, socket) in bound.quic {
+                let q = QuicServer::spawn(
+                    socket,
+                    config.clone(),
+                    served.clone(),
+                    limits,
+                    stats.clone(),
+                )
+                .map_err(|reason| EncryptedError::Bind {
+                    addr,
+                    what: "DNS over QUIC",
+                    reason,
+                })?;
                 let bound = q.local_addr().unwrap_or(addr);
                 info!(addr = %bound, "serving DNS over QUIC");
                 running.quic.push((bound, q));

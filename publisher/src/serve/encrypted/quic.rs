@@ -58,9 +58,9 @@ pub(crate) struct QuicServer {
 }
 
 impl QuicServer {
-    /// Binds `addr` and serves from `served`.
+    /// Serves from `served` on the bound `socket`.
     pub(crate) fn spawn(
-        addr: SocketAddr,
+        socket: std::net::UdpSocket,
         tls: Arc<rustls::ServerConfig>,
         served: Arc<Served>,
         limits: QuicLimits,
@@ -89,7 +89,14 @@ impl QuicServer {
         config.transport_config(Arc::new(transport));
         // Handshakes not yet taken by the accept loop.
         config.max_incoming(limits.tcp.max_clients.max(1));
-        let endpoint = Endpoint::server(config, addr).map_err(|e| e.to_string())?;
+        let runtime = quinn::default_runtime().ok_or("no async runtime for QUIC")?;
+        let endpoint = Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime,
+        )
+        .map_err(|e| e.to_string())?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(
             endpoint.clone(),

@@ -27,7 +27,9 @@ fi
 
 cd "$(dirname "$0")/../.."
 # mimi-resolve belongs to the resolver crate: build it too, in release.
-cargo build --release --locked -p mimi-publisher -p mimi-resolver --bins
+# No debug line tables: the package is stripped anyway, and they cost
+# build time.
+CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --locked -p mimi-publisher -p mimi-resolver --bins
 # Stripped, as Debian ships binaries (the release profile keeps line
 # tables, which would make the package six times larger).
 deb=$(cargo deb -p mimi-publisher --no-build --locked --strip | tail -n 1)

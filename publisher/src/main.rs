@@ -176,6 +176,10 @@ enum Command {
         /// Address to listen on (UDP and TCP).
         #[arg(long, default_value = "127.0.0.1:5300")]
         listen: SocketAddr,
+        /// Serve Prometheus metrics at http://ADDR/metrics (for example
+        /// 127.0.0.1:9153); none by default.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
         /// Keep each served zone in DIR/<origin>.zone and start from it:
         /// a restart reuses its signatures and continues its serial.
         #[arg(long, value_name = "DIR")]
@@ -588,6 +592,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Serve {
             configs,
             listen,
+            metrics,
             state_dir,
             allow_shrink,
             tcp_max_clients,
@@ -631,6 +636,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     rrl,
                     catalog,
                     encrypted,
+                    metrics,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

@@ -263,7 +263,7 @@ impl Served {
                 // After the swap, so that a secondary asking at once gets
                 // the new serial.
                 if let Some(zone) = catalog {
-                    tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+                    tokio::spawn(crate::serve::metrics::notify_secondaries(zone));
                 }
                 Ok(Retired {
                     _set: old.set,
@@ -289,6 +289,7 @@ impl Served {
 
     /// Broadcasts a reload event; nobody listening is fine.
     pub(crate) fn announce(&self, event: ReloadEvent) {
+        crate::serve::metrics::metrics().reloaded(&event);
         let _ = self.events.send(event);
     }
 }

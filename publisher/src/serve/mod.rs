@@ -30,6 +30,7 @@ pub(crate) mod catalog;
 pub mod encrypted;
 pub(crate) mod installed;
 pub(crate) mod memory;
+pub mod metrics;
 pub mod rrl;
 pub mod tcp;
 pub(crate) mod udp;
@@ -103,6 +104,10 @@ pub struct ServeOptions {
     /// DNS over TLS, HTTPS and QUIC listeners and their certificate
     /// ([`crate::serve::encrypted`]); none by default.
     pub encrypted: EncryptedOptions,
+    /// Where to serve `GET /metrics` for Prometheus
+    /// ([`crate::serve::metrics`]); `None` serves no metrics and does
+    /// not count queries.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -128,6 +133,7 @@ impl ServeOptions {
             rrl: RrlConfig::default(),
             catalog: None,
             encrypted: EncryptedOptions::DEFAULT,
+            metrics: None,
         }
     }
 }
@@ -227,6 +233,7 @@ pub struct RunningServer {
     rrl: Option<Arc<Limiter>>,
     reloader: Reloader,
     encrypted: Option<encrypted::Running>,
+    metrics: Option<metrics::Endpoint>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -265,6 +272,12 @@ impl RunningServer {
     /// off: for monitoring, and for tests to check what clients saw.
     pub fn rrl_stats(&self) -> Option<RrlStats> {
         self.rrl.as_ref().map(|l| l.stats())
+    }
+
+    /// The address `GET /metrics` is served on, as bound (port 0 becomes
+    /// the port chosen), or `None` without [`ServeOptions::metrics`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::Endpoint::addr)
     }
 
     /// The addresses DNS over TLS is served on (as bound: port 0 becomes
@@ -323,6 +336,9 @@ impl RunningServer {
     /// Stops watching, stops the timers, and shuts the DNS server down
     /// gracefully (no new queries are accepted; the sockets are closed).
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(m) = self.metrics.take() {
+            m.stop();
+        }
         self.reloader.stop().await;
         if let Some(udp) = self.udp.take() {
             tokio::task::spawn_blocking(move || udp.stop()).await?;
@@ -490,12 +506,27 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             return Err(e.into());
         }
     };
+    let metrics = match opts.metrics {
+        None => None,
+        Some(addr) => match metrics::serve_endpoint(addr, served.clone(), rrl.clone()).await {
+            Ok(m) => Some(m),
+            Err(source) => {
+                let _ = tcp.stop().await;
+                let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
+                if let Some(listeners) = encrypted {
+                    listeners.stop().await;
+                }
+                return Err(ServeError::Bind { addr, source });
+            }
+        },
+    };
     // Secondaries may hold an older serial from before this start.
     for zone in served.all_zones() {
-        tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+        metrics::metrics().signed(&zone);
+        tokio::spawn(metrics::notify_secondaries(zone));
     }
     if let Some(zone) = served.catalog() {
-        tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+        tokio::spawn(metrics::notify_secondaries(zone));
     }
 
     let reloader = match watch::spawn(
@@ -523,6 +554,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         rrl,
         reloader,
         encrypted,
+        metrics,
     })
 }
 

@@ -484,6 +484,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 drop_off_thread(retired);
                 log_warnings(&first_origin, &prepared.warnings);
                 for zone in &prepared.changed {
+                    crate::serve::metrics::metrics().signed(zone);
                     let previous_serial = previous.zones.get(&zone.origin).map(|z| z.soa.serial);
                     info!(
                         origin = %zone.origin,
@@ -496,9 +497,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                     );
                     if previous_serial != Some(zone.soa.serial) {
                         let zone = zone.clone();
-                        tokio::spawn(
-                            async move { crate::transfer::notify_secondaries(&zone).await },
-                        );
+                        tokio::spawn(crate::serve::metrics::notify_secondaries(zone));
                     }
                     let message = format!(
                         "serving serial {} with {} records",
@@ -536,6 +535,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 log_warnings(&first_origin, &prepared.warnings);
             }
             for zone in &prepared.unchanged {
+                crate::serve::metrics::metrics().signed(zone);
                 debug!(
                     origin = %zone.origin,
                     serial = zone.soa.serial,

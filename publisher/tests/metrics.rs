@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ struct Server {
     child: Child,
     dns: SocketAddr,
     metrics: SocketAddr,
+    /// Every listener's address by kind: dns, metrics, tls, https.
+    addrs: HashMap<&'static str, SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -69,7 +72,21 @@ fn logged_addr(line: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// The log lines that tell a listener's address, by kind.
+const LISTENERS: [(&str, &str); 4] = [
+    ("dns", "serving over UDP and TCP"),
+    ("metrics", "serving metrics over HTTP"),
+    ("tls", "serving DNS over TLS"),
+    ("https", "serving DNS over HTTPS"),
+];
+
 fn start(config: &Path, extra_args: &[&str]) -> Server {
+    start_with(config, extra_args, &["dns", "metrics"])
+}
+
+/// Starts the binary and waits until it has logged the address of every
+/// listener in `expect`.
+fn start_with(config: &Path, extra_args: &[&str], expect: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mimi-publisher"))
         .args([
             "serve",
@@ -94,28 +111,29 @@ fn start(config: &Path, extra_args: &[&str]) -> Server {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("serving over UDP and TCP") {
-                    let _ = tx.send(("dns", logged_addr(&line)));
-                }
-                if line.contains("serving metrics over HTTP") {
-                    let _ = tx.send(("metrics", logged_addr(&line)));
+                for (kind, marker) in LISTENERS {
+                    if line.contains(marker) {
+                        let _ = tx.send((kind, logged_addr(&line)));
+                    }
                 }
                 log.lock().unwrap().push(line);
             }
         });
     }
-    let (mut dns, mut metrics) = (None, None);
-    while dns.is_none() || metrics.is_none() {
+    let mut addrs = HashMap::new();
+    while !expect.iter().all(|k| addrs.contains_key(k)) {
         match rx.recv_timeout(WAIT) {
-            Ok(("dns", a)) => dns = Some(a),
-            Ok((_, a)) => metrics = Some(a),
+            Ok((kind, a)) => {
+                addrs.insert(kind, a);
+            }
             Err(_) => panic!("server starts: {:?}", log.lock().unwrap()),
         }
     }
     Server {
         child,
-        dns: dns.unwrap(),
-        metrics: metrics.unwrap(),
+        dns: addrs["dns"],
+        metrics: addrs["metrics"],
+        addrs,
         log,
     }
 }
@@ -592,4 +610,121 @@ fn alert_rules_pass_promtool() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Queries over DNS over TLS and HTTPS (kdig) are counted under their
+/// transport.
+#[test]
+fn encrypted_transports_are_counted_under_their_own_label() {
+    let f = fixture("");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (f.dir.path().join("tls.pem"), f.dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let server = start_with(
+        &f.config,
+        &[
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--listen-https",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        &["dns", "metrics", "tls", "https"],
+    );
+    let kdig = |mode: &str, addr: SocketAddr, name: &str| {
+        let out = Command::new("kdig")
+            .args([mode, "+time=5", "+retry=0"])
+            .arg(format!("@{}", addr.ip()))
+            .args(["-p", &addr.port().to_string(), name, "TXT"])
+            .output()
+            .expect("kdig runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let s0 = scrape(server.metrics);
+    for _ in 0..2 {
+        let out = kdig("+tls", server.addrs["tls"], "nope.example.com");
+        assert!(out.contains("status: NXDOMAIN"), "{out}");
+    }
+    let out = kdig("+https", server.addrs["https"], "example.org");
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let s1 = scrape(server.metrics);
+    let delta = |t, q, r| queries(&s1, t, q, r) - queries(&s0, t, q, r);
+    assert_eq!(delta("tls", "TXT", "NXDOMAIN"), 2.0, "{s1}");
+    assert_eq!(delta("https", "TXT", "REFUSED"), 1.0, "{s1}");
+    assert_eq!(delta("udp", "TXT", "NXDOMAIN"), 0.0, "{s1}");
+    promtool_check_metrics(&s1);
+}
+
+/// A query in wire form: `id`, TXT `name`, no EDNS.
+fn txt_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 16, 0, 1]);
+    q
+}
+
+/// Response rate limiting: what the client saw (answers, truncated
+/// answers, silence) is what the RRL counters say.
+#[test]
+fn rate_limited_answers_are_counted_as_the_client_saw_them() {
+    let f = fixture("");
+    // One answer a second per network, every second limited answer slips.
+    let server = start(&f.config, &["--rrl-rate", "1", "--rrl-slip", "2"]);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(server.dns).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let s0 = scrape(server.metrics);
+    let (mut full, mut truncated, mut silent) = (0, 0, 0);
+    let sent = 20u16;
+    for id in 0..sent {
+        client.send(&txt_query(id, "nope.example.com")).unwrap();
+        let mut buf = [0u8; 1500];
+        // Skip late answers to earlier queries (matched by ID).
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let got = loop {
+            match client.recv(&mut buf) {
+                Ok(n) if n >= 12 && buf[..2] == id.to_be_bytes() => break Some(buf[2] & 0x02 != 0),
+                Ok(_) if Instant::now() < deadline => continue,
+                _ => break None,
+            }
+        };
+        match got {
+            Some(false) => full += 1,
+            Some(true) => truncated += 1,
+            None => silent += 1,
+        }
+    }
+    let s1 = scrape(server.metrics);
+    let rrl = |s: &str, action| count(s, "mimi_rrl_actions_total", &[("action", action)]);
+    assert!(truncated > 0 && silent > 0, "{full} {truncated} {silent}");
+    assert_eq!(
+        rrl(&s1, "slipped") - rrl(&s0, "slipped"),
+        f64::from(truncated)
+    );
+    assert_eq!(rrl(&s1, "dropped") - rrl(&s0, "dropped"), f64::from(silent));
+    // Every query was answered by the encoder, limited or not.
+    assert_eq!(
+        queries(&s1, "udp", "TXT", "NXDOMAIN") - queries(&s0, "udp", "TXT", "NXDOMAIN"),
+        f64::from(sent)
+    );
 }

@@ -51,7 +51,7 @@
 //!
 //! A per-zone gauge or counter is a field of [`Metrics`] (a
 //! `Family<ZoneLabel, Gauge>` or `Family<ZoneLabel, Counter>`) and one
-//! `registry.register(..)` line in [`Metrics::new`]; code anywhere under
+//! `registry.register(..)` line in `Metrics::new`; code anywhere under
 //! `serve` then sets it with
 //! `metrics().field.get_or_create(&ZoneLabel::of(&origin)).set(v)`.
 //!
@@ -60,7 +60,7 @@
 //! No HTTP server is in the dependency tree (the DNS over HTTPS listener
 //! uses `h2` directly, for HTTP/2 only), and a scrape endpoint needs one
 //! request shape: `GET /metrics`. It is therefore a small HTTP/1.1
-//! handler on tokio ([`serve_endpoint`]): one request per connection
+//! handler on tokio (`serve_endpoint`): one request per connection
 //! (`Connection: close`), a request head of at most [`MAX_REQUEST`]
 //! octets read within [`REQUEST_TIMEOUT`] in total (so that a slow client
 //! cannot hold a connection open byte by byte), the answer written within
@@ -268,7 +268,8 @@ pub struct TransferLabels {
 /// Why a transfer request was refused.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// The reason, as [`crate::transfer::Refusal::label`] names it.
+    /// The reason: malformed, not_served, no_transfer_section,
+    /// not_allowed, unsigned, bad_tsig or busy.
     pub reason: &'static str,
 }
 

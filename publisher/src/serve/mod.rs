@@ -22,6 +22,11 @@
 //! (RFC 9432) of every zone it serves, rebuilt and NOTIFYed whenever the
 //! zone list changes (module `catalog`).
 //!
+//! With [`ServeOptions::metrics`] the server also serves Prometheus
+//! metrics over HTTP ([`crate::serve::metrics`]): queries by transport,
+//! type and rcode, rate limiting, transfers, NOTIFYs, reloads, and each
+//! zone's serial, record counts and earliest expiries.
+//!
 //! [`start`] builds every zone, binds the sockets and starts the watcher and
 //! re-sign timers of [`crate::serve::watch`]; [`run`] does the same and serves until
 //! a shutdown future completes, which is what the binary uses.

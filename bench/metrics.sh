@@ -8,6 +8,7 @@
 #   bench/metrics.sh                 # N = 100,000, 3 runs of 10 s each way, interleaved (~2 min)
 #   bench/metrics.sh --runs 5 --dnsperf-seconds 20
 #   bench/metrics.sh --quick         # N = 10,000, 1 run of 3 s each way: checks the harness
+#   MIMI_PUBLISHER=target/release/mimi-publisher bench/metrics.sh   # without building
 #
 # Runs alternate (off, on, off, on, ...) so that a change in the machine's
 # load hits both sides alike. Every run is unpaced (dnsperf sends as fast as
@@ -31,7 +32,7 @@ while (($#)); do
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) n=10000; runs=1; dnsperf_secs=3; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -44,9 +45,14 @@ if ((${#need[@]})); then
   # shellcheck disable=SC2046
   "$root/tests/install-packages.sh" $(printf '%s\n' "${need[@]}" | sort -u)
 fi
-echo "== cargo build --release"
-cargo build --release --quiet --bin mimi-publisher -p mimi-publisher
-pub=${CARGO_TARGET_DIR:-$root/target}/release/mimi-publisher
+if [[ -n ${MIMI_PUBLISHER:-} ]]; then
+  # A release binary built already (the same sources), to save a build.
+  pub=$MIMI_PUBLISHER
+else
+  echo "== cargo build --release"
+  cargo build --release --quiet --bin mimi-publisher -p mimi-publisher
+  pub=${CARGO_TARGET_DIR:-$root/target}/release/mimi-publisher
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mimi-metrics.XXXXXX")
 pids=()

@@ -153,4 +153,9 @@ if off_q and on_q:
           f"{on_c - off_c:+.2f} µs CPU per query ({(on_c - off_c) / off_c * 100:+.1f}%)")
 PY
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-{ cat "$work/machine.txt" | sed 's/^/# /'; cat "$results"; } > docs/benchmarks-metrics.jsonl
+python3 - "$work/machine.txt" "$results" > docs/benchmarks-metrics.jsonl <<'PY'
+import json, sys
+machine, results = sys.argv[1:]
+print(json.dumps({"machine": open(machine).read().strip().splitlines()}))
+print(open(results).read(), end="")
+PY

@@ -18,6 +18,8 @@
 #                                     # serving the same zone alongside: bench/encrypted.sh ARGS (~5 min)
 #   bench/run.sh --buckets [ARGS]     # only privacy buckets of a 1M zone for N = 2, 3, 4: sizes, answer
 #                                     # octets, build time: bench/buckets.sh ARGS → docs/BENCHMARKS-buckets.md
+#   bench/run.sh --metrics [ARGS]     # only the cost of serve --metrics: UDP q/s and CPU per query without
+#                                     # and with it (~2 min): bench/metrics.sh ARGS → docs/BENCHMARKS-metrics.md
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -41,12 +43,13 @@ while (($#)); do
     --transfer-rss) shift; exec bash bench/transfer-rss.sh "$@" ;;
     --encrypted) shift; exec bash bench/encrypted.sh "$@" ;;
     --buckets) shift; exec bash bench/buckets.sh "$@" ;;
+    --metrics) shift; exec bash bench/metrics.sh "$@" ;;
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --rrl-only) rrl_only=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

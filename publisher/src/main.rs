@@ -264,6 +264,10 @@ enum Command {
         /// directory must be readable by the user).
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (for example
+        /// 127.0.0.1:9153); none by default.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
         /// Keep each served zone in DIR/<origin>.zone and start from it:
         /// a restart reuses its signatures and continues its serial.
         #[arg(long, value_name = "DIR")]
@@ -778,6 +782,7 @@ fn run(command: Command) -> Result<ExitCode> {
             configs,
             listen,
             user,
+            metrics,
             state_dir,
             allow_shrink,
             tcp_max_clients,
@@ -827,6 +832,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     rrl,
                     catalog,
                     encrypted,
+                    metrics,
                     ..Default::default()
                 },
                 serve::shutdown_signal(),

@@ -675,6 +675,7 @@ pub(crate) fn assemble(
                 remap(&mut e.problems);
                 e
             })?;
+        let signed = fresh.len();
         let prev_records: &[ZoneRecord] = previous.map_or(&[], |p| &p.records);
         let merged = merge_records(prev_records, plan.kept, fresh, records);
         let period = signer.auth.window.period();
@@ -696,6 +697,7 @@ pub(crate) fn assemble(
             entries,
             parents,
             owner_parents: owner_parents.into_iter().collect(),
+            signed,
         });
     }
     if let Some(setting) = config.buckets {
@@ -862,11 +864,16 @@ pub(crate) struct MappingsCache {
     /// The parent names of every owner in the zone (mappings and the other
     /// records), sorted: what the empty non-terminals derive from.
     owner_parents: Vec<String>,
+    /// How many records this build signed (the rest were reused).
+    signed: usize,
 }
 
 impl crate::zone::BuildMemory for MappingsCache {
     fn owner_parents(&self) -> &[String] {
         &self.owner_parents
+    }
+    fn signed(&self) -> usize {
+        self.signed
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

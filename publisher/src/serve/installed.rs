@@ -265,7 +265,7 @@ impl Served {
                 // After the swap, so that a secondary asking at once gets
                 // the new serial.
                 if let Some(zone) = catalog {
-                    tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+                    tokio::spawn(crate::serve::metrics::notify_secondaries(zone));
                 }
                 Ok(Retired {
                     _set: old.set,
@@ -291,6 +291,7 @@ impl Served {
 
     /// Broadcasts a reload event; nobody listening is fine.
     pub(crate) fn announce(&self, event: ReloadEvent) {
+        crate::serve::metrics::metrics().reloaded(&event);
         let _ = self.events.send(event);
     }
 }
@@ -502,6 +503,7 @@ pub(crate) fn log_rollover(
     report: Option<&crate::build::rollover::RolloverReport>,
 ) {
     let Some(r) = report else { return };
+    crate::serve::metrics::metrics().rollover(origin, r, true);
     for step in &r.steps {
         info!(origin = %origin, step = step.name(), active = %r.active, "key rollover: {step}");
     }

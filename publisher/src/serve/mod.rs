@@ -28,11 +28,17 @@
 //! same and serves until a shutdown future completes, which is what the
 //! binary uses. Under systemd it reports readiness, reloads and the
 //! watchdog ([`crate::serve::systemd`]).
+//!
+//! With [`ServeOptions::metrics`] the server also serves Prometheus
+//! metrics over HTTP ([`crate::serve::metrics`]): queries by transport,
+//! type and rcode, rate limiting, transfers, NOTIFYs, reloads, and each
+//! zone's serial, record counts and earliest expiries.
 
 pub(crate) mod catalog;
 pub mod encrypted;
 pub(crate) mod installed;
 pub(crate) mod memory;
+pub mod metrics;
 pub mod privileges;
 pub mod rrl;
 pub(crate) mod status_file;
@@ -124,6 +130,10 @@ pub struct ServeOptions {
     /// DNS over TLS, HTTPS and QUIC listeners and their certificate
     /// ([`crate::serve::encrypted`]); none by default.
     pub encrypted: EncryptedOptions,
+    /// Where to serve `GET /metrics` for Prometheus
+    /// ([`crate::serve::metrics`]); `None` serves no metrics and does
+    /// not count queries.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -152,6 +162,7 @@ impl ServeOptions {
             rrl: RrlConfig::default(),
             catalog: None,
             encrypted: EncryptedOptions::DEFAULT,
+            metrics: None,
         }
     }
 }
@@ -265,6 +276,7 @@ pub struct RunningServer {
     rrl: Option<Arc<Limiter>>,
     reloader: Reloader,
     encrypted: Option<encrypted::Running>,
+    metrics: Option<metrics::Endpoint>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -309,6 +321,12 @@ impl RunningServer {
     /// off: for monitoring, and for tests to check what clients saw.
     pub fn rrl_stats(&self) -> Option<RrlStats> {
         self.rrl.as_ref().map(|l| l.stats())
+    }
+
+    /// The address `GET /metrics` is served on, as bound (port 0 becomes
+    /// the port chosen), or `None` without [`ServeOptions::metrics`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::Endpoint::addr)
     }
 
     /// The addresses DNS over TLS is served on (as bound: port 0 becomes
@@ -370,6 +388,9 @@ impl RunningServer {
     /// Under systemd, `STOPPING=1` is sent first.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         self.notifier.stopping();
+        if let Some(m) = self.metrics.take() {
+            m.stop();
+        }
         self.reloader.stop().await;
         let udp = std::mem::take(&mut self.udp);
         tokio::task::spawn_blocking(move || udp.into_iter().for_each(UdpServer::stop)).await?;
@@ -615,12 +636,26 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
             return Err(e);
         }
     };
+    let metrics = match opts.metrics {
+        None => None,
+        Some(addr) => match metrics::serve_endpoint(addr, served.clone(), rrl.clone()).await {
+            Ok(m) => Some(m),
+            Err(source) => {
+                stop_plain(tcp, udp).await;
+                if let Some(listeners) = encrypted {
+                    listeners.stop().await;
+                }
+                return Err(ServeError::Bind { addr, source });
+            }
+        },
+    };
     // Secondaries may hold an older serial from before this start.
     for zone in served.all_zones() {
-        tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+        metrics::metrics().signed(&zone);
+        tokio::spawn(metrics::notify_secondaries(zone));
     }
     if let Some(zone) = served.catalog() {
-        tokio::spawn(async move { crate::transfer::notify_secondaries(&zone).await });
+        tokio::spawn(metrics::notify_secondaries(zone));
     }
 
     let status = format!(
@@ -670,6 +705,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServeError> {
         rrl,
         reloader,
         encrypted,
+        metrics,
     })
 }
 

@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::serve::encrypted::{Layer, Stats};
 use crate::serve::installed::Served;
+use crate::serve::metrics;
 use crate::serve::wire::{self, Answer, Scratch, Transport};
 use crate::transfer::limit::{TransferOptions, Transfers};
 
@@ -370,12 +371,15 @@ async fn connection(
 pub(crate) trait DnsStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// The transport its queries are answered as.
     const TRANSPORT: Transport;
+    /// The `transport` label its queries are counted under.
+    const COUNTED_AS: metrics::Transport;
     /// The TCP connection underneath (for socket options).
     fn tcp(&self) -> &TcpStream;
 }
 
 impl DnsStream for TcpStream {
     const TRANSPORT: Transport = Transport::Tcp;
+    const COUNTED_AS: metrics::Transport = metrics::Transport::Tcp;
     fn tcp(&self) -> &TcpStream {
         self
     }
@@ -383,6 +387,7 @@ impl DnsStream for TcpStream {
 
 impl DnsStream for tokio_rustls::server::TlsStream<TcpStream> {
     const TRANSPORT: Transport = Transport::Tls;
+    const COUNTED_AS: metrics::Transport = metrics::Transport::Tls;
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0
     }
@@ -423,6 +428,7 @@ async fn converse<S: DnsStream>(
             Answer::Reply => {
                 // Counted before it is sent, so that a client holding the
                 // answer always finds it counted.
+                metrics::count_answer(S::COUNTED_AS, &out);
                 if let Some(stats) = stats {
                     stats
                         .tls_answers
@@ -439,7 +445,7 @@ async fn converse<S: DnsStream>(
                 let zone = zones.get(scratch.qname()).cloned();
                 drop(zones);
                 crate::transfer::framing::pace_by_reader(stream.tcp());
-                crate::transfer::serve(
+                let (report, written) = crate::transfer::serve(
                     &packet,
                     peer,
                     zone.as_deref(),
@@ -447,7 +453,9 @@ async fn converse<S: DnsStream>(
                     opts.idle_timeout,
                     transfers,
                 )
-                .await?;
+                .await;
+                metrics::count_transfer(S::COUNTED_AS, &report);
+                written?;
             }
         }
     }

@@ -163,6 +163,9 @@ fn serve(socket: &UdpSocket, zones: &ZoneList, rrl: Option<&Limiter>, stop: &Ato
             }
         });
         // Response rate limiting (crate::serve::rrl) judges the encoded answer.
+        if answered {
+            crate::serve::metrics::count_answer(crate::serve::metrics::Transport::Udp, &out);
+        }
         if answered && rrl.is_none_or(|rrl| rrl.filter(peer.ip(), &mut out)) {
             if let Err(e) = socket.send_to(&out, peer) {
                 debug!(%peer, "UDP send failed: {e}");

@@ -534,6 +534,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                 log_warnings(&first_origin, &prepared.warnings);
                 log_rollover(&first_origin, prepared.rollover.as_ref());
                 for zone in &prepared.changed {
+                    crate::serve::metrics::metrics().signed(zone);
                     let previous_serial = previous.zones.get(&zone.origin).map(|z| z.soa.serial);
                     info!(
                         origin = %zone.origin,
@@ -546,9 +547,7 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
                     );
                     if previous_serial != Some(zone.soa.serial) {
                         let zone = zone.clone();
-                        tokio::spawn(
-                            async move { crate::transfer::notify_secondaries(&zone).await },
-                        );
+                        tokio::spawn(crate::serve::metrics::notify_secondaries(zone));
                     }
                     let message = format!(
                         "serving serial {} with {} records",
@@ -580,12 +579,16 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
             Err(message) => failed(message),
         },
         Ok(prepared) => {
+            if let Some(r) = &prepared.rollover {
+                crate::serve::metrics::metrics().rollover(&first_origin, r, false);
+            }
             // Re-sign timers repeat the same warnings; a file change may
             // have introduced new ones.
             if reason == ReloadReason::FileChange {
                 log_warnings(&first_origin, &prepared.warnings);
             }
             for zone in &prepared.unchanged {
+                crate::serve::metrics::metrics().signed(zone);
                 debug!(
                     origin = %zone.origin,
                     serial = zone.soa.serial,

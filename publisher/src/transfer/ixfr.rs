@@ -226,9 +226,9 @@ pub(crate) fn answer_udp(
     });
     let (served, signature) = match super::authorize(&request, packet, peer, served) {
         Ok(d) => d,
-        Err(rcode) => {
+        Err(refusal) => {
             let mut response = super::response_to(&request);
-            response.metadata.response_code = rcode;
+            response.metadata.response_code = refusal.rcode();
             response.edns = edns;
             return match response.to_vec() {
                 Ok(bytes) => {

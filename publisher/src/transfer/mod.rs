@@ -40,6 +40,7 @@ use hickory_proto::rr::rdata::tsig::{make_tsig_record, TSIG};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
 use mimi_proto::text::split_txt;
+use mimi_proto::DomainName;
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
@@ -65,7 +66,8 @@ const MESSAGE_BUDGET: usize = 60 * 1024;
 /// `write_timeout` of no progress (the TCP idle timeout), the transfer's
 /// messages within [`TransferOptions::idle_timeout`] of `transfers`, which
 /// also bounds how many run at once. An error is an I/O failure of the
-/// connection, which the caller then closes; refusals are answers.
+/// connection, which the caller then closes; refusals are answers. The
+/// report tells what became of the request, for the server's counters.
 pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     packet: &[u8],
     peer: SocketAddr,
@@ -73,7 +75,10 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     out: &mut W,
     write_timeout: Duration,
     transfers: &Arc<Transfers>,
-) -> io::Result<()> {
+) -> (TransferReport, io::Result<()>) {
+    // As classified by the encoder: AXFR or IXFR.
+    let ixfr = packet.len() >= 12 && ixfr_question(packet);
+    let report = |result| TransferReport { ixfr, result };
     let request = match Message::from_vec(packet) {
         Ok(m) => m,
         Err(e) => {
@@ -82,26 +87,31 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             bytes[2] = 0x80 | (bytes[2] & 0x79);
             bytes[3] = ResponseCode::FormErr.low();
             bytes[4..12].fill(0);
-            return framing::write_message(out, &bytes, write_timeout).await;
+            return (
+                report(TransferResult::Refused(Refusal::Malformed, None)),
+                framing::write_message(out, &bytes, write_timeout).await,
+            );
         }
     };
     let decision = authorize(&request, packet, peer, served).and_then(|(served, signer)| {
         // Only a request that may transfer counts against the limits.
         let permit = transfers.admit(peer.ip()).map_err(|busy| {
             info!(%peer, "zone transfer refused: {busy}");
-            ResponseCode::Refused
+            Refusal::Busy
         })?;
         Ok((served, signer, permit))
     });
     let (served, signer, _permit) = match decision {
         Ok(d) => d,
-        Err(rcode) => {
+        Err(refusal) => {
             let mut response = response_to(&request);
-            response.metadata.response_code = rcode;
-            let bytes = response
-                .to_vec()
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            return framing::write_message(out, &bytes, write_timeout).await;
+            response.metadata.response_code = refusal.rcode();
+            let zone = served.map(|s| s.zone.origin.clone());
+            let written = match response.to_vec() {
+                Ok(bytes) => framing::write_message(out, &bytes, write_timeout).await,
+                Err(e) => Err(io::Error::other(e.to_string())),
+            };
+            return (report(TransferResult::Refused(refusal, zone)), written);
         }
     };
     let zone = &*served.zone;
@@ -110,11 +120,96 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     match stream_records(&request, plan.records(served), signer, out, idle).await {
         Ok(messages) => {
             plan.log(peer, served, "TCP", messages);
-            Ok(())
+            (
+                report(TransferResult::Completed(zone.origin.clone())),
+                Ok(()),
+            )
         }
         Err(e) => {
             warn!(%peer, origin = %zone.origin, kind = plan.kind(), "zone transfer failed: {e}");
-            Err(e)
+            (report(TransferResult::Failed(zone.origin.clone())), Err(e))
+        }
+    }
+}
+
+/// Whether the question of `packet` (a well-formed query, as the encoder
+/// classified it) asks for IXFR.
+fn ixfr_question(packet: &[u8]) -> bool {
+    let mut pos = 12;
+    while let Some(&len) = packet.get(pos) {
+        if len == 0 {
+            pos += 1;
+            break;
+        }
+        if len & 0xc0 != 0 {
+            pos += 2;
+            break;
+        }
+        pos += 1 + usize::from(len);
+    }
+    packet.get(pos..pos + 2) == Some(&[0, 251])
+}
+
+/// What became of a zone transfer request, for the server's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TransferReport {
+    /// IXFR asked (otherwise AXFR).
+    pub(crate) ixfr: bool,
+    /// The outcome.
+    pub(crate) result: TransferResult,
+}
+
+/// The outcome of a zone transfer request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TransferResult {
+    /// Every message of the zone was written.
+    Completed(DomainName),
+    /// The connection failed during the transfer.
+    Failed(DomainName),
+    /// Refused, with the served zone asked for if there is one.
+    Refused(Refusal, Option<DomainName>),
+}
+
+/// Why a zone transfer request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The request cannot be decoded (FORMERR).
+    Malformed,
+    /// The query name is not the apex of a served zone.
+    NotServed,
+    /// The zone has no `[transfer]` section.
+    NoTransfer,
+    /// The peer is not in `transfer.allow`.
+    NotAllowed,
+    /// The zone requires TSIG and the request is unsigned.
+    Unsigned,
+    /// The request's TSIG key is unknown, its signature bad or its time
+    /// outside the fudge window (NOTAUTH).
+    BadTsig,
+    /// Too many transfers run at once (in total or from this peer).
+    Busy,
+}
+
+impl Refusal {
+    /// The RCODE answered.
+    pub(crate) fn rcode(self) -> ResponseCode {
+        match self {
+            Refusal::Malformed => ResponseCode::FormErr,
+            Refusal::BadTsig => ResponseCode::NotAuth,
+            _ => ResponseCode::Refused,
+        }
+    }
+
+    /// The `reason` label of `mimi_transfers_refused_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::NotServed => "not_served",
+            Refusal::NoTransfer => "no_transfer_section",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::Unsigned => "unsigned",
+            Refusal::BadTsig => "bad_tsig",
+            Refusal::Busy => "busy",
         }
     }
 }
@@ -129,20 +224,24 @@ fn authorize<'z>(
     packet: &[u8],
     peer: SocketAddr,
     served: Option<&'z ServedZone>,
-) -> Result<(&'z ServedZone, Option<RequestSignature>), ResponseCode> {
+) -> Result<(&'z ServedZone, Option<RequestSignature>), Refusal> {
     let qtype = request.queries.first().map(|q| q.query_type());
-    let refuse = |why: &str| {
+    let refuse = |why: &str, refusal| {
         info!(%peer, ?qtype, "zone transfer refused: {why}");
-        ResponseCode::Refused
+        refusal
     };
-    let served = served.ok_or_else(|| refuse("not the apex of a served zone"))?;
+    let served =
+        served.ok_or_else(|| refuse("not the apex of a served zone", Refusal::NotServed))?;
     let policy = served
         .zone
         .transfer
         .as_deref()
-        .ok_or_else(|| refuse("the zone has no [transfer] section"))?;
+        .ok_or_else(|| refuse("the zone has no [transfer] section", Refusal::NoTransfer))?;
     if !policy.allows(peer.ip()) {
-        return Err(refuse("peer address not in transfer.allow"));
+        return Err(refuse(
+            "peer address not in transfer.allow",
+            Refusal::NotAllowed,
+        ));
     }
     let signer = match &policy.key {
         None => None,
@@ -173,14 +272,14 @@ fn verify_request(
     packet: &[u8],
     src: SocketAddr,
     key: &TsigKey,
-) -> Result<RequestSignature, ResponseCode> {
+) -> Result<RequestSignature, Refusal> {
     let Some(tsig) = request.signature() else {
         info!(%src, "zone transfer refused: the zone requires TSIG and the request is unsigned");
-        return Err(ResponseCode::Refused);
+        return Err(Refusal::Unsigned);
     };
     if tsig.name.to_lowercase() != *key.name() {
         info!(%src, key = %tsig.name, "zone transfer refused: unknown TSIG key");
-        return Err(ResponseCode::NotAuth);
+        return Err(Refusal::BadTsig);
     }
     let signer = key.signer();
     match signer.verify_message_byte(packet, None, true) {
@@ -188,13 +287,13 @@ fn verify_request(
             let now = now_secs();
             if !window.contains(&now) {
                 info!(%src, "zone transfer refused: TSIG time outside the fudge window");
-                return Err(ResponseCode::NotAuth);
+                return Err(Refusal::BadTsig);
             }
             Ok(RequestSignature { signer, mac })
         }
         Err(e) => {
             info!(%src, "zone transfer refused: bad TSIG signature ({e})");
-            Err(ResponseCode::NotAuth)
+            Err(Refusal::BadTsig)
         }
     }
 }
@@ -406,13 +505,14 @@ fn rdata_len(data: &RData) -> usize {
 /// Sends DNS NOTIFY for `zone` to each of its secondaries (RFC 1996), over
 /// UDP, signed with the zone's TSIG key when it has one; retried a few
 /// times until the secondary acknowledges. Failures are logged, never fatal:
-/// secondaries also poll on the SOA refresh timer.
-pub async fn notify_secondaries(zone: &Zone) {
+/// secondaries also poll on the SOA refresh timer. Returns each
+/// secondary's outcome, in the order of the zone's `notify` list.
+pub async fn notify_secondaries(zone: &Zone) -> Vec<NotifyOutcome> {
     let Some(policy) = zone.transfer.as_deref() else {
-        return;
+        return Vec::new();
     };
     let Ok(origin) = Name::from_ascii(zone.origin.fqdn()) else {
-        return;
+        return Vec::new();
     };
     let tasks = policy.notify.iter().map(|&target| {
         let origin = origin.clone();
@@ -423,20 +523,43 @@ pub async fn notify_secondaries(zone: &Zone) {
                 match notify_once(target, &origin, signer.as_ref()).await {
                     Ok(ResponseCode::NoError) => {
                         debug!(%target, %origin, serial, "NOTIFY acknowledged");
-                        return;
+                        return NotifyOutcome::Acknowledged;
                     }
                     Ok(rcode) => {
                         warn!(%target, %origin, serial, "NOTIFY answered {rcode}");
-                        return;
+                        return NotifyOutcome::Rejected;
                     }
                     Err(e) => debug!(%target, %origin, attempt, "NOTIFY not acknowledged: {e}"),
                 }
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
             }
             warn!(%target, %origin, serial, "NOTIFY not acknowledged after 3 attempts; the secondary will catch up at its refresh time");
+            NotifyOutcome::Unanswered
         }
     });
-    futures::future::join_all(tasks).await;
+    futures::future::join_all(tasks).await
+}
+
+/// What one secondary made of a NOTIFY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// Answered NOERROR.
+    Acknowledged,
+    /// Answered with another RCODE.
+    Rejected,
+    /// No answer after every attempt.
+    Unanswered,
+}
+
+impl NotifyOutcome {
+    /// The `outcome` label of `mimi_notifies_sent_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            NotifyOutcome::Acknowledged => "acknowledged",
+            NotifyOutcome::Rejected => "rejected",
+            NotifyOutcome::Unanswered => "unanswered",
+        }
+    }
 }
 
 async fn notify_once(

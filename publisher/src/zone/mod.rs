@@ -221,6 +221,19 @@ pub(crate) trait BuildMemory: std::any::Any + Send + Sync {
     fn owner_parents(&self) -> &[String];
     /// The memory itself, for the builder to downcast.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// How many records the build that made this memory signed (the
+    /// others it reused from the previous zone).
+    fn signed(&self) -> usize {
+        0
+    }
+}
+
+impl BuildCache {
+    /// How many records the build of this zone signed: what the server
+    /// counts as re-signed records. 0 for a zone read from a file.
+    pub fn signed(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.signed())
+    }
 }
 
 impl PartialEq for BuildCache {

@@ -184,6 +184,10 @@ fn respond(ready: Ready, served: &Served, stats: &Stats) {
             match wire::answer(&zones, &packet, Transport::Message, &mut out, &mut scratch) {
                 Answer::Reply => {
                     stats.https_answers.fetch_add(1, Ordering::Relaxed);
+                    crate::serve::metrics::count_answer(
+                        crate::serve::metrics::Transport::Https,
+                        &out,
+                    );
                     let ttl = wire::min_ttl(&out);
                     (StatusCode::OK, out, ttl)
                 }

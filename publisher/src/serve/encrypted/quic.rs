@@ -269,6 +269,7 @@ async fn stream(
     // Counted before it is sent, so that a client holding the answer
     // always finds it counted.
     stats.quic_answers.fetch_add(1, Ordering::Relaxed);
+    crate::serve::metrics::count_answer(crate::serve::metrics::Transport::Quic, &out);
     match tokio::time::timeout(idle, send.write_all(&frame)).await {
         Ok(Ok(())) => {
             let _ = send.finish();

@@ -48,6 +48,8 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Generate an Ed25519 private key (PKCS#8 PEM, mode 0600) and print its public key and kid.
     Keygen {

@@ -802,7 +802,11 @@ async fn push_with_a_bundle_publishes_the_next_certificate_first_then_switches()
         .args(["--start", &T.to_string()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = ws.write(
         "z/zone.toml",
         r#"origin = "example.com"
@@ -913,7 +917,10 @@ propagation_delay = "3s"
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (certs, signers) = kids(&axfr(bind.addr, &key_file).0);
     assert_eq!(signers, vec![bundle[2].clone(); 3]);
-    assert!(certs.contains(&bundle[2]) && !certs.contains(&bundle[0]), "{certs:?}");
+    assert!(
+        certs.contains(&bundle[2]) && !certs.contains(&bundle[0]),
+        "{certs:?}"
+    );
     let ledger = std::fs::read_to_string(&state).unwrap();
     assert!(
         ledger.contains(&format!("; mimi-rollover active {}\n", bundle[2])),
@@ -926,6 +933,9 @@ propagation_delay = "3s"
     let o = push_at(126, true);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("push.state") && err.contains("incomplete"), "{err}");
+    assert!(
+        err.contains("push.state") && err.contains("incomplete"),
+        "{err}"
+    );
     assert_eq!(axfr(bind.addr, &key_file).0, before);
 }

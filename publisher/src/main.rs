@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, Sii, Ssi, UnixTime, UnsignedAssertion, UnsignedCertificate};
 use mimi_publisher::serve::rrl::RrlConfig;
-use mimi_publisher::zone::shrink::{Shrink, ShrinkLimit};
 use mimi_publisher::zone::ledger::{Ledger, LedgerFileError};
+use mimi_publisher::zone::shrink::{Shrink, ShrinkLimit};
 use mimi_publisher::{
     build, input::config::parse_duration, input::keys, input::presigned, serve, zone::seal,
     zone::zonefile,

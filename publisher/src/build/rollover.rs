@@ -175,7 +175,11 @@ pub(crate) fn decide<'b>(
         && previous.keys.values().all(|h| h.published.is_none());
     // When each key may sign (None: not published yet).
     let usable_from = |k: &BundleKey| -> Option<UnixTime> {
-        if !publishes_here || bootstrap {
+        // A key that already signed assertions of this zone (the
+        // bootstrap key above all: its certificate is as old as the zone)
+        // is in use; waiting for its certificate gains nothing.
+        let signed = previous.get(k.kid()).signed_until.is_some();
+        if !publishes_here || bootstrap || signed {
             return Some(k.not_before());
         }
         let p = previous.get(k.kid()).published?;
@@ -599,6 +603,21 @@ mod tests {
         );
         // The next key may sign from its window's start (published since T).
         assert_eq!(o.next_event, Some(UnixTime(T + 60)));
+    }
+
+    #[test]
+    fn the_bootstrap_key_keeps_signing_after_the_first_build() {
+        // Regression: the second build (T+1) took the bootstrap key's
+        // certificate, published at T, as too new to sign with and failed
+        // until T+lead.
+        let f = fixture(None);
+        let first = run(&f, &Ledger::default(), true, 0).ledger.unwrap();
+        for at in 1..=TIMING.lead {
+            let o = run(&f, &first, true, at);
+            assert_eq!(o.active, Some(f.kid(0)), "T+{at}: {:?}", o.errors);
+            assert!(o.steps.is_empty(), "{:?}", o.steps);
+            assert!(o.errors.is_empty() && o.warnings.is_empty());
+        }
     }
 
     #[test]

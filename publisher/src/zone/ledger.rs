@@ -290,7 +290,12 @@ mod tests {
         assert!(e.contains("incomplete"), "{e}");
         std::fs::write(&path, format!("{text}nonsense\n")).unwrap();
         let e = Ledger::read_file(&path).unwrap_err().to_string();
-        assert!(e.ends_with(&format!("push.state:4: expected a ledger line ({PREFIX}…) or a comment, found \"nonsense\"")), "{e}");
+        assert!(
+            e.ends_with(&format!(
+                "push.state:4: expected a ledger line ({PREFIX}…) or a comment, found \"nonsense\""
+            )),
+            "{e}"
+        );
         std::fs::write(&path, format!("{PREFIX}key zz\n")).unwrap();
         let e = Ledger::read_file(&path).unwrap_err().to_string();
         assert!(e.contains("push.state:1: key id"), "{e}");

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use mimi_proto::{Assertion, Certificate, DomainName, KeyId, PublicKey, Sii, UnixTime};
+use mimi_proto::{Assertion, Certificate, DomainName, KeyId, PublicKey, Sii};
 use mimi_publisher::zone::{seal, zonefile};
 
 const T: u64 = 1_000_000;
@@ -34,6 +34,8 @@ fn sii(i: usize) -> String {
 /// A zone directory with a root key, a bundle and a configuration.
 struct Sim {
     dir: tempfile::TempDir,
+    /// The first key's window start.
+    start: u64,
     root: PublicKey,
     /// SII hash by discovery owner name, for every SII ever mapped.
     hashes: BTreeMap<String, mimi_proto::label::SiiHash>,
@@ -70,6 +72,10 @@ struct Built {
 
 impl Sim {
     fn new(keys: u32, key_validity: u64, overlap: u64) -> Sim {
+        Sim::starting(T, keys, key_validity, overlap)
+    }
+
+    fn starting(start: u64, keys: u32, key_validity: u64, overlap: u64) -> Sim {
         let dir = tempfile::tempdir().unwrap();
         let root = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
         mimi_publisher::input::keys::write_signing_key(&dir.path().join("root.pem"), &root)
@@ -77,6 +83,7 @@ impl Sim {
         let root_pk = mimi_publisher::input::keys::public_key(&root).unwrap();
         let sim = Sim {
             dir,
+            start,
             root: root_pk,
             hashes: BTreeMap::new(),
             last_text: None,
@@ -130,7 +137,7 @@ bundle_warning = "30s"
             .args(["--keys", &keys.to_string()])
             .args(["--key-validity", &format!("{key_validity}s")])
             .args(["--overlap", &format!("{overlap}s")])
-            .args(["--start", &T.to_string()])
+            .args(["--start", &self.start.to_string()])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -420,4 +427,107 @@ fn a_bundle_extended_by_a_second_ceremony_keeps_rolling_without_a_gap() {
         sim.actives.iter().map(|(t, _)| t - T).collect::<Vec<_>>(),
         [0, 60, 120]
     );
+}
+
+/// `serve --state-dir` restarted in the middle of a rollover (real time,
+/// the bundle's first window began 50 s ago, the next key's begins in
+/// 10 s) continues it: the restarted server's first zone keeps the ledger
+/// of the kept zone file (no second bootstrap: the certificates keep their
+/// publication times), and the switch happens on schedule after the
+/// restart, with the key after next published, as dig sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restarted_mid_rollover_continues_it() {
+    use mimi_publisher::serve::{self, ServeOptions};
+    use std::time::{Duration, Instant};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut sim = Sim::starting(now - 50, 3, 100, 40);
+    sim.mappings(0..4, "");
+    let state = sim.path("state");
+    let kept = state.join("example.com.zone");
+    let opts = ServeOptions {
+        configs: vec![sim.path("zone.toml")],
+        listen: "127.0.0.1:0".parse().unwrap(),
+        debounce: Duration::from_millis(200),
+        state_dir: Some(state.clone()),
+        ..ServeOptions::default()
+    };
+    let ledger = || {
+        std::fs::read_to_string(&kept)
+            .ok()
+            .and_then(|t| zonefile::parse(seal::body(&t)).ok())
+            .map(|z| z.ledger)
+    };
+    let until = |what: &str, limit: Duration, f: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !f() {
+            assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    };
+    let certs_served = |addr: std::net::SocketAddr| -> Vec<String> {
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &addr.port().to_string()])
+            .args([
+                "_mimi-ma.example.com",
+                "TXT",
+                "+short",
+                "+tries=1",
+                "+time=2",
+            ])
+            .output()
+            .unwrap();
+        let text = text(&out.stdout);
+        let mut kids: Vec<String> = text
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find(";k=")? + 3..];
+                Some(rest[..rest.find(';')?].to_owned())
+            })
+            .collect();
+        kids.sort();
+        kids
+    };
+
+    let server = serve::start(opts.clone()).await.unwrap();
+    until(
+        "the zone is kept with its ledger",
+        Duration::from_secs(20),
+        &|| ledger().is_some_and(|l| l.keys.len() == 2),
+    );
+    let first = ledger().unwrap();
+    let k0 = first.active.clone().unwrap();
+    let k1 = first.keys.keys().find(|k| **k != k0).unwrap().clone();
+    let mut both = vec![k0.to_string(), k1.to_string()];
+    both.sort();
+    assert_eq!(certs_served(server.local_addr()), both);
+    server.shutdown().await.unwrap();
+
+    let server = serve::start(opts.clone()).await.unwrap();
+    let again = ledger().unwrap();
+    for k in [&k0, &k1] {
+        assert_eq!(
+            again.get(k).published,
+            first.get(k).published,
+            "key {k}: publication time kept over the restart:\n{first:?}\n{again:?}"
+        );
+    }
+    assert_eq!(again.active.as_ref(), Some(&k0));
+    assert_eq!(certs_served(server.local_addr()), both);
+    // The switch to key 1 (its window starts at now + 10) happens after
+    // the restart, by the server's own timer, and publishes key 2.
+    until("the switch to key 1", Duration::from_secs(40), &|| {
+        ledger().is_some_and(|l| l.active.as_ref() == Some(&k1))
+    });
+    let after = ledger().unwrap();
+    assert_eq!(after.get(&k1).published, first.get(&k1).published);
+    assert_eq!(after.keys.len(), 3, "{after:?}");
+    until(
+        "key 2's certificate is served",
+        Duration::from_secs(10),
+        &|| certs_served(server.local_addr()).len() == 3,
+    );
+    server.shutdown().await.unwrap();
 }

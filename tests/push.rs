@@ -759,3 +759,183 @@ async fn publishers_sharing_a_zone_leave_each_other_alone_and_shrinking_needs_co
     assert_eq!(counts(&json_of(&run(&b, &["--json"]))), (0, 0, 2));
     assert_eq!(axfr(bind.addr, &key_file), (mimi2, other2));
 }
+
+/// The key ids of the mimi records in an AXFR (from [`axfr`]): the
+/// certificates' keys and the assertions' signing keys, each sorted.
+fn kids(mimi: &[String]) -> (Vec<String>, Vec<String>) {
+    let kid = |l: &str| {
+        let rest = &l[l.find(";k=").expect("a k= field") + 3..];
+        rest[..rest.find([';', '"']).unwrap_or(rest.len())].to_owned()
+    };
+    let (mut certs, mut assertions): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for l in mimi {
+        if l.contains(";pk=") {
+            certs.push(kid(l));
+        } else {
+            assertions.push(kid(l));
+        }
+    }
+    certs.sort();
+    assertions.sort();
+    (certs, assertions)
+}
+
+/// With a key bundle, `push` keeps the rollover's ledger in `--state FILE`
+/// and follows the same schedule as `serve`/`build`: the next certificate
+/// goes to the primary first, and its key signs only once the primary has
+/// published it for the certificate TTL + propagation delay. (Without the
+/// ledger every push would be a first one: the push at T+120 below would
+/// publish key 2's certificate and sign with key 2 at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_with_a_bundle_publishes_the_next_certificate_first_then_switches() {
+    const T: u64 = 1_000_000;
+    let ws = Workspace::new();
+    let provider = Authority::new("example.com");
+    let root = ws.write_key("z/root.pem", &provider.root);
+    ws.write("z/mappings.csv", MAPPINGS);
+    let out = Command::new(bin("mimi-publisher"))
+        .args(["ceremony", "--root"])
+        .arg(&root)
+        .args(["--authority", "example.com", "--out"])
+        .arg(ws.path("z/bundle"))
+        .args(["--keys", "3", "--key-validity", "100s", "--overlap", "40s"])
+        .args(["--start", &T.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = ws.write(
+        "z/zone.toml",
+        r#"origin = "example.com"
+role = "home"
+ttl = 2
+ns = ["ns1.example.com"]
+mappings = "mappings.csv"
+[soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+[authority]
+name = "example.com"
+bundle = "bundle"
+validity = "20s"
+resign_margin = "5s"
+propagation_delay = "3s"
+"#,
+    );
+    // The bundle's key ids in window order.
+    let certs_text = std::fs::read_to_string(ws.path("z/bundle/certificates")).unwrap();
+    let bundle: Vec<String> = certs_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            mimi_proto::Certificate::parse(l.trim())
+                .unwrap()
+                .kid()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(bundle.len(), 3, "{certs_text}");
+    let sorted = |v: &[&String]| {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    let key = Key::random("update-key");
+    let key_file = ws.write_secret("update.key", &key.bind_format());
+    let bind = Bind::start(
+        &ws.path("servers"),
+        &[BindZone {
+            origin: "example.com",
+            zone_file: ZONE_FILE,
+            transfer: true,
+            update: true,
+        }],
+        &key,
+    )
+    .await;
+    let server = bind.addr.to_string();
+    let state = ws.path("z/push.state");
+    let push_at = |t: u64, with_state: bool| {
+        let mut v: Vec<std::ffi::OsString> = vec![
+            config.clone().into(),
+            "--server".into(),
+            server.clone().into(),
+            "--tsig-key".into(),
+            key_file.clone().into(),
+            "--now".into(),
+            (T + t).to_string().into(),
+        ];
+        if with_state {
+            v.extend(["--state".into(), state.clone().into()]);
+        }
+        let refs: Vec<&std::ffi::OsStr> = v.iter().map(|s| s.as_os_str()).collect();
+        push(&refs)
+    };
+
+    // Without --state: refused, nothing sent.
+    let o = push_at(0, false);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs --state FILE"), "{err}");
+    assert!(err.contains("nothing was sent"), "{err}");
+    assert!(axfr(bind.addr, &key_file).0.is_empty());
+
+    // First push: key 0 signs at once; key 1's certificate goes ahead.
+    let o = push_at(0, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (certs, signers) = kids(&axfr(bind.addr, &key_file).0);
+    assert_eq!(certs, sorted(&[&bundle[0], &bundle[1]]));
+    assert_eq!(signers, vec![bundle[0].clone(); 3]);
+    let ledger = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        ledger.contains(&format!("; mimi-rollover active {}\n", bundle[0])),
+        "{ledger}"
+    );
+    assert!(
+        ledger.contains(&format!("; mimi-rollover key {} published {T}", bundle[1])),
+        "{ledger}"
+    );
+
+    // T+120: key 1 (published since T) takes over; key 2's window begins,
+    // but its certificate is only now sent to the primary: it must wait.
+    let o = push_at(120, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (certs, signers) = kids(&axfr(bind.addr, &key_file).0);
+    assert!(certs.contains(&bundle[2]), "{certs:?}");
+    assert_eq!(signers, vec![bundle[1].clone(); 3]);
+    // T+124: still key 1 (key 2 published at T+120, lead 2 + 3 s).
+    let o = push_at(124, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, signers) = kids(&axfr(bind.addr, &key_file).0);
+    assert_eq!(signers, vec![bundle[1].clone(); 3]);
+    // T+125: key 2 signs; key 0's certificate is long gone (its
+    // assertions expired at T+20).
+    let o = push_at(125, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (certs, signers) = kids(&axfr(bind.addr, &key_file).0);
+    assert_eq!(signers, vec![bundle[2].clone(); 3]);
+    assert!(
+        certs.contains(&bundle[2]) && !certs.contains(&bundle[0]),
+        "{certs:?}"
+    );
+    let ledger = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        ledger.contains(&format!("; mimi-rollover active {}\n", bundle[2])),
+        "{ledger}"
+    );
+
+    // A cut-short state file is an error naming it; nothing is sent.
+    let before = axfr(bind.addr, &key_file).0;
+    std::fs::write(&state, ledger.trim_end()).unwrap();
+    let o = push_at(126, true);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("push.state") && err.contains("incomplete"),
+        "{err}"
+    );
+    assert_eq!(axfr(bind.addr, &key_file).0, before);
+}

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use mimi_proto::window::WindowPolicy;
 use mimi_proto::{AuthorityName, Sii, Ssi, UnixTime, UnsignedAssertion, UnsignedCertificate};
 use mimi_publisher::serve::rrl::RrlConfig;
+use mimi_publisher::zone::ledger::{Ledger, LedgerFileError};
 use mimi_publisher::zone::shrink::{Shrink, ShrinkLimit};
 use mimi_publisher::{
     build, input::config::parse_duration, input::keys, input::presigned, serve, zone::seal,
@@ -247,6 +248,12 @@ enum Command {
         /// Build as of this time, Unix seconds (default: now).
         #[arg(long)]
         now: Option<u64>,
+        /// The key rollover's ledger (since when each certificate has been
+        /// published): read before building, written after the primary
+        /// accepted the push. Required with an `[authority] bundle`; a
+        /// missing file starts the rollover anew.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -764,6 +771,7 @@ fn run(command: Command) -> Result<ExitCode> {
             dry_run,
             allow_shrink,
             now,
+            state,
             json,
         } => push_cmd(
             &config,
@@ -776,6 +784,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 } else {
                     ShrinkLimit::default()
                 },
+                state,
             },
             now_or(now),
             json,
@@ -848,6 +857,8 @@ fn run(command: Command) -> Result<ExitCode> {
 struct PushMode {
     dry_run: bool,
     shrink: ShrinkLimit,
+    /// `--state FILE`: the rollover ledger between pushes.
+    state: Option<PathBuf>,
 }
 
 fn push_cmd(
@@ -859,7 +870,11 @@ fn push_cmd(
     json: bool,
 ) -> Result<ExitCode> {
     use mimi_publisher::transfer::push;
-    let PushMode { dry_run, shrink } = mode;
+    let PushMode {
+        dry_run,
+        shrink,
+        state,
+    } = mode;
     let key = tsig_key
         .map(mimi_publisher::input::tsig::TsigKey::load)
         .transpose()?;
@@ -878,7 +893,51 @@ fn push_cmd(
                     "push publishes one zone; a configuration of many zones ([domains] or [shards]) cannot be pushed yet: serve it, or build it with --out DIR",
                 )));
             }
-            let out = build::build_zone(&cfg, now, None, None)?;
+            let bundle = cfg.authority.as_ref().is_some_and(|a| a.bundle.is_some());
+            let ledger = match (&state, bundle) {
+                (None, false) => Default::default(),
+                (None, true) => {
+                    return Err(build::BuildError::from(mimi_publisher::Problem::in_file(
+                        config,
+                        "the authority's keys come from a bundle: push needs --state FILE to keep the key rollover's ledger between pushes (since when each certificate has been published); without it every push would start the rollover anew",
+                    )))
+                }
+                (Some(path), false) => {
+                    return Err(build::BuildError::from(mimi_publisher::Problem::in_file(
+                        config,
+                        format!(
+                            "--state {}: the configuration has no [authority] bundle, so there is no key rollover to keep; remove --state",
+                            path.display()
+                        ),
+                    )))
+                }
+                (Some(path), true) => match Ledger::read_file(path) {
+                    Ok(Some(l)) => l,
+                    Ok(None) => {
+                        tracing::info!(
+                            "{}: no rollover ledger yet: starting the key rollover",
+                            path.display()
+                        );
+                        Default::default()
+                    }
+                    Err(e) => {
+                        let p = match &e {
+                            LedgerFileError::Line { path, line, why } => {
+                                mimi_publisher::Problem::at(path, *line, why.clone())
+                            }
+                            _ => mimi_publisher::Problem::in_file(
+                                path,
+                                e.to_string()
+                                    .strip_prefix(&format!("{}: ", path.display()))
+                                    .unwrap_or(&e.to_string())
+                                    .to_string(),
+                            ),
+                        };
+                        return Err(build::BuildError::from(p));
+                    }
+                },
+            };
+            let out = build::build_zone_continuing(&cfg, now, ledger)?;
             Ok((cfg, out))
         });
     let (cfg, built) = match built {
@@ -1003,6 +1062,18 @@ fn push_cmd(
     }
     match rt.block_on(push::apply(server, &zone.origin, &diff, key.as_ref())) {
         Ok(applied) => {
+            // Only now is the zone at the primary what the ledger says: a
+            // push that failed leaves the old ledger, whose certificates are
+            // then published later, never earlier, than it claims.
+            if let Some(path) = &state {
+                if let Err(e) = zone.ledger.write_file(path) {
+                    eprintln!(
+                        "error: {}: the primary accepted the push, but writing the rollover ledger failed: {e}; the next push will wait longer before switching keys",
+                        path.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
             if json {
                 println!(
                     "{}",

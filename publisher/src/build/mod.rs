@@ -774,6 +774,50 @@ pub(crate) fn assemble(
     })
 }
 
+/// Builds `config` from scratch as [`build_zone`] with no previous zone
+/// does, except that a key bundle's rollover continues from `ledger`
+/// instead of starting anew.
+///
+/// For `push`: the zone at the primary has no rollover ledger (the
+/// primary writes its own zone file), so the ledger of the last push is
+/// kept in a file of its own and given here; without it every push would
+/// look like the first one and sign at once with a key whose certificate
+/// resolvers may not have yet. No records are reused (there is no previous
+/// zone of ours); signatures are deterministic, so unchanged assertions
+/// come out the same.
+pub fn build_zone_continuing(
+    config: &ZoneConfig,
+    now: UnixTime,
+    ledger: crate::zone::ledger::Ledger,
+) -> Result<BuildOutput, BuildError> {
+    if ledger.is_empty() {
+        return build_zone(config, now, None, None);
+    }
+    let history = Zone {
+        origin: config.origin.clone(),
+        ttl: config.soa.ttl,
+        soa: Soa {
+            mname: config.soa.mname.clone(),
+            rname: config.soa.rname.clone(),
+            serial: 0,
+            refresh: config.soa.refresh,
+            retry: config.soa.retry,
+            expire: config.soa.expire,
+            minimum: config.soa.minimum,
+        },
+        ns: Vec::new(),
+        glue: Vec::new(),
+        records: Vec::new(),
+        delegations: Vec::new(),
+        ptrs: Vec::new(),
+        next_resign: None,
+        transfer: None,
+        cache: Default::default(),
+        ledger,
+    };
+    build_zone(config, now, Some(&history), None)
+}
+
 /// What signing mappings needs besides the configuration.
 struct Signer<'a> {
     key: &'a SigningKey,

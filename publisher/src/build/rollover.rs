@@ -175,9 +175,13 @@ pub(crate) fn decide<'b>(
         && previous.keys.values().all(|h| h.published.is_none());
     // When each key may sign (None: not published yet).
     let usable_from = |k: &BundleKey| -> Option<UnixTime> {
-        // The key that signs already may go on (a build from its own
-        // output decides the same again).
-        if !publishes_here || bootstrap || previous.active.as_ref() == Some(k.kid()) {
+        // A key that signs already, or that signed assertions of this
+        // zone before (the bootstrap key above all: its certificate is as
+        // old as the zone), is in use; waiting for its certificate gains
+        // nothing.
+        let signed = previous.get(k.kid()).signed_until.is_some()
+            || previous.active.as_ref() == Some(k.kid());
+        if !publishes_here || bootstrap || signed {
             return Some(k.not_before());
         }
         let p = previous.get(k.kid()).published?;
@@ -504,5 +508,364 @@ pub fn status(
     match decision {
         Some(d) if errors.is_empty() => Ok(Some((d.report, warnings))),
         _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The schedule of the module doc, decision by decision, on a bundle of
+    //! three keys certified for `[T, T+100)`, `[T+60, T+160)`,
+    //! `[T+120, T+220)` with T = 1 000 000; lead 5 s, margin 5 s,
+    //! validity 20 s, warning 30 s ahead.
+    use super::*;
+    use crate::input::bundle::{self, CeremonyPlan};
+    use ed25519_dalek::SigningKey;
+    use mimi_proto::AuthorityName;
+
+    const T: u64 = 1_000_000;
+    const TIMING: Timing = Timing {
+        lead: 5,
+        margin: 5,
+        validity: 20,
+        warn_before: 30,
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        bundle: Bundle,
+    }
+
+    fn fixture(missing: Option<usize>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bundle");
+        let authority = AuthorityName::parse("ma.example.net").unwrap();
+        let plan = CeremonyPlan {
+            authority: authority.clone(),
+            keys: 3,
+            start: UnixTime(T),
+            key_validity: 100,
+            overlap: 40,
+        };
+        let done = bundle::ceremony(&out, &SigningKey::from_bytes(&[7u8; 32]), &plan).unwrap();
+        if let Some(i) = missing {
+            let kid = done.added[i].kid().to_string();
+            std::fs::remove_file(out.join(bundle::KEYS).join(format!("{kid}.pem"))).unwrap();
+        }
+        let bundle = bundle::read(&out, &authority, &[]).unwrap();
+        assert_eq!(
+            bundle
+                .keys
+                .iter()
+                .map(|k| (k.not_before().0 - T, k.expires().0 - T))
+                .collect::<Vec<_>>(),
+            [(0, 100), (60, 160), (120, 220)]
+        );
+        Fixture { _dir: dir, bundle }
+    }
+
+    impl Fixture {
+        fn kid(&self, i: usize) -> KeyId {
+            self.bundle.keys[i].kid().clone()
+        }
+
+        /// A ledger: `(key, published, signed_until)` offsets from T.
+        fn ledger(&self, active: usize, keys: &[(usize, u64, Option<u64>)]) -> Ledger {
+            let mut l = Ledger {
+                active: Some(self.kid(active)),
+                keys: Default::default(),
+            };
+            for (i, p, s) in keys {
+                l.keys.insert(
+                    self.kid(*i),
+                    KeyHistory {
+                        published: Some(UnixTime(T + p)),
+                        signed_until: s.map(|s| UnixTime(T + s)),
+                    },
+                );
+            }
+            l
+        }
+    }
+
+    struct Out {
+        active: Option<KeyId>,
+        publish: Vec<KeyId>,
+        reusable: Vec<KeyId>,
+        next_event: Option<UnixTime>,
+        ledger: Option<Ledger>,
+        steps: Vec<Step>,
+        errors: Vec<String>,
+        warnings: Vec<String>,
+    }
+
+    fn run(f: &Fixture, previous: &Ledger, publishes_here: bool, at: u64) -> Out {
+        let previously_published = previous.keys.values().any(|h| h.published.is_some());
+        run_with(f, previous, previously_published, publishes_here, at)
+    }
+
+    fn run_with(
+        f: &Fixture,
+        previous: &Ledger,
+        previously_published: bool,
+        publishes_here: bool,
+        at: u64,
+    ) -> Out {
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let d = decide(
+            &f.bundle,
+            previous,
+            previously_published,
+            publishes_here,
+            UnixTime(T + at),
+            TIMING,
+            &mut errors,
+            &mut warnings,
+        );
+        let text = |v: Vec<Problem>| v.iter().map(ToString::to_string).collect();
+        Out {
+            active: d.as_ref().map(|d| d.active.kid().clone()),
+            publish: d
+                .as_ref()
+                .map(|d| d.publish.iter().map(|k| k.kid().clone()).collect())
+                .unwrap_or_default(),
+            reusable: d.as_ref().map(|d| d.reusable.clone()).unwrap_or_default(),
+            next_event: d.as_ref().and_then(|d| d.next_event),
+            ledger: d.as_ref().map(|d| d.ledger.clone()),
+            steps: d.map(|d| d.report.steps).unwrap_or_default(),
+            errors: text(errors),
+            warnings: text(warnings),
+        }
+    }
+
+    #[test]
+    fn bootstrap_signs_at_once_and_publishes_the_next_certificate() {
+        let f = fixture(None);
+        let o = run(&f, &Ledger::default(), true, 0);
+        assert_eq!(o.active, Some(f.kid(0)));
+        assert_eq!(o.publish, [f.kid(0), f.kid(1)]);
+        assert!(
+            o.errors.is_empty() && o.warnings.is_empty(),
+            "{:?}",
+            o.warnings
+        );
+        let l = o.ledger.unwrap();
+        assert_eq!(l.active, Some(f.kid(0)));
+        assert_eq!(l.get(&f.kid(0)).published, Some(UnixTime(T)));
+        assert_eq!(l.get(&f.kid(0)).signed_until, Some(UnixTime(T + 20)));
+        assert_eq!(l.get(&f.kid(1)).published, Some(UnixTime(T)));
+        assert_eq!(l.get(&f.kid(1)).signed_until, None);
+        assert_eq!(
+            o.steps,
+            [
+                Step::Switched {
+                    from: None,
+                    to: f.kid(0)
+                },
+                Step::Published { key: f.kid(0) },
+                Step::Published { key: f.kid(1) },
+            ]
+        );
+        // The next key may sign from its window's start (published since T).
+        assert_eq!(o.next_event, Some(UnixTime(T + 60)));
+    }
+
+    #[test]
+    fn the_bootstrap_key_keeps_signing_after_the_first_build() {
+        // Regression: the second build (T+1) took the bootstrap key's
+        // certificate, published at T, as too new to sign with and failed
+        // until T+lead.
+        let f = fixture(None);
+        let first = run(&f, &Ledger::default(), true, 0).ledger.unwrap();
+        for at in 1..=TIMING.lead {
+            let o = run(&f, &first, true, at);
+            assert_eq!(o.active, Some(f.kid(0)), "T+{at}: {:?}", o.errors);
+            assert!(o.steps.is_empty(), "{:?}", o.steps);
+            assert!(o.errors.is_empty() && o.warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn no_bootstrap_when_the_previous_zone_published_certificates() {
+        // Certificates in the previous zone but no ledger (e.g. a zone
+        // written by hand): nothing is known to be published long enough.
+        let f = fixture(None);
+        let o = run_with(&f, &Ledger::default(), true, true, 10);
+        assert_eq!(o.active, None);
+        assert_eq!(o.errors.len(), 1);
+        assert!(
+            o.errors[0].contains(&format!(
+                "key {} its certificate was never published",
+                f.kid(0)
+            )),
+            "{}",
+            o.errors[0]
+        );
+    }
+
+    #[test]
+    fn a_key_published_less_than_lead_ago_is_refused_until_published_plus_lead() {
+        let f = fixture(None);
+        // k1 published late, at T+70: its window began at T+60, it may sign
+        // from T+75 = max(T+60, T+70+5).
+        let prev = f.ledger(0, &[(0, 0, Some(90)), (1, 70, None)]);
+        let o = run(&f, &prev, true, 74);
+        assert_eq!(o.active, Some(f.kid(0)));
+        assert_eq!(o.next_event, Some(UnixTime(T + 75)));
+        assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+        let o = run(&f, &prev, true, 75);
+        assert_eq!(o.active, Some(f.kid(1)));
+        assert!(o.steps.contains(&Step::Switched {
+            from: Some(f.kid(0)),
+            to: f.kid(1)
+        }));
+        // Published early (at T): the switch is at the window start.
+        let prev = f.ledger(0, &[(0, 0, Some(79)), (1, 0, None)]);
+        assert_eq!(run(&f, &prev, true, 59).active, Some(f.kid(0)));
+        let o = run(&f, &prev, true, 60);
+        assert_eq!(o.active, Some(f.kid(1)));
+        // The switch publishes the key after next.
+        assert_eq!(o.publish, [f.kid(0), f.kid(1), f.kid(2)]);
+        assert!(o.steps.contains(&Step::Published { key: f.kid(2) }));
+
+        // Within k0's margin (ends T+100) and k1 published at T+93: k0
+        // keeps signing, with a warning that names k1 and when it may sign.
+        let prev = f.ledger(0, &[(0, 0, Some(99)), (1, 93, None)]);
+        let o = run(&f, &prev, true, 96);
+        assert_eq!(o.active, Some(f.kid(0)));
+        assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+        let w = &o.warnings[0];
+        assert!(
+            w.contains(&format!("key {} signs although", f.kid(0))),
+            "{w}"
+        );
+        assert!(w.contains(&f.kid(1).to_string()), "{w}");
+        assert!(w.contains(&rfc3339(UnixTime(T + 98))), "{w}");
+        assert!(w.contains("certificates:"), "names the file and line: {w}");
+        // After k0's end, nothing may sign: an error naming k1 and T+98.
+        let o = run(&f, &prev, true, 97);
+        assert_eq!(o.active, Some(f.kid(0)));
+        let o = run(
+            &f,
+            &f.ledger(0, &[(0, 0, Some(99)), (1, 96, None)]),
+            true,
+            100,
+        );
+        assert_eq!(o.active, None);
+        assert_eq!(o.errors.len(), 1);
+        let e = &o.errors[0];
+        assert!(e.contains("no key of the bundle can sign"), "{e}");
+        assert!(e.contains(&format!("key {}", f.kid(1))), "{e}");
+        assert!(e.contains(&rfc3339(UnixTime(T + 101))), "{e}");
+        assert!(e.contains("refusing to sign"), "{e}");
+    }
+
+    #[test]
+    fn old_keys_records_stay_while_unexpired_with_the_margin_left_then_retire() {
+        let f = fixture(None);
+        // Switched at T+60; k0 signed assertions until T+79.
+        let prev = f.ledger(1, &[(0, 0, Some(79)), (1, 0, Some(80)), (2, 60, None)]);
+        let o = run(&f, &prev, true, 65);
+        assert_eq!(o.active, Some(f.kid(1)));
+        assert_eq!(o.reusable, [f.kid(0)]);
+        assert_eq!(o.publish, [f.kid(0), f.kid(1), f.kid(2)]);
+        // The next event is the removal of k0's certificate at T+79.
+        assert_eq!(o.next_event, Some(UnixTime(T + 79)));
+        assert_eq!(
+            o.ledger.as_ref().unwrap().get(&f.kid(0)).signed_until,
+            Some(UnixTime(T + 79))
+        );
+        // At signed_until: no longer reusable, certificate retired.
+        let o = run(&f, &prev, true, 79);
+        assert!(o.reusable.is_empty());
+        assert_eq!(o.publish, [f.kid(1), f.kid(2)]);
+        assert!(o.steps.contains(&Step::Retired { key: f.kid(0) }));
+        assert!(!o.ledger.unwrap().keys.contains_key(&f.kid(0)));
+
+        // Signed until past its certificate's margin: reusable only until
+        // T+95 (end T+100 less the margin), published until it ends.
+        let prev = f.ledger(1, &[(0, 0, Some(100)), (1, 0, Some(90)), (2, 60, None)]);
+        let o = run(&f, &prev, true, 94);
+        assert_eq!(o.reusable, [f.kid(0)]);
+        let o = run(&f, &prev, true, 95);
+        assert!(o.reusable.is_empty(), "re-signed a margin before the end");
+        assert!(o.publish.contains(&f.kid(0)), "still published");
+        let o = run(&f, &prev, true, 100);
+        assert!(!o.publish.contains(&f.kid(0)), "expired");
+    }
+
+    #[test]
+    fn the_bundle_warning_comes_warn_before_ahead_of_the_end() {
+        let f = fixture(None);
+        // The bundle runs out at T+215 (end T+220 less the margin).
+        let prev = f.ledger(2, &[(1, 0, Some(130)), (2, 60, Some(180))]);
+        let o = run(&f, &prev, true, 184);
+        assert_eq!(o.active, Some(f.kid(2)));
+        assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+        let o = run(&f, &prev, true, 185);
+        assert_eq!(o.warnings.len(), 1);
+        let w = &o.warnings[0];
+        assert!(w.contains("runs out at"), "{w}");
+        assert!(w.contains(&rfc3339(UnixTime(T + 215))), "{w}");
+        assert!(w.contains("ceremony"), "{w}");
+        // Degraded after T+215, then an error after the end.
+        let o = run(&f, &prev, true, 216);
+        assert_eq!(o.active, Some(f.kid(2)));
+        assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
+        let o = run(&f, &prev, true, 220);
+        assert_eq!(o.active, None);
+        assert!(
+            o.errors[0].contains("every certificate of the bundle has expired"),
+            "{:?}",
+            o.errors
+        );
+    }
+
+    #[test]
+    fn a_key_without_its_file_is_skipped_and_named() {
+        let f = fixture(Some(1));
+        // k1 cannot sign: the next key is k2, so only k0 and k2 are
+        // published after bootstrap.
+        let o = run(&f, &Ledger::default(), true, 0);
+        assert_eq!(o.active, Some(f.kid(0)));
+        assert_eq!(o.publish, [f.kid(0), f.kid(2)]);
+        let prev = o.ledger.unwrap();
+        // k0 in its margin, k2 not yet valid: degraded, naming k1's file.
+        let o = run(&f, &prev, true, 96);
+        assert_eq!(o.active, Some(f.kid(0)));
+        assert!(
+            o.warnings[0].contains(&format!("key {} has no key file", f.kid(1))),
+            "{:?}",
+            o.warnings
+        );
+        let o = run(&f, &prev, true, 100);
+        assert_eq!(o.active, None);
+        assert!(
+            o.errors[0].contains(&format!("key {} has no key file", f.kid(1))),
+            "{:?}",
+            o.errors
+        );
+        assert!(
+            o.errors[0].contains(&format!(
+                "key {} is valid only from {}",
+                f.kid(2),
+                rfc3339(UnixTime(T + 120))
+            )),
+            "{:?}",
+            o.errors
+        );
+    }
+
+    #[test]
+    fn certificates_published_outside_the_zone_are_assumed_published_at_their_start() {
+        let f = fixture(None);
+        // No ledger, not a bootstrap: each key signs from its window start.
+        let o = run_with(&f, &Ledger::default(), true, false, 59);
+        assert_eq!(o.active, Some(f.kid(0)));
+        assert!(o.errors.is_empty() && o.warnings.is_empty());
+        let o = run_with(&f, &Ledger::default(), true, false, 60);
+        assert_eq!(o.active, Some(f.kid(1)));
+        // A just-published key (by the ledger) does not wait here either.
+        let prev = f.ledger(0, &[(0, 0, Some(80)), (1, 119, None)]);
+        assert_eq!(run(&f, &prev, false, 120).active, Some(f.kid(2)));
     }
 }

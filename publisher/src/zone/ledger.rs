@@ -20,6 +20,8 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use mimi_proto::{KeyId, UnixTime};
 
@@ -116,6 +118,107 @@ impl Ledger {
     }
 }
 
+/// The first line of a ledger file written by [`Ledger::write_file`].
+const FILE_HEADER: &str =
+    "; the key rollover ledger of a zone pushed by mimi-publisher push --state: do not edit";
+
+/// A ledger file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerFileError {
+    /// Reading failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is not a ledger line.
+    #[error("{}:{line}: {why}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// The file does not end with a newline: a write was cut short.
+    #[error("{}: the last line does not end with a newline: the file is incomplete (a write was cut short?); restore it or remove it to start the rollover anew", path.display())]
+    Incomplete {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl Ledger {
+    /// Reads a ledger file written by [`Ledger::write_file`]: the
+    /// [`PREFIX`] lines of a zone file, on their own. `Ok(None)` when the
+    /// file does not exist. Other comment lines and blank lines are
+    /// ignored; anything else is an error naming its line, and so is a
+    /// file whose last line has no newline (it could be half-written).
+    ///
+    /// This is where `push --state` keeps the ledger: a zone at a primary
+    /// that mimi-publisher updates by RFC 2136 has no place for it (the
+    /// primary keeps its own zone file), yet the next push must know since
+    /// when each certificate has been published.
+    pub fn read_file(path: &Path) -> Result<Option<Ledger>, LedgerFileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(LedgerFileError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            return Err(LedgerFileError::Incomplete {
+                path: path.to_owned(),
+            });
+        }
+        let mut ledger = Ledger::default();
+        for (i, line) in text.lines().enumerate() {
+            let err = |why: String| LedgerFileError::Line {
+                path: path.to_owned(),
+                line: i + 1,
+                why,
+            };
+            if let Some(rest) = line.strip_prefix(PREFIX) {
+                ledger.parse_line(rest).map_err(err)?;
+            } else if !(line.trim().is_empty() || line.starts_with(';')) {
+                return Err(err(format!(
+                    "expected a ledger line ({PREFIX}…) or a comment, found {line:?}"
+                )));
+            }
+        }
+        Ok(Some(ledger))
+    }
+
+    /// Writes the ledger to `path` atomically (a temporary file in the same
+    /// directory, flushed, renamed over it, the directory flushed), mode
+    /// 0600: a crash leaves the old ledger or the new one, never half.
+    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut text = format!("{FILE_HEADER}\n");
+        self.render(&mut text);
+        // tempfile creates the file with mode 0600.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".mimi-ledger-")
+            .tempfile_in(dir)?;
+        tmp.write_all(text.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        #[cfg(unix)]
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +257,47 @@ mod tests {
         ] {
             assert!(Ledger::default().parse_line(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ledger_file_round_trip_absent_incomplete_and_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("push.state");
+        assert!(Ledger::read_file(&path).unwrap().is_none());
+        let a = KeyId::parse("0123456789abcdef").unwrap();
+        let mut l = Ledger {
+            active: Some(a.clone()),
+            ..Ledger::default()
+        };
+        l.keys.insert(
+            a,
+            KeyHistory {
+                published: Some(UnixTime(10)),
+                signed_until: Some(UnixTime(30)),
+            },
+        );
+        l.write_file(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(Ledger::read_file(&path).unwrap(), Some(l));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.trim_end()).unwrap();
+        let e = Ledger::read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("incomplete"), "{e}");
+        std::fs::write(&path, format!("{text}nonsense\n")).unwrap();
+        let e = Ledger::read_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(&format!(
+                "push.state:4: expected a ledger line ({PREFIX}…) or a comment, found \"nonsense\""
+            )),
+            "{e}"
+        );
+        std::fs::write(&path, format!("{PREFIX}key zz\n")).unwrap();
+        let e = Ledger::read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("push.state:1: key id"), "{e}");
     }
 }

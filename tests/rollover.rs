@@ -605,9 +605,9 @@ async fn a_bundle_that_runs_out_warns_then_errors_and_keeps_the_zone() {
     let failed_at = log.find("no key of the bundle can sign").unwrap();
     let last_good = log[..failed_at]
         .lines()
+        .rev()
         .filter(|l| l.contains("zone reloaded") || l.contains("zone loaded"))
-        .filter_map(|l| field(l, "serial"))
-        .last()
+        .find_map(|l| field(l, "serial"))
         .expect("no successful build before the failure");
     assert_eq!(
         field(&log[failed_at..], "serial"),

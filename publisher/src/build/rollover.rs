@@ -173,7 +173,11 @@ pub(crate) fn decide<'b>(
     let bootstrap = publishes_here
         && !previously_published
         && previous.keys.values().all(|h| h.published.is_none());
-    // When each key may sign (None: not published yet).
+    // When each key may sign (None: not published yet). The key that
+    // already signs the previous zone may go on: the publication lead
+    // guards a key's *first* assertions, and its assertions are already
+    // out (a bootstrapped key would otherwise be refused by every rebuild
+    // within the lead of the first build, and the zone stall).
     let usable_from = |k: &BundleKey| -> Option<UnixTime> {
         // A key that signs already, or that signed assertions of this
         // zone before (the bootstrap key above all: its certificate is as
@@ -694,7 +698,7 @@ mod tests {
         assert_eq!(o.errors.len(), 1);
         assert!(
             o.errors[0].contains(&format!(
-                "key {} its certificate was never published",
+                "key {}: its certificate was never published",
                 f.kid(0)
             )),
             "{}",
@@ -833,20 +837,20 @@ mod tests {
         let o = run(&f, &prev, true, 96);
         assert_eq!(o.active, Some(f.kid(0)));
         assert!(
-            o.warnings[0].contains(&format!("key {} has no key file", f.kid(1))),
+            o.warnings[0].contains(&format!("key {}: cannot sign, its key file is unusable", f.kid(1))),
             "{:?}",
             o.warnings
         );
         let o = run(&f, &prev, true, 100);
         assert_eq!(o.active, None);
         assert!(
-            o.errors[0].contains(&format!("key {} has no key file", f.kid(1))),
+            o.errors[0].contains(&format!("key {}: cannot sign, its key file is unusable", f.kid(1))),
             "{:?}",
             o.errors
         );
         assert!(
             o.errors[0].contains(&format!(
-                "key {} is valid only from {}",
+                "key {}: certified only from {}",
                 f.kid(2),
                 rfc3339(UnixTime(T + 120))
             )),
@@ -867,5 +871,67 @@ mod tests {
         // A just-published key (by the ledger) does not wait here either.
         let prev = f.ledger(0, &[(0, 0, Some(80)), (1, 119, None)]);
         assert_eq!(run(&f, &prev, false, 120).active, Some(f.kid(2)));
+    }
+}
+
+#[cfg(test)]
+mod bootstrap_tests {
+    use super::*;
+    use crate::input::bundle::{ceremony, read, CeremonyPlan};
+    use mimi_proto::AuthorityName;
+
+    /// A rebuild soon after the first build (within the certificate TTL +
+    /// propagation delay) keeps the bootstrapped key signing: it used to
+    /// find no key that could sign, fail, and leave the zone to the
+    /// failure retry (a minute) instead of the schedule.
+    #[test]
+    fn the_bootstrapped_key_keeps_signing_within_the_lead() {
+        let dir = tempfile::tempdir().unwrap();
+        let authority = AuthorityName::parse("example.com").unwrap();
+        let root = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let start = UnixTime(1_000_000);
+        let plan = CeremonyPlan {
+            authority: authority.clone(),
+            keys: 2,
+            start,
+            key_validity: 100,
+            overlap: 50,
+        };
+        ceremony(&dir.path().join("b"), &root, &plan).unwrap();
+        let bundle = read(&dir.path().join("b"), &authority, &[]).unwrap();
+        let timing = Timing {
+            lead: 10,
+            margin: 5,
+            validity: 20,
+            warn_before: 0,
+        };
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let first = decide(
+            &bundle,
+            &Ledger::default(),
+            false,
+            true,
+            start,
+            timing,
+            &mut errors,
+            &mut warnings,
+        )
+        .expect("the first build signs at once");
+        let k0 = bundle.keys[0].kid().clone();
+        assert_eq!(first.active.kid(), &k0);
+        let again = decide(
+            &bundle,
+            &first.ledger,
+            true,
+            true,
+            start.plus(1),
+            timing,
+            &mut errors,
+            &mut warnings,
+        )
+        .unwrap_or_else(|| panic!("the rebuild one second later failed: {errors:?}"));
+        assert_eq!(again.active.kid(), &k0);
+        assert!(again.report.steps.is_empty(), "{:?}", again.report.steps);
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }

@@ -587,6 +587,11 @@ async fn rebuild(ctx: &Ctx, idx: usize, reason: ReloadReason) -> Duration {
             if reason == ReloadReason::FileChange {
                 log_warnings(&first_origin, &prepared.warnings);
             }
+            // A rollover step may leave the records as they were (a switch
+            // at a moment when no window rolls over: the new key signs
+            // nothing yet); it is a step all the same, and the next build
+            // compares with this one's ledger, so it is logged now or never.
+            log_rollover(&first_origin, prepared.rollover.as_ref());
             for zone in &prepared.unchanged {
                 crate::serve::metrics::metrics().signed(zone);
                 debug!(

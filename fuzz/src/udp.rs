@@ -68,6 +68,7 @@ fn zone(origin: &str, mut records: Vec<ZoneRecord>) -> Zone {
         next_resign: None,
         transfer: None,
         cache: Default::default(),
+        ledger: Default::default(),
     }
 }
 

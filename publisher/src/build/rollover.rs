@@ -837,14 +837,20 @@ mod tests {
         let o = run(&f, &prev, true, 96);
         assert_eq!(o.active, Some(f.kid(0)));
         assert!(
-            o.warnings[0].contains(&format!("key {}: cannot sign, its key file is unusable", f.kid(1))),
+            o.warnings[0].contains(&format!(
+                "key {}: cannot sign, its key file is unusable",
+                f.kid(1)
+            )),
             "{:?}",
             o.warnings
         );
         let o = run(&f, &prev, true, 100);
         assert_eq!(o.active, None);
         assert!(
-            o.errors[0].contains(&format!("key {}: cannot sign, its key file is unusable", f.kid(1))),
+            o.errors[0].contains(&format!(
+                "key {}: cannot sign, its key file is unusable",
+                f.kid(1)
+            )),
             "{:?}",
             o.errors
         );

@@ -153,7 +153,7 @@ pub enum LedgerFileError {
 
 impl Ledger {
     /// Reads a ledger file written by [`Ledger::write_file`]: the
-    /// [`PREFIX`] lines of a zone file, on their own. `Ok(None)` when the
+    /// `; mimi-rollover` lines of a zone file, on their own. `Ok(None)` when the
     /// file does not exist. Other comment lines and blank lines are
     /// ignored; anything else is an error naming its line, and so is a
     /// file whose last line has no newline (it could be half-written).

@@ -728,3 +728,77 @@ fn rate_limited_answers_are_counted_as_the_client_saw_them() {
         f64::from(sent)
     );
 }
+
+/// A zone signed from a ceremony bundle: every rollover step the server
+/// installs is counted by kind, and the bundle's end is a gauge that
+/// counts down.
+#[test]
+fn rollover_steps_and_the_bundle_end_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = now() as u64;
+    let root = mimi_publisher::input::keys::generate();
+    let plan = mimi_publisher::input::bundle::CeremonyPlan {
+        authority: mimi_proto::AuthorityName::parse("example.com").unwrap(),
+        keys: 2,
+        start: mimi_proto::UnixTime(t0),
+        key_validity: 30,
+        overlap: 15,
+    };
+    mimi_publisher::input::bundle::ceremony(&dir.path().join("bundle"), &root, &plan).unwrap();
+    let config = dir.path().join("zone.toml");
+    std::fs::write(
+        &config,
+        r#"origin = "example.com"
+ttl = 1
+ns = ["ns1.example.net"]
+mappings = "mappings.csv"
+[soa]
+mname = "ns1.example.net"
+rname = "hostmaster.example.com"
+[authority]
+name = "example.com"
+bundle = "bundle"
+validity = "8s"
+resign_margin = "3s"
+propagation_delay = "1s"
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("mappings.csv"), format!("{ALICE}{BOB}")).unwrap();
+    let server = start(&config, &[]);
+    let zone = [("zone", "example.com")];
+    let steps = |s: &str, step: &str| {
+        count(
+            s,
+            "mimi_rollover_steps_total",
+            &[("zone", "example.com"), ("step", step)],
+        )
+    };
+    // The first zone: signing with key 1, certificates 1 and 2 published.
+    let s = scrape_until(&server, "the bootstrap steps", |s| {
+        steps(s, "switched") >= 1.0
+    });
+    assert_eq!(
+        (steps(&s, "switched"), steps(&s, "published")),
+        (1.0, 2.0),
+        "{s}"
+    );
+    // The bundle runs out at the last certificate's end less the margin.
+    let runs_out = (t0 + 15 + 30 - 3) as f64;
+    let left = value(&s, "mimi_key_bundle_remaining_seconds", &zone).expect("the gauge");
+    let expected = runs_out - now() as f64;
+    assert!((left - expected).abs() <= 2.0, "{left} vs {expected}");
+    promtool_check_metrics(&s);
+    // The switch to key 2 at its window's start, and key 1's certificate
+    // retired later (when is tests/rollover.rs's business: once every
+    // assertion key 1 signed has expired).
+    let s = scrape_until(&server, "the switch to key 2", |s| {
+        steps(s, "switched") >= 2.0
+    });
+    assert!(now() as u64 >= t0 + 15, "switched before key 2's window");
+    assert_eq!(steps(&s, "retired"), 0.0, "{s}");
+    let s = scrape_until(&server, "key 1 retired", |s| steps(s, "retired") >= 1.0);
+    assert_eq!(steps(&s, "switched"), 2.0, "{s}");
+    let later = value(&s, "mimi_key_bundle_remaining_seconds", &zone).unwrap();
+    assert!(later < left, "the gauge counts down: {left} then {later}");
+}

@@ -256,6 +256,15 @@ pub struct ZoneOutcome {
     pub outcome: &'static str,
 }
 
+/// A zone and a key rollover step.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZoneStep {
+    /// The zone's origin.
+    pub zone: String,
+    /// The step: published, switched, retired.
+    pub step: &'static str,
+}
+
 /// A zone transfer of a served zone.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransferLabels {
@@ -293,7 +302,7 @@ pub struct Metrics {
     /// `mimi_notifies_sent_total{zone,outcome}`.
     pub notifies: Family<ZoneOutcome, Counter>,
     /// `mimi_rollover_steps_total{zone,step}`.
-    pub rollover_steps: Family<ZoneOutcome, Counter>,
+    pub rollover_steps: Family<ZoneStep, Counter>,
     /// When each bundle-signed zone's bundle runs out (Unix time), for
     /// `mimi_key_bundle_remaining_seconds`, computed at scrape time.
     bundle_runs_out: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
@@ -394,9 +403,9 @@ impl Metrics {
         if installed {
             for step in &report.steps {
                 self.rollover_steps
-                    .get_or_create(&ZoneOutcome {
+                    .get_or_create(&ZoneStep {
                         zone: origin.as_str().to_owned(),
-                        outcome: step.name(),
+                        step: step.name(),
                     })
                     .inc();
             }

@@ -195,12 +195,22 @@ enum Command {
         /// Report as of this time, Unix seconds (default: now).
         #[arg(long, value_parser = clap::value_parser!(u64).range(..=mimi_proto::UnixTime::MAX_RECORD.secs()))]
         now: Option<u64>,
-        /// Warn when an assertion or certificate expires within this.
+        /// Warn when a certificate expires (or the key bundle runs out)
+        /// within this.
         #[arg(long, default_value = "7d", value_parser = parse_duration)]
         warn_within: std::time::Duration,
-        /// Critical when an assertion or certificate expires within this.
+        /// Critical when a certificate expires (or the key bundle runs
+        /// out) within this.
         #[arg(long, default_value = "2d", value_parser = parse_duration)]
         critical_within: std::time::Duration,
+        /// Warn when an assertion expires within this (healthy zones keep
+        /// every assertion at least the re-sign margin, default 4d, from
+        /// its end: keep this below the margin).
+        #[arg(long, default_value = "2d", value_parser = parse_duration)]
+        assertion_warn_within: std::time::Duration,
+        /// Critical when an assertion expires within this.
+        #[arg(long, default_value = "1d", value_parser = parse_duration)]
+        assertion_critical_within: std::time::Duration,
         /// A reload failing for this long is critical (before: a warning).
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         stale_after: std::time::Duration,
@@ -738,6 +748,8 @@ fn run(command: Command) -> Result<ExitCode> {
             now,
             warn_within,
             critical_within,
+            assertion_warn_within,
+            assertion_critical_within,
             stale_after,
             json,
         } => Ok(status_cmd(
@@ -748,6 +760,8 @@ fn run(command: Command) -> Result<ExitCode> {
             mimi_publisher::status::Thresholds {
                 warn_within,
                 critical_within,
+                assertion_warn_within,
+                assertion_critical_within,
                 stale_after,
             },
             json,

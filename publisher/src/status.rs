@@ -390,6 +390,10 @@ pub struct ThresholdSeconds {
     pub warn_within: u64,
     /// `--critical-within`.
     pub critical_within: u64,
+    /// `--assertion-warn-within`.
+    pub assertion_warn_within: u64,
+    /// `--assertion-critical-within`.
+    pub assertion_critical_within: u64,
     /// `--stale-after`.
     pub stale_after: u64,
 }
@@ -397,20 +401,33 @@ pub struct ThresholdSeconds {
 /// When a problem becomes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
-    /// Expiring within this is a warning.
+    /// A certificate expiring within this is a warning (the key bundle
+    /// running out too).
     pub warn_within: Duration,
-    /// Expiring within this (or expired) is critical.
+    /// A certificate expiring within this (or expired) is critical (the
+    /// key bundle running out too).
     pub critical_within: Duration,
+    /// An assertion expiring within this is a warning. Lower than for
+    /// certificates: the publisher keeps every assertion at least the
+    /// re-sign margin (default 4 days) from its end, so with the default
+    /// 14-day validity a healthy zone's earliest assertion always has 4 to
+    /// 5 days left; within 2 days, re-signing has fallen behind.
+    pub assertion_warn_within: Duration,
+    /// An assertion expiring within this (or expired) is critical.
+    pub assertion_critical_within: Duration,
     /// A reload failing for this long or longer is critical.
     pub stale_after: Duration,
 }
 
 impl Default for Thresholds {
-    /// 7 days, 2 days, 1 hour.
+    /// Certificates 7 days and 2 days, assertions 2 days and 1 day,
+    /// reloads 1 hour.
     fn default() -> Self {
         Thresholds {
             warn_within: Duration::from_secs(7 * 86_400),
             critical_within: Duration::from_secs(2 * 86_400),
+            assertion_warn_within: Duration::from_secs(2 * 86_400),
+            assertion_critical_within: Duration::from_secs(86_400),
             stale_after: Duration::from_secs(3600),
         }
     }
@@ -516,6 +533,8 @@ pub fn report(
         thresholds: ThresholdSeconds {
             warn_within: thresholds.warn_within.as_secs(),
             critical_within: thresholds.critical_within.as_secs(),
+            assertion_warn_within: thresholds.assertion_warn_within.as_secs(),
+            assertion_critical_within: thresholds.assertion_critical_within.as_secs(),
             stale_after: thresholds.stale_after.as_secs(),
         },
     })
@@ -773,12 +792,17 @@ fn newest_input(config: &ZoneConfig) -> Option<(PathBuf, UnixTime)> {
 pub fn zone_problems(figures: &ZoneFigures, now: UnixTime, t: &Thresholds) -> Vec<Problem> {
     let mut v = Vec::new();
     if let Some(x) = figures.earliest_assertion_expiry {
+        let assertions = Thresholds {
+            warn_within: t.assertion_warn_within,
+            critical_within: t.assertion_critical_within,
+            ..*t
+        };
         v.extend(expiry_problem(
             "assertion",
             ProblemCode::AssertionExpiry,
             x,
             now,
-            t,
+            &assertions,
         ));
     }
     if let Some(x) = figures.earliest_certificate_expiry {
@@ -1013,11 +1037,17 @@ impl Report {
             v.push(format!("'{o} records'={};;;0", f.records));
             v.push(format!("'{o} assertions'={};;;0", f.assertions));
             v.push(format!("'{o} certificates'={};;;0", f.certificates));
-            if let Some(e) = zone_earliest(z) {
-                // Ranges "N:" alert below N (plugin guidelines).
+            // Ranges "N:" alert below N (plugin guidelines).
+            if let Some(e) = &z.assertion_expiry {
                 v.push(format!(
-                    "'{o} expiry'={e}s;{}:;{}:",
-                    t.warn_within, t.critical_within
+                    "'{o} assertion expiry'={}s;{}:;{}:",
+                    e.in_seconds, t.assertion_warn_within, t.assertion_critical_within
+                ));
+            }
+            if let Some(e) = &z.certificate_expiry {
+                v.push(format!(
+                    "'{o} certificate expiry'={}s;{}:;{}:",
+                    e.in_seconds, t.warn_within, t.critical_within
                 ));
             }
         }

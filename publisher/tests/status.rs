@@ -310,8 +310,9 @@ fn a_served_zone_through_a_broken_edit_a_stop_and_a_damaged_record() {
         codes(&v),
         ["critical:assertion_expiry", "critical:certificate_expiry"]
     );
-    // Closer, within --warn-within but not --critical-within: a warning.
-    let soon = (x - 3 * 86_400).to_string();
+    // Closer, within --assertion-warn-within (2d) but not
+    // --assertion-critical-within (1d): a warning.
+    let soon = (x - 36 * 3600).to_string();
     let (code, v) = status_json(&[&config, "--state-dir", &state_s, "--now", &soon]);
     assert_eq!(
         (code, codes(&v)),

@@ -1288,8 +1288,13 @@ fn build_cmd(
         let same = body == Some(zonefile::render(&zone).as_str())
             || (trusted && kept.as_ref().is_some_and(|k| k.same_content(&zone)));
         if same {
-            // Same zone; rewrite it only to (re)seal it.
-            changed = seal_key.is_some() && !trusted;
+            // Same zone; rewrite it only to (re)seal it, or to keep a
+            // rollover ledger that moved on (a key switch at a moment when
+            // no record changes), so that the next build continues from it.
+            changed = (seal_key.is_some() && !trusted)
+                || kept
+                    .as_ref()
+                    .is_some_and(|k| !k.ledger.same_steps(&zone.ledger));
         } else {
             zone.soa.serial = mimi_publisher::zone::next_serial(prev_serial, floor);
         }

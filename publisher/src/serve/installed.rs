@@ -374,6 +374,10 @@ pub(crate) fn prepare(
     let built = started.elapsed();
     let mut served = BTreeMap::new();
     let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+    // Unchanged zones whose rollover ledger moved on (a key switch at a
+    // moment when no record changes): kept again, so that a restart
+    // continues from the new ledger.
+    let mut ledger_moved: Vec<Arc<Zone>> = Vec::new();
     let mut journals: Vec<(Arc<ServedZone>, Outcome)> = Vec::new();
     let now = UnixTime::now();
     for (origin, zone) in &output.set.zones {
@@ -384,6 +388,9 @@ pub(crate) fn prepare(
         match previous_served.get(origin).filter(|_| same) {
             Some(s) => {
                 if !prev.is_some_and(|p| Arc::ptr_eq(p, zone)) {
+                    if prev.is_some_and(|p| !p.ledger.same_steps(&zone.ledger)) {
+                        ledger_moved.push(zone.clone());
+                    }
                     unchanged.push(zone.clone());
                 }
                 served.insert(origin.clone(), s.clone());
@@ -432,7 +439,7 @@ pub(crate) fn prepare(
                     ))
                 })?;
         }
-        let zones: Vec<&Zone> = changed.iter().map(|z| &**z).collect();
+        let zones: Vec<&Zone> = changed.iter().chain(&ledger_moved).map(|z| &**z).collect();
         state.write_all(&zones, output.seal.as_ref()).map_err(|e| {
             PrepareError::Failed(format!(
                 "cannot keep {} in {}: {e}; not installed, so that a restart cannot go back to an older serial",

@@ -52,6 +52,22 @@ impl Ledger {
         self.active.is_none() && self.keys.is_empty()
     }
 
+    /// Whether `other` records the same steps: the same active key and the
+    /// same certificates with the same first publication. Only the
+    /// `signed_until` bounds may differ, and an older bound still holds
+    /// for the assertions of a zone file written with it (they were all
+    /// signed before it was written), so such a zone need not be written
+    /// again.
+    pub fn same_steps(&self, other: &Ledger) -> bool {
+        self.active == other.active
+            && self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|((a, x), (b, y))| a == b && x.published == y.published)
+    }
+
     /// The history of `kid` (empty if unknown).
     pub fn get(&self, kid: &KeyId) -> KeyHistory {
         self.keys.get(kid).copied().unwrap_or_default()
@@ -246,6 +262,17 @@ mod tests {
             back.parse_line(line.strip_prefix(PREFIX).unwrap()).unwrap();
         }
         assert_eq!(back, l);
+        // Only a grown signed_until: the same steps.
+        let mut later = l.clone();
+        later.keys.values_mut().next().unwrap().signed_until = Some(UnixTime(120));
+        assert!(l.same_steps(&later) && later != l);
+        // Another active key, or a first publication: other steps.
+        let mut switched = l.clone();
+        switched.active = switched.keys.keys().nth(1).cloned();
+        assert!(!l.same_steps(&switched));
+        let mut published = l.clone();
+        published.keys.values_mut().nth(1).unwrap().published = Some(UnixTime(50));
+        assert!(!l.same_steps(&published));
         for bad in [
             "key nope",
             "key 0123456789abcdef published",

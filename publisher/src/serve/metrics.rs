@@ -756,19 +756,27 @@ pub(crate) async fn serve_endpoint(
             };
             let scraped = scraped.clone();
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, &scraped).await {
-                    debug!(%peer, "metrics request: {e}");
-                }
+                let mut stream = stream;
+                let result = answer(&mut stream, &scraped).await;
+                // The slot is free before the client sees the connection
+                // end: a client that connects again right after has it.
                 drop(permit);
+                match result {
+                    Ok(()) => {
+                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, stream.shutdown()).await;
+                    }
+                    Err(e) => debug!(%peer, "metrics request: {e}"),
+                }
             });
         }
     });
     Ok(Endpoint { addr, task })
 }
 
-/// Reads one request and answers it.
-async fn answer(mut stream: TcpStream, scraped: &Arc<Scraped>) -> std::io::Result<()> {
-    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream))
+/// Reads one request and writes its answer; the caller closes the
+/// connection.
+async fn answer(stream: &mut TcpStream, scraped: &Arc<Scraped>) -> std::io::Result<()> {
+    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(stream))
         .await
         .map_err(|_| std::io::Error::other("request not received in time"))??;
     let response = match parse_request(&head) {
@@ -794,12 +802,9 @@ async fn answer(mut stream: TcpStream, scraped: &Arc<Scraped>) -> std::io::Resul
         }
         Err(status) => http_response(status, "text/plain; charset=utf-8", status),
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| std::io::Error::other("answer not read in time"))?
+    tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&response))
+        .await
+        .map_err(|_| std::io::Error::other("answer not read in time"))?
 }
 
 /// Reads up to the end of the request head (an empty line), at most

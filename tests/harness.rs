@@ -302,6 +302,46 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
     panic!("{binary} not found: install the Debian package {package} (tests/run.sh does)");
 }
 
+/// `mimi-publisher serve CONFIG --listen LISTEN [--state-dir STATE]` with
+/// `RUST_LOG=rust_log`, logging to `log`: the hidden primary of the
+/// interop tests.
+pub fn publisher_serve(
+    config: &Path,
+    listen: std::net::SocketAddr,
+    state: Option<&Path>,
+    log: PathBuf,
+    rust_log: &str,
+) -> Daemon {
+    let mut cmd = std::process::Command::new(bin("mimi-publisher"));
+    cmd.arg("serve")
+        .arg(config)
+        .args(["--listen", &listen.to_string()]);
+    if let Some(state) = state {
+        cmd.arg("--state-dir").arg(state);
+    }
+    cmd.env("RUST_LOG", rust_log).env("NO_COLOR", "1");
+    Daemon::spawn("mimi-publisher serve", cmd, log)
+}
+
+/// `log` without terminal colour sequences (tracing writes them only to
+/// terminals, but a log may come from elsewhere).
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A server process started by a test; killed (by PID) when dropped. Its
 /// output goes to a log file in its directory, shown when a test fails.
 pub struct Daemon {

@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use mimi_e2e::secondaries::{self, Key};
-use mimi_e2e::{bin, eventually, free_port, require, soa_serial, Daemon, Workspace, ZoneSpec};
+use mimi_e2e::{
+    eventually, free_port, plain, publisher_serve, require, soa_serial, Daemon, Workspace, ZoneSpec,
+};
 
 const ZONE: &str = "example.com";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -96,33 +98,7 @@ zone "{ZONE}" {{
 /// The primary: `mimi-publisher serve` on `addr`, with `state` as its
 /// state directory if given, logging to `log`.
 fn primary(config: &Path, addr: SocketAddr, state: Option<&Path>, log: PathBuf) -> Daemon {
-    let mut cmd = Command::new(bin("mimi-publisher"));
-    cmd.arg("serve")
-        .arg(config)
-        .args(["--listen", &addr.to_string()]);
-    if let Some(s) = state {
-        cmd.arg("--state-dir").arg(s);
-    }
-    cmd.env("NO_COLOR", "1");
-    Daemon::spawn("mimi-publisher serve", cmd, log)
-}
-
-/// `log` without terminal colour sequences.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    publisher_serve(config, addr, state, log, "info,hickory_proto=warn")
 }
 
 /// The zone as `server` transfers it (AXFR with dig): the SOA serial and

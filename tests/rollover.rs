@@ -17,13 +17,12 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mimi_e2e::secondaries::{self, Key};
-use mimi_e2e::{bin, eventually, free_port, soa_serial, Daemon, Workspace};
+use mimi_e2e::{eventually, free_port, plain, publisher_serve, soa_serial, Daemon, Workspace};
 use mimi_proto::{Assertion, Sii, UnixTime};
 use mimi_publisher::input::bundle::{ceremony, CeremonyPlan};
 use mimi_resolver::{NameServers, Outcome, Resolver, ResolverOptions, TrustStore};
@@ -132,33 +131,13 @@ fn zone(ws: &Workspace, bundle: &Bundle, t: &Timing, transfer: Option<&str>) -> 
 /// `mimi-publisher serve` on `listen` (with `--state-dir` if given),
 /// logging to `log`.
 fn serve(config: &Path, listen: SocketAddr, state: Option<&Path>, log: PathBuf) -> Daemon {
-    let mut cmd = Command::new(bin("mimi-publisher"));
-    cmd.arg("serve")
-        .arg(config)
-        .args(["--listen", &listen.to_string()]);
-    if let Some(state) = state {
-        cmd.arg("--state-dir").arg(state);
-    }
-    cmd.env("RUST_LOG", "mimi_publisher=debug,hickory_proto=warn");
-    Daemon::spawn("mimi-publisher serve", cmd, log)
-}
-
-/// `log` without the terminal colour codes tracing adds.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    publisher_serve(
+        config,
+        listen,
+        state,
+        log,
+        "mimi_publisher=debug,hickory_proto=warn",
+    )
 }
 
 /// The value of the first `name=<number>` field in `text`.

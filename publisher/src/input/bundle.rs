@@ -200,29 +200,8 @@ pub fn read(
                             continue;
                         }
                     };
-                    if cert.authority() != authority {
-                        bad(format!(
-                            "certificate is for authority {}, but this zone's authority is {authority}",
-                            cert.authority()
-                        ));
-                        continue;
-                    }
-                    if cert.key().kid() != *cert.kid() {
-                        bad(format!(
-                            "certificate k={} is not the key id of its pk= ({})",
-                            cert.kid(),
-                            cert.key().kid()
-                        ));
-                        continue;
-                    }
-                    let length = cert.expires().0 - cert.not_before().0;
-                    if length > MAX_KEY_VALIDITY {
-                        bad(format!(
-                            "certificate for key {} is valid for {} days, longer than the {} days resolvers accept by default",
-                            cert.kid(),
-                            length / 86400,
-                            MAX_KEY_VALIDITY / 86400
-                        ));
+                    if let Some(why) = crate::input::certs::shape_problem(&cert, authority) {
+                        bad(why);
                         continue;
                     }
                     if let Some(root) = &root {

@@ -217,34 +217,12 @@ pub fn check(
     for (path, line, cert) in &certs {
         let (path, line) = (*path, *line);
         let mut bad = |msg: String| errors.push(Problem::at(path, line, msg));
-        if cert.authority() != &auth.name {
-            bad(format!(
-                "certificate is for authority {}, but this zone's authority is {}",
-                cert.authority(),
-                auth.name
-            ));
+        if let Some(why) = shape_problem(cert, &auth.name) {
+            bad(why);
             continue;
         }
         if !owner.is_within(&config.origin) {
             bad(format!("certificates are published at {owner}, which is not inside zone {}; publish them in the authority's own zone", config.origin));
-            continue;
-        }
-        if cert.key().kid() != *cert.kid() {
-            bad(format!(
-                "certificate k={} is not the key id of its pk= (which is {}); clients reject it",
-                cert.kid(),
-                cert.key().kid()
-            ));
-            continue;
-        }
-        let length = cert.expires().0 - cert.not_before().0;
-        if length > MAX_KEY_VALIDITY {
-            bad(format!(
-                "certificate for key {} is valid for {} days, longer than the {} days resolvers accept by default (max_key_validity); certify the key for a shorter time",
-                cert.kid(),
-                length / 86400,
-                MAX_KEY_VALIDITY / 86400
-            ));
             continue;
         }
         match ring.keys.get(cert.root_kid()) {
@@ -326,6 +304,36 @@ pub fn check(
         }
     }
     out
+}
+
+/// What is wrong with `cert` as a certificate of `authority` on its own
+/// (before its signature is checked): another authority, a `k=` that is
+/// not the kid of its `pk=`, or a window longer than resolvers accept.
+/// Certificate files and key bundles are held to the same rules.
+pub fn shape_problem(cert: &Certificate, authority: &mimi_proto::AuthorityName) -> Option<String> {
+    if cert.authority() != authority {
+        return Some(format!(
+            "certificate is for authority {}, but this zone's authority is {authority}",
+            cert.authority()
+        ));
+    }
+    if cert.key().kid() != *cert.kid() {
+        return Some(format!(
+            "certificate k={} is not the key id of its pk= (which is {}); clients reject it",
+            cert.kid(),
+            cert.key().kid()
+        ));
+    }
+    let length = cert.expires().0 - cert.not_before().0;
+    if length > MAX_KEY_VALIDITY {
+        return Some(format!(
+            "certificate for key {} is valid for {} days, longer than the {} days resolvers accept by default (max_key_validity); certify the key for a shorter time",
+            cert.kid(),
+            length / 86400,
+            MAX_KEY_VALIDITY / 86400
+        ));
+    }
+    None
 }
 
 /// The coverage rule for the signing key (see the module documentation).

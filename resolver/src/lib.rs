@@ -16,24 +16,38 @@
 //!   query padding;
 //! * [`private`] — private lookups through privacy buckets (SPEC §10);
 //! * [`resolution`] — the result types;
-//! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI.
+//! * [`output`] — JSON and text rendering used by the `mimi-resolve` CLI;
+//! * [`args`] — the resolver's command-line flags, shared by every binary;
+//! * [`config`] — [`ClientConfig`], the one configuration every front end
+//!   (CLI, C ABI, bindings, HTTP gateway) builds a resolver from;
+//! * [`report`] — [`Report`], every way a lookup of one input can end, and
+//!   its JSON (the shape `mimi-resolve lookup --json` prints);
+//! * [`embedded`] — [`EmbeddedResolver`], a resolver with its own runtime
+//!   for callers that are not Rust async code.
 //!
 //! The library never prints; diagnostics go to `tracing` at debug level.
 
+pub mod args;
+pub mod config;
 pub mod dnssec;
+pub mod embedded;
 pub mod lookup;
 pub mod output;
 pub mod private;
+pub mod report;
 pub mod resolution;
 pub mod scope;
 pub mod transport;
 pub mod trust;
 pub mod verify;
 
+pub use config::{ClientConfig, ClientConfigError, ParsedConfig};
 pub use dnssec::{AnchorDs, AnchorKey, DnssecMode, DnssecPolicy, TrustAnchor};
+pub use embedded::{EmbeddedError, EmbeddedResolver};
 pub use lookup::{
     discovery_names, ConfigError, LookupError, NameServers, Resolver, ResolverOptions,
 };
+pub use report::Report;
 pub use resolution::{
     Endpoint, Outcome, Rejected, Resolution, UnauthenticatedEndpoints, VerifiedSsi,
 };

@@ -394,12 +394,18 @@ impl Resolver {
         debug!(sii = %sii, names = ?asked, "querying discovery names");
         let answers = join_all(asked.iter().map(|n| self.query_txt(n))).await;
         let mut sources = Vec::new();
+        let mut ttl: Option<u32> = None;
         for (name, answer) in asked.iter().zip(answers) {
             match answer {
-                Ok((texts, _ttl)) => sources.push(SourceRecords {
-                    source: name.fqdn(),
-                    texts,
-                }),
+                Ok((texts, answer_ttl)) => {
+                    if let Some(t) = answer_ttl {
+                        ttl = Some(ttl.map_or(t, |m| m.min(t)));
+                    }
+                    sources.push(SourceRecords {
+                        source: name.fqdn(),
+                        texts,
+                    })
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -445,6 +451,7 @@ impl Resolver {
                 .collect(),
             unauthenticated_endpoints,
             errors,
+            ttl,
         })
     }
 

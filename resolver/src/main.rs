@@ -11,20 +11,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 /// Exit code of a lookup that failed with an internal error (a caught panic).
 const EXIT_INTERNAL: u8 = 5;
 use mimi_proto::{DomainName, Region, Sii, UnixTime};
+use mimi_resolver::args::ResolverArgs;
 use mimi_resolver::output::{
-    bad_input_json, batch_line_json, dns_error_json, dns_error_text, exit_code, names_json,
-    no_buckets_json, no_buckets_text, resolution_json, resolution_text, EXIT_NO_BUCKETS,
+    batch_line_json, dns_error_json, dns_error_text, exit_code, names_json, no_buckets_json,
+    no_buckets_text, resolution_json, resolution_text, EXIT_NO_BUCKETS,
 };
 use mimi_resolver::{
-    discovery_names, LookupError, NameServers, Outcome, Resolver, ResolverOptions, ServerSpec,
-    TlsName, TlsOptions, TrustRoots, TrustStore,
+    discovery_names, LookupError, Outcome, ParsedConfig, Resolver, ResolverOptions,
 };
 
 #[derive(Parser)]
@@ -55,59 +54,18 @@ enum Command {
 struct BatchArgs {
     /// File with one SII per line (`-` or absent: standard input); blank lines and `#` comments are skipped.
     input: Option<PathBuf>,
-    /// Trust store (TOML, SPEC §7).
-    #[arg(long, value_name = "FILE")]
-    trust: PathBuf,
     #[command(flatten)]
-    dns: DnsArgs,
-    /// Distribution zone (repeatable).
-    #[arg(long = "zone", value_name = "ZONE", value_parser = parse_zone)]
-    zones: Vec<DomainName>,
-    /// Telephone root zone (repeatable).
-    #[arg(long = "tel-root", value_name = "ZONE", value_parser = parse_zone)]
-    tel_roots: Vec<DomainName>,
-    /// Default region for national telephone numbers.
-    #[arg(long, value_name = "CC")]
-    region: Option<String>,
-    /// Do not query the SIIs' home zones.
-    #[arg(long)]
-    no_home: bool,
+    resolver: ResolverArgs,
     /// Lookups in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Judge validity at this Unix time instead of now.
     #[arg(long, value_name = "UNIX")]
     now: Option<u64>,
-    /// Timeout of one DNS request (e.g. 2s, 500ms).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    #[command(flatten)]
-    dnssec: DnssecArgs,
-    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's `[policy] private`).
-    #[arg(long)]
-    private: bool,
-}
-
-/// Which DNS servers to ask, and how to authenticate encrypted ones.
-#[derive(Args)]
-struct DnsArgs {
-    #[arg(
-        long = "server",
-        value_name = "SPEC",
-        value_parser = parse_server,
-        help = "DNS server (repeatable, mixed): IP[:PORT] plain DNS (53), tls://IP[:PORT] DNS over TLS (853), https://IP[:PORT][/PATH] DNS over HTTPS (443, /dns-query), quic://IP[:PORT] DNS over QUIC (853); IPv6 as [::1]:853. Default: the trust store's [dns] servers, else the system's resolvers."
-    )]
-    servers: Vec<ServerSpec>,
-    /// The name the certificates of encrypted servers must carry (default: the trust store's dns.tls_name, else each server's IP address, which must then be an IP SAN).
-    #[arg(long, value_name = "NAME", value_parser = parse_tls_name)]
-    tls_name: Option<TlsName>,
-    /// PEM file of a private CA that encrypted servers' certificates must chain to (default: the trust store's dns.ca, else the system's roots).
-    #[arg(long, value_name = "PEM")]
-    ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
-struct SiiArgs {
+struct NameArgs {
     /// Email address or telephone number (mailto:, tel:, +CC… or national with --region).
     sii: String,
     /// Default region for national telephone numbers (ISO 3166 code, e.g. IT).
@@ -125,86 +83,31 @@ struct SiiArgs {
 }
 
 #[derive(Args)]
-struct NameArgs {
-    #[command(flatten)]
-    sii: SiiArgs,
-}
-
-#[derive(Args)]
 struct LookupArgs {
+    /// Email address or telephone number (mailto:, tel:, +CC… or national with --region).
+    sii: String,
     #[command(flatten)]
-    sii: SiiArgs,
-    /// Trust store (TOML, SPEC §7).
-    #[arg(long, value_name = "FILE")]
-    trust: PathBuf,
-    #[command(flatten)]
-    dns: DnsArgs,
-    /// Do not query the SII's home zone.
-    #[arg(long)]
-    no_home: bool,
+    resolver: ResolverArgs,
     /// Also look up SRV endpoints of verified SSIs.
     #[arg(long)]
     endpoints: bool,
     /// Judge validity at this Unix time instead of now.
     #[arg(long, value_name = "UNIX")]
     now: Option<u64>,
-    /// Timeout of one DNS request (e.g. 2s, 500ms).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    #[command(flatten)]
-    dnssec: DnssecArgs,
-    /// Private mode: ask privacy buckets only, never an exact discovery name (default: the trust store's `[policy] private`).
+    /// Machine-readable JSON output.
     #[arg(long)]
-    private: bool,
-}
-
-/// DNSSEC overrides of the trust store's `[policy]`.
-#[derive(Args)]
-struct DnssecArgs {
-    /// DNSSEC policy: off, prefer (bogus answers fail) or require (every answer proven secure); default: the trust store's.
-    #[arg(long, value_name = "MODE")]
-    dnssec: Option<mimi_resolver::DnssecMode>,
-    /// File of DNSKEY and/or DS records to validate from (instead of the trust store's anchor or the IANA root).
-    #[arg(long, value_name = "FILE")]
-    trust_anchor: Option<PathBuf>,
-}
-
-impl DnssecArgs {
-    fn apply(&self, options: &mut ResolverOptions) -> Result<(), Usage> {
-        if let Some(mode) = self.dnssec {
-            options.dnssec.mode = mode;
-        }
-        if let Some(file) = &self.trust_anchor {
-            options.dnssec.anchor = mimi_resolver::TrustAnchor::load(file)
-                .map_err(|e| Usage(format!("--trust-anchor: {e}")))?;
-        }
-        Ok(())
-    }
+    json: bool,
 }
 
 fn parse_zone(s: &str) -> Result<DomainName, String> {
     DomainName::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_server(s: &str) -> Result<ServerSpec, String> {
-    ServerSpec::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_tls_name(s: &str) -> Result<TlsName, String> {
-    TlsName::parse(s)
-}
-
 /// Bad input or configuration: message already formatted.
 struct Usage(String);
 
-fn canonical(args: &SiiArgs) -> Result<Sii, Usage> {
-    let region = args
-        .region
-        .as_deref()
-        .map(|r| r.parse::<Region>())
-        .transpose()
-        .map_err(|e| Usage(format!("--region: {e}")))?;
-    Sii::parse(&args.sii, region).map_err(|e| Usage(format!("{:?}: {e}", args.sii)))
+fn canonical(input: &str, region: Option<Region>) -> Result<Sii, Usage> {
+    Sii::parse(input, region).map_err(|e| Usage(format!("{input:?}: {e}")))
 }
 
 fn init_logging(verbose: u8) {
@@ -238,9 +141,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn name(args: NameArgs) -> Result<u8, Usage> {
-    let a = args.sii;
-    let sii = canonical(&a)?;
+fn name(a: NameArgs) -> Result<u8, Usage> {
+    let region = a
+        .region
+        .as_deref()
+        .map(|r| r.parse::<Region>())
+        .transpose()
+        .map_err(|e| Usage(format!("--region: {e}")))?;
+    let sii = canonical(&a.sii, region)?;
     let label = sii.label();
     let names = discovery_names(&sii, true, &a.tel_roots, &a.zones);
     if a.json {
@@ -261,83 +169,12 @@ fn name(args: NameArgs) -> Result<u8, Usage> {
     Ok(0)
 }
 
-/// Resolver options from the flags `lookup` and `batch` share.
-fn options(
-    trust: &std::path::Path,
-    zones: &[DomainName],
-    tel_roots: &[DomainName],
-    no_home: bool,
-    timeout: Duration,
-    dns: &DnsArgs,
-) -> Result<ResolverOptions, Usage> {
-    let trust = TrustStore::load(trust).map_err(|e| Usage(e.to_string()))?;
-    let name_servers = name_servers(dns, &trust)?;
-    let mut options = ResolverOptions::new(trust);
-    options.distribution_zones = zones.to_vec();
-    options.tel_roots = tel_roots.to_vec();
-    options.home_lookup = !no_home;
-    options.timeout = timeout;
-    options.name_servers = name_servers;
-    Ok(options)
-}
-
-/// The servers and TLS settings: each flag overrides the trust store's
-/// `[dns]` value of the same meaning. `--tls-name` or `--ca` without any
-/// encrypted server is a mistake (they would silently do nothing).
-fn name_servers(dns: &DnsArgs, trust: &TrustStore) -> Result<NameServers, Usage> {
-    let defaults = trust.dns();
-    let servers = if dns.servers.is_empty() {
-        defaults.servers.clone()
-    } else {
-        dns.servers.clone()
-    };
-    if (dns.tls_name.is_some() || dns.ca.is_some())
-        && !servers.iter().any(|s| s.transport().is_encrypted())
-    {
-        return Err(Usage(
-            "--tls-name and --ca apply to tls://, https:// and quic:// servers, and none is configured"
-                .into(),
-        ));
-    }
-    if servers.is_empty() {
-        return Ok(NameServers::System);
-    }
-    let roots = match &dns.ca {
-        Some(path) => TrustRoots::Private(
-            mimi_resolver::transport::CaBundle::load(path)
-                .map_err(|e| Usage(format!("--ca: {e}")))?,
-        ),
-        None => defaults
-            .ca
-            .clone()
-            .map_or(TrustRoots::System, TrustRoots::Private),
-    };
-    let tls = TlsOptions {
-        name: dns.tls_name.clone().or_else(|| defaults.tls_name.clone()),
-        roots,
-    };
-    Ok(NameServers::Servers { servers, tls })
-}
-
 fn batch(args: BatchArgs) -> Result<u8, Usage> {
     use std::io::BufRead;
-    let region = args
-        .region
-        .as_deref()
-        .map(|r| r.parse::<Region>())
-        .transpose()
-        .map_err(|e| Usage(format!("--region: {e}")))?;
-    let opts = options(
-        &args.trust,
-        &args.zones,
-        &args.tel_roots,
-        args.no_home,
-        args.timeout,
-        &args.dns,
-    )?;
-    let mut opts = opts;
-    args.dnssec.apply(&mut opts)?;
-    opts.private |= args.private;
+    let ParsedConfig {
+        options: opts,
+        region,
+    } = args.resolver.parse().map_err(Usage)?;
     let reader: Box<dyn BufRead> = match args.input.as_deref() {
         None => Box::new(std::io::stdin().lock()),
         Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
@@ -465,46 +302,19 @@ async fn batch_line(
     region: Option<Region>,
     now: UnixTime,
 ) -> String {
-    let sii = match Sii::parse(input, region) {
-        Ok(sii) => sii,
-        Err(e) => return bad_input_json(input, None, &e.to_string()).to_string(),
-    };
-    match resolver.lookup_at(&sii, now).await {
-        Ok(res) => batch_line_json(input, resolution_json(&res, false)),
-        Err(LookupError::Dns(errors)) => batch_line_json(input, dns_error_json(&sii, &errors)),
-        Err(LookupError::Config(e)) => bad_input_json(input, Some(&sii), &e.to_string()),
-        Err(LookupError::NoBuckets { zones, errors }) => {
-            batch_line_json(input, no_buckets_json(&sii, &zones, &errors))
-        }
-        Err(e @ LookupError::Internal(_)) => batch_line_json(
-            input,
-            serde_json::json!({
-                "canonical": sii.as_str(),
-                "outcome": "internal_error",
-                "verified": [],
-                "rejected": [],
-                "errors": [e.to_string()],
-            }),
-        ),
-    }
-    .to_string()
+    let report = resolver.lookup_input(input, region, now).await;
+    batch_line_json(input, report.to_json(false)).to_string()
 }
 
 fn lookup(args: LookupArgs) -> Result<u8, Usage> {
-    let sii = canonical(&args.sii)?;
-    let mut options = options(
-        &args.trust,
-        &args.sii.zones,
-        &args.sii.tel_roots,
-        args.no_home,
-        args.timeout,
-        &args.dns,
-    )?;
+    let ParsedConfig {
+        mut options,
+        region,
+    } = args.resolver.parse().map_err(Usage)?;
+    let sii = canonical(&args.sii, region)?;
     options.endpoints = args.endpoints;
-    args.dnssec.apply(&mut options)?;
-    options.private |= args.private;
     let now = args.now.map(UnixTime).unwrap_or_else(UnixTime::now);
-    let json = args.sii.json;
+    let json = args.json;
     let endpoints = args.endpoints;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -268,6 +268,7 @@ mod tests {
                 },
             ],
             errors: vec!["a.example.: timed out".into()],
+            ttl: Some(300),
         }
     }
 

@@ -89,6 +89,13 @@ pub struct Resolution {
     /// others answered, certificate and SRV lookups that failed, limits of
     /// SPEC §11 that were hit.
     pub errors: Vec<String>,
+    /// The smallest TTL (seconds) among the TXT records found at the
+    /// discovery names, `None` when no source had any (a negative answer,
+    /// or a private lookup, whose bucket answers are shared by many SIIs).
+    /// A front end that caches whole results (the HTTP gateway) keeps one
+    /// no longer than this, so it never serves an answer DNS has already
+    /// replaced. Certificates have their own TTLs and their own cache.
+    pub ttl: Option<u32>,
 }
 
 /// What a caller can tell apart (SPEC §8).

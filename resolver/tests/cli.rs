@@ -227,7 +227,7 @@ fn bad_server_specs_and_tls_flags_are_exit_2() {
         ),
         (
             &["--server", "127.0.0.1:53", "--tls-name", "dns.example.net"][..],
-            "--tls-name and --ca apply to tls://, https:// and quic:// servers",
+            "--tls-name: applies to tls://, https:// and quic:// servers",
         ),
         (
             &["--server", "https://[::1]/dns-query"][..],

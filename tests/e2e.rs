@@ -2,196 +2,15 @@
 //! ephemeral loopback port, and the resolver library (and both CLIs) talking
 //! real DNS to it over UDP and TCP.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
-use mimi_e2e::{bin, eventually, trust_toml, Authority, Trust, Workspace, ZoneSpec};
-use mimi_proto::{DomainName, Sii, UnixTime};
-use mimi_publisher::serve::{self, RunningServer, ServeOptions};
+use mimi_e2e::world::{World, EXAMPLE_MAPPINGS};
+use mimi_e2e::{bin, eventually};
+use mimi_proto::{DomainName, Sii};
 use mimi_resolver::{
     LookupError, NameServers, Outcome, Resolution, Resolver, ResolverOptions, TrustStore,
 };
-
-/// Three authorities, four zones, one trust store: the shape of `zones/`,
-/// with fresh keys.
-struct World {
-    ws: Workspace,
-    provider: Authority,
-    provider_signing: SigningKey,
-    third: Authority,
-    third_signing: SigningKey,
-    dir: Authority,
-    rogue: Authority,
-    now: UnixTime,
-}
-
-const EXAMPLE_MAPPINGS: &str = "# provider's users\nalice@example.com,mimi://chat.example.com/u/alice\nbob@example.com,mimi://chat.example.com/u/bob\ndave@example.com,mimi://evil.example.org/u/dave\n";
-
-impl World {
-    fn new() -> World {
-        let w = World {
-            ws: Workspace::new(),
-            provider: Authority::new("example.com"),
-            provider_signing: mimi_publisher::input::keys::generate(),
-            third: Authority::new("ma.example.net"),
-            third_signing: mimi_publisher::input::keys::generate(),
-            dir: Authority::new("chat.example.org"),
-            rogue: Authority::new("rogue.example"),
-            now: UnixTime::now(),
-        };
-        let ws = &w.ws;
-        let day = 86400;
-        // example.com: home zone, provider is its own authority with a
-        // certified signing key; third-party and rogue pre-signed records.
-        ws.write_key("example.com/signing.pem", &w.provider_signing);
-        ws.write(
-            "example.com/signing.cert",
-            &format!(
-                "{}\n",
-                w.provider
-                    .certify(&w.provider_signing, w.now.minus(day), 90)
-            ),
-        );
-        ws.write("example.com/mappings.csv", EXAMPLE_MAPPINGS);
-        let (t, x) = (w.now.minus(day), w.now.plus(13 * day));
-        let alice_by_third = w.third.presign(
-            &w.third_signing,
-            "alice@example.com",
-            "mimi://chat.example.com/u/alice",
-            t,
-            x,
-        );
-        let alice_record = alice_by_third.split_once(' ').unwrap().1.to_owned();
-        let presigned = format!(
-            "# from ma.example.net\n{alice_by_third}\n# the same record replayed under bob's name\nmailto:bob@example.com {alice_record}\n# an authority nobody trusts\n{}\n",
-            w.rogue.presign(&w.rogue.root, "alice@example.com", "mimi://rogue.example/u/alice", t, x)
-        );
-        ws.write("example.com/presigned.txt", &presigned);
-        ws.zone(
-            "example.com/zone.toml",
-            &ZoneSpec {
-                origin: "example.com",
-                role: "home",
-                authority: Some("example.com"),
-                key: Some("signing.pem"),
-                certificates: &["signing.cert"],
-                mappings: Some("mappings.csv"),
-                presigned: &["presigned.txt"],
-                ..Default::default()
-            },
-        );
-        // ma.example.net: the third party's certificate.
-        ws.write(
-            "ma.example.net/cert",
-            &format!(
-                "{}\n",
-                w.third.certify(&w.third_signing, w.now.minus(day), 90)
-            ),
-        );
-        ws.zone(
-            "ma.example.net/zone.toml",
-            &ZoneSpec {
-                origin: "ma.example.net",
-                role: "home",
-                authority: Some("ma.example.net"),
-                certificates: &["cert"],
-                ..Default::default()
-            },
-        );
-        // Telephone root, operated by the third party.
-        ws.write_key("e164/signing.pem", &w.third_signing);
-        ws.write(
-            "e164/mappings.csv",
-            "+39 06 1234 5678,im:bob@talk.example.net\n",
-        );
-        ws.zone(
-            "e164/zone.toml",
-            &ZoneSpec {
-                origin: "e164.mimi.example",
-                role: "home",
-                tel_root: Some("e164.mimi.example"),
-                authority: Some("ma.example.net"),
-                key: Some("signing.pem"),
-                mappings: Some("mappings.csv"),
-                ..Default::default()
-            },
-        );
-        // Distribution zone, root key used directly.
-        ws.write_key("dir/root.pem", &w.dir.root);
-        ws.write("dir/mappings.csv", "carol@mail.example,mimi://chat.example.org/u/carol\n+39 06 1234 5678,mimi://chat.example.org/u/bob\n");
-        ws.zone(
-            "dir/zone.toml",
-            &ZoneSpec {
-                origin: "dir.chat.example.org",
-                role: "distribution",
-                authority: Some("chat.example.org"),
-                key: Some("root.pem"),
-                mappings: Some("mappings.csv"),
-                ..Default::default()
-            },
-        );
-        w
-    }
-
-    fn configs(&self) -> Vec<PathBuf> {
-        ["example.com", "ma.example.net", "e164", "dir"]
-            .iter()
-            .map(|z| self.ws.path(&format!("{z}/zone.toml")))
-            .collect()
-    }
-
-    fn trust(&self, min_authorities: usize) -> String {
-        trust_toml(
-            min_authorities,
-            &[
-                Trust {
-                    authority: &self.provider,
-                    sii_scope: &["mailto:*@example.com"],
-                    ssi_scope: &["chat.example.com"],
-                },
-                Trust {
-                    authority: &self.third,
-                    sii_scope: &["mailto:*@example.com", "tel:+39*"],
-                    ssi_scope: &["chat.example.com", "talk.example.net"],
-                },
-                Trust {
-                    authority: &self.dir,
-                    sii_scope: &["*"],
-                    ssi_scope: &["chat.example.org", "*.chat.example.org"],
-                },
-            ],
-        )
-    }
-
-    async fn serve(&self) -> RunningServer {
-        self.serve_with(false).await
-    }
-
-    /// A server; `allow_shrink` confirms in advance every removal the
-    /// shrink guard would hold back (these zones are so small that
-    /// removing one mapping is beyond the default 10%).
-    async fn serve_with(&self, allow_shrink: bool) -> RunningServer {
-        let opts = ServeOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            allow_shrink,
-            ..ServeOptions::new(self.configs())
-        };
-        serve::start(opts).await.expect("server starts")
-    }
-
-    fn resolver(&self, server: SocketAddr, min_authorities: usize) -> Resolver {
-        let trust =
-            TrustStore::from_toml_str(&self.trust(min_authorities), "test trust store").unwrap();
-        let mut o = ResolverOptions::new(trust);
-        o.name_servers = NameServers::Explicit(vec![server]);
-        o.distribution_zones = vec![DomainName::parse("dir.chat.example.org").unwrap()];
-        o.tel_roots = vec![DomainName::parse("e164.mimi.example").unwrap()];
-        o.timeout = Duration::from_secs(2);
-        Resolver::new(o).unwrap()
-    }
-}
 
 fn sii(s: &str) -> Sii {
     Sii::parse(s, None).unwrap()
@@ -810,4 +629,39 @@ async fn signing_with_an_uncertified_key_keeps_the_old_zone_served() {
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Verified, "{:?}", r.rejected);
     server.shutdown().await.unwrap();
+}
+
+/// The example world as the bindings and gateway tests see it: the real
+/// `mimi-publisher serve` binary, and `mimi-resolve lookup --json` giving
+/// the outcomes `mimi_e2e::world` documents.
+#[test]
+fn the_served_example_world_gives_the_documented_outcomes() {
+    let w = World::new();
+    let trust = w.write_trust(1);
+    let (_serve, addr) = w.serve_daemon();
+    for (sii, outcome, ssis) in [
+        ("alice@example.com", "verified", 1),
+        ("bob@example.com", "verified", 1),
+        ("carol@mail.example", "verified", 1),
+        ("+39 06 1234 5678", "verified", 2),
+        ("dave@example.com", "rejected", 0),
+        ("nobody@example.com", "not_found", 0),
+    ] {
+        let out = std::process::Command::new(bin("mimi-resolve"))
+            .args(["lookup", sii, "--json", "--trust"])
+            .arg(&trust)
+            .args(["--server", &addr.to_string()])
+            .args([
+                "--zone",
+                "dir.chat.example.org",
+                "--tel-root",
+                "e164.mimi.example",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{sii}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(v["outcome"], outcome, "{sii}: {v}");
+        assert_eq!(v["verified"].as_array().unwrap().len(), ssis, "{sii}: {v}");
+    }
 }

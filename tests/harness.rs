@@ -9,6 +9,7 @@
 pub mod bind;
 pub mod pki;
 pub mod secondaries;
+pub mod world;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

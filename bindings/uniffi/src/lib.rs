@@ -1,0 +1,2 @@
+//! Python, Kotlin and Swift bindings (skeleton).
+uniffi::setup_scaffolding!();

@@ -18,8 +18,12 @@ pub struct ResolverArgs {
     /// Trust store (TOML, SPEC §7).
     #[arg(long, value_name = "FILE")]
     pub trust: PathBuf,
-    /// DNS server (repeatable, mixed): IP[:PORT] plain DNS (53), tls://IP[:PORT] DNS over TLS (853), https://IP[:PORT][/PATH] DNS over HTTPS (443, /dns-query), quic://IP[:PORT] DNS over QUIC (853); IPv6 as [::1]:853. Default: the trust store's [dns] servers, else the system's resolvers.
-    #[arg(long = "server", value_name = "SPEC")]
+    /// DNS servers (see the flag's help; parsed by `ServerSpec::parse`).
+    #[arg(
+        long = "server",
+        value_name = "SPEC",
+        help = "DNS server (repeatable, mixed): IP[:PORT] plain DNS (53), tls://IP[:PORT] DNS over TLS (853), https://IP[:PORT][/PATH] DNS over HTTPS (443, /dns-query), quic://IP[:PORT] DNS over QUIC (853); IPv6 as [::1]:853. Default: the trust store's [dns] servers, else the system's resolvers."
+    )]
     pub servers: Vec<String>,
     /// The name the certificates of encrypted servers must carry (default: the trust store's dns.tls_name, else each server's IP address, which must then be an IP SAN).
     #[arg(long, value_name = "NAME")]

@@ -8,7 +8,7 @@
 //!
 //! A `ClientConfig` is plain data (strings, numbers, paths) so that it can
 //! cross a language boundary as JSON or as a generated record type;
-//! [`ClientConfig::resolver_options`] parses it into [`ResolverOptions`],
+//! [`ClientConfig::parse`] parses it into [`ResolverOptions`],
 //! whose types cannot hold an invalid value. Every error names the field
 //! (and, for lists, the element) it is about.
 //!

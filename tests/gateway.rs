@@ -570,7 +570,12 @@ fn api_keys_are_required_checked_reloaded_and_a_broken_file_keeps_the_old_keys()
     let url = gw.url("/v1/lookup?sii=alice%40example.com");
     let with_key = |key: &str| curl(&["-H", &format!("Authorization: Bearer {key}"), &url]);
     // No key, a wrong key, a malformed header: 401 with the reason.
-    assert!(curl(&[&url]).error(401).contains("an API key is required"));
+    let keyless = curl(&[&url]);
+    assert_eq!(
+        keyless.header("www-authenticate").as_deref(),
+        Some("Bearer")
+    );
+    assert!(keyless.error(401).contains("an API key is required"));
     assert!(with_key(NEW).error(401).contains("unknown API key"));
     assert!(curl(&["-H", "Authorization: Basic abc", &url])
         .error(401)
@@ -791,4 +796,33 @@ fn https_with_h2_and_http1_and_the_certificate_is_reloaded() {
         (kept("is not the key of the certificate") > before).then_some(())
     });
     assert_eq!(https(&two_crt, "--http2").unwrap().status, 200);
+}
+
+#[test]
+fn connections_beyond_max_connections_wait_until_one_ends() {
+    let w = World::new();
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gw::start(&w, dead, "conns", &["--max-connections", "1"]);
+    // Gw::start's readiness probe connected and closed; hold the one slot.
+    let idle = poll(Duration::from_secs(10), "the slot", || {
+        let s = std::net::TcpStream::connect(gw.addr).ok()?;
+        // The slot is ours once a request on it is answered.
+        use std::io::{Read, Write};
+        let mut s2 = s;
+        s2.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut buf = [0u8; 12];
+        s2.read_exact(&mut buf).ok()?;
+        (&buf == b"HTTP/1.1 200").then_some(s2)
+    });
+    let out = Command::new(require("curl", "curl"))
+        .args(["-sS", "--max-time", "2", &gw.url("/healthz")])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a second connection was served beside the first"
+    );
+    drop(idle);
+    assert_eq!(gw.get("/healthz").status, 200);
 }

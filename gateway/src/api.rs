@@ -152,6 +152,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(json!({ "error": self.reason }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -166,11 +170,7 @@ impl From<Denied> for ApiError {
             Denied::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Denied::LocalOnly => StatusCode::FORBIDDEN,
         };
-        let mut e = ApiError::new(status, d.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            e.retry_after = None;
-        }
-        e
+        ApiError::new(status, d.to_string())
     }
 }
 
@@ -533,8 +533,7 @@ async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
         .into_response()
 }
 
-async fn not_found(method: Method) -> Response {
-    let _ = method;
+async fn not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json").into_response()
 }
 

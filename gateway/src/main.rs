@@ -77,6 +77,9 @@ struct ServeArgs {
     /// used evicted).
     #[arg(long, default_value_t = 100_000)]
     max_clients: usize,
+    /// Connections served at once (more wait to be accepted).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Lookups in flight at once across all requests.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
@@ -135,6 +138,9 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let Some(max_clients) = NonZeroUsize::new(args.max_clients) else {
         bail!("--max-clients must be at least 1");
     };
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
     if args.max_in_flight == 0 {
         bail!("--max-in-flight must be at least 1");
     }
@@ -223,7 +229,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let app = router(gateway);
     tokio::select! {
-        () = mimi_gateway::serve::serve(listener, app, tls) => {}
+        () = mimi_gateway::serve::serve(listener, app, tls, args.max_connections) => {}
         _ = shutdown() => tracing::info!("stopping"),
     }
     Ok(())

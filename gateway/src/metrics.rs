@@ -69,12 +69,9 @@ impl Metrics {
         let lookups = Family::<OutcomeLabels, Counter>::default();
         let (cache_hits, cache_misses, rate_limited) =
             (Counter::default(), Counter::default(), Counter::default());
-        let duration = Histogram::new(
-            [
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]
-            .into_iter(),
-        );
+        let duration = Histogram::new([
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let (cache_entries, api_keys) = (Gauge::default(), Gauge::default());
         registry.register(
             "mimi_gateway_requests",

@@ -41,10 +41,22 @@ pub fn tls_config(store: Arc<CertStore>) -> Arc<rustls::ServerConfig> {
 }
 
 /// Serves `app` on `listener` until the process ends; with `tls`, over
-/// TLS. Every request carries its peer's address as [`ConnectInfo`].
-pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<rustls::ServerConfig>>) {
+/// TLS. Every request carries its peer's address as [`ConnectInfo`]. At
+/// most `max_connections` connections are served at once: the next is
+/// accepted only when one ends, so a flood of idle connections cannot
+/// exhaust memory or descriptors.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
+) {
     let acceptor = tls.map(TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -57,6 +69,7 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<rustls::S
         let app = app.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = app.map_request(move |mut req: axum::extract::Request<_>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req

@@ -128,7 +128,75 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mimi_proto::Sii;
+    use mimi_proto::{AuthorityName, Sii, Ssi};
+    use mimi_resolver::{Resolution, VerifiedSsi};
+
+    fn resolved(sii: &str, ttl: Option<u32>, expires_in: Option<u64>, now: UnixTime) -> Report {
+        let sii = Sii::parse(sii, None).unwrap();
+        Report::Resolved(Resolution {
+            label: sii.label(),
+            names: vec![],
+            canonical: sii,
+            verified: expires_in
+                .map(|s| VerifiedSsi {
+                    ssi: Ssi::parse("mimi://chat.example.com/u/alice").unwrap(),
+                    authorities: vec![AuthorityName::parse("example.com").unwrap()],
+                    expires: now.plus(s),
+                })
+                .into_iter()
+                .collect(),
+            rejected: vec![],
+            unauthenticated_endpoints: vec![],
+            errors: vec![],
+            ttl,
+        })
+    }
+
+    #[test]
+    fn answers_live_for_their_ttl_capped_and_never_past_an_expiry() {
+        let now = UnixTime::now();
+        let p = policy();
+        let life = |ttl, exp| p.lifetime(&resolved("alice@example.com", ttl, exp, now), now);
+        assert_eq!(life(Some(60), Some(86400)), Some(Duration::from_secs(60)));
+        assert_eq!(
+            life(Some(86400), Some(86400)),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(life(Some(600), Some(10)), Some(Duration::from_secs(10)));
+        assert_eq!(life(None, None), Some(Duration::from_secs(30)));
+        assert_eq!(life(Some(0), None), None);
+    }
+
+    #[test]
+    fn the_cache_keeps_at_most_its_capacity_least_recently_used_out() {
+        let now = UnixTime::now();
+        let t = Instant::now();
+        let c = Cache::new(2, policy());
+        for sii in ["a@example.com", "b@example.com", "c@example.com"] {
+            let r = resolved(sii, Some(60), None, now);
+            c.put(&r, Arc::new(Value::from(sii)), now, t);
+        }
+        assert_eq!(c.len(), 2);
+        assert!(c.get("mailto:a@example.com", t).is_none());
+        assert_eq!(
+            *c.get("mailto:c@example.com", t).unwrap().0,
+            Value::from("c@example.com")
+        );
+        // Expired entries are not served.
+        assert!(c
+            .get("mailto:c@example.com", t + Duration::from_secs(61))
+            .is_none());
+        assert_eq!(c.len(), 1);
+        // Capacity 0: no cache.
+        let off = Cache::new(0, policy());
+        off.put(
+            &resolved("a@example.com", Some(60), None, now),
+            Arc::new(Value::Null),
+            now,
+            t,
+        );
+        assert!(off.get("mailto:a@example.com", t).is_none());
+    }
 
     fn policy() -> CachePolicy {
         CachePolicy {

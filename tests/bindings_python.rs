@@ -58,6 +58,30 @@ fn run(what: &str, cmd: &mut Command) -> String {
     text
 }
 
+/// Removes the variables cargo sets for running this test
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, `OUT_DIR`, …) from `cmd`'s
+/// environment. Build scripts (ring's, for one) are re-run when such a
+/// variable in cargo's own environment changes, so a cargo started by
+/// maturin from here would otherwise rebuild half the dependency tree, and
+/// the next ordinary `cargo build` would rebuild it back.
+fn without_test_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_by_cargo_for_tests = key == "OUT_DIR"
+            || key == "CARGO"
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_CRATE_NAME"
+            || key == "CARGO_TARGET_TMPDIR"
+            || key == "CARGO_RUSTC_CURRENT_DIR"
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_");
+        if set_by_cargo_for_tests {
+            cmd.env_remove(key);
+        }
+    }
+}
+
 /// The real `mimi-publisher serve` with the example world, like
 /// [`World::serve_daemon`] but with response rate limiting off: the suite
 /// hammers the server from one address (a thread pool, a hundred and
@@ -117,14 +141,14 @@ fn the_python_wheel_passes_its_pytest_suite_against_serve_and_the_gateway() {
     // Build the wheel into the test's workspace (removed afterwards), and
     // install exactly that file: no index, no stale wheel.
     let wheels = w.ws.path("wheels");
-    run(
-        "maturin build",
-        Command::new(venv.join("bin/maturin"))
-            .args(["build", "--quiet", "--out"])
-            .arg(&wheels)
-            .current_dir(&package)
-            .env("CARGO_TARGET_DIR", target_dir()),
-    );
+    let mut maturin = Command::new(venv.join("bin/maturin"));
+    maturin
+        .args(["build", "--quiet", "--out"])
+        .arg(&wheels)
+        .current_dir(&package)
+        .env("CARGO_TARGET_DIR", target_dir());
+    without_test_env(&mut maturin);
+    run("maturin build", &mut maturin);
     let wheel: Vec<PathBuf> = std::fs::read_dir(&wheels)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -34,6 +34,17 @@ if ! "$venv/bin/python" -c 'import aioquic, dns.quic' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'aioquic>=1.2' 'dnspython>=2.6'
 fi
 
+# The Python binding's tests (tests/bindings_python.rs): maturin builds the
+# wheel of bindings/python, pytest runs its suite and mypy checks its types,
+# all from PyPI in a virtual environment of their own (tests/.venv-py).
+pyvenv=tests/.venv-py
+if ! "$pyvenv/bin/python" -c 'import pytest, mypy' 2>/dev/null || [[ ! -x "$pyvenv/bin/maturin" ]]; then
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || tests/install-packages.sh python3-venv
+  rm -rf "$pyvenv"
+  python3 -m venv "$pyvenv"
+  "$pyvenv/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.7,<2' 'pytest>=8' 'mypy>=1.10'
+fi
+
 # promtool (from Debian's prometheus package) checks the metrics endpoint's
 # exposition and the example alert rules. Installing that package would
 # start a Prometheus service, so only the package file is fetched and its

@@ -220,28 +220,41 @@ impl World {
     /// loopback port, once it answers; its log is `serve.log` in the
     /// workspace. The process is stopped (by pid) when the [`Daemon`] is
     /// dropped.
+    ///
+    /// Response rate limiting is off (`--rrl-rate 0`): the bindings and
+    /// gateway suites send hundreds of lookups from one address at once,
+    /// far beyond the default 200 NXDOMAIN answers per second per
+    /// network, and a dropped answer would turn a lookup into a
+    /// `dns_error` at random.
     pub fn serve_daemon(&self) -> (Daemon, SocketAddr) {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = std::process::Command::new(bin("mimi-publisher"));
         cmd.arg("serve")
             .args(self.configs())
-            .args(["--listen", &addr.to_string()])
+            .args(["--listen", &addr.to_string(), "--rrl-rate", "0"])
             .env("NO_COLOR", "1");
-        let mut daemon = Daemon::spawn("mimi-publisher serve", cmd, self.ws.path("serve.log"));
-        // Ready when a TCP connection is accepted: the server binds its
-        // listeners only after every zone is built.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            daemon.assert_running();
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return (daemon, addr);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mimi-publisher serve did not listen on {addr}:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let daemon = Daemon::spawn("mimi-publisher serve", cmd, self.ws.path("serve.log"));
+        listening(daemon, addr)
+    }
+}
+
+/// `daemon` once it accepts TCP connections on `addr`: the publisher and
+/// the gateway bind their listeners only when they are ready to answer, so
+/// a connection is the readiness signal (no sleeping). Panics with the log
+/// if the process exits or is not listening within 60 s.
+pub fn listening(mut daemon: Daemon, addr: SocketAddr) -> (Daemon, SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        daemon.assert_running();
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return (daemon, addr);
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not listen on {addr}:\n{}",
+            daemon.name,
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

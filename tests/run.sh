@@ -12,9 +12,15 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in named:bind9 named-checkzone:bind9-utils tsig-keygen:bind9-utils dig:bind9-dnsutils \
             knotd:knot kzonecheck:knot-dnssecutils kdig:knot-dnsutils nsd:nsd nsd-checkzone:nsd \
-            unbound:unbound openssl:openssl curl:curl dnsperf:dnsperf; do
+            unbound:unbound openssl:openssl curl:curl dnsperf:dnsperf \
+            kotlinc:kotlin java:default-jdk-headless clang:clang; do
   bin=${pair%%:*} pkg=${pair##*:}
   PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
+done
+# The Kotlin bindings test (tests/bindings_kotlin.rs) runs on Debian's jars.
+for pair in jna.jar:libjna-java kotlinx-coroutines-core.jar:libkotlinx-coroutines-java \
+            atomicfu.jar:libkotlinx-atomicfu-java; do
+  [[ -e /usr/share/java/${pair%%:*} ]] || need+=("${pair##*:}")
 done
 if ((${#need[@]})); then
   pkgs=$(printf '%s\n' "${need[@]}" | sort -u | tr '\n' ' ')

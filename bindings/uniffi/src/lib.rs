@@ -190,21 +190,25 @@ pub struct Resolution {
 
 /// Why a [`Resolver`] call failed. A lookup itself never fails: its
 /// failures are [`Resolution`]s (`DnsError`, `BadInput`, …).
+///
+/// The text of a variant is in `reason`, not `message`: Kotlin exceptions
+/// inherit `Throwable.message`, and a field of that name makes the
+/// generated Kotlin fail to compile (uniffi-rs issue #1434).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum ResolverError {
     /// The configuration is unusable; `field` names the setting.
-    #[error("{field}: {message}")]
+    #[error("{field}: {reason}")]
     Config {
         /// The setting (`servers[1]`, `trust_file`, …).
         field: String,
         /// What is wrong with it.
-        message: String,
+        reason: String,
     },
     /// The resolver could not start (its threads, its DNS client).
-    #[error("{message}")]
+    #[error("{reason}")]
     Start {
         /// Why.
-        message: String,
+        reason: String,
     },
     /// More inputs in one batch than the library accepts.
     #[error("{count} inputs in one batch; at most {max} are accepted")]
@@ -233,10 +237,10 @@ impl Resolver {
         let inner = EmbeddedResolver::from_config(&client).map_err(|e| match e {
             mimi_resolver::EmbeddedError::Config(c) => ResolverError::Config {
                 field: c.field,
-                message: c.message,
+                reason: c.message,
             },
             other => ResolverError::Start {
-                message: other.to_string(),
+                reason: other.to_string(),
             },
         })?;
         Ok(Arc::new(Resolver {

@@ -193,11 +193,11 @@ class BatchTooLargeError(ResolverError):
 
 def _error(e: BaseException) -> ResolverError:
     if isinstance(e, _ffi.ResolverError.Config):
-        return ConfigError(str(e.field), str(e.message))
+        return ConfigError(str(e.field), str(e.reason))
     if isinstance(e, _ffi.ResolverError.BatchTooLarge):
         return BatchTooLargeError(int(e.count), int(e.max))
     if isinstance(e, _ffi.ResolverError.Start):
-        return StartError(str(e.message))
+        return StartError(str(e.reason))
     return ResolverError(str(e))
 
 

@@ -23,18 +23,10 @@ use std::process::Command;
 use mimi_e2e::world::World;
 use mimi_e2e::{bin, free_port, require};
 
-/// The built library of `bindings/uniffi` (`libmimi_dns.so`), next to
-/// the workspace binaries (`cargo test --workspace`, or `cargo build
-/// --bins`, builds it with the `uniffi-bindgen` binary).
+/// The built library of `bindings/uniffi` (`libmimi_dns.so`), built
+/// for the source this test runs with.
 fn library() -> PathBuf {
-    let dir = bin("uniffi-bindgen").parent().unwrap().to_path_buf();
-    let lib = dir.join("libmimi_dns.so");
-    assert!(
-        lib.exists(),
-        "{} not found: build it with `cargo build -p mimi-resolver-uniffi`",
-        lib.display()
-    );
-    lib
+    mimi_e2e::c_library("mimi-resolver-uniffi", "libmimi_dns.so")
 }
 
 /// Runs `uniffi-bindgen generate` for `language` into `out`.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mimi_e2e::world::{listening, World};
-use mimi_e2e::{bin, free_port, Daemon};
+use mimi_e2e::{bin, free_port, target_dir, without_test_env, Daemon};
 
 fn venv() -> PathBuf {
     let dir = std::env::var_os("MIMI_TEST_PY_VENV")
@@ -30,14 +30,6 @@ fn venv() -> PathBuf {
         );
     }
     dir
-}
-
-/// The workspace's target directory, where this test binary lives
-/// (`target/<profile>/deps/<test>`): maturin builds the library there too,
-/// reusing what cargo already built.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
 }
 
 fn run(what: &str, cmd: &mut Command) -> String {
@@ -55,30 +47,6 @@ fn run(what: &str, cmd: &mut Command) -> String {
         out.status
     );
     text
-}
-
-/// Removes the variables cargo sets for running this test
-/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, `OUT_DIR`, …) from `cmd`'s
-/// environment. Build scripts (ring's, for one) are re-run when such a
-/// variable in cargo's own environment changes, so a cargo started by
-/// maturin from here would otherwise rebuild half the dependency tree, and
-/// the next ordinary `cargo build` would rebuild it back.
-fn without_test_env(cmd: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        let set_by_cargo_for_tests = key == "OUT_DIR"
-            || key == "CARGO"
-            || key == "CARGO_PRIMARY_PACKAGE"
-            || key == "CARGO_CRATE_NAME"
-            || key == "CARGO_TARGET_TMPDIR"
-            || key == "CARGO_RUSTC_CURRENT_DIR"
-            || key.starts_with("CARGO_MANIFEST_")
-            || key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_BIN_");
-        if set_by_cargo_for_tests {
-            cmd.env_remove(key);
-        }
-    }
 }
 
 /// `mimi-gateway serve` on a free loopback port, once it accepts

@@ -254,6 +254,71 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The workspace's target directory, where the test binary lives
+/// (`target/<profile>/deps/<test>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+/// Removes the variables cargo sets for running a test (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, `OUT_DIR`, …) from `cmd`'s environment. Build scripts
+/// (ring's, for one) are re-run when such a variable in cargo's own
+/// environment changes, so a cargo started from a test would otherwise
+/// rebuild half the dependency tree, and the next ordinary `cargo build`
+/// would rebuild it back.
+pub fn without_test_env(cmd: &mut std::process::Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_by_cargo_for_tests = key == "OUT_DIR"
+            || key == "CARGO"
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_CRATE_NAME"
+            || key == "CARGO_TARGET_TMPDIR"
+            || key == "CARGO_RUSTC_CURRENT_DIR"
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_");
+        if set_by_cargo_for_tests {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+/// The C-ABI library `file` (e.g. `libmimi_dns.so`) of workspace package
+/// `package`, built now with `cargo build -p PACKAGE --lib` into this
+/// workspace's target directory. `cargo test --workspace` compiles such a
+/// library but does not always copy it to `target/<profile>/`, and a
+/// copy left there by an earlier build may be stale; building it here
+/// (a no-op when nothing changed) makes the test use the library of the
+/// source it runs with.
+pub fn c_library(package: &str, file: &str) -> PathBuf {
+    let target = target_dir();
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let mut cmd = std::process::Command::new("cargo");
+    cmd.args(["build", "--quiet", "-p", package, "--lib"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("CARGO_TARGET_DIR", &target);
+    without_test_env(&mut cmd);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --lib failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lib = profile_dir.join(file);
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
 where

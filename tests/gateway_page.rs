@@ -41,8 +41,8 @@ const VIRTUAL_TIME_BUDGET_MS: &str = "20000";
 
 /// The running example world and the gateway in front of it.
 struct Setup {
-    _serve: Daemon,
-    _gateway: Daemon,
+    /// The servers, stopped (by pid) when the test ends.
+    _daemons: Vec<Daemon>,
     gateway: SocketAddr,
     /// Kept alive for the daemons' files.
     world: World,
@@ -50,13 +50,25 @@ struct Setup {
 
 fn setup() -> Setup {
     let world = World::new();
-    let trust = world.write_trust(1);
     let (serve, dns) = world.serve_daemon();
+    let (gateway, daemon) = start_gateway(&world, dns, "5s");
+    Setup {
+        _daemons: vec![serve, daemon],
+        gateway,
+        world,
+    }
+}
+
+/// `mimi-gateway serve` resolving through the DNS server at `dns` (each
+/// query given up after `timeout`: generous when the server is real, as the
+/// machine may be busy), once it accepts connections.
+fn start_gateway(world: &World, dns: SocketAddr, timeout: &str) -> (SocketAddr, Daemon) {
+    let trust = world.write_trust(1);
     let gateway: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(bin("mimi-gateway"));
     cmd.args(["serve", "--listen", &gateway.to_string(), "--trust"])
         .arg(&trust)
-        .args(["--server", &dns.to_string()])
+        .args(["--server", &dns.to_string(), "--timeout", timeout])
         .args([
             "--zone",
             "dir.chat.example.org",
@@ -80,12 +92,7 @@ fn setup() -> Setup {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Setup {
-        _serve: serve,
-        _gateway: daemon,
-        gateway,
-        world,
-    }
+    (gateway, daemon)
 }
 
 /// `s` percent-encoded for a query string (everything but RFC 3986's
@@ -448,4 +455,26 @@ fn iso_utc_matches_known_dates() {
     assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
     assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(iso_utc(1_798_761_599), "2026-12-31T23:59:59Z");
+}
+
+#[test]
+fn the_lookup_page_says_so_when_dns_fails() {
+    // A gateway whose only name server is a loopback port nobody serves:
+    // every lookup is a 200 with outcome dns_error, and the page says the
+    // answer is unknown (not "not found").
+    let world = World::new();
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (gateway, daemon) = start_gateway(&world, dead, "300ms");
+    let s = Setup {
+        _daemons: vec![daemon],
+        gateway,
+        world,
+    };
+    let v = api(s.gateway, "alice@example.com");
+    assert_eq!(v["outcome"], "dns_error", "{v}");
+    assert!(!v["errors"].as_array().unwrap().is_empty(), "{v}");
+    let dom = rendered(&s, "alice@example.com");
+    shows_the_answer(&dom, &v);
+    assert!(dom.contains(">DNS error</span>"), "{dom}");
+    assert!(dom.contains("does not know the answer"), "{dom}");
 }

@@ -257,7 +257,9 @@ ul.authorities > li + li::before { content: ", "; }
     const key = document.getElementById("api-key").value.trim();
     if (key) headers.Authorization = "Bearer " + key;
     try {
-      const resp = await fetch("/v1/lookup?sii=" + encodeURIComponent(sii), {
+      // URLSearchParams, not encodeURIComponent: it never throws (a lone
+      // surrogate becomes U+FFFD) and encodes "+" as %2B.
+      const resp = await fetch("/v1/lookup?" + new URLSearchParams({ sii }).toString(), {
         headers, signal: controller.signal, cache: "no-store", credentials: "omit",
       });
       if (current !== controller) return;

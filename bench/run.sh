@@ -20,6 +20,9 @@
 #                                     # octets, build time: bench/buckets.sh ARGS → docs/BENCHMARKS-buckets.md
 #   bench/run.sh --metrics [ARGS]     # only the cost of serve --metrics: UDP q/s and CPU per query without
 #                                     # and with it (~2 min): bench/metrics.sh ARGS → docs/BENCHMARKS-metrics.md
+#   bench/run.sh --gateway [ARGS]     # only the HTTP gateway: lookups/s of single GETs and 500-SII POST batches
+#                                     # (wrk), next to mimi-resolve batch on the same names (~4 min):
+#                                     # bench/gateway.sh ARGS → docs/BENCHMARKS-gateway.md
 #
 # Installs what it needs (Debian packages, as root or with sudo), builds the
 # release binaries, generates deterministic inputs in a temporary directory,
@@ -44,12 +47,13 @@ while (($#)); do
     --encrypted) shift; exec bash bench/encrypted.sh "$@" ;;
     --buckets) shift; exec bash bench/buckets.sh "$@" ;;
     --metrics) shift; exec bash bench/metrics.sh "$@" ;;
+    --gateway) shift; exec bash bench/gateway.sh "$@" ;;
     --size) sizes+=("$2"); shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --dnsperf-seconds) dnsperf_secs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --rrl-only) rrl_only=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

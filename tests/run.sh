@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in named:bind9 named-checkzone:bind9-utils tsig-keygen:bind9-utils dig:bind9-dnsutils \
             knotd:knot kzonecheck:knot-dnssecutils kdig:knot-dnsutils nsd:nsd nsd-checkzone:nsd \
-            unbound:unbound openssl:openssl curl:curl dnsperf:dnsperf; do
+            unbound:unbound openssl:openssl curl:curl dnsperf:dnsperf cc:gcc valgrind:valgrind; do
   bin=${pair%%:*} pkg=${pair##*:}
   PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -91,7 +91,7 @@ fn compile(lib_dir: &Path, out: &Path, extra: &[&str]) {
 
 /// Runs `cmd` to its end, killing it (by pid) after `limit`.
 fn run(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

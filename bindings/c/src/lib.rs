@@ -20,7 +20,7 @@
 //! older Rust, was undefined behaviour). Every entry point therefore runs
 //! its whole body through [`status::guard`], which is
 //! [`std::panic::catch_unwind`] turning a panic into
-//! [`MimiStatus::Panic`] and a message; the asynchronous callback's
+//! [`MimiStatus::InternalError`] and a message; the asynchronous callback's
 //! delivery is guarded the same way ([`callback`]). The library's own
 //! lookups already catch panics per lookup (they end as `internal_error`
 //! reports), so a panic here would be a bug in this crate.

@@ -267,3 +267,153 @@ pub unsafe extern "C" fn mimi_resolver_lookup_async(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strings::take_string;
+    use std::ffi::CString;
+    use std::sync::mpsc;
+
+    /// A configuration whose one server is a port nothing listens on.
+    const CONFIG: &str = r#"{"trust_toml": "[policy]\nmin_authorities = 1\n[[authority]]\nname = \"example.com\"\nroot_keys = [\"IOnU6osCMikqU1s_Wr_guY9IVD2ijsLfaNTewQiYWMA\"]\n",
+        "servers": ["127.0.0.1:9"], "timeout_ms": 200, "attempts": 0}"#;
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    fn new(config: &str) -> Result<*mut MimiResolver, (MimiStatus, String)> {
+        let (mut out, mut error) = (std::ptr::dangling_mut(), std::ptr::null_mut());
+        // SAFETY: valid pointers.
+        let st = unsafe { mimi_resolver_new(c(config).as_ptr(), &mut out, &mut error) };
+        if st == MimiStatus::Ok {
+            assert!(error.is_null() && !out.is_null());
+            Ok(out)
+        } else {
+            assert!(out.is_null(), "out must be NULL on failure");
+            // SAFETY: set by the call.
+            Err((st, unsafe { take_string(error) }))
+        }
+    }
+
+    fn lookup(
+        r: *const MimiResolver,
+        sii: &str,
+    ) -> Result<serde_json::Value, (MimiStatus, String)> {
+        let (mut json, mut error) = (std::ptr::dangling_mut(), std::ptr::null_mut());
+        // SAFETY: valid pointers.
+        let st = unsafe { mimi_resolver_lookup(r, c(sii).as_ptr(), &mut json, &mut error) };
+        if st == MimiStatus::Ok {
+            // SAFETY: set by the call.
+            Ok(serde_json::from_str(&unsafe { take_string(json) }).unwrap())
+        } else {
+            assert!(json.is_null(), "json_out must be NULL on failure");
+            // SAFETY: set by the call.
+            Err((st, unsafe { take_string(error) }))
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_naming_the_field() {
+        let e = new(r#"{"servers": ["nonsense"]}"#).unwrap_err();
+        assert_eq!(e.0, MimiStatus::InvalidConfig);
+        assert!(e.1.starts_with("trust_file:"), "{e:?}");
+        let e = new(&CONFIG.replace("200", "0")).unwrap_err();
+        assert!(e.1.starts_with("timeout_ms:"), "{e:?}");
+        let e = new(r#"{"zone": []}"#).unwrap_err();
+        assert!(e.1.starts_with("config:") && e.1.contains("zone"), "{e:?}");
+        let mut error = std::ptr::null_mut();
+        // SAFETY: NULL arguments are detected.
+        let st = unsafe { mimi_resolver_new(std::ptr::null(), std::ptr::null_mut(), &mut error) };
+        assert_eq!(st, MimiStatus::NullArgument);
+        // SAFETY: set by the call.
+        assert_eq!(unsafe { take_string(error) }, "out is NULL");
+    }
+
+    #[test]
+    fn lookups_answer_json_and_wrong_calls_name_the_argument() {
+        let r = new(CONFIG).unwrap();
+        assert_eq!(
+            lookup(r, "alice@example.com").unwrap()["outcome"],
+            "dns_error"
+        );
+        let bad = lookup(r, "not an sii").unwrap();
+        assert_eq!(
+            (bad["outcome"].as_str(), bad["input"].as_str()),
+            (Some("bad_input"), Some("not an sii"))
+        );
+        let e = lookup(std::ptr::null(), "alice@example.com").unwrap_err();
+        assert_eq!(e, (MimiStatus::NullArgument, "resolver is NULL".into()));
+
+        let (mut json, mut error) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let batch = c(r#"["alice@example.com", "???"]"#);
+        // SAFETY: valid pointers.
+        let st = unsafe { mimi_resolver_lookup_batch(r, batch.as_ptr(), &mut json, &mut error) };
+        assert_eq!(st, MimiStatus::Ok);
+        // SAFETY: set by the call.
+        let v: serde_json::Value = serde_json::from_str(&unsafe { take_string(json) }).unwrap();
+        assert_eq!(v[0]["outcome"], "dns_error");
+        assert_eq!(v[1]["outcome"], "bad_input");
+        let batch = c(r#"{"siis": []}"#);
+        // SAFETY: valid pointers.
+        let st = unsafe { mimi_resolver_lookup_batch(r, batch.as_ptr(), &mut json, &mut error) };
+        assert_eq!(st, MimiStatus::InvalidArgument);
+        assert!(json.is_null());
+        // SAFETY: set by the call.
+        assert!(unsafe { take_string(error) }.starts_with("siis_json: expected a JSON array"));
+        // SAFETY: a live handle.
+        unsafe { mimi_resolver_free(r) };
+    }
+
+    struct Ctx {
+        resolver: *const MimiResolver,
+        tx: mpsc::Sender<(String, MimiStatus)>,
+    }
+
+    extern "C" fn on_result(user_data: *mut c_void, json: *mut c_char) {
+        // SAFETY: a `Box<Ctx>` leaked for this one call.
+        let ctx = unsafe { Box::from_raw(user_data.cast::<Ctx>()) };
+        let (mut out, mut error) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let sii = c("alice@example.com");
+        // SAFETY: the handle lives until the test frees it after this.
+        let st = unsafe { mimi_resolver_lookup(ctx.resolver, sii.as_ptr(), &mut out, &mut error) };
+        // SAFETY: set by the call.
+        drop(unsafe { take_string(error) });
+        assert!(out.is_null());
+        // SAFETY: the callback owns `json`.
+        ctx.tx.send((unsafe { take_string(json) }, st)).unwrap();
+    }
+
+    #[test]
+    fn async_lookups_call_back_once_and_refuse_blocking_inside() {
+        let r = new(CONFIG).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let ctx = Box::into_raw(Box::new(Ctx { resolver: r, tx }));
+        let sii = c("bob@example.com");
+        // SAFETY: valid pointers; `ctx` is given to the callback.
+        let st = unsafe {
+            mimi_resolver_lookup_async(
+                r,
+                sii.as_ptr(),
+                Some(on_result),
+                ctx.cast(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, MimiStatus::Ok);
+        let (json, inner) = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        assert!(json.contains(r#""outcome":"dns_error""#), "{json}");
+        assert_eq!(inner, MimiStatus::CallbackThread);
+        let mut error = std::ptr::null_mut();
+        // SAFETY: a NULL callback is detected.
+        let st = unsafe {
+            mimi_resolver_lookup_async(r, sii.as_ptr(), None, std::ptr::null_mut(), &mut error)
+        };
+        assert_eq!(st, MimiStatus::NullArgument);
+        // SAFETY: set by the call.
+        assert_eq!(unsafe { take_string(error) }, "callback is NULL");
+        // SAFETY: a live handle.
+        unsafe { mimi_resolver_free(r) };
+    }
+}

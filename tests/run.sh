@@ -13,7 +13,7 @@ need=()
 for pair in named:bind9 named-checkzone:bind9-utils tsig-keygen:bind9-utils dig:bind9-dnsutils \
             knotd:knot kzonecheck:knot-dnssecutils kdig:knot-dnsutils nsd:nsd nsd-checkzone:nsd \
             unbound:unbound openssl:openssl curl:curl dnsperf:dnsperf \
-            kotlinc:kotlin java:default-jdk-headless clang:clang chromium:chromium valgrind:valgrind; do
+            kotlinc:kotlin java:default-jdk-headless clang:clang chromium:chromium valgrind:valgrind cc:gcc; do
   bin=${pair%%:*} pkg=${pair##*:}
   PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -132,44 +132,8 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        to_prometheus_text(&out)
+        mimi_publisher::serve::metrics::to_prometheus_text(&out)
     }
-}
-
-/// `exposition` (OpenMetrics, as prometheus-client writes it) in the
-/// Prometheus text format 0.0.4, which every scraper and `promtool check
-/// metrics` read: a counter's family is named with its `_total` suffix,
-/// and there is no `# EOF`.
-fn to_prometheus_text(exposition: &str) -> String {
-    let counters: std::collections::HashSet<&str> = exposition
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(exposition.len() + 64 * counters.len());
-    for line in exposition.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
-        match meta {
-            Some((prefix, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                out.push_str(prefix);
-                out.push_str(name);
-                if counters.contains(name) {
-                    out.push_str("_total");
-                }
-                out.push(' ');
-                out.push_str(tail);
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

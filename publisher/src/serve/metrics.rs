@@ -654,8 +654,10 @@ fn render(scraped: &Arc<Scraped>) -> String {
 /// `exposition` (OpenMetrics, as prometheus-client writes it) in the
 /// Prometheus text format 0.0.4, for scrapers that do not ask for
 /// OpenMetrics (and for `promtool check metrics`): a counter's family is
-/// named with its `_total` suffix, and there is no `# EOF`.
-fn to_prometheus_text(exposition: &str) -> String {
+/// named with its `_total` suffix, and there is no `# EOF` and no
+/// `# UNIT` line (0.0.4 has neither). Public so that the HTTP gateway
+/// serves its metrics the same way.
+pub fn to_prometheus_text(exposition: &str) -> String {
     let counters: std::collections::HashSet<&str> = exposition
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -663,7 +665,7 @@ fn to_prometheus_text(exposition: &str) -> String {
         .collect();
     let mut out = String::with_capacity(exposition.len() + 64 * counters.len());
     for line in exposition.lines() {
-        if line == "# EOF" {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
         let meta = ["# HELP ", "# TYPE "]

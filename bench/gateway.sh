@@ -86,7 +86,7 @@ dirty=$(git status --porcelain -- gateway resolver 2>/dev/null | head -1)
 # the way (every request comes from 127.0.0.1, one client), and a batch
 # limit of at least $count.
 help=$("$gw" serve --help)
-gwflags=(--rate 1000000000 --burst 1000000000 --max-batch "$count")
+gwflags=(--rate 1000000 --burst 1000000000 --max-batch "$count")
 # shellcheck disable=SC2206
 [[ -n ${GATEWAY_FLAGS:-} ]] && gwflags+=($GATEWAY_FLAGS)
 echo "gateway flags: ${gwflags[*]:-(none)}; rate/batch options in its --help:"

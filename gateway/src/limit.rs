@@ -34,7 +34,7 @@ pub struct Rate {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RateError {
     /// The rate is no positive finite number.
-    #[error("rate {0:?}: expected a number of lookups per second above 0 (e.g. 5 or 0.5)")]
+    #[error("rate {0:?}: expected a number of lookups per second above 0 and at most 1000000 (e.g. 5 or 0.5)")]
     PerSec(String),
     /// The burst is no positive integer.
     #[error("burst {0:?}: expected a whole number of lookups, at least 1")]

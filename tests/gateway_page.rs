@@ -63,6 +63,16 @@ fn setup() -> Setup {
 /// query given up after `timeout`: generous when the server is real, as the
 /// machine may be busy), once it accepts connections.
 fn start_gateway(world: &World, dns: SocketAddr, timeout: &str) -> (SocketAddr, Daemon) {
+    start_gateway_with(world, dns, timeout, &[])
+}
+
+/// [`start_gateway`] with extra `mimi-gateway serve` flags.
+fn start_gateway_with(
+    world: &World,
+    dns: SocketAddr,
+    timeout: &str,
+    extra: &[&str],
+) -> (SocketAddr, Daemon) {
     let trust = world.write_trust(1);
     let gateway: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(bin("mimi-gateway"));
@@ -75,23 +85,12 @@ fn start_gateway(world: &World, dns: SocketAddr, timeout: &str) -> (SocketAddr, 
             "--tel-root",
             "e164.mimi.example",
         ])
+        .args(extra)
         .env("NO_COLOR", "1");
-    let mut daemon = Daemon::spawn("mimi-gateway serve", cmd, world.ws.path("gateway.log"));
+    let daemon = Daemon::spawn("mimi-gateway serve", cmd, world.ws.path("gateway.log"));
     // Ready when it accepts a connection: it binds only once the resolver
     // is built.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        daemon.assert_running();
-        if std::net::TcpStream::connect(gateway).is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mimi-gateway serve did not listen on {gateway}:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (daemon, gateway) = mimi_e2e::world::listening(daemon, gateway);
     (gateway, daemon)
 }
 
@@ -367,6 +366,10 @@ fn the_lookup_page_renders_every_outcome_in_chromium() {
     let dom = rendered(&s, "alice@example.com");
     shows_the_answer(&dom, &alice);
     assert!(dom.contains("<div class=\"ssi mono\">mimi://chat.example.com/u/alice</div>"));
+    assert!(
+        dom.contains("ssi-entry"),
+        "the refused-lookup tests look for this class:\n{dom}"
+    );
     for a in ["example.com", "ma.example.net"] {
         assert!(
             dom.contains(&format!("<li class=\"authority mono\">{a}</li>")),
@@ -477,4 +480,59 @@ fn the_lookup_page_says_so_when_dns_fails() {
     shows_the_answer(&dom, &v);
     assert!(dom.contains(">DNS error</span>"), "{dom}");
     assert!(dom.contains("does not know the answer"), "{dom}");
+}
+
+#[test]
+fn the_lookup_page_shows_rate_limits_and_refused_keys() {
+    let world = World::new();
+    let (serve, dns) = world.serve_daemon();
+
+    // One token, refilled once in 1000 s: the first lookup (curl) takes
+    // it, so the page's lookup is answered 429 with a Retry-After.
+    let (gateway, limited) =
+        start_gateway_with(&world, dns, "5s", &["--rate", "0.001", "--burst", "1"]);
+    let first = api(gateway, "alice@example.com");
+    assert_eq!(first["outcome"], "verified", "{first}");
+    let s = Setup {
+        _daemons: vec![limited],
+        gateway,
+        world,
+    };
+    let dom = rendered(&s, "alice@example.com");
+    assert!(dom.contains("Rate limited"), "{dom}");
+    assert!(dom.contains("Too many lookups from this client"), "{dom}");
+    let retry = dom
+        .split("data-retry-after=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no data-retry-after:\n{dom}"));
+    let secs: u64 = retry.parse().unwrap_or_else(|_| panic!("{retry:?}"));
+    assert!((1..=1000).contains(&secs), "{secs}");
+    assert!(
+        !dom.contains("ssi-entry"),
+        "an SSI shown for a refused lookup:\n{dom}"
+    );
+
+    // A gateway with an API keys file: the page without a key is refused
+    // (401), and says so instead of showing a result.
+    let world = s.world;
+    let keys = world.ws.path("keys.txt");
+    std::fs::write(&keys, "support:k3y-for-the-page-test\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (gateway, keyed) =
+        start_gateway_with(&world, dns, "5s", &["--api-keys", keys.to_str().unwrap()]);
+    let s = Setup {
+        _daemons: vec![serve, keyed],
+        gateway,
+        world,
+    };
+    let dom = rendered(&s, "alice@example.com");
+    assert!(dom.contains("Not allowed"), "{dom}");
+    assert!(
+        !dom.contains("ssi-entry"),
+        "an SSI shown for a refused lookup:\n{dom}"
+    );
 }
